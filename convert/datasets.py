@@ -1,0 +1,140 @@
+"""Deterministic calibration and verification inputs from the pinned sources.
+
+Calibration uses the odd demo photos of the face-api package (sample1, 3, 5),
+verification the even ones (sample2, 4, 6) plus scikit-image's public-domain
+astronaut photo, so the agreement figures are measured on images the
+quantiser never saw. Augmentations are seeded: the same sources give the
+same tensors, hence the same models and figures, on every run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.preprocess import CropSpec, crop_face, letterbox
+
+CALIBRATION_PHOTOS = ("sample1.jpg", "sample3.jpg", "sample5.jpg")
+VERIFICATION_PHOTOS = ("sample2.jpg", "sample4.jpg", "sample6.jpg")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+@dataclass(frozen=True)
+class Photo:
+    name: str
+    rgb: np.ndarray
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f"{path}: not a readable image")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def demo_photos(face_api_dir: Path, names: tuple[str, ...]) -> list[Photo]:
+    return [Photo(n, read_rgb(face_api_dir / "demo" / n)) for n in names]
+
+
+def astronaut() -> Photo:
+    from skimage import data  # converter-only dependency
+
+    return Photo("skimage-astronaut.png", np.ascontiguousarray(data.astronaut()[..., :3]))
+
+
+def folder_photos(folder: Path) -> list[Photo]:
+    """Images from an operator's own camera, for ``--calib-dir``."""
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) to calibrate on")
+    return [Photo(p.name, read_rgb(p)) for p in files]
+
+
+def _photometric(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Brightness/contrast/gamma jitter, sometimes greyscale or blur (camera-like)."""
+    x = img.astype(np.float32) / 255.0
+    x = np.clip((x - 0.5) * rng.uniform(0.7, 1.3) + 0.5 + rng.uniform(-0.15, 0.15), 0, 1)
+    x = x ** rng.uniform(0.7, 1.4)
+    out = (x * 255.0 + 0.5).astype(np.uint8)
+    if rng.random() < 0.2:
+        grey = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)
+        out = cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
+    if rng.random() < 0.2:
+        out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.6, 1.5))
+    return out
+
+
+def frame_variants(photos: list[Photo], per_photo: int, seed: int) -> list[Photo]:
+    """Whole frames: the photo itself, a mirror, zoomed crops and photometric jitter."""
+    rng = np.random.default_rng(seed)
+    out: list[Photo] = []
+    for photo in photos:
+        img = photo.rgb
+        h, w = img.shape[:2]
+        out.append(Photo(photo.name, img))
+        for k in range(1, per_photo):
+            v = img[:, ::-1] if rng.random() < 0.5 else img
+            if k % 2 == 0:
+                zoom = rng.uniform(0.45, 0.85)
+                ch, cw = int(h * zoom), int(w * zoom)
+                y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+                v = v[y0 : y0 + ch, x0 : x0 + cw]
+            elif k % 3 == 0:
+                shrink = rng.uniform(0.3, 0.6)  # faces smaller in a larger canvas
+                canvas = np.full((h, w, 3), int(rng.integers(40, 200)), dtype=np.uint8)
+                small = cv2.resize(v, (int(w * shrink), int(h * shrink)), interpolation=cv2.INTER_AREA)
+                y0 = int(rng.integers(0, h - small.shape[0] + 1))
+                x0 = int(rng.integers(0, w - small.shape[1] + 1))
+                canvas[y0 : y0 + small.shape[0], x0 : x0 + small.shape[1]] = small
+                v = canvas
+            out.append(Photo(f"{photo.name}#{k}", _photometric(np.ascontiguousarray(v), rng)))
+    return out
+
+
+def detector_inputs(frames: list[Photo], size: int) -> np.ndarray:
+    return np.stack([letterbox(f.rgb, size).pixels for f in frames])
+
+
+def face_variants(faces: list[tuple[np.ndarray, np.ndarray]], spec: CropSpec, per_face: int,
+                  seed: int) -> np.ndarray:
+    """Crops of detected faces with box jitter (as a detector would give) and photometric jitter.
+
+    ``faces`` holds (frame, box_xyxy) pairs; the first variant of each is the plain crop.
+    """
+    rng = np.random.default_rng(seed)
+    crops = []
+    for frame, box in faces:
+        x1, y1, x2, y2 = box
+        bw, bh = x2 - x1, y2 - y1
+        for k in range(per_face):
+            if k == 0:
+                jittered = box
+                img = frame
+            else:
+                s = rng.uniform(0.9, 1.12)
+                dx, dy = rng.uniform(-0.06, 0.06) * bw, rng.uniform(-0.06, 0.06) * bh
+                cx, cy = (x1 + x2) / 2 + dx, (y1 + y2) / 2 + dy
+                jittered = np.array([cx - bw * s / 2, cy - bh * s / 2, cx + bw * s / 2, cy + bh * s / 2])
+                img = frame
+            crop = crop_face(img, jittered, spec)
+            if k > 0:
+                if rng.random() < 0.5:
+                    crop = np.ascontiguousarray(crop[:, ::-1])
+                crop = _photometric(crop, rng)
+            crops.append(crop)
+    return np.stack(crops)
+
+
+def pin_input_range(batch: np.ndarray) -> np.ndarray:
+    """Make every calibration sample span 0..255 so the integer input is raw pixels.
+
+    With the observed input range exactly 0..255 the converter gives the uint8
+    input scale 1 and zero point 0: the device feeds camera bytes unchanged.
+    """
+    out = batch.astype(np.float32).copy()
+    out[:, 0, 0, :] = 0.0
+    out[:, 0, 1, :] = 255.0
+    return out

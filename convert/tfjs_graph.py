@@ -1,0 +1,193 @@
+"""A small loader for TensorFlow.js *graph* models.
+
+tfjs graph models are frozen GraphDefs that went through grappler, so they
+contain fused kernels (``_FusedConv2D``, ``_FusedMatMul``, ...) that neither
+``tf.raw_ops`` nor the TFLite converter accept. Rather than pull in a
+converter with a large dependency tree, we re-emit every node as standard
+TensorFlow ops (conv + bias + activation, matmul + bias + activation) inside
+a ``tf.function``; the result converts to TFLite like any other graph.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from convert.tfjs_weights import load_weights_manifest
+
+
+class UnsupportedOp(ValueError):
+    """The graph uses an op this loader does not translate."""
+
+
+def _s(attr: dict, key: str, default: str = "") -> str:
+    value = attr.get(key, {}).get("s")
+    return base64.b64decode(value).decode() if value is not None else default
+
+
+def _ints(attr: dict, key: str) -> list[int]:
+    return [int(i) for i in attr.get(key, {}).get("list", {}).get("i", [])]
+
+
+def _fused_names(attr: dict) -> list[str]:
+    return [base64.b64decode(s).decode() for s in attr.get("fused_ops", {}).get("list", {}).get("s", [])]
+
+
+_ACTIVATIONS: dict[str, Callable[[tf.Tensor, dict], tf.Tensor]] = {
+    "Relu": lambda x, a: tf.nn.relu(x),
+    "Relu6": lambda x, a: tf.nn.relu6(x),
+    "Elu": lambda x, a: tf.nn.elu(x),
+    "Sigmoid": lambda x, a: tf.sigmoid(x),
+    "Tanh": lambda x, a: tf.tanh(x),
+    "LeakyRelu": lambda x, a: tf.nn.leaky_relu(x, float(a.get("leakyrelu_alpha", {}).get("f", 0.2))),
+}
+
+
+def _apply_fused(out: tf.Tensor, fused: list[str], args: list[tf.Tensor], attr: dict, node: str) -> tf.Tensor:
+    """Unfold grappler's fused epilogue (BiasAdd / FusedBatchNorm, then an activation)."""
+    for op in fused:
+        if op == "BiasAdd":
+            out = tf.nn.bias_add(out, args[0])
+        elif op == "FusedBatchNorm":
+            scale, offset, mean, var = args[:4]
+            eps = float(attr.get("epsilon", {}).get("f", 1e-3))
+            out = (out - mean) * (scale / tf.sqrt(var + eps)) + offset
+        elif op == "Add":
+            out = out + args[-1]
+        elif op in _ACTIVATIONS:
+            out = _ACTIVATIONS[op](out, attr)
+        else:
+            raise UnsupportedOp(f"{node}: fused op {op!r} is not supported")
+    return out
+
+
+def _conv(node: dict, inputs: list[tf.Tensor]) -> tf.Tensor:
+    attr = node.get("attr", {})
+    if _s(attr, "data_format", "NHWC") != "NHWC":
+        raise UnsupportedOp(f"{node['name']}: only NHWC is supported")
+    out = tf.nn.conv2d(
+        inputs[0],
+        inputs[1],
+        strides=_ints(attr, "strides") or 1,
+        padding=_s(attr, "padding", "VALID"),
+        dilations=_ints(attr, "dilations") or None,
+    )
+    return _apply_fused(out, _fused_names(attr), inputs[2:], attr, node["name"])
+
+
+def _depthwise(node: dict, inputs: list[tf.Tensor]) -> tf.Tensor:
+    attr = node.get("attr", {})
+    out = tf.nn.depthwise_conv2d(
+        inputs[0],
+        inputs[1],
+        strides=_ints(attr, "strides"),
+        padding=_s(attr, "padding", "VALID"),
+        dilations=(_ints(attr, "dilations") or [1, 1, 1, 1])[1:3],
+    )
+    return _apply_fused(out, _fused_names(attr), inputs[2:], attr, node["name"])
+
+
+def _matmul(node: dict, inputs: list[tf.Tensor]) -> tf.Tensor:
+    attr = node.get("attr", {})
+    out = tf.linalg.matmul(
+        inputs[0],
+        inputs[1],
+        transpose_a=bool(attr.get("transpose_a", {}).get("b", False)),
+        transpose_b=bool(attr.get("transpose_b", {}).get("b", False)),
+    )
+    return _apply_fused(out, _fused_names(attr), inputs[2:], attr, node["name"])
+
+
+def _pool(fn: Callable) -> Callable[[dict, list[tf.Tensor]], tf.Tensor]:
+    def run(node: dict, inputs: list[tf.Tensor]) -> tf.Tensor:
+        attr = node.get("attr", {})
+        return fn(inputs[0], _ints(attr, "ksize"), _ints(attr, "strides"), _s(attr, "padding", "VALID"))
+
+    return run
+
+
+def _reduce(fn: Callable) -> Callable[[dict, list[tf.Tensor]], tf.Tensor]:
+    def run(node: dict, inputs: list[tf.Tensor]) -> tf.Tensor:
+        keep = bool(node.get("attr", {}).get("keep_dims", {}).get("b", False))
+        return fn(inputs[0], axis=inputs[1], keepdims=keep)
+
+    return run
+
+
+_OPS: dict[str, Callable[[dict, list[tf.Tensor]], tf.Tensor]] = {
+    "_FusedConv2D": _conv,
+    "Conv2D": _conv,
+    "FusedDepthwiseConv2dNative": _depthwise,
+    "DepthwiseConv2dNative": _depthwise,
+    "_FusedMatMul": _matmul,
+    "MatMul": _matmul,
+    "MaxPool": _pool(tf.nn.max_pool2d),
+    "AvgPool": _pool(tf.nn.avg_pool2d),
+    "Max": _reduce(tf.reduce_max),
+    "Mean": _reduce(tf.reduce_mean),
+    "Add": lambda n, i: i[0] + i[1],
+    "AddV2": lambda n, i: i[0] + i[1],
+    "Sub": lambda n, i: i[0] - i[1],
+    "Mul": lambda n, i: i[0] * i[1],
+    "RealDiv": lambda n, i: i[0] / i[1],
+    "BiasAdd": lambda n, i: tf.nn.bias_add(i[0], i[1]),
+    "Relu": lambda n, i: tf.nn.relu(i[0]),
+    "Relu6": lambda n, i: tf.nn.relu6(i[0]),
+    "Sigmoid": lambda n, i: tf.sigmoid(i[0]),
+    "Softmax": lambda n, i: tf.nn.softmax(i[0]),
+    "Reshape": lambda n, i: tf.reshape(i[0], i[1]),
+    "Identity": lambda n, i: tf.identity(i[0]),
+}
+
+
+class GraphModel(tf.Module):
+    """A tfjs graph model re-expressed as standard TensorFlow ops.
+
+    Calling it with the single input returns ``{signature_output_name: tensor}``.
+    """
+
+    def __init__(self, model_json: Path) -> None:
+        super().__init__(name=model_json.stem)
+        spec = json.loads(model_json.read_text())
+        if spec.get("format") != "graph-model":
+            raise ValueError(f"{model_json} is not a tfjs graph model (format={spec.get('format')!r})")
+        self.meta = {k: spec.get(k) for k in ("generatedBy", "convertedBy")}
+        self._nodes = {n["name"]: n for n in spec["modelTopology"]["node"]}
+        weights = load_weights_manifest(spec["weightsManifest"], model_json.parent)
+        self._consts = {name: tf.constant(value) for name, value in weights.items()}
+        for name, node in self._nodes.items():
+            if node["op"] == "Const" and name not in self._consts:
+                raise ValueError(f"{model_json}: constant {name} has no weights")
+            if node["op"] not in _OPS and node["op"] not in ("Const", "Placeholder"):
+                raise UnsupportedOp(f"{model_json}: node {name} uses unsupported op {node['op']}")
+        sig = spec["signature"]
+        (self.input_name,) = [v["name"].split(":")[0] for v in sig["inputs"].values()]
+        dims = sig["inputs"][next(iter(sig["inputs"]))]["tensorShape"]["dim"]
+        self.input_shape = [int(d["size"]) for d in dims]
+        self.outputs = {key: v["name"].split(":")[0] for key, v in sig["outputs"].items()}
+
+    def __call__(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        cache: dict[str, tf.Tensor] = {self.input_name: x}
+
+        def value(name: str) -> tf.Tensor:
+            name = name.split(":")[0].lstrip("^")
+            if name in cache:
+                return cache[name]
+            if name in self._consts:
+                return self._consts[name]
+            node = self._nodes[name]
+            inputs = [value(i) for i in node.get("input", []) if not i.startswith("^")]
+            cache[name] = _OPS[node["op"]](node, inputs)
+            return cache[name]
+
+        return {key: value(name) for key, name in self.outputs.items()}
+
+
+def load_reference_outputs(model: GraphModel, batch: np.ndarray) -> dict[str, np.ndarray]:
+    """Run the rebuilt graph eagerly; used to check the TFLite conversions."""
+    return {k: v.numpy() for k, v in model(tf.constant(batch, dtype=tf.float32)).items()}

@@ -1,0 +1,58 @@
+"""SSD box decoding and non-maximum suppression in numpy.
+
+Kept out of the TFLite graph on purpose: ``exp`` of quantised encodings loses
+precision, while decoding 5118 anchors in numpy costs well under a millisecond.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# TF Object Detection API box coder scales (y, x, h, w), as face-api.js uses.
+_SCALE_YX = 10.0
+_SCALE_HW = 5.0
+
+
+def decode(encodings: np.ndarray, anchors: np.ndarray) -> np.ndarray:
+    """Turn [A, 4] (ty, tx, th, tw) encodings into [A, 4] (ymin, xmin, ymax, xmax) boxes.
+
+    Coordinates are relative to the square network input (0..1).
+    """
+    ah = anchors[:, 2] - anchors[:, 0]
+    aw = anchors[:, 3] - anchors[:, 1]
+    cy = anchors[:, 0] + 0.5 * ah
+    cx = anchors[:, 1] + 0.5 * aw
+    y = encodings[:, 0] / _SCALE_YX * ah + cy
+    x = encodings[:, 1] / _SCALE_YX * aw + cx
+    half_h = 0.5 * np.exp(encodings[:, 2] / _SCALE_HW) * ah
+    half_w = 0.5 * np.exp(encodings[:, 3] / _SCALE_HW) * aw
+    return np.stack([y - half_h, x - half_w, y + half_h, x + half_w], axis=1)
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of [N, 4] and [M, 4] boxes given as (y1, x1, y2, x2) or (x1, y1, x2, y2)."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), dtype=np.float32)
+    lo = np.maximum(a[:, None, :2], b[None, :, :2])
+    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(hi - lo, 0.0, None), axis=2)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0.0, None), axis=1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0.0, None), axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0).astype(np.float32)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, score_threshold: float, iou_threshold: float = 0.5,
+        max_results: int = 100) -> np.ndarray:
+    """Greedy NMS; returns the kept indices, best score first."""
+    candidates = np.flatnonzero(scores > score_threshold)
+    order = candidates[np.argsort(-scores[candidates], kind="stable")]
+    keep: list[int] = []
+    while order.size and len(keep) < max_results:
+        best = int(order[0])
+        keep.append(best)
+        if order.size == 1:
+            break
+        overlaps = iou_matrix(boxes[best : best + 1], boxes[order[1:]])[0]
+        order = order[1:][overlaps <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
