@@ -56,3 +56,19 @@ def nms(boxes: np.ndarray, scores: np.ndarray, score_threshold: float, iou_thres
         overlaps = iou_matrix(boxes[best : best + 1], boxes[order[1:]])[0]
         order = order[1:][overlaps <= iou_threshold]
     return np.asarray(keep, dtype=np.int64)
+
+
+def frame_detections(encodings: np.ndarray, scores: np.ndarray, anchors: np.ndarray, input_size: int,
+                     scale: float, frame_wh: tuple[int, int], score_threshold: float,
+                     iou_threshold: float = 0.5, max_results: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """Decode one image's raw detector outputs into (boxes [K, 4] x1,y1,x2,y2 in frame pixels, scores [K]).
+
+    ``scale`` is the letterbox factor (network pixels per frame pixel).
+    """
+    boxes = decode(encodings, anchors)
+    keep = nms(boxes, scores, score_threshold, iou_threshold, max_results)
+    w, h = frame_wh
+    yx = boxes[keep] * (input_size / scale)
+    xyxy = np.stack([yx[:, 1], yx[:, 0], yx[:, 3], yx[:, 2]], axis=1) if len(keep) else np.zeros((0, 4))
+    xyxy = np.clip(xyxy, 0.0, [w, h, w, h]).astype(np.float32)
+    return xyxy, scores[keep].astype(np.float32)

@@ -1,0 +1,156 @@
+"""What we convert: one entry per shipped model, with how to build, feed and judge it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from convert.faceapi_nets import (
+    DETECTOR_INPUT,
+    EXPRESSION_LABELS,
+    FACE_INPUT,
+    AgeGenderNet,
+    FaceExpressionNet,
+    SsdMobilenetV1,
+)
+from convert.sources import FACE_API, HUMAN_MODELS, NpmSource
+from convert.tfjs_graph import GraphModel
+from convert.tfjs_weights import load_faceapi_weights
+from convert.verify import Bar
+from edge.preprocess import CropSpec
+
+GEAR_RACES = ("white", "black", "asian", "indian", "other")  # UTKFace's labels, in the model's order
+GEAR_AGE_BUCKETS = ("<=20", "21-25", "26-30", "31-40", "41-50", "51-60", ">60")
+GEAR_AGE_WEIGHTS = (15.0, 23.0, 28.0, 35.5, 45.5, 55.5, 65.0)  # bucket representatives used by Human
+
+
+class GearModule(tf.Module):
+    """GEAR graph model with its input scaling (pixels / 255) folded in."""
+
+    def __init__(self, graph: GraphModel) -> None:
+        super().__init__(name="gear")
+        self._graph = graph
+
+    def __call__(self, pixels: tf.Tensor) -> dict[str, tf.Tensor]:
+        x = pixels / 255.0
+        out = self._graph(x)
+        return {"race": out["race_output"], "gender": out["gender_output"], "age_bucket": out["age_output"]}
+
+
+@dataclass(frozen=True)
+class ModelDef:
+    key: str
+    stem: str
+    source: NpmSource
+    source_path: str
+    description: str
+    build: Callable[[Path], tf.Module]
+    input_shape: list[int | None]
+    input_spec: dict
+    outputs: dict
+    bars: tuple[Bar, ...]
+    crop: CropSpec | None = None
+    opt_in: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def _faceapi(name: str, cls: type) -> Callable[[Path], tf.Module]:
+    return lambda pkg: cls(load_faceapi_weights(pkg / "model", name))
+
+
+def _gear(pkg: Path) -> tf.Module:
+    return GearModule(GraphModel(pkg / "models" / "gear.json"))
+
+
+FACE_INPUT_SPEC = {
+    "colour": "RGB",
+    "range": "0..255",
+    "normalisation": "in-graph: (x - [122.782, 117.001, 104.298]) / 255",
+}
+
+DETECTOR = ModelDef(
+    key="detector",
+    stem="ssd_mobilenetv1",
+    source=FACE_API,
+    source_path="model/ssd_mobilenetv1_model-weights_manifest.json, model/ssd_mobilenetv1_model.bin",
+    description="SSD MobileNetV1 face detector trained on WIDER FACE (face-api.js)",
+    build=_faceapi("ssd_mobilenetv1_model", SsdMobilenetV1),
+    input_shape=[1, DETECTOR_INPUT, DETECTOR_INPUT, 3],
+    input_spec={
+        "colour": "RGB",
+        "range": "0..255",
+        "normalisation": "in-graph: x / 127.5 - 1",
+        "layout": "frame scaled so its longer side is 512, placed top-left, black padding (face-api.js)",
+    },
+    outputs={
+        "box_encodings": {"shape": [1, 5118, 4], "meaning": "ty, tx, th, tw against the anchors; "
+                          "decode with scales 10, 10, 5, 5 (TF Object Detection API box coder)"},
+        "scores": {"shape": [1, 5118], "meaning": "face probability (sigmoid) per anchor"},
+    },
+    bars=(Bar("recall_drop_points", "<=", 1.0),),
+)
+
+AGE_GENDER = ModelDef(
+    key="age_gender",
+    stem="age_gender",
+    source=FACE_API,
+    source_path="model/age_gender_model-weights_manifest.json, model/age_gender_model.bin",
+    description="TinyXception age regression and gender classification (face-api.js)",
+    build=_faceapi("age_gender_model", AgeGenderNet),
+    input_shape=[None, FACE_INPUT, FACE_INPUT, 3],
+    input_spec=FACE_INPUT_SPEC,
+    outputs={
+        "age": {"shape": [-1, 1], "meaning": "estimated age in years"},
+        "gender": {"shape": [-1, 2], "meaning": "softmax", "labels": ["male", "female"]},
+    },
+    bars=(Bar("gender_agreement", ">=", 0.98), Bar("age_mean_abs_change_years", "<=", 1.0)),
+    crop=CropSpec(size=FACE_INPUT, margin=0.0, square="pad"),
+)
+
+EXPRESSION = ModelDef(
+    key="expression",
+    stem="face_expression",
+    source=FACE_API,
+    source_path="model/face_expression_model-weights_manifest.json, model/face_expression_model.bin",
+    description="Dense-block CNN classifying 7 facial expressions (face-api.js)",
+    build=_faceapi("face_expression_model", FaceExpressionNet),
+    input_shape=[None, FACE_INPUT, FACE_INPUT, 3],
+    input_spec=FACE_INPUT_SPEC,
+    outputs={"expression": {"shape": [-1, 7], "meaning": "softmax", "labels": list(EXPRESSION_LABELS)}},
+    bars=(Bar("expression_agreement", ">=", 0.95),),
+    crop=CropSpec(size=FACE_INPUT, margin=0.0, square="pad"),
+)
+
+ETHNICITY = ModelDef(
+    key="ethnicity",
+    stem="gear",
+    source=HUMAN_MODELS,
+    source_path="models/gear.json, models/gear.bin",
+    description="GEAR predictor: race (UTKFace's 5 labels), gender and 7 age buckets (Human models)",
+    build=_gear,
+    input_shape=[None, 198, 198, 3],
+    input_spec={"colour": "RGB", "range": "0..255", "normalisation": "in-graph: x / 255"},
+    outputs={
+        "race": {"shape": [-1, 5], "meaning": "softmax", "labels": list(GEAR_RACES)},
+        "gender": {"shape": [-1, 2], "meaning": "softmax", "labels": ["male", "female"]},
+        "age_bucket": {"shape": [-1, 7], "meaning": "softmax", "labels": list(GEAR_AGE_BUCKETS),
+                       "weights": list(GEAR_AGE_WEIGHTS)},
+    },
+    bars=(Bar("race_agreement", ">=", 0.95),),
+    crop=CropSpec(size=198, margin=0.0, square="expand"),
+    opt_in=True,
+)
+
+ALL = (DETECTOR, AGE_GENDER, EXPRESSION, ETHNICITY)
+
+
+def package_dir(model: ModelDef, fetched: dict[str, Path]) -> Path:
+    return fetched[model.source.spec]
+
+
+def to_array(outputs: dict[str, tf.Tensor]) -> dict[str, np.ndarray]:
+    return {k: v.numpy() for k, v in outputs.items()}
