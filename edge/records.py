@@ -1,0 +1,56 @@
+"""Small frozen records that stages hand each other.
+
+A frame flows source -> detector -> attributes -> tracker -> aggregator -> sink;
+these are the only shapes that cross a stage boundary. Nothing here is ever
+published: the aggregator turns them into counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One captured frame. ``pixels`` is uint8 RGB [H, W, 3] and never leaves the process."""
+
+    pixels: np.ndarray
+    index: int
+    monotonic: float  # time.monotonic() at capture: for durations
+    wall: float  # time.time() at capture: only to label windows
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A face box in frame pixels (x1, y1, x2, y2) with the detector's confidence."""
+
+    box: tuple[float, float, float, float]
+    score: float
+
+    @property
+    def area(self) -> float:
+        x1, y1, x2, y2 = self.box
+        return max(0.0, x2 - x1) * max(0.0, y2 - y1)
+
+
+@dataclass(frozen=True)
+class Attributes:
+    """Attribute estimates for one face; a field is None when that attribute is switched off."""
+
+    age: float | None = None
+    gender: str | None = None  # "female" | "male"
+    gender_score: float | None = None
+    expression: str | None = None
+    expression_score: float | None = None
+    ethnicity: str | None = None  # opt-in only
+    ethnicity_score: float | None = None
+
+
+@dataclass(frozen=True)
+class Face:
+    """A detection with its attributes (what ``Analyzer.analyze`` returns)."""
+
+    detection: Detection
+    attributes: Attributes
