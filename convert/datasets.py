@@ -26,6 +26,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 class Photo:
     name: str
     rgb: np.ndarray
+    faces: np.ndarray | None = None  # reference boxes x1, y1, x2, y2 (frame pixels), when known
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -53,45 +54,65 @@ def folder_photos(folder: Path) -> list[Photo]:
     return [Photo(p.name, read_rgb(p)) for p in files]
 
 
-def _photometric(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Brightness/contrast/gamma jitter, sometimes greyscale or blur (camera-like)."""
+def _photometric(img: np.ndarray, rng: np.random.Generator, harsh: bool = True) -> np.ndarray:
+    """Brightness/contrast/gamma jitter; when ``harsh``, also greyscale and blur (poor cameras)."""
     x = img.astype(np.float32) / 255.0
-    x = np.clip((x - 0.5) * rng.uniform(0.7, 1.3) + 0.5 + rng.uniform(-0.15, 0.15), 0, 1)
-    x = x ** rng.uniform(0.7, 1.4)
+    amount = 1.0 if harsh else 0.5
+    x = np.clip((x - 0.5) * rng.uniform(1 - 0.3 * amount, 1 + 0.3 * amount) + 0.5
+                + rng.uniform(-0.15, 0.15) * amount, 0, 1)
+    x = x ** rng.uniform(1 - 0.3 * amount, 1 + 0.4 * amount)
     out = (x * 255.0 + 0.5).astype(np.uint8)
-    if rng.random() < 0.2:
+    if harsh and rng.random() < 0.2:
         grey = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)
         out = cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
-    if rng.random() < 0.2:
+    if harsh and rng.random() < 0.2:
         out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.6, 1.5))
     return out
 
 
 def frame_variants(photos: list[Photo], per_photo: int, seed: int) -> list[Photo]:
-    """Whole frames: the photo itself, a mirror, zoomed crops and photometric jitter."""
+    """Whole frames: the photo itself, a mirror, zoomed crops, faces shrunk into a larger
+    canvas, and photometric jitter. Known face boxes follow every geometric change."""
     rng = np.random.default_rng(seed)
     out: list[Photo] = []
     for photo in photos:
         img = photo.rgb
         h, w = img.shape[:2]
-        out.append(Photo(photo.name, img))
+        out.append(photo)
         for k in range(1, per_photo):
-            v = img[:, ::-1] if rng.random() < 0.5 else img
+            boxes = None if photo.faces is None else photo.faces.astype(np.float64).copy()
+            v = img
+            if rng.random() < 0.5:
+                v = img[:, ::-1]
+                if boxes is not None:
+                    boxes[:, [0, 2]] = w - boxes[:, [2, 0]]
             if k % 2 == 0:
                 zoom = rng.uniform(0.45, 0.85)
                 ch, cw = int(h * zoom), int(w * zoom)
                 y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
                 v = v[y0 : y0 + ch, x0 : x0 + cw]
+                if boxes is not None:
+                    boxes = _keep_visible(boxes - [x0, y0, x0, y0], cw, ch)
             elif k % 3 == 0:
                 shrink = rng.uniform(0.3, 0.6)  # faces smaller in a larger canvas
                 canvas = np.full((h, w, 3), int(rng.integers(40, 200)), dtype=np.uint8)
-                small = cv2.resize(v, (int(w * shrink), int(h * shrink)), interpolation=cv2.INTER_AREA)
-                y0 = int(rng.integers(0, h - small.shape[0] + 1))
-                x0 = int(rng.integers(0, w - small.shape[1] + 1))
-                canvas[y0 : y0 + small.shape[0], x0 : x0 + small.shape[1]] = small
+                sw, sh = int(w * shrink), int(h * shrink)
+                small = cv2.resize(v, (sw, sh), interpolation=cv2.INTER_AREA)
+                y0, x0 = int(rng.integers(0, h - sh + 1)), int(rng.integers(0, w - sw + 1))
+                canvas[y0 : y0 + sh, x0 : x0 + sw] = small
                 v = canvas
-            out.append(Photo(f"{photo.name}#{k}", _photometric(np.ascontiguousarray(v), rng)))
+                if boxes is not None:
+                    boxes = boxes * [sw / w, sh / h, sw / w, sh / h] + [x0, y0, x0, y0]
+            out.append(Photo(f"{photo.name}#{k}", _photometric(np.ascontiguousarray(v), rng), boxes))
     return out
+
+
+def _keep_visible(boxes: np.ndarray, w: int, h: int, min_visible: float = 0.7) -> np.ndarray:
+    """Reference faces that a crop cut mostly away are no longer expected to be found."""
+    clipped = np.clip(boxes, 0, [w, h, w, h])
+    area = np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=1)
+    visible = np.prod(np.clip(clipped[:, 2:] - clipped[:, :2], 0, None), axis=1)
+    return clipped[visible >= min_visible * np.maximum(area, 1e-9)]
 
 
 def detector_inputs(frames: list[Photo], size: int) -> np.ndarray:
@@ -99,7 +120,7 @@ def detector_inputs(frames: list[Photo], size: int) -> np.ndarray:
 
 
 def face_variants(faces: list[tuple[np.ndarray, np.ndarray]], spec: CropSpec, per_face: int,
-                  seed: int) -> np.ndarray:
+                  seed: int, harsh: bool = False) -> np.ndarray:
     """Crops of detected faces with box jitter (as a detector would give) and photometric jitter.
 
     ``faces`` holds (frame, box_xyxy) pairs; the first variant of each is the plain crop.
@@ -110,20 +131,17 @@ def face_variants(faces: list[tuple[np.ndarray, np.ndarray]], spec: CropSpec, pe
         x1, y1, x2, y2 = box
         bw, bh = x2 - x1, y2 - y1
         for k in range(per_face):
-            if k == 0:
-                jittered = box
-                img = frame
-            else:
+            jittered = box
+            if k > 0:
                 s = rng.uniform(0.9, 1.12)
                 dx, dy = rng.uniform(-0.06, 0.06) * bw, rng.uniform(-0.06, 0.06) * bh
                 cx, cy = (x1 + x2) / 2 + dx, (y1 + y2) / 2 + dy
                 jittered = np.array([cx - bw * s / 2, cy - bh * s / 2, cx + bw * s / 2, cy + bh * s / 2])
-                img = frame
-            crop = crop_face(img, jittered, spec)
+            crop = crop_face(frame, jittered, spec)
             if k > 0:
                 if rng.random() < 0.5:
                     crop = np.ascontiguousarray(crop[:, ::-1])
-                crop = _photometric(crop, rng)
+                crop = _photometric(crop, rng, harsh)
             crops.append(crop)
     return np.stack(crops)
 

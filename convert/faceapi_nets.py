@@ -51,12 +51,16 @@ class SsdMobilenetV1(tf.Module):
         self._pred: list[tuple[tf.Tensor, ...]] = []
         for i in range(6):
             key = f"Prediction/BoxPredictor_{i}"
+            # The class predictor emits (background, face, unused) per anchor; only the face
+            # logit is used, so keep just those filters. Each head then gets its own
+            # activation scale when quantised instead of one coarse scale shared by a concat.
+            face = slice(1, None, 3)
             self._pred.append(
                 (
                     _const(w[f"{key}/BoxEncodingPredictor/weights"]),
                     _const(w[f"{key}/BoxEncodingPredictor/biases"]),
-                    _const(w[f"{key}/ClassPredictor/weights"]),
-                    _const(w[f"{key}/ClassPredictor/biases"]),
+                    _const(w[f"{key}/ClassPredictor/weights"][..., face]),
+                    _const(w[f"{key}/ClassPredictor/biases"][face]),
                 )
             )
 
@@ -84,13 +88,13 @@ class SsdMobilenetV1(tf.Module):
             cur = self._pointwise(cur, f"Prediction/Conv2d_{i}_pointwise", 2 if i % 2 else 1)
             if i % 2:
                 feats.append(cur)
-        batch = tf.shape(pixels)[0]
+        batch = pixels.shape[0] or tf.shape(pixels)[0]
         boxes, logits = [], []
         for feat, (bw, bb, cw, cb) in zip(feats, self._pred):
             boxes.append(tf.reshape(tf.nn.conv2d(feat, bw, 1, "SAME") + bb, [batch, -1, 4]))
-            logits.append(tf.reshape(tf.nn.conv2d(feat, cw, 1, "SAME") + cb, [batch, -1, 3]))
+            logits.append(tf.reshape(tf.sigmoid(tf.nn.conv2d(feat, cw, 1, "SAME") + cb), [batch, -1]))
         encodings = tf.concat(boxes, axis=1)
-        scores = tf.sigmoid(tf.concat(logits, axis=1)[:, :, 1])
+        scores = tf.concat(logits, axis=1)
         return {"box_encodings": encodings, "scores": scores}
 
 

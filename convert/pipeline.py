@@ -1,0 +1,324 @@
+"""Re-create ``models/`` from the pinned sources and prove the int8 models agree.
+
+Steps: fetch and verify the npm tarballs; rebuild each network in TensorFlow;
+check the detector against face-api.js's published behaviour; convert to
+float32 and full-integer TFLite with a deterministic calibration set; measure
+agreement on held-out inputs; write models, manifest and proof table. Exits
+non-zero when any bar is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from convert import datasets as ds
+from convert.faceapi_nets import DETECTOR_INPUT
+from convert.models import ALL, DETECTOR, GEAR_AGE_WEIGHTS, ModelDef
+from convert.quantize import to_float_tflite, to_int8_tflite, write_atomic
+from convert.sources import fetch
+from convert.verify import detection_agreement, max_abs_diff, top1_agreement
+from edge.boxes import frame_detections
+from edge.interpreter import TfliteModel
+from edge.preprocess import crop_face, letterbox
+
+log = logging.getLogger("convert")
+
+# What face-api.js reports for demo/sample1..6.jpg at minConfidence 0.5.
+FACEAPI_DEMO_FACES = {"sample1.jpg": 3, "sample2.jpg": 3, "sample3.jpg": 3, "sample4.jpg": 4,
+                      "sample5.jpg": 5, "sample6.jpg": 4}
+SCORE_THRESHOLD = 0.5
+SEEDS = {"detector_calibration": 1, "detector_verification": 2, "face_calibration": 3, "face_verification": 4}
+DETECTOR_FRAMES_PER_PHOTO = {"calibration": 12, "verification": 10}
+FACE_VARIANTS = {"calibration": 12, "verification": 16}
+BATCH = 16
+
+
+@dataclass
+class Report:
+    rows: list[tuple[str, str, float, str, bool]] = field(default_factory=list)
+
+    def add(self, model: str, metric: str, value: float, bar: str = "", ok: bool = True) -> None:
+        self.rows.append((model, metric, value, bar, ok))
+
+    @property
+    def passed(self) -> bool:
+        return all(r[4] for r in self.rows)
+
+    def table(self) -> str:
+        lines = [f"{'model':<12} {'metric':<34} {'value':>10}  {'bar':<9} result", "-" * 76]
+        for model, metric, value, bar, ok in self.rows:
+            shown = f"{value:.4f}" if isinstance(value, float) and not value.is_integer() else f"{value:g}"
+            lines.append(f"{model:<12} {metric:<34} {shown:>10}  {bar:<9} {'ok' if ok else 'FAIL' if bar else ''}")
+        return "\n".join(lines)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def file_entry(path: Path) -> dict:
+    return {"file": path.name, "sha256": sha256(path), "bytes": path.stat().st_size}
+
+
+def run_tf(module: tf.Module, batch: np.ndarray) -> dict[str, np.ndarray]:
+    parts = [{k: v.numpy() for k, v in module(tf.constant(batch[i:i + BATCH], tf.float32)).items()}
+             for i in range(0, len(batch), BATCH)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def run_tflite(model: TfliteModel, batch: np.ndarray) -> dict[str, np.ndarray]:
+    step = BATCH if model.batchable else 1
+    parts = [model.run(batch[i:i + step]) for i in range(0, len(batch), step)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def detect(model: TfliteModel, anchors: np.ndarray, frames: list[ds.Photo]) -> list[np.ndarray]:
+    """Boxes (x1, y1, x2, y2, frame pixels) per frame at the shipping score threshold."""
+    out = []
+    for f in frames:
+        lb = letterbox(f.rgb, DETECTOR_INPUT)
+        o = model.run(lb.pixels[None])
+        boxes, _ = frame_detections(o["box_encodings"][0], o["scores"][0], anchors, DETECTOR_INPUT, lb.scale,
+                                    (f.rgb.shape[1], f.rgb.shape[0]), SCORE_THRESHOLD)
+        out.append(boxes)
+    return out
+
+
+def tf_detect(det_module: tf.Module, anchors: np.ndarray, photo: ds.Photo) -> np.ndarray:
+    lb = letterbox(photo.rgb, DETECTOR_INPUT)
+    o = run_tf(det_module, lb.pixels[None].astype(np.float32))
+    boxes, _ = frame_detections(o["box_encodings"][0], o["scores"][0], anchors, DETECTOR_INPUT, lb.scale,
+                                (photo.rgb.shape[1], photo.rgb.shape[0]), SCORE_THRESHOLD)
+    return boxes
+
+
+def check_upstream_counts(det_module: tf.Module, anchors: np.ndarray, photos: list[ds.Photo]) -> dict[str, int]:
+    return {p.name: len(tf_detect(det_module, anchors, p)) for p in photos}
+
+
+def convert_model(mdef: ModelDef, module: tf.Module, calibration: np.ndarray, out_dir: Path) -> tuple[Path, Path]:
+    float_path = out_dir / f"{mdef.stem}_float32.tflite"
+    int8_path = out_dir / f"{mdef.stem}_int8.tflite"
+    t0 = time.monotonic()
+    write_atomic(float_path, to_float_tflite(module, mdef.input_shape))
+    write_atomic(int8_path, to_int8_tflite(module, mdef.input_shape, ds.pin_input_range(calibration)))
+    log.info("%s: converted in %.1f s (%d calibration samples)", mdef.key, time.monotonic() - t0, len(calibration))
+    return float_path, int8_path
+
+
+def face_proofs(mdef: ModelDef, ref: dict[str, np.ndarray], q: dict[str, np.ndarray]) -> dict[str, float]:
+    if mdef.key == "age_gender":
+        return {
+            "gender_agreement": top1_agreement(ref["gender"], q["gender"]),
+            "age_mean_abs_change_years": float(np.mean(np.abs(ref["age"] - q["age"]))),
+            "age_max_abs_change_years": float(np.max(np.abs(ref["age"] - q["age"]))),
+        }
+    if mdef.key == "expression":
+        return {"expression_agreement": top1_agreement(ref["expression"], q["expression"])}
+    if mdef.key == "ethnicity":
+        w = np.asarray(GEAR_AGE_WEIGHTS)
+        return {
+            "race_agreement": top1_agreement(ref["race"], q["race"]),
+            "gender_agreement": top1_agreement(ref["gender"], q["gender"]),
+            "age_bucket_agreement": top1_agreement(ref["age_bucket"], q["age_bucket"]),
+            "age_mean_abs_change_years": float(np.mean(np.abs(ref["age_bucket"] @ w - q["age_bucket"] @ w))),
+        }
+    raise KeyError(mdef.key)
+
+
+def input_entry(mdef: ModelDef, model: TfliteModel) -> dict:
+    spec = dict(mdef.input_spec)
+    spec.update({"name": model.input.name, "shape": list(mdef.input_shape), "dtype": str(model.input.dtype),
+                 "quantization": {"scale": model.input.scale, "zero_point": model.input.zero_point}})
+    if mdef.crop is not None:
+        spec["crop"] = mdef.crop.as_manifest()
+    return spec
+
+
+def output_entries(mdef: ModelDef, model: TfliteModel) -> dict:
+    out = {}
+    for name, info in mdef.outputs.items():
+        t = model.outputs[name]
+        out[name] = dict(info, dtype=str(t.dtype), quantization={"scale": t.scale, "zero_point": t.zero_point})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m convert", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "models",
+                        help="where to write models and manifest.json (default: the repo's models/)")
+    parser.add_argument("--cache-dir", type=Path, default=Path(__file__).resolve().parent.parent / ".cache" / "npm",
+                        help="where fetched npm tarballs are kept")
+    parser.add_argument("--calib-dir", type=Path, default=None,
+                        help="calibrate on images from your own camera instead of the demo photos")
+    parser.add_argument("--only", choices=[m.key for m in ALL], action="append",
+                        help="convert only these models (the detector is always built: it finds the faces)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    tf.random.set_seed(0)
+    return run(args.out, args.cache_dir, args.calib_dir, set(args.only or [m.key for m in ALL]))
+
+
+def run(out_dir: Path, cache_dir: Path, calib_dir: Path | None, only: set[str]) -> int:
+    started = time.monotonic()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    packages = {m.source.spec: fetch(m.source, cache_dir) for m in ALL if m.key in only or m is DETECTOR}
+    face_api = packages[DETECTOR.source.spec]
+    report = Report()
+    manifest_path = out_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    entries: dict = manifest.get("models", {})
+
+    # Detector: rebuild, compare with face-api.js, convert, verify.
+    det_module = DETECTOR.build(face_api)
+    anchors = det_module.anchors
+    all_demo = ds.demo_photos(face_api, tuple(FACEAPI_DEMO_FACES))
+    counts = check_upstream_counts(det_module, anchors, all_demo)
+    for name, expected in FACEAPI_DEMO_FACES.items():
+        report.add("detector", f"faces in {name} (face-api.js: {expected})", float(counts[name]),
+                   f"== {expected}", counts[name] == expected)
+    calib_photos = ds.folder_photos(calib_dir) if calib_dir else ds.demo_photos(face_api, ds.CALIBRATION_PHOTOS)
+    # Reference faces of the verification photos: the float rebuild's boxes on the originals
+    # (which match face-api.js's counts above); they follow every geometric augmentation.
+    verif_photos = []
+    for p in ds.demo_photos(face_api, ds.VERIFICATION_PHOTOS) + [ds.astronaut()]:
+        verif_photos.append(ds.Photo(p.name, p.rgb, tf_detect(det_module, anchors, p)))
+    calib_frames = ds.frame_variants(calib_photos, DETECTOR_FRAMES_PER_PHOTO["calibration"],
+                                     SEEDS["detector_calibration"])
+    verif_frames = ds.frame_variants(verif_photos, DETECTOR_FRAMES_PER_PHOTO["verification"],
+                                     SEEDS["detector_verification"])
+    anchors_path = out_dir / f"{DETECTOR.stem}_anchors.npy"
+    with open(anchors_path.with_suffix(".tmp"), "wb") as fh:
+        np.save(fh, anchors.astype(np.float32), allow_pickle=False)
+    anchors_path.with_suffix(".tmp").replace(anchors_path)
+
+    det_float_path, det_int8_path = out_dir / f"{DETECTOR.stem}_float32.tflite", out_dir / f"{DETECTOR.stem}_int8.tflite"
+    if "detector" in only:
+        det_float_path, det_int8_path = convert_model(
+            DETECTOR, det_module, ds.detector_inputs(calib_frames, DETECTOR_INPUT).astype(np.float32), out_dir)
+    det_float, det_int8 = TfliteModel(det_float_path), TfliteModel(det_int8_path)
+    if "detector" in only:
+        sample = ds.detector_inputs(verif_frames[:4], DETECTOR_INPUT)
+        tf_vs_float = max_abs_diff(run_tf(det_module, sample.astype(np.float32)), run_tflite(det_float, sample))
+        truth = [f.faces for f in verif_frames]
+        float_boxes = detect(det_float, anchors, verif_frames)
+        int8_boxes = detect(det_int8, anchors, verif_frames)
+        f_gt = detection_agreement(truth, float_boxes)
+        q_gt = detection_agreement(truth, int8_boxes)
+        agree = detection_agreement(float_boxes, int8_boxes)
+        proof = {"tf_vs_float_tflite_max_abs": tf_vs_float, "verification_frames": len(verif_frames),
+                 "reference_faces": f_gt["reference_faces"],
+                 "float_recall": f_gt["recall"], "int8_recall": q_gt["recall"],
+                 "float_precision": f_gt["precision"], "int8_precision": q_gt["precision"],
+                 "recall_drop_points": 100.0 * (f_gt["recall"] - q_gt["recall"]),
+                 "int8_vs_float_box_agreement": agree["recall"], "mean_iou_matched": agree["mean_iou"],
+                 "faceapi_demo_face_counts": counts}
+        report.add("detector", "float tflite vs TF max |diff|", tf_vs_float)
+        report.add("detector", f"float recall ({f_gt['reference_faces']} faces, IoU .5)", f_gt["recall"])
+        report.add("detector", "int8 recall (IoU .5)", q_gt["recall"])
+        report.add("detector", "float precision", f_gt["precision"])
+        report.add("detector", "int8 precision", q_gt["precision"])
+        report.add("detector", "int8 boxes matching float (IoU .5)", agree["recall"])
+        report.add("detector", "mean IoU int8 vs float boxes", agree["mean_iou"])
+        ok = DETECTOR.bars[0].holds(proof["recall_drop_points"])
+        report.add("detector", "recall drop (points)", proof["recall_drop_points"], DETECTOR.bars[0].describe(), ok)
+        entries["detector"] = manifest_entry(DETECTOR, det_int8_path, det_float_path, det_int8, proof,
+                                             len(calib_frames), calib_dir)
+        entries["detector"]["anchors"] = dict(file_entry(anchors_path), count=int(len(anchors)),
+                                              layout="ymin, xmin, ymax, xmax (relative to the square input)")
+
+    # Faces for the attribute models: what the float detector finds, never hand-labelled.
+    calib_faces = [(p.rgb, b) for p, boxes in zip(calib_photos, detect(det_float, anchors, calib_photos)) for b in boxes]
+    verif_faces = [(p.rgb, b) for p, boxes in zip(verif_photos, detect(det_float, anchors, verif_photos)) for b in boxes]
+    log.info("faces for calibration: %d, for verification: %d", len(calib_faces), len(verif_faces))
+    if not calib_faces:
+        raise SystemExit("no faces found in the calibration images; attribute models cannot be calibrated")
+
+    for mdef in ALL[1:]:
+        if mdef.key not in only:
+            continue
+        assert mdef.crop is not None
+        module = mdef.build(packages[mdef.source.spec])
+        calib = ds.face_variants(calib_faces, mdef.crop, FACE_VARIANTS["calibration"], SEEDS["face_calibration"],
+                                 harsh=True)
+        verif = ds.face_variants(verif_faces, mdef.crop, FACE_VARIANTS["verification"], SEEDS["face_verification"])
+        stress = ds.face_variants(verif_faces, mdef.crop, FACE_VARIANTS["verification"], SEEDS["face_verification"],
+                                  harsh=True)
+        float_path, int8_path = convert_model(mdef, module, calib.astype(np.float32), out_dir)
+        m_float, m_int8 = TfliteModel(float_path), TfliteModel(int8_path)
+        ref = run_tflite(m_float, verif)
+        proof = {"tf_vs_float_tflite_max_abs": max_abs_diff(run_tf(module, verif[:32].astype(np.float32)),
+                                                            run_tflite(m_float, verif[:32])),
+                 "verification_crops": len(verif)}
+        proof.update(face_proofs(mdef, ref, run_tflite(m_int8, verif)))
+        # Informational: greyscale/blurred/badly exposed crops (no bar; see the model card).
+        stress_proof = face_proofs(mdef, run_tflite(m_float, stress), run_tflite(m_int8, stress))
+        proof.update({f"stress_{k}": v for k, v in stress_proof.items()})
+        report.add(mdef.key, "float tflite vs TF max |diff|", proof["tf_vs_float_tflite_max_abs"])
+        for metric, value in proof.items():
+            if metric.startswith("tf_vs") or metric == "verification_crops" or metric.endswith("max_abs_change_years"):
+                continue
+            bar = next((b for b in mdef.bars if b.metric == metric), None)
+            report.add(mdef.key, metric, float(value), bar.describe() if bar else "",
+                       bar.holds(float(value)) if bar else True)
+        entries[mdef.key] = manifest_entry(mdef, int8_path, float_path, m_int8, proof, len(calib), calib_dir)
+
+    manifest = {
+        "schema": 1,
+        "generated_by": "python -m convert",
+        "tensorflow": tf.__version__,
+        "calibration": {
+            "source": str(calib_dir) if calib_dir else f"{DETECTOR.source.spec} demo/{', '.join(ds.CALIBRATION_PHOTOS)}",
+            "verification": f"{DETECTOR.source.spec} demo/{', '.join(ds.VERIFICATION_PHOTOS)} + scikit-image astronaut",
+            "seeds": SEEDS,
+            "note": "faces are the float detector's boxes at score >= 0.5, with seeded box and photometric jitter",
+        },
+        "models": entries,
+    }
+    write_atomic(manifest_path, (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode())
+    table = report.table()
+    write_atomic(out_dir / "proof.txt", (table + "\n").encode())
+    print(table)
+    print(f"\n{'all bars hold' if report.passed else 'SOME BARS MISSED'}; "
+          f"{time.monotonic() - started:.0f} s; models in {out_dir}")
+    return 0 if report.passed else 1
+
+
+def manifest_entry(mdef: ModelDef, int8_path: Path, float_path: Path, int8: TfliteModel, proof: dict,
+                   calibration_samples: int, calib_dir: Path | None) -> dict:
+    bars = [{"metric": b.metric, "op": b.op, "limit": b.limit, "holds": b.holds(float(proof[b.metric]))}
+            for b in mdef.bars]
+    return {
+        **file_entry(int8_path),
+        "variant": "int8",
+        "description": mdef.description,
+        "opt_in": mdef.opt_in,
+        "float": file_entry(float_path),
+        "source": {
+            "package": mdef.source.spec,
+            "integrity": mdef.source.integrity,
+            "path": mdef.source_path,
+            "upstream": mdef.source.upstream,
+            "license": mdef.source.license,
+        },
+        "input": input_entry(mdef, int8),
+        "outputs": output_entries(mdef, int8),
+        "calibration_samples": calibration_samples,
+        "calibrated_on": str(calib_dir) if calib_dir else "pinned demo photos",
+        "proof": proof,
+        "bars": bars,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())
