@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from convert import datasets as ds
 from convert.faceapi_nets import DETECTOR_INPUT
+from convert.model_card import write_model_card
 from convert.models import ALL, DETECTOR, GEAR_AGE_WEIGHTS, ModelDef
 from convert.quantize import to_float_tflite, to_int8_tflite, write_atomic
 from convert.sources import fetch
@@ -288,6 +289,7 @@ def run(out_dir: Path, cache_dir: Path, calib_dir: Path | None, only: set[str]) 
     write_atomic(manifest_path, (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode())
     table = report.table()
     write_atomic(out_dir / "proof.txt", (table + "\n").encode())
+    write_model_card(manifest, table, out_dir / "README.md")
     print(table)
     print(f"\n{'all bars hold' if report.passed else 'SOME BARS MISSED'}; "
           f"{time.monotonic() - started:.0f} s; models in {out_dir}")

@@ -1,0 +1,34 @@
+"""Face detection on a frame: letterbox, integer inference, box decoding and NMS."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge.boxes import frame_detections
+from edge.models import Manifest
+from edge.preprocess import letterbox
+from edge.records import Detection
+
+
+class FaceDetector:
+    """The SSD MobileNetV1 detector from the manifest, returning boxes in frame pixels."""
+
+    def __init__(self, manifest: Manifest, variant: str = "int8", score_threshold: float = 0.5,
+                 min_face_px: int = 0, backend: str = "auto", threads: int | None = None) -> None:
+        self.info, self.model = manifest.load("detector", variant, backend, threads)
+        self.anchors = manifest.anchors()
+        self.size = int(self.info.input["shape"][1])
+        self.score_threshold = score_threshold
+        self.min_face_px = min_face_px
+
+    def detect(self, frame_rgb: np.ndarray) -> list[Detection]:
+        lb = letterbox(frame_rgb, self.size)
+        out = self.model.run(lb.pixels[None])
+        boxes, scores = frame_detections(out["box_encodings"][0], out["scores"][0], self.anchors, self.size,
+                                         lb.scale, (frame_rgb.shape[1], frame_rgb.shape[0]), self.score_threshold)
+        faces = []
+        for box, score in zip(boxes, scores):
+            x1, y1, x2, y2 = (float(v) for v in box)
+            if min(x2 - x1, y2 - y1) >= self.min_face_px:
+                faces.append(Detection((x1, y1, x2, y2), float(score)))
+        return faces
