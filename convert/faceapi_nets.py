@@ -34,6 +34,7 @@ class SsdMobilenetV1(tf.Module):
 
     def __init__(self, w: dict[str, np.ndarray]) -> None:
         super().__init__(name="ssd_mobilenetv1")
+        self._ranges: dict[int, np.ndarray] | None = None
         self.anchors = np.asarray(w["Output/extra_dim"][0], dtype=np.float32)
         self._pw: dict[str, tuple[tf.Tensor, tf.Tensor]] = {}
         for prefix, count in (("MobilenetV1", 14), ("Prediction", 8)):
@@ -70,8 +71,35 @@ class SsdMobilenetV1(tf.Module):
 
     def _depthwise(self, x: tf.Tensor, idx: int, stride: int) -> tf.Tensor:
         filters, bias = self._dw[idx - 1]
-        out = tf.nn.depthwise_conv2d(x, filters, [1, stride, stride, 1], "SAME") + bias
-        return tf.clip_by_value(out, 0.0, 6.0)
+        out = tf.clip_by_value(tf.nn.depthwise_conv2d(x, filters, [1, stride, stride, 1], "SAME") + bias, 0.0, 6.0)
+        if self._ranges is not None:
+            seen = np.max(out.numpy(), axis=(0, 1, 2))
+            self._ranges[idx] = np.maximum(self._ranges.get(idx, seen), seen)
+        return out
+
+    def equalize(self, calibration: np.ndarray, target: float = 4.0) -> int:
+        """Scale up narrow depthwise channels so the int8 activation grid covers them.
+
+        Each depthwise output (after ReLU6) is one int8 tensor with a single scale set
+        by its widest channels; channels that only reach, say, 0.3 get a handful of
+        levels. Multiplying such a channel by k (its filter and bias) and dividing the
+        pointwise weights that read it by k keeps the float function, provided the
+        scaled channel stays under the ReLU6 ceiling: we scale a channel up to at most
+        ``target`` (< 6) at its calibration maximum, leaving headroom, and never scale
+        any channel down, so clipping only changes for inputs far outside calibration.
+        """
+        self._ranges = {}
+        for i in range(len(calibration)):
+            self(tf.constant(calibration[i:i + 1], tf.float32))
+        ranges, self._ranges = self._ranges, None
+        for idx, r in ranges.items():
+            k = np.where(r > 1e-3, np.clip(target / np.maximum(r, 1e-6), 1.0, 32.0), 1.0).astype(np.float32)
+            filters, bias = self._dw[idx - 1]
+            self._dw[idx - 1] = (_const(filters.numpy() * k.reshape(1, 1, -1, 1)), _const(bias.numpy() * k))
+            key = f"MobilenetV1/Conv2d_{idx}_pointwise"
+            pw, offset = self._pw[key]
+            self._pw[key] = (_const(pw.numpy() / k.reshape(1, 1, -1, 1)), offset)
+        return len(ranges)
 
     def __call__(self, pixels: tf.Tensor) -> dict[str, tf.Tensor]:
         x = pixels / 127.5 - 1.0
@@ -102,19 +130,49 @@ class _SeparableConvs:
     """Weight access shared by the two face-crop networks."""
 
     def __init__(self, w: dict[str, np.ndarray]) -> None:
-        self._w = {k: _const(v) for k, v in w.items()}
+        self._np = {k: np.asarray(v, dtype=np.float32) for k, v in w.items()}
+        self._w = {k: _const(v) for k, v in self._np.items()}
+        self._ranges: dict[str, np.ndarray] | None = None
+
+    def record_ranges(self) -> None:
+        """Start recording per-channel |max| of every depthwise output (the next calls' inputs)."""
+        self._ranges = {}
+
+    def equalize(self, strength: float = 0.5) -> int:
+        """Cross-layer equalisation of each separable conv (depthwise -> pointwise).
+
+        The depthwise output is an int8 tensor with one scale for all channels; a few
+        wide channels make that scale coarse for the rest. Dividing depthwise channel c
+        by s_c and multiplying the pointwise weights that read it by s_c leaves the
+        float function unchanged (nothing non-linear sits between the two) while
+        evening out the channel ranges. ``strength`` 1 equalises fully; 0.5 splits the
+        range between activations and pointwise weights.
+        """
+        if not self._ranges:
+            raise RuntimeError("record_ranges() and a forward pass are needed before equalize()")
+        for prefix, ranges in self._ranges.items():
+            med = float(np.median(ranges))
+            # Dead or near-dead channels keep their weights; factors stay within [1/32, 32]
+            # so no pointwise row grows large enough to coarsen its weight quantisation.
+            s = np.where(ranges > 1e-3 * med, np.maximum(ranges, 1e-12) / med, 1.0) ** strength
+            s = np.clip(s, 1 / 32, 32).astype(np.float32)
+            self._np[f"{prefix}/depthwise_filter"] = self._np[f"{prefix}/depthwise_filter"] / s.reshape(1, 1, -1, 1)
+            self._np[f"{prefix}/pointwise_filter"] = self._np[f"{prefix}/pointwise_filter"] * s.reshape(1, 1, -1, 1)
+            for key in ("depthwise_filter", "pointwise_filter"):
+                self._w[f"{prefix}/{key}"] = _const(self._np[f"{prefix}/{key}"])
+        count = len(self._ranges)
+        self._ranges = None
+        return count
 
     def conv(self, x: tf.Tensor, prefix: str, stride: int) -> tf.Tensor:
         return tf.nn.conv2d(x, self._w[f"{prefix}/filters"], stride, "SAME") + self._w[f"{prefix}/bias"]
 
     def sep(self, x: tf.Tensor, prefix: str, stride: int) -> tf.Tensor:
-        out = tf.nn.separable_conv2d(
-            x,
-            self._w[f"{prefix}/depthwise_filter"],
-            self._w[f"{prefix}/pointwise_filter"],
-            [1, stride, stride, 1],
-            "SAME",
-        )
+        mid = tf.nn.depthwise_conv2d(x, self._w[f"{prefix}/depthwise_filter"], [1, stride, stride, 1], "SAME")
+        if self._ranges is not None:
+            seen = np.max(np.abs(mid.numpy()), axis=(0, 1, 2))
+            self._ranges[prefix] = np.maximum(self._ranges.get(prefix, seen), seen)
+        out = tf.nn.conv2d(mid, self._w[f"{prefix}/pointwise_filter"], 1, "VALID")
         return out + self._w[f"{prefix}/bias"]
 
     def fc(self, x: tf.Tensor, prefix: str) -> tf.Tensor:
@@ -125,7 +183,18 @@ class _SeparableConvs:
         return (pixels - _FACE_MEAN_RGB) / 255.0
 
 
-class AgeGenderNet(tf.Module):
+class _Equalizable(tf.Module):
+    _l: _SeparableConvs
+
+    def equalize(self, calibration: np.ndarray, strength: float = 0.5) -> int:
+        """Equalise channel ranges using float activations on ``calibration`` pixels."""
+        self._l.record_ranges()
+        for i in range(0, len(calibration), 16):
+            self(tf.constant(calibration[i:i + 16], tf.float32))
+        return self._l.equalize(strength)
+
+
+class AgeGenderNet(_Equalizable):
     """TinyXception (2 main blocks) with age regression and gender softmax heads."""
 
     def __init__(self, w: dict[str, np.ndarray]) -> None:
@@ -160,7 +229,7 @@ class AgeGenderNet(tf.Module):
         return {"age": age, "gender": gender}
 
 
-class FaceExpressionNet(tf.Module):
+class FaceExpressionNet(_Equalizable):
     """Dense-block feature extractor with a 7-way expression softmax."""
 
     def __init__(self, w: dict[str, np.ndarray]) -> None:

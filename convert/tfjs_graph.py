@@ -158,8 +158,9 @@ class GraphModel(tf.Module):
             raise ValueError(f"{model_json} is not a tfjs graph model (format={spec.get('format')!r})")
         self.meta = {k: spec.get(k) for k in ("generatedBy", "convertedBy")}
         self._nodes = {n["name"]: n for n in spec["modelTopology"]["node"]}
-        weights = load_weights_manifest(spec["weightsManifest"], model_json.parent)
-        self._consts = {name: tf.constant(value) for name, value in weights.items()}
+        self._np = load_weights_manifest(spec["weightsManifest"], model_json.parent)
+        self.folded = self._fold_channel_affines()
+        self._consts = {name: tf.constant(value) for name, value in self._np.items()}
         for name, node in self._nodes.items():
             if node["op"] == "Const" and name not in self._consts:
                 raise ValueError(f"{model_json}: constant {name} has no weights")
@@ -170,6 +171,65 @@ class GraphModel(tf.Module):
         dims = sig["inputs"][next(iter(sig["inputs"]))]["tensorShape"]["dim"]
         self.input_shape = [int(d["size"]) for d in dims]
         self.outputs = {key: v["name"].split(":")[0] for key, v in sig["outputs"].items()}
+
+    def _fold_channel_affines(self) -> int:
+        """Fold per-channel ``x * a + b`` (Keras BatchNorm after an activation) into the
+        next convolution or dense layer.
+
+        Grappler leaves such a BatchNorm as a Mul and an Add; quantised, each is one more
+        int8 requantisation. With every ``a > 0`` the affine commutes with the max-pools
+        that follow it, and a VALID convolution or a dense layer absorbs it exactly:
+        ``W' = W * a`` along the input channels and ``bias' = bias + sum(W * b)``.
+        Returns how many were folded; anything that does not fit the pattern is left as is.
+        """
+        consumers: dict[str, list[dict]] = {}
+        for node in self._nodes.values():
+            for i in node.get("input", []):
+                consumers.setdefault(i.split(":")[0], []).append(node)
+        folded = 0
+        for add in list(self._nodes.values()):
+            if add["op"] not in ("Add", "AddV2") or len(add.get("input", [])) != 2:
+                continue
+            mul_name, b_name = add["input"]
+            mul = self._nodes.get(mul_name)
+            if mul is None or mul["op"] != "Mul" or b_name not in self._np:
+                continue
+            x_name, a_name = mul["input"]
+            a, b = self._np.get(a_name), self._np[b_name]
+            if a is None or a.ndim != 1 or b.shape != a.shape or not np.all(a > 0):
+                continue
+            targets: list[tuple[dict, int]] = []
+            frontier, ok = [add["name"]], True
+            while frontier and ok:
+                name = frontier.pop()
+                for node in consumers.get(name, []):
+                    attr = node.get("attr", {})
+                    if node["op"] == "MaxPool" or (node["op"] == "Max" and
+                                                   sorted(self._np.get(node["input"][1], np.array([])).tolist()) == [1, 2]):
+                        frontier.append(node["name"])
+                    elif (node["op"] == "_FusedConv2D" and node["input"][0] == name
+                          and _s(attr, "padding") == "VALID" and _fused_names(attr)[:1] == ["BiasAdd"]):
+                        targets.append((node, 2))
+                    elif (node["op"] == "_FusedMatMul" and node["input"][0] == name
+                          and not attr.get("transpose_b", {}).get("b", False)
+                          and _fused_names(attr)[:1] == ["BiasAdd"]):
+                        targets.append((node, 0))
+                    else:
+                        ok = False
+            if not ok or not targets:
+                continue
+            for node, axis in targets:
+                w_name, bias_name = node["input"][1], node["input"][2]
+                w = self._np[w_name]
+                shape = [1] * w.ndim
+                shape[axis] = -1
+                out_axes = tuple(i for i in range(w.ndim) if i != w.ndim - 1)
+                self._np[bias_name] = (self._np[bias_name] + np.sum(w * b.reshape(shape), axis=out_axes)).astype(np.float32)
+                self._np[w_name] = (w * a.reshape(shape)).astype(np.float32)
+            for node in consumers.get(add["name"], []):
+                node["input"] = [x_name if i == add["name"] else i for i in node["input"]]
+            folded += 1
+        return folded
 
     def __call__(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
         cache: dict[str, tf.Tensor] = {self.input_name: x}
