@@ -12,6 +12,13 @@ CARDS = {
         "missed; tight crops where the face fills the frame are missed too (pad such images into a larger canvas). "
         "Profile views, heavy occlusion and masks lower recall.",
     ),
+    "detector_320": (
+        "The detector's weights run at 320x320 with anchors regenerated for the smaller grids (2034), "
+        "for devices where the 512 model is too slow.",
+        "WIDER FACE (as published by the face-api.js author).",
+        "Everything the 512 model has, and it loses small faces sooner: compare its recall with the "
+        "detector's in the proof table (same reference faces).",
+    ),
     "age_gender": (
         "TinyXception network from face-api.js: age regression in years and a male/female softmax.",
         "Not stated by the package; the face-api.js author describes training on UTK, FGNET, Chalearn, Wiki, "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +55,8 @@ class ModelDef:
     bars: tuple[Bar, ...]
     crop: CropSpec | None = None
     opt_in: bool = False
-    extra: dict = field(default_factory=dict)
+    float_input_shape: list[int | None] | None = None  # when the float model takes other sizes too
+    float_stem: str | None = None  # reuse another model's float file instead of writing one
 
 
 def _faceapi(name: str, cls: type) -> Callable[[Path], tf.Module]:
@@ -92,6 +93,26 @@ DETECTOR = ModelDef(
         "scores": {"shape": [1, 5118], "meaning": "face probability (sigmoid) per anchor"},
     },
     bars=(Bar("recall_drop_points", "<=", 1.0),),
+    # One float file serves every input size (fully convolutional); it is 22 MB.
+    float_input_shape=[1, None, None, 3],
+)
+
+DETECTOR_320 = ModelDef(
+    key="detector_320",
+    stem="ssd_mobilenetv1_320",
+    source=FACE_API,
+    source_path=DETECTOR.source_path,
+    description="The same SSD MobileNetV1 weights run at 320x320 (2034 regenerated anchors) for slower devices",
+    build=DETECTOR.build,
+    input_shape=[1, 320, 320, 3],
+    input_spec=dict(DETECTOR.input_spec, layout="frame scaled so its longer side is 320, placed top-left, "
+                                                "black padding"),
+    outputs={
+        "box_encodings": dict(DETECTOR.outputs["box_encodings"], shape=[1, 2034, 4]),
+        "scores": dict(DETECTOR.outputs["scores"], shape=[1, 2034]),
+    },
+    bars=DETECTOR.bars,
+    float_stem="ssd_mobilenetv1",
 )
 
 AGE_GENDER = ModelDef(
@@ -145,7 +166,7 @@ ETHNICITY = ModelDef(
     opt_in=True,
 )
 
-ALL = (DETECTOR, AGE_GENDER, EXPRESSION, ETHNICITY)
+ALL = (DETECTOR, DETECTOR_320, AGE_GENDER, EXPRESSION, ETHNICITY)
 
 
 def package_dir(model: ModelDef, fetched: dict[str, Path]) -> Path:

@@ -24,7 +24,9 @@ import tensorflow as tf
 from convert import datasets as ds
 from convert.faceapi_nets import DETECTOR_INPUT
 from convert.model_card import write_model_card
-from convert.models import ALL, DETECTOR, GEAR_AGE_WEIGHTS, ModelDef
+from convert.anchors import anchor_shapes
+from convert.anchors import generate as generate_anchors
+from convert.models import ALL, DETECTOR, DETECTOR_320, GEAR_AGE_WEIGHTS, ModelDef
 from convert.quantize import to_float_tflite, to_int8_tflite, write_atomic
 from convert.sources import fetch
 from convert.verify import detection_agreement, max_abs_diff, top1_agreement
@@ -90,13 +92,14 @@ def run_tflite(model: TfliteModel, batch: np.ndarray) -> dict[str, np.ndarray]:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def detect(model: TfliteModel, anchors: np.ndarray, frames: list[ds.Photo]) -> list[np.ndarray]:
+def detect(model: TfliteModel, anchors: np.ndarray, frames: list[ds.Photo],
+           size: int = DETECTOR_INPUT) -> list[np.ndarray]:
     """Boxes (x1, y1, x2, y2, frame pixels) per frame at the shipping score threshold."""
     out = []
     for f in frames:
-        lb = letterbox(f.rgb, DETECTOR_INPUT)
+        lb = letterbox(f.rgb, size)
         o = model.run(lb.pixels[None])
-        boxes, _ = frame_detections(o["box_encodings"][0], o["scores"][0], anchors, DETECTOR_INPUT, lb.scale,
+        boxes, _ = frame_detections(o["box_encodings"][0], o["scores"][0], anchors, size, lb.scale,
                                     (f.rgb.shape[1], f.rgb.shape[0]), SCORE_THRESHOLD)
         out.append(boxes)
     return out
@@ -118,13 +121,58 @@ def convert_model(mdef: ModelDef, module: tf.Module, calibration: np.ndarray, ou
                   int8_module: tf.Module | None = None) -> tuple[Path, Path]:
     """Write the float model from ``module`` and the int8 one from ``int8_module`` (the same
     network, re-balanced for integer arithmetic) or ``module``."""
-    float_path = out_dir / f"{mdef.stem}_float32.tflite"
+    float_path = out_dir / f"{mdef.float_stem or mdef.stem}_float32.tflite"
     int8_path = out_dir / f"{mdef.stem}_int8.tflite"
     t0 = time.monotonic()
-    write_atomic(float_path, to_float_tflite(module, mdef.input_shape))
+    if mdef.float_stem is None:
+        write_atomic(float_path, to_float_tflite(module, mdef.float_input_shape or mdef.input_shape))
     write_atomic(int8_path, to_int8_tflite(int8_module or module, mdef.input_shape, ds.pin_input_range(calibration)))
     log.info("%s: converted in %.1f s (%d calibration samples)", mdef.key, time.monotonic() - t0, len(calibration))
     return float_path, int8_path
+
+
+def convert_detector(mdef: ModelDef, face_api: Path, det_module: tf.Module, anchors: np.ndarray,
+                     calib_frames: list[ds.Photo], verif_frames: list[ds.Photo], out_dir: Path, report: Report,
+                     calib_dir: Path | None, entries: dict) -> tuple[tuple[Path, Path], dict]:
+    """Convert the detector at one input size and measure recall against the reference faces."""
+    size = int(mdef.input_shape[1])
+    anchors_path = out_dir / f"{mdef.stem}_anchors.npy"
+    with open(anchors_path.with_suffix(".tmp"), "wb") as fh:
+        np.save(fh, anchors.astype(np.float32), allow_pickle=False)
+    anchors_path.with_suffix(".tmp").replace(anchors_path)
+    calib_inputs = ds.detector_inputs(calib_frames, size).astype(np.float32)
+    det_eq = DETECTOR.build(face_api)
+    det_eq.equalize(calib_inputs, DETECTOR_EQUALIZE_TARGET)
+    float_path, int8_path = convert_model(mdef, det_module, calib_inputs, out_dir, det_eq)
+    det_float, det_int8 = TfliteModel(float_path), TfliteModel(int8_path)
+    sample = ds.detector_inputs(verif_frames[:4], size)
+    tf_vs_float = max_abs_diff(run_tf(det_module, sample.astype(np.float32)), run_tflite(det_float, sample))
+    truth = [f.faces for f in verif_frames]
+    float_boxes = detect(det_float, anchors, verif_frames, size)
+    int8_boxes = detect(det_int8, anchors, verif_frames, size)
+    f_gt = detection_agreement(truth, float_boxes)
+    q_gt = detection_agreement(truth, int8_boxes)
+    agree = detection_agreement(float_boxes, int8_boxes)
+    proof = {"tf_vs_float_tflite_max_abs": tf_vs_float, "verification_frames": len(verif_frames),
+             "reference_faces": f_gt["reference_faces"],
+             "float_recall": f_gt["recall"], "int8_recall": q_gt["recall"],
+             "float_precision": f_gt["precision"], "int8_precision": q_gt["precision"],
+             "recall_drop_points": 100.0 * (f_gt["recall"] - q_gt["recall"]),
+             "int8_vs_float_box_agreement": agree["recall"], "mean_iou_matched": agree["mean_iou"]}
+    key = mdef.key
+    report.add(key, "float tflite vs TF max |diff|", tf_vs_float)
+    report.add(key, f"float recall ({f_gt['reference_faces']} faces, IoU .5)", f_gt["recall"])
+    report.add(key, "int8 recall (IoU .5)", q_gt["recall"])
+    report.add(key, "float precision", f_gt["precision"])
+    report.add(key, "int8 precision", q_gt["precision"])
+    report.add(key, "int8 boxes matching float (IoU .5)", agree["recall"])
+    report.add(key, "mean IoU int8 vs float boxes", agree["mean_iou"])
+    ok = mdef.bars[0].holds(proof["recall_drop_points"])
+    report.add(key, "recall drop (points)", proof["recall_drop_points"], mdef.bars[0].describe(), ok)
+    entries[key] = manifest_entry(mdef, int8_path, float_path, det_int8, proof, len(calib_frames), calib_dir)
+    entries[key]["anchors"] = dict(file_entry(anchors_path), count=int(len(anchors)),
+                                   layout="ymin, xmin, ymax, xmax (relative to the square input)")
+    return (float_path, int8_path), proof
 
 
 def face_proofs(mdef: ModelDef, ref: dict[str, np.ndarray], q: dict[str, np.ndarray]) -> dict[str, float]:
@@ -208,47 +256,18 @@ def run(out_dir: Path, cache_dir: Path, calib_dir: Path | None, only: set[str]) 
                                      SEEDS["detector_calibration"])
     verif_frames = ds.frame_variants(verif_photos, DETECTOR_FRAMES_PER_PHOTO["verification"],
                                      SEEDS["detector_verification"])
-    anchors_path = out_dir / f"{DETECTOR.stem}_anchors.npy"
-    with open(anchors_path.with_suffix(".tmp"), "wb") as fh:
-        np.save(fh, anchors.astype(np.float32), allow_pickle=False)
-    anchors_path.with_suffix(".tmp").replace(anchors_path)
-
     det_float_path, det_int8_path = out_dir / f"{DETECTOR.stem}_float32.tflite", out_dir / f"{DETECTOR.stem}_int8.tflite"
-    if "detector" in only:
-        calib_inputs = ds.detector_inputs(calib_frames, DETECTOR_INPUT).astype(np.float32)
-        det_eq = DETECTOR.build(face_api)
-        det_eq.equalize(calib_inputs, DETECTOR_EQUALIZE_TARGET)
-        det_float_path, det_int8_path = convert_model(DETECTOR, det_module, calib_inputs, out_dir, det_eq)
-    det_float, det_int8 = TfliteModel(det_float_path), TfliteModel(det_int8_path)
-    if "detector" in only:
-        sample = ds.detector_inputs(verif_frames[:4], DETECTOR_INPUT)
-        tf_vs_float = max_abs_diff(run_tf(det_module, sample.astype(np.float32)), run_tflite(det_float, sample))
-        truth = [f.faces for f in verif_frames]
-        float_boxes = detect(det_float, anchors, verif_frames)
-        int8_boxes = detect(det_int8, anchors, verif_frames)
-        f_gt = detection_agreement(truth, float_boxes)
-        q_gt = detection_agreement(truth, int8_boxes)
-        agree = detection_agreement(float_boxes, int8_boxes)
-        proof = {"tf_vs_float_tflite_max_abs": tf_vs_float, "verification_frames": len(verif_frames),
-                 "reference_faces": f_gt["reference_faces"],
-                 "float_recall": f_gt["recall"], "int8_recall": q_gt["recall"],
-                 "float_precision": f_gt["precision"], "int8_precision": q_gt["precision"],
-                 "recall_drop_points": 100.0 * (f_gt["recall"] - q_gt["recall"]),
-                 "int8_vs_float_box_agreement": agree["recall"], "mean_iou_matched": agree["mean_iou"],
-                 "faceapi_demo_face_counts": counts}
-        report.add("detector", "float tflite vs TF max |diff|", tf_vs_float)
-        report.add("detector", f"float recall ({f_gt['reference_faces']} faces, IoU .5)", f_gt["recall"])
-        report.add("detector", "int8 recall (IoU .5)", q_gt["recall"])
-        report.add("detector", "float precision", f_gt["precision"])
-        report.add("detector", "int8 precision", q_gt["precision"])
-        report.add("detector", "int8 boxes matching float (IoU .5)", agree["recall"])
-        report.add("detector", "mean IoU int8 vs float boxes", agree["mean_iou"])
-        ok = DETECTOR.bars[0].holds(proof["recall_drop_points"])
-        report.add("detector", "recall drop (points)", proof["recall_drop_points"], DETECTOR.bars[0].describe(), ok)
-        entries["detector"] = manifest_entry(DETECTOR, det_int8_path, det_float_path, det_int8, proof,
-                                             len(calib_frames), calib_dir)
-        entries["detector"]["anchors"] = dict(file_entry(anchors_path), count=int(len(anchors)),
-                                              layout="ymin, xmin, ymax, xmax (relative to the square input)")
+    for mdef in (DETECTOR, DETECTOR_320):
+        if mdef.key not in only:
+            continue
+        size = int(mdef.input_shape[1])
+        size_anchors = anchors if size == DETECTOR_INPUT else generate_anchors(anchor_shapes(anchors), size)
+        paths, proof = convert_detector(mdef, face_api, det_module, size_anchors, calib_frames, verif_frames,
+                                        out_dir, report, calib_dir, entries)
+        proof["faceapi_demo_face_counts"] = counts
+        if mdef is DETECTOR:
+            det_float_path, det_int8_path = paths
+    det_float = TfliteModel(det_float_path)
 
     # Faces for the attribute models: what the float detector finds, never hand-labelled.
     calib_faces = [(p.rgb, b) for p, boxes in zip(calib_photos, detect(det_float, anchors, calib_photos)) for b in boxes]
@@ -257,8 +276,8 @@ def run(out_dir: Path, cache_dir: Path, calib_dir: Path | None, only: set[str]) 
     if not calib_faces:
         raise SystemExit("no faces found in the calibration images; attribute models cannot be calibrated")
 
-    for mdef in ALL[1:]:
-        if mdef.key not in only:
+    for mdef in ALL:
+        if mdef.key not in only or mdef.crop is None:
             continue
         assert mdef.crop is not None
         module = mdef.build(packages[mdef.source.spec])

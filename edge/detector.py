@@ -14,9 +14,10 @@ class FaceDetector:
     """The SSD MobileNetV1 detector from the manifest, returning boxes in frame pixels."""
 
     def __init__(self, manifest: Manifest, variant: str = "int8", score_threshold: float = 0.5,
-                 min_face_px: int = 0, backend: str = "auto", threads: int | None = None) -> None:
-        self.info, self.model = manifest.load("detector", variant, backend, threads)
-        self.anchors = manifest.anchors()
+                 min_face_px: int = 0, backend: str = "auto", threads: int | None = None,
+                 key: str = "detector") -> None:
+        self.info, self.model = manifest.load(key, variant, backend, threads)
+        self.anchors = manifest.anchors(key)
         self.size = int(self.info.input["shape"][1])
         self.score_threshold = score_threshold
         self.min_face_px = min_face_px

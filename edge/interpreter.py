@@ -108,20 +108,19 @@ class TfliteModel:
         self.input = _spec(in_name, in_detail)
         self.outputs = {n: _spec(n, d) for n, d in runner.get_output_details().items()}
         del runner  # it holds tensor buffers, which would block resize_tensor_input
-        self._batch = 0
-        self._resize(1)
+        self._shape: tuple[int, ...] = ()
+        self._resize(tuple(1 if d == -1 else d for d in self.input.shape))
 
-    def _resize(self, batch: int) -> None:
-        if batch == self._batch:
+    def _resize(self, shape: tuple[int, ...]) -> None:
+        """Fit the input tensor to ``shape``; only dimensions the model leaves open (-1) may change."""
+        if shape == self._shape:
             return
-        shape = list(self.input.shape)
-        if shape[0] == -1:
-            shape[0] = batch
-        elif batch != shape[0]:
-            raise ValueError(f"{self.path.name} takes batches of {shape[0]}, got {batch}")
-        self._interp.resize_tensor_input(self.input.index, shape)
+        for have, want in zip(self.input.shape, shape):
+            if have != -1 and have != want:
+                raise ValueError(f"{self.path.name} takes input {list(self.input.shape)}, got {list(shape)}")
+        self._interp.resize_tensor_input(self.input.index, list(shape))
         self._interp.allocate_tensors()
-        self._batch = batch
+        self._shape = shape
 
     @property
     def batchable(self) -> bool:
@@ -142,7 +141,7 @@ class TfliteModel:
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Run on a batch [N, H, W, C] of pixels (0..255); returns dequantised float32 outputs."""
-        self._resize(int(x.shape[0]))
+        self._resize(tuple(int(d) for d in x.shape))
         self._interp.set_tensor(self.input.index, self.quantize_input(x))
         self._interp.invoke()
         result = {}

@@ -88,7 +88,7 @@ class Manifest:
         info = self.info(key, variant)
         return info, TfliteModel(info.path, backend=backend, threads=threads)
 
-    def anchors(self) -> np.ndarray:
-        rec = self.models["detector"]["anchors"]
+    def anchors(self, key: str = "detector") -> np.ndarray:
+        rec = self.models[key]["anchors"]
         path = verify_file(self.dir / rec["file"], rec["sha256"])
         return np.load(path, allow_pickle=False)

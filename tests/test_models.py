@@ -15,7 +15,7 @@ from edge.interpreter import BACKENDS
 from edge.models import DEFAULT_DIR, Manifest, ModelError, sha256_of
 
 MANIFEST = json.loads((DEFAULT_DIR / "manifest.json").read_text())
-KEYS = ["detector", "age_gender", "expression", "ethnicity"]
+KEYS = ["detector", "detector_320", "age_gender", "expression", "ethnicity"]
 INSTALLED = [name for name, b in BACKENDS.items()
              if name != "tensorflow" and importlib.util.find_spec(b.module.split(".")[0]) is not None]
 
@@ -31,9 +31,10 @@ def test_manifest_lists_every_model_with_matching_files() -> None:
         assert entry["source"]["integrity"].startswith("sha512-")
         assert entry["source"]["license"] and entry["source"]["package"].startswith("@vladmandic/")
         assert entry["bars"] and entry["proof"]
-    anchors = MANIFEST["models"]["detector"]["anchors"]
-    assert anchors["count"] == 5118
-    assert sha256_of(DEFAULT_DIR / anchors["file"]) == anchors["sha256"]
+    for key, count in (("detector", 5118), ("detector_320", 2034)):
+        anchors = MANIFEST["models"][key]["anchors"]
+        assert anchors["count"] == count
+        assert sha256_of(DEFAULT_DIR / anchors["file"]) == anchors["sha256"]
     assert MANIFEST["models"]["ethnicity"]["opt_in"] is True
     assert not any(MANIFEST["models"][k]["opt_in"] for k in KEYS if k != "ethnicity")
 

@@ -1,0 +1,96 @@
+"""Attribute estimation on face crops: age, gender, expression and (opt-in) ethnicity.
+
+Each model's crop (size, margin, squaring, colour order) comes from the manifest,
+so the device feeds exactly what the converter verified. Faces are batched per
+model where the model allows it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.interpreter import TfliteModel
+from edge.models import Manifest, ModelInfo
+from edge.preprocess import CropSpec, crop_face
+from edge.records import Attributes, Detection
+
+log = logging.getLogger(__name__)
+
+ETHNICITY_WARNING = (
+    "ethnicity estimation is restricted or prohibited in some jurisdictions "
+    "(EU AI Act, Art. 5(1)(g): biometric categorisation); enable it only where lawful"
+)
+
+
+@dataclass(frozen=True)
+class AttributeSwitches:
+    """Which attributes run. Ethnicity is off unless an operator turns it on."""
+
+    age: bool = True
+    gender: bool = True
+    expression: bool = True
+    ethnicity: bool = False
+
+
+class _CropModel:
+    def __init__(self, info: ModelInfo, model: TfliteModel) -> None:
+        self.info, self.model = info, model
+        self.crop = CropSpec.from_manifest(info.input["crop"])
+        self.bgr = info.input.get("colour", "RGB") == "BGR"
+
+    def run(self, frame_rgb: np.ndarray, detections: Sequence[Detection]) -> dict[str, np.ndarray]:
+        crops = np.stack([crop_face(frame_rgb, d.box, self.crop) for d in detections])
+        if self.bgr:
+            crops = np.ascontiguousarray(crops[..., ::-1])
+        if self.model.batchable:
+            return self.model.run(crops)
+        parts = [self.model.run(c[None]) for c in crops]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+class AttributeEstimator:
+    """Runs the enabled attribute models on a frame's faces."""
+
+    def __init__(self, manifest: Manifest, switches: AttributeSwitches = AttributeSwitches(),
+                 variant: str = "int8", backend: str = "auto", threads: int | None = None) -> None:
+        self.switches = switches
+        self._age_gender = self._expression = self._ethnicity = None
+        if switches.age or switches.gender:
+            self._age_gender = _CropModel(*manifest.load("age_gender", variant, backend, threads))
+        if switches.expression:
+            self._expression = _CropModel(*manifest.load("expression", variant, backend, threads))
+        if switches.ethnicity:
+            log.warning(ETHNICITY_WARNING)
+            self._ethnicity = _CropModel(*manifest.load("ethnicity", variant, backend, threads))
+
+    def estimate(self, frame_rgb: np.ndarray, detections: Sequence[Detection]) -> list[Attributes]:
+        n = len(detections)
+        if n == 0:
+            return []
+        fields: list[dict] = [{} for _ in range(n)]
+        if self._age_gender is not None:
+            out = self._age_gender.run(frame_rgb, detections)
+            labels = self._age_gender.info.outputs["gender"]["labels"]
+            for i in range(n):
+                if self.switches.age:
+                    fields[i]["age"] = float(max(0.0, out["age"][i, 0]))
+                if self.switches.gender:
+                    k = int(np.argmax(out["gender"][i]))
+                    fields[i]["gender"], fields[i]["gender_score"] = labels[k], float(out["gender"][i, k])
+        if self._expression is not None:
+            out = self._expression.run(frame_rgb, detections)
+            labels = self._expression.info.outputs["expression"]["labels"]
+            for i in range(n):
+                k = int(np.argmax(out["expression"][i]))
+                fields[i]["expression"], fields[i]["expression_score"] = labels[k], float(out["expression"][i, k])
+        if self._ethnicity is not None:
+            out = self._ethnicity.run(frame_rgb, detections)
+            labels = self._ethnicity.info.outputs["race"]["labels"]
+            for i in range(n):
+                k = int(np.argmax(out["race"][i]))
+                fields[i]["ethnicity"], fields[i]["ethnicity_score"] = labels[k], float(out["race"][i, k])
+        return [Attributes(**f) for f in fields]
