@@ -8,12 +8,15 @@ import sys
 from pathlib import Path
 
 from edge import __version__
+from edge.analyzer import Analyzer, AnalyzerConfig
+from edge.attributes import ETHNICITY_WARNING, AttributeSwitches
+from edge.interpreter import BackendUnavailable
 from edge.models import DEFAULT_DIR, Manifest, ModelError
 
 
 def _models(args: argparse.Namespace) -> int:
     """Verify every model against the manifest, load it, and print what it is."""
-    manifest = Manifest(args.dir)
+    manifest = Manifest(args.model_dir)
     rows = []
     for key, entry in manifest.models.items():
         for variant in ("int8", "float"):
@@ -26,20 +29,113 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _analyzer_config(args: argparse.Namespace, variant: str | None = None, size: int | None = None) -> AnalyzerConfig:
+    return AnalyzerConfig(
+        model_dir=args.model_dir,
+        variant=variant or args.variant,
+        detector_input=size or args.detector_input,
+        score_threshold=args.threshold,
+        min_face_px=args.min_face,
+        attributes=AttributeSwitches(age=not args.no_age, gender=not args.no_gender,
+                                     expression=not args.no_expression, ethnicity=args.ethnicity),
+        backend=args.backend,
+        threads=args.threads,
+    )
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from edge.commands import analyze
+
+    return analyze.run(Analyzer(_analyzer_config(args)), args.paths, args.json, args.annotate, args.every)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from edge.commands import evaluate
+
+    variants = [args.variant]
+    if args.variant == "int8" and not args.int8_only:
+        manifest = Manifest(args.model_dir)
+        if all("float" in e for e in manifest.models.values()):
+            variants.append("float")
+    return evaluate.run(lambda v: Analyzer(_analyzer_config(args, variant=v)), variants, args.utkface,
+                        args.canvas, args.json, args.ethnicity, args.limit)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from edge.commands import bench
+
+    configs = [(v, s) for v in args.variants.split(",") for s in (int(x) for x in args.sizes.split(","))]
+    if not args.json:
+        sys.stdout.write(bench.header())
+    return bench.run(lambda v, s: Analyzer(_analyzer_config(args, variant=v, size=s)), configs, args.paths,
+                     args.repeats, args.max_frames, args.json)
+
+
+def _add_analyzer_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-dir", type=Path, default=DEFAULT_DIR, help="models folder (default: %(default)s)")
+    p.add_argument("--variant", choices=["int8", "float"], default="int8", help="model variant (default: int8)")
+    p.add_argument("--detector-input", type=int, choices=[512, 320], default=512,
+                   help="detector input size; 320 is faster and misses more small faces (default: 512)")
+    p.add_argument("--threshold", type=float, default=0.5, help="detector score threshold (default: 0.5)")
+    p.add_argument("--min-face", type=int, default=0, help="ignore faces narrower than this many pixels")
+    p.add_argument("--threads", type=int, default=None, help="interpreter threads (default: all cores)")
+    p.add_argument("--backend", default="auto", choices=["auto", "litert", "tflite_runtime", "tensorflow"],
+                   help="TFLite interpreter (default: the first installed of LiteRT, tflite-runtime, TensorFlow)")
+    p.add_argument("--no-age", action="store_true", help="do not estimate age")
+    p.add_argument("--no-gender", action="store_true", help="do not estimate gender")
+    p.add_argument("--no-expression", action="store_true", help="do not estimate facial expression")
+    p.add_argument("--ethnicity", action="store_true",
+                   help=f"also estimate ethnicity (off by default). RESTRICTED: {ETHNICITY_WARNING}")
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge", description="Edge-device face analytics runtime")
     parser.add_argument("--version", action="version", version=f"edge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+
     p = sub.add_parser("models", help="verify and load the shipped models (checksums against the manifest)")
-    p.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="models folder (default: %(default)s)")
+    p.add_argument("--model-dir", type=Path, default=DEFAULT_DIR, help="models folder (default: %(default)s)")
     p.add_argument("--backend", default="auto", help="auto, litert, tflite_runtime or tensorflow")
     p.set_defaults(func=_models)
-    args = parser.parse_args(argv)
+
+    p = sub.add_parser("analyze", help="faces and attributes in images, folders and video files")
+    p.add_argument("paths", type=Path, nargs="+", metavar="PATH")
+    p.add_argument("--json", action="store_true", help="one JSON object per line per image or frame")
+    p.add_argument("--annotate", type=Path, metavar="OUT_DIR",
+                   help="write pictures with boxes and labels here (local debugging only: they show faces)")
+    p.add_argument("--every", type=int, default=1, help="analyse every Nth video frame (default: 1)")
+    _add_analyzer_options(p)
+    p.set_defaults(func=_analyze)
+
+    p = sub.add_parser("eval", help="accuracy on a UTKFace-style labelled folder (labels.csv: file, age, gender, race)")
+    p.add_argument("--utkface", type=Path, required=True, metavar="DIR")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    p.add_argument("--canvas", type=int, default=600,
+                   help="centre each crop on a mid-grey canvas this big (0: raw crops; default: 600)")
+    p.add_argument("--int8-only", action="store_true", help="skip the float side-by-side run")
+    p.add_argument("--limit", type=int, default=None, help="only the first N images")
+    _add_analyzer_options(p)
+    p.set_defaults(func=_eval)
+
+    p = sub.add_parser("bench", help="per-stage latency (p50/p90), frames per second and peak RSS")
+    p.add_argument("paths", type=Path, nargs="*", metavar="PATH", help="photos or videos (synthetic frames always run)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--variants", default="int8,float", help="comma-separated (default: int8,float)")
+    p.add_argument("--sizes", default="512,320", help="detector input sizes (default: 512,320)")
+    p.add_argument("--repeats", type=int, default=10, help="runs per frame (default: 10)")
+    p.add_argument("--max-frames", type=int, default=30, help="frames read from each video (default: 30)")
+    _add_analyzer_options(p)
+    p.set_defaults(func=_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args))
-    except ModelError as exc:
-        sys.stderr.write(f"edge: {exc}\n")
+    except (ModelError, BackendUnavailable, ValueError) as exc:
+        sys.stderr.write(f"edge {args.command}: {exc}\n")
         return 2
 
 

@@ -1,0 +1,1 @@
+"""Implementations of the ``edge`` subcommands (argument parsing lives in ``edge.cli``)."""

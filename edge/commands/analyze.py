@@ -1,0 +1,94 @@
+"""``edge analyze``: faces and attributes for images, folders and video files."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import TextIO
+
+import cv2
+import numpy as np
+
+from edge.analyzer import Analyzer
+from edge.media import MediaError, expand, frames
+from edge.records import Face
+
+log = logging.getLogger(__name__)
+
+
+def face_json(face: Face) -> dict:
+    d, a = face.detection, face.attributes
+    out: dict = {"box": [round(v, 1) for v in d.box], "score": round(d.score, 4)}
+    if a.age is not None:
+        out["age"] = round(a.age, 1)
+    if a.gender is not None:
+        out["gender"], out["gender_score"] = a.gender, round(a.gender_score or 0.0, 4)
+    if a.expression is not None:
+        out["expression"], out["expression_score"] = a.expression, round(a.expression_score or 0.0, 4)
+    if a.ethnicity is not None:
+        out["ethnicity"], out["ethnicity_score"] = a.ethnicity, round(a.ethnicity_score or 0.0, 4)
+    return out
+
+
+def label(face: Face) -> str:
+    a = face.attributes
+    parts = [f"{face.detection.score:.2f}"]
+    if a.age is not None:
+        parts.append(f"{a.age:.0f}y")
+    if a.gender is not None:
+        parts.append(a.gender)
+    if a.expression is not None:
+        parts.append(a.expression)
+    if a.ethnicity is not None:
+        parts.append(a.ethnicity)
+    return " ".join(parts)
+
+
+def annotate(rgb: np.ndarray, faces: list[Face], path: Path) -> None:
+    """Boxes and labels drawn on a copy of the frame: for a person debugging locally."""
+    img = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    thick = max(1, round(max(img.shape[:2]) / 500))
+    for face in faces:
+        x1, y1, x2, y2 = (int(round(v)) for v in face.detection.box)
+        cv2.rectangle(img, (x1, y1), (x2, y2), (0, 220, 0), thick)
+        cv2.putText(img, label(face), (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * thick,
+                    (0, 220, 0), thick, cv2.LINE_AA)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), img):
+        raise MediaError(f"{path}: could not write the annotated image")
+
+
+def run(analyzer: Analyzer, paths: list[Path], as_json: bool, annotate_dir: Path | None, every: int,
+        out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Analyse every input; unreadable ones are reported and skipped. Exit 1 if any failed."""
+    failed = 0
+    for item in expand(paths):
+        if isinstance(item, MediaError):
+            err.write(f"edge analyze: {item}\n")
+            failed += 1
+            continue
+        try:
+            for frame in frames(item, every):
+                faces = analyzer.analyze(frame.rgb)
+                t = analyzer.last_timings
+                h, w = frame.rgb.shape[:2]
+                if as_json:
+                    record = {"source": frame.source, "frame": frame.index, "width": w, "height": h,
+                              "faces": [face_json(f) for f in faces],
+                              "timings_ms": {"detect": round(t.detect_ms, 2), "attributes": round(t.attributes_ms, 2),
+                                             "total": round(t.total_ms, 2)}}
+                    out.write(json.dumps(record) + "\n")
+                else:
+                    where = frame.source if frame.index == 0 else f"{frame.source}#{frame.index}"
+                    summary = "; ".join(label(f) for f in faces) or "no faces"
+                    out.write(f"{where}: {len(faces)} face(s) [{summary}] in {t.total_ms:.1f} ms\n")
+                out.flush()
+                if annotate_dir is not None:
+                    name = item.stem + (f"_f{frame.index:06d}" if frame.index else "") + "_annotated.jpg"
+                    annotate(frame.rgb, faces, annotate_dir / name)
+        except MediaError as exc:
+            err.write(f"edge analyze: {exc}\n")
+            failed += 1
+    return 1 if failed else 0

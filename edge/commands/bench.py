@@ -1,0 +1,137 @@
+"""``edge bench``: per-stage latency, frames per second and peak memory.
+
+Measured, not asserted: the figures are printed (or emitted as JSON) for the
+README and for comparing devices; nothing here fails on a slow machine.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import cv2
+import numpy as np
+
+from edge.analyzer import Analyzer
+from edge.media import IMAGE_SUFFIXES, MediaError, expand, frames
+from edge.synthetic import crowd_frame
+
+STAGES = ("decode", "preprocess", "detect", "attributes_per_face", "end_to_end")
+
+
+@dataclass(frozen=True)
+class Input:
+    name: str
+    load: Callable[[], list[tuple[np.ndarray, float]]]  # frames with their decode time (ms)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _file_input(path: Path, max_frames: int) -> Input:
+    def load() -> list[tuple[np.ndarray, float]]:
+        out = []
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            data = np.fromfile(str(path), dtype=np.uint8)
+            t0 = time.perf_counter()
+            bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise MediaError(f"{path}: not a readable image")
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            out.append((rgb, (time.perf_counter() - t0) * 1000))
+            return out
+        t0 = time.perf_counter()
+        for frame in frames(path):
+            out.append((frame.rgb, (time.perf_counter() - t0) * 1000))
+            if len(out) >= max_frames:
+                break
+            t0 = time.perf_counter()
+        return out
+
+    return Input(path.name, load)
+
+
+def _synthetic(n_faces: int, face_px: float) -> Input:
+    def load() -> list[tuple[np.ndarray, float]]:
+        frame, _ = crowd_frame(n_faces, 640, 480, face_px, seed=n_faces)
+        ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        t0 = time.perf_counter()
+        rgb = cv2.cvtColor(cv2.imdecode(jpg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        return [(rgb, (time.perf_counter() - t0) * 1000)]
+
+    return Input(f"synthetic 640x480, {n_faces} faces", load)
+
+
+def measure(analyzer: Analyzer, inp: Input, repeats: int) -> dict:
+    loaded = inp.load()
+    samples: dict[str, list[float]] = {s: [] for s in STAGES}
+    faces_seen = 0
+    for rgb, decode_ms in loaded:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            lb = analyzer.detector.prepare(rgb)
+            t1 = time.perf_counter()
+            dets = analyzer.detector.infer(lb, (rgb.shape[1], rgb.shape[0]))
+            t2 = time.perf_counter()
+            analyzer.attributes.estimate(rgb, dets)
+            t3 = time.perf_counter()
+            samples["decode"].append(decode_ms)
+            samples["preprocess"].append((t1 - t0) * 1000)
+            samples["detect"].append((t2 - t1) * 1000)
+            if dets:
+                samples["attributes_per_face"].append((t3 - t2) * 1000 / len(dets))
+            samples["end_to_end"].append(decode_ms + (t3 - t0) * 1000)
+            faces_seen = len(dets)
+    stats = {}
+    for stage, values in samples.items():
+        if values:
+            stats[stage] = {"p50": float(np.percentile(values, 50)), "p90": float(np.percentile(values, 90))}
+    e2e = stats["end_to_end"]["p50"]
+    return {"input": inp.name, "frames": len(loaded), "faces": faces_seen, "stages_ms": stats,
+            "fps": 1000.0 / e2e if e2e > 0 else None, "peak_rss_mb": peak_rss_mb()}
+
+
+def run(make_analyzer: Callable[[str, int], Analyzer], configs: list[tuple[str, int]], paths: list[Path],
+        repeats: int, max_frames: int, as_json: bool, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    inputs = []
+    for item in expand(paths):
+        if isinstance(item, MediaError):
+            err.write(f"edge bench: {item}\n")
+            continue
+        inputs.append(_file_input(item, max_frames))
+    inputs += [_synthetic(0, 60), _synthetic(1, 90), _synthetic(5, 60), _synthetic(10, 45)]
+    results = []
+    for variant, size in configs:
+        analyzer = make_analyzer(variant, size)
+        for inp in inputs:
+            try:
+                r = measure(analyzer, inp, repeats)
+            except MediaError as exc:
+                err.write(f"edge bench: {exc}\n")
+                continue
+            r.update(variant=variant, detector_input=size, threads=analyzer.detector.model.threads,
+                     backend=analyzer.detector.model.backend.name)
+            results.append(r)
+            if not as_json:
+                s = r["stages_ms"]
+                cell = lambda k: f"{s[k]['p50']:7.1f} {s[k]['p90']:7.1f}" if k in s else f"{'-':>7} {'-':>7}"
+                out.write(f"{variant:<5} {size:>3}  {r['input'][:34]:<34} {r['faces']:>3}  "
+                          + "  ".join(cell(k) for k in STAGES)
+                          + f"  {r['fps']:6.1f}  {r['peak_rss_mb']:6.0f}\n")
+                out.flush()
+    if as_json:
+        out.write(json.dumps({"results": results, "peak_rss_mb": peak_rss_mb()}) + "\n")
+    return 0
+
+
+def header() -> str:
+    stages = "  ".join(f"{s[:15]:>15}" for s in STAGES)
+    return (f"{'var':<5} {'in':>3}  {'input':<34} {'fac':>3}  {stages}  {'fps':>6}  {'RSS MB':>6}\n"
+            f"{'':<5} {'':>3}  {'':<34} {'':>3}  " + "  ".join(f"{'p50     p90':>15}" for _ in STAGES) + "\n")
