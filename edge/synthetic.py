@@ -99,7 +99,11 @@ def crowd_frame(n_faces: int, width: int = 640, height: int = 480, face_px: floa
     cell_w, cell_h = width / cols, height / rows
     for i in range(n_faces):
         r, c = divmod(i, cols)
-        size = min(face_px, cell_w * 0.6, cell_h * 0.45) * rng.uniform(0.9, 1.1)
+        # Keep each head-and-shoulders sprite inside its cell so no face covers another.
+        y1, y2, x1, x2 = _SPRITE
+        face_w = _FACE_IN_SPRITE[2] - _FACE_IN_SPRITE[0]
+        fit = min(cell_w / ((x2 - x1) / face_w), cell_h / ((y2 - y1) / face_w))
+        size = min(face_px, fit) * rng.uniform(0.9, 1.0)
         s = sprite(size, mirror=bool(rng.integers(0, 2)), tint=tuple(rng.uniform(0.85, 1.15, 3)))
         fx1, fy1, fx2, fy2 = s.face
         x = c * cell_w + cell_w / 2 - (fx1 + fx2) / 2

@@ -61,7 +61,8 @@ def annotate(rgb: np.ndarray, faces: list[Face], path: Path) -> None:
 
 
 def run(analyzer: Analyzer, paths: list[Path], as_json: bool, annotate_dir: Path | None, every: int,
-        out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+        out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
     """Analyse every input; unreadable ones are reported and skipped. Exit 1 if any failed."""
     failed = 0
     for item in expand(paths):

@@ -99,7 +99,8 @@ def measure(analyzer: Analyzer, inp: Input, repeats: int) -> dict:
 
 
 def run(make_analyzer: Callable[[str, int], Analyzer], configs: list[tuple[str, int]], paths: list[Path],
-        repeats: int, max_frames: int, as_json: bool, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+        repeats: int, max_frames: int, as_json: bool, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
     inputs = []
     for item in expand(paths):
         if isinstance(item, MediaError):

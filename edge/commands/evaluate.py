@@ -236,7 +236,8 @@ def table(results: dict[str, dict], ethnicity: bool) -> str:
 
 
 def run(make_analyzer: Callable[[str], Analyzer], variants: list[str], folder: Path, canvas: int, as_json: bool,
-        ethnicity: bool, limit: int | None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+        ethnicity: bool, limit: int | None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
     samples = read_labels(folder)
     if limit:
         samples = samples[:limit]

@@ -1,0 +1,168 @@
+"""The analysis engine through its CLI (``edge analyze`` / ``edge eval``) and its Python API."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.analyzer import Analyzer, AnalyzerConfig
+from edge.attributes import AttributeSwitches
+from edge.boxes import iou_matrix
+from edge.cli import main
+from edge.models import DEFAULT_DIR
+from edge.records import Face
+from edge.synthetic import crowd_frame
+
+FACE_KEYS = {"box", "score", "age", "gender", "gender_score", "expression", "expression_score"}
+RECORD_KEYS = {"source", "frame", "width", "height", "faces", "timings_ms"}
+
+
+def write_rgb(path: Path, rgb: np.ndarray) -> Path:
+    assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return path
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> Analyzer:
+    return Analyzer(AnalyzerConfig(threads=2))
+
+
+def run_cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_analyze_json_schema_on_a_real_photo(tmp_path: Path, astronaut: np.ndarray, capsys) -> None:
+    photo = write_rgb(tmp_path / "astronaut.png", astronaut)
+    code, out, err = run_cli(capsys, "analyze", "--json", str(photo))
+    assert code == 0, err
+    (line,) = out.splitlines()
+    record = json.loads(line)
+    assert set(record) == RECORD_KEYS
+    assert record["source"] == str(photo) and record["frame"] == 0
+    assert (record["width"], record["height"]) == (512, 512)
+    assert set(record["timings_ms"]) == {"detect", "attributes", "total"}
+    (face,) = record["faces"]
+    assert set(face) == FACE_KEYS
+    assert len(face["box"]) == 4 and 0.5 <= face["score"] <= 1
+    assert face["gender"] in ("female", "male") and 0.5 <= face["gender_score"] <= 1
+    assert face["expression"] in ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
+    assert 10 < face["age"] < 70
+    # Eileen Collins is smiling in this portrait.
+    assert face["expression"] == "happy"
+
+
+def test_ethnicity_is_absent_unless_enabled(tmp_path: Path, astronaut: np.ndarray, capsys) -> None:
+    photo = write_rgb(tmp_path / "a.png", astronaut)
+    _, out, _ = run_cli(capsys, "analyze", "--json", str(photo))
+    assert set(json.loads(out)["faces"][0]) == FACE_KEYS
+    code, out, err = run_cli(capsys, "analyze", "--json", "--ethnicity", str(photo))
+    assert code == 0, err
+    (face,) = json.loads(out)["faces"]
+    assert set(face) == FACE_KEYS | {"ethnicity", "ethnicity_score"}
+    assert face["ethnicity"] in ("white", "black", "asian", "indian", "other")
+
+
+def test_ethnicity_flag_help_says_it_is_restricted(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["analyze", "--help"])
+    assert "Art. 5(1)(g)" in capsys.readouterr().out.replace("\n", " ")
+
+
+def test_api_finds_every_face_of_a_composite_and_none_in_noise(analyzer: Analyzer) -> None:
+    frame, truth = crowd_frame(6, 960, 540, face_px=70, seed=3)
+    faces = analyzer.analyze(frame)
+    assert all(isinstance(f, Face) for f in faces)
+    assert len(faces) == len(truth) == 6
+    matched = iou_matrix(np.array(truth), np.array([f.detection.box for f in faces])).max(axis=1)
+    assert np.all(matched > 0.5)
+    noise = np.random.default_rng(0).integers(0, 256, (540, 960, 3), dtype=np.uint8)
+    assert analyzer.analyze(noise) == []
+
+
+def test_attributes_switch_off(astronaut: np.ndarray) -> None:
+    only_gender = Analyzer(AnalyzerConfig(attributes=AttributeSwitches(age=False, expression=False), threads=1))
+    (face,) = only_gender.analyze(astronaut)
+    a = face.attributes
+    assert a.gender in ("female", "male") and a.age is None and a.expression is None and a.ethnicity is None
+
+
+def test_video_frames_are_analysed(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "walk.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
+    for i in range(6):
+        frame, _ = crowd_frame(1 + i % 2, 640, 480, 60, seed=i)
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    code, out, err = run_cli(capsys, "analyze", "--json", "--every", "2", str(path))
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["frame"] for r in records] == [0, 2, 4]
+    assert [len(r["faces"]) for r in records] == [1, 1, 1]  # frames 0, 2, 4 hold one face each
+
+
+def test_bad_inputs_are_reported_per_file_and_the_rest_still_runs(tmp_path: Path, astronaut: np.ndarray,
+                                                                   capsys) -> None:
+    good = write_rgb(tmp_path / "good.jpg", astronaut)
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg" * 10)
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    missing = tmp_path / "missing.png"
+    code, out, err = run_cli(capsys, "analyze", "--json", str(corrupt), str(text), str(missing), str(good))
+    assert code == 1
+    assert [json.loads(line)["source"] for line in out.splitlines()] == [str(good)]
+    assert f"{corrupt}: not a readable image" in err
+    assert f"{text}: unsupported file type .txt" in err
+    assert f"{missing}: no such file or folder" in err
+
+
+def test_corrupt_model_is_refused_with_both_checksums(tmp_path: Path, astronaut: np.ndarray, capsys) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(DEFAULT_DIR, models)
+    manifest = json.loads((models / "manifest.json").read_text())
+    target = models / manifest["models"]["detector"]["file"]
+    target.write_bytes(target.read_bytes()[:-100])  # truncated copy
+    photo = write_rgb(tmp_path / "a.png", astronaut)
+    code, out, err = run_cli(capsys, "analyze", "--model-dir", str(models), str(photo))
+    assert code == 2 and out == ""
+    assert str(target) in err and manifest["models"]["detector"]["sha256"] in err and "file has" in err
+
+
+def test_eval_on_a_small_labelled_folder(tmp_path: Path, astronaut: np.ndarray, capsys) -> None:
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    rows = []
+    # Tight crops around the astronaut's face, like UTKFace's, plus one image with no face.
+    for i, (x1, y1, x2, y2) in enumerate([(150, 40, 300, 200), (140, 30, 310, 210), (160, 50, 290, 190)]):
+        crop = np.ascontiguousarray(astronaut[y1:y2, x1:x2])
+        write_rgb(folder / f"face{i}.jpg", cv2.resize(crop, (200, 200)))
+        rows.append({"file": f"face{i}.jpg", "age": 42, "gender": "female", "race": "white"})
+    write_rgb(folder / "wall.jpg", np.full((200, 200, 3), 90, np.uint8))
+    rows.append({"file": "wall.jpg", "age": 30, "gender": "male", "race": "black"})
+    with open(folder / "labels.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["file", "age", "gender", "race"])
+        writer.writeheader()
+        writer.writerows(rows)
+    code, out, err = run_cli(capsys, "eval", "--utkface", str(folder), "--json", "--int8-only")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert {"n", "detected", "gender_accuracy", "age_mae", "age_mae_adult", "groups"} <= set(doc)
+    assert doc["n"] == 4 and doc["detected"] == 3
+    assert doc["gender_accuracy"] == 1.0
+    assert 0 <= doc["age_mae"] < 30 and doc["age_mae_adult"] == doc["age_mae"]
+    assert doc["groups"]["race_x_gender"]["white female"]["n"] == 3
+    assert doc["groups"]["race_x_gender"]["black male"]["detected"] == 0
+    assert "ethnicity_accuracy" not in doc
+
+
+def test_eval_reports_a_missing_folder(tmp_path: Path, capsys) -> None:
+    code, _, err = run_cli(capsys, "eval", "--utkface", str(tmp_path / "nope"))
+    assert code == 2 and "no such folder" in err
