@@ -15,6 +15,7 @@ _BN_EPS = 0.0010000000474974513  # the epsilon face-api passes to tf.batchNorm
 _FACE_MEAN_RGB = np.array([122.782, 117.001, 104.298], dtype=np.float32)
 
 DETECTOR_INPUT = 512
+AGE_RANGE_YEARS = 110.0
 FACE_INPUT = 112
 EXPRESSION_LABELS = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
 
@@ -224,7 +225,15 @@ class AgeGenderNet(_Equalizable):
         out = self._reduction(out, "exit_flow/reduction_block")
         out = tf.nn.relu(self._l.sep(out, "exit_flow/separable_conv", 1))
         pooled = tf.reshape(tf.nn.avg_pool2d(out, 7, 2, "VALID"), [-1, 512])
-        age = tf.reshape(self._l.fc(pooled, "fc/age"), [-1, 1])
+        # The age head gets a second, constant unit (zero weights, bias AGE_RANGE_YEARS) that is
+        # sliced away again: the float result is unchanged, but the int8 range of the head's
+        # output then spans 0..AGE_RANGE_YEARS instead of the ages seen in calibration (the
+        # pinned photos show young adults; calibrated alone, int8 ages saturated at 45).
+        w = self._l._np["fc/age/weights"]
+        b = self._l._np["fc/age/bias"]
+        w2 = tf.constant(np.concatenate([w, np.zeros_like(w)], axis=1))
+        b2 = tf.constant(np.concatenate([b, np.full_like(b, AGE_RANGE_YEARS)]))
+        age = (tf.matmul(pooled, w2) + b2)[:, :1]
         gender = tf.nn.softmax(self._l.fc(pooled, "fc/gender"))  # [male, female]
         return {"age": age, "gender": gender}
 

@@ -44,7 +44,14 @@ CARDS = {
 }
 
 
+EVALUATION_MARKER = "<!-- evaluation: kept across conversions; produced by `edge eval` -->"
+
+
 def write_model_card(manifest: dict, table: str, path: Path) -> None:
+    """Regenerate the card; an evaluation section below the marker is carried over untouched."""
+    kept = ""
+    if path.exists() and EVALUATION_MARKER in path.read_text():
+        kept = path.read_text().split(EVALUATION_MARKER, 1)[1]
     lines = [
         "# Models",
         "",
@@ -103,4 +110,7 @@ def write_model_card(manifest: dict, table: str, path: Path) -> None:
                                    for b in entry["bars"]),
             "",
         ]
-    path.write_text("\n".join(lines))
+    text = "\n".join(lines)
+    if kept:
+        text = text.rstrip("\n") + "\n\n" + EVALUATION_MARKER + kept
+    path.write_text(text)
