@@ -126,6 +126,8 @@ def summarise(outcomes: list[Outcome], ethnicity: bool) -> dict:
             "detected": len(found),
             "detection_rate": proportion([o.detected for o in group]),
             "gender_accuracy": proportion([o.gender == o.sample.gender for o in found if o.gender]),
+            "gender_accuracy_adult": proportion([o.gender == o.sample.gender for o in found
+                                                 if o.gender and 18 <= o.sample.age <= 75]),
             "age_mae": mean_error([abs(o.age - o.sample.age) for o in found if o.age is not None]),
             "age_mae_adult": mean_error([abs(o.age - o.sample.age) for o in found
                                          if o.age is not None and 18 <= o.sample.age <= 75]),
@@ -150,6 +152,7 @@ def summarise(outcomes: list[Outcome], ethnicity: bool) -> dict:
         "detected": overall["detected"],
         "detection_rate": overall["detection_rate"]["value"],
         "gender_accuracy": overall["gender_accuracy"]["value"],
+        "gender_accuracy_adult": overall["gender_accuracy_adult"]["value"],
         "age_mae": overall["age_mae"]["value"],
         "age_mae_adult": overall["age_mae_adult"]["value"],
         "overall": overall,
@@ -203,6 +206,7 @@ def table(results: dict[str, dict], ethnicity: bool) -> str:
     """Markdown tables: overall and per group, variants side by side, n on every row."""
     variants = list(results)
     cols = [("detection_rate", True, "detected %"), ("gender_accuracy", True, "gender acc %"),
+            ("gender_accuracy_adult", True, "gender acc 18-75 %"),
             ("age_mae", False, "age MAE"), ("age_mae_adult", False, "age MAE 18-75")]
     if ethnicity:
         cols.append(("ethnicity_accuracy", True, "ethnicity acc %"))

@@ -1,0 +1,792 @@
+"""Typed configuration: one YAML file, validated once at start-up.
+
+The device runs unattended, so a typo has to stop it at start-up with a message
+that names the key, the bad value and what was expected -- not surface hours
+later as a KeyError in a worker thread. Every problem in the file is collected
+in one pass and reported together, so an operator fixes the file once.
+
+The schema is the dataclasses below. Each field's metadata carries its
+validator, so a new key is one field; a new source or sink type is one new
+registered class (see ``SOURCE_TYPES``/``SINK_TYPES``), not an if-branch.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import MISSING, Field, dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlsplit
+
+import yaml
+
+REPO_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_STATE_DIR = Path("~/.local/state/edge")
+_ROOT = "(top level)"
+
+
+class _Missing:
+    """Marks a key that is absent from the file (distinct from an explicit null)."""
+
+    def __repr__(self) -> str:
+        return "nothing"
+
+
+_MISSING_KEY = _Missing()
+
+
+def _render(value: Any) -> str:
+    if isinstance(value, _Missing):
+        return "nothing (the key is required)"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+class ConfigError(ValueError):
+    """A configuration problem (or several): key path, offending value, expectation.
+
+    ``errors`` holds every problem found in the pass; ``str()`` lists them all.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        value: Any,
+        expected: str,
+        *,
+        got: str | None = None,
+        source: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        super().__init__(path)
+        self.path = path
+        self.value = value
+        self.expected = expected
+        self.got = got if got is not None else _render(value)
+        self.source = source
+        self.line = line
+        self.column = column
+        self.errors: tuple[ConfigError, ...] = (self,)
+
+    def _where(self, with_source: bool) -> str:
+        named = with_source and self.source not in (None, "<dict>")
+        if self.line is not None:
+            at = f"line {self.line}" + (f", column {self.column}" if self.column is not None else "")
+            return f" ({self.source}, {at})" if named else f" ({at})"
+        return f" ({self.source})" if named else ""
+
+    def describe(self, with_source: bool = True) -> str:
+        """One problem on one line: ``path: expected X, got Y (file, line N)``."""
+        return f"{self.path}: expected {self.expected}, got {self.got}{self._where(with_source)}"
+
+    def __str__(self) -> str:
+        if len(self.errors) == 1:
+            return f"config error: {self.describe()}"
+        where = f" in {self.source}" if self.source not in (None, "<dict>") else ""
+        lines = "".join(f"\n  {e.describe(with_source=False)}" for e in self.errors)
+        return f"config error: {len(self.errors)} problems{where}:{lines}"
+
+    @classmethod
+    def combine(cls, errors: Sequence[ConfigError]) -> ConfigError:
+        """One exception carrying all ``errors`` (the first one's fields on top)."""
+        if len(errors) == 1:
+            return errors[0]
+        first = errors[0]
+        combined = cls(first.path, first.value, first.expected, got=first.got, source=first.source,
+                       line=first.line, column=first.column)
+        combined.errors = tuple(errors)
+        return combined
+
+
+# --------------------------------------------------------------------------- validators
+
+
+@dataclass
+class _Ctx:
+    """State of one validation pass: where we are, what went wrong so far."""
+
+    source: str
+    base_dir: Path | None  # relative paths resolve against the config file's folder
+    device_id: str
+    state_dir: Path
+    lines: dict[int, dict[Any, int]]  # id(mapping) -> key -> line number
+    duplicates: dict[int, list[tuple[Any, int]]]
+    errors: list[ConfigError] = field(default_factory=list)
+
+    def error(self, path: str, value: Any, expected: str, *, got: str | None = None, line: int | None = None) -> None:
+        self.errors.append(ConfigError(path, value, expected, got=got, source=self.source, line=line))
+
+    def line_of(self, mapping: Any, key: Any) -> int | None:
+        return self.lines.get(id(mapping), {}).get(key)
+
+
+class _Invalid(Exception):
+    """Raised by a converter; the field's ``expected`` text becomes the message."""
+
+
+@dataclass(frozen=True)
+class _Check:
+    expected: str
+    convert: Callable[[Any, _Ctx], Any]
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _number(expected: str, *, lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> _Check:
+    def convert(v: Any, ctx: _Ctx) -> float:
+        if not _is_number(v):
+            raise _Invalid
+        if lo is not None and (v <= lo if lo_open else v < lo):
+            raise _Invalid
+        if hi is not None and v > hi:
+            raise _Invalid
+        return float(v)
+
+    return _Check(expected, convert)
+
+
+def _integer(expected: str, *, lo: int | None = None, hi: int | None = None,
+             also: Callable[[int], bool] | None = None) -> _Check:
+    def convert(v: Any, ctx: _Ctx) -> int:
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise _Invalid
+        if (lo is not None and v < lo) or (hi is not None and v > hi) or (also is not None and not also(v)):
+            raise _Invalid
+        return v
+
+    return _Check(expected, convert)
+
+
+def _boolean() -> _Check:
+    def convert(v: Any, ctx: _Ctx) -> bool:
+        if not isinstance(v, bool):
+            raise _Invalid
+        return v
+
+    return _Check("true or false", convert)
+
+
+def _text(expected: str, pattern: str | None = None) -> _Check:
+    regex = re.compile(pattern) if pattern else None
+
+    def convert(v: Any, ctx: _Ctx) -> str:
+        if not isinstance(v, str) or not v or "\x00" in v:
+            raise _Invalid
+        if regex is not None and not regex.fullmatch(v):
+            raise _Invalid
+        return v
+
+    return _Check(expected, convert)
+
+
+def _choice(*options: str | int) -> _Check:
+    """One of ``options``; strings match case-insensitively, YAML's ``5`` matches ``"5"``."""
+
+    def convert(v: Any, ctx: _Ctx) -> str | int:
+        if isinstance(v, (str, int)) and not isinstance(v, bool):
+            for option in options:
+                if v == option or str(v).lower() == str(option).lower():
+                    return option
+        raise _Invalid
+
+    return _Check("one of " + ", ".join(str(o) for o in options), convert)
+
+
+def _resolve(v: Any, ctx: _Ctx) -> Path:
+    if not isinstance(v, str) or not v or "\x00" in v:
+        raise _Invalid
+    p = Path(v).expanduser()
+    return ctx.base_dir / p if ctx.base_dir is not None and not p.is_absolute() else p
+
+
+def _path(expected: str = "a file system path") -> _Check:
+    return _Check(expected + " (relative to the config file)", _resolve)
+
+
+def _optional(check: _Check, null_means: str = "") -> _Check:
+    def convert(v: Any, ctx: _Ctx) -> Any:
+        return None if v is None else check.convert(v, ctx)
+
+    return _Check(check.expected + " or null" + (f" ({null_means})" if null_means else ""), convert)
+
+
+def _leaf(default: Any, check: _Check) -> Any:
+    return field(default=default, metadata={"check": check})
+
+
+def _required(check: _Check) -> Any:
+    return field(metadata={"check": check})
+
+
+def _derived(check: _Check, derive: Callable[[_Ctx], Any]) -> Any:
+    """A field whose default depends on other settings (device_id, state_dir)."""
+    return field(metadata={"check": check, "derive": derive})
+
+
+def _all_defaults(cls: type) -> bool:
+    return all(f.default is not MISSING or f.default_factory is not MISSING for f in fields(cls))
+
+
+def _section(cls: type, *, optional: bool = False) -> Any:
+    """A nested mapping; ``optional`` sections are None unless present (``true`` = all defaults)."""
+    meta = {"section": cls, "optional": optional}
+    if optional:
+        return field(default=None, metadata=meta)
+    if _all_defaults(cls):
+        return field(default_factory=cls, metadata=meta)
+    return field(metadata=meta)
+
+
+def _registry_field(registry: Mapping[str, type], default_type: str | None = None) -> Any:
+    meta = {"registry": registry, "default_type": default_type}
+    if default_type is not None and _all_defaults(registry[default_type]):
+        return field(default_factory=registry[default_type], metadata=meta)
+    return field(metadata=meta)
+
+
+T = TypeVar("T")
+
+
+def _register(registry: dict[str, type[T]]) -> Callable[[type[T]], type[T]]:
+    def add(cls: type[T]) -> type[T]:
+        registry[cls.type] = cls  # type: ignore[attr-defined]
+        return cls
+
+    return add
+
+
+# --------------------------------------------------------------------------- schema
+
+_POSITIVE_S = "a positive number of seconds"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackoffConfig:
+    """Reconnect delays: start at ``initial``, double per failure, cap at ``max``."""
+
+    initial: float = _leaf(1.0, _number(_POSITIVE_S, lo=0, lo_open=True))
+    max: float = _leaf(30.0, _number(_POSITIVE_S, lo=0, lo_open=True))
+
+    def _problems(self) -> Iterator[tuple[str, Any, str]]:
+        if self.max < self.initial:
+            yield "max", self.max, f"a number of seconds >= initial ({self.initial:g})"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceConfig:
+    """Base of the source types; ``type`` keys ``SOURCE_TYPES`` and ``edge.sources.SOURCES``."""
+
+    type: ClassVar[str]
+    reopen_backoff_s: BackoffConfig = _section(BackoffConfig)
+
+
+SOURCE_TYPES: dict[str, type[SourceConfig]] = {}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CameraSourceConfig(SourceConfig):
+    """Capture mode shared by local cameras."""
+
+    width: int = _leaf(640, _integer("a width in pixels >= 16", lo=16))
+    height: int = _leaf(480, _integer("a height in pixels >= 16", lo=16))
+    fps: float = _leaf(15.0, _number("a positive frame rate", lo=0, lo_open=True))
+
+
+@_register(SOURCE_TYPES)
+@dataclass(frozen=True, kw_only=True)
+class Picamera2SourceConfig(CameraSourceConfig):
+    """Raspberry Pi camera through libcamera/picamera2."""
+
+    type: ClassVar[str] = "picamera2"
+    camera: int = _leaf(0, _integer("a camera number >= 0", lo=0))
+
+
+def _v4l2_device(v: Any, ctx: _Ctx) -> int | str:
+    if isinstance(v, str) and v.isdigit():
+        return int(v)
+    if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+        return v
+    if isinstance(v, str) and v.startswith("/dev/") and len(v) > 5:
+        return v
+    raise _Invalid
+
+
+@_register(SOURCE_TYPES)
+@dataclass(frozen=True, kw_only=True)
+class V4l2SourceConfig(CameraSourceConfig):
+    """USB/V4L2 camera: an index (0 = /dev/video0) or a device path such as /dev/v4l/by-id/..."""
+
+    type: ClassVar[str] = "v4l2"
+    device: int | str = _leaf(0, _Check("a device index >= 0 or a path such as /dev/video0", _v4l2_device))
+
+
+def _stream_url(v: Any, ctx: _Ctx) -> str:
+    if not isinstance(v, str):
+        raise _Invalid
+    parts = urlsplit(v)
+    if parts.scheme.lower() not in ("rtsp", "rtsps", "http", "https") or not parts.hostname:
+        raise _Invalid
+    return v
+
+
+@_register(SOURCE_TYPES)
+@dataclass(frozen=True, kw_only=True)
+class RtspSourceConfig(SourceConfig):
+    """Network camera stream decoded by FFmpeg."""
+
+    type: ClassVar[str] = "rtsp"
+    url: str = _required(_Check("an rtsp://, rtsps://, http:// or https:// URL with a host", _stream_url))
+
+
+@_register(SOURCE_TYPES)
+@dataclass(frozen=True, kw_only=True)
+class FileSourceConfig(SourceConfig):
+    """A video file: replays and tests. ``realtime`` paces frames at the file's fps."""
+
+    type: ClassVar[str] = "file"
+    path: Path = _required(_path("a path to a video file"))
+    loop: bool = _leaf(False, _boolean())
+    realtime: bool = _leaf(True, _boolean())
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelsConfig:
+    dir: Path = _leaf(REPO_MODELS_DIR, _path("a folder holding the .tflite models"))
+    variant: str = _leaf("int8", _choice("int8", "float"))
+    detector_input: int = _leaf(512, _choice(512, 320))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuntimeConfig:
+    backend: str = _leaf("auto", _choice("auto", "litert", "tflite_runtime", "tensorflow"))
+    threads: int | None = _leaf(None, _optional(_integer("a thread count >= 1", lo=1), "all cores"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetectorConfig:
+    score_threshold: float = _leaf(0.5, _number("a score between 0 and 1", lo=0, hi=1))
+    min_face_px: int = _leaf(24, _integer("a face size in pixels >= 0", lo=0))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttributesConfig:
+    """Which estimates run. Ethnicity is opt-in: inferring it is restricted in some
+    jurisdictions (e.g. EU AI Act Art. 5(1)(g))."""
+
+    age: bool = _leaf(True, _boolean())
+    gender: bool = _leaf(True, _boolean())
+    expression: bool = _leaf(True, _boolean())
+    ethnicity: bool = _leaf(False, _boolean())
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrackingConfig:
+    iou_threshold: float = _leaf(0.3, _number("an overlap between 0 (exclusive) and 1", lo=0, hi=1, lo_open=True))
+    max_missed_s: float = _leaf(1.0, _number(_POSITIVE_S, lo=0, lo_open=True))
+    min_visitor_s: float = _leaf(1.0, _number("a number of seconds >= 0", lo=0))
+    min_hits: int = _leaf(3, _integer("a detection count >= 1", lo=1))
+    best_observations: int = _leaf(3, _integer("an observation count >= 1", lo=1))
+
+
+def _age_brackets(v: Any, ctx: _Ctx) -> tuple[int, ...]:
+    if not isinstance(v, list) or not v:
+        raise _Invalid
+    if any(not isinstance(a, int) or isinstance(a, bool) for a in v) or v[0] != 0:
+        raise _Invalid
+    if any(b <= a for a, b in zip(v, v[1:])):
+        raise _Invalid
+    return tuple(v)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AggregationConfig:
+    """Counting windows. ``window_s`` divides a day so windows align to midnight
+    on every device; cells under ``min_cell`` visitors are suppressed."""
+
+    window_s: int = _leaf(60, _integer(
+        "a positive whole number of seconds that divides 86400 (e.g. 60, 300, 900, 3600)",
+        lo=1, also=lambda s: 86400 % s == 0))
+    min_cell: int = _leaf(5, _integer("a visitor count >= 1", lo=1))
+    age_brackets: tuple[int, ...] = _leaf(
+        (0, 18, 25, 35, 45, 55, 65),
+        _Check("a list of strictly increasing whole ages starting at 0", _age_brackets))
+
+
+@dataclass(frozen=True, kw_only=True)
+class SinkConfig:
+    """Base of the sink types; ``type`` keys ``SINK_TYPES``."""
+
+    type: ClassVar[str]
+    # Keys refused in every sink, with the reason as the expectation.
+    _forbidden: ClassVar[dict[str, str]] = {}
+
+
+SINK_TYPES: dict[str, type[SinkConfig]] = {}
+
+
+def _jsonl_path(v: Any, ctx: _Ctx) -> str:
+    return "-" if v == "-" else str(_resolve(v, ctx))
+
+
+@_register(SINK_TYPES)
+@dataclass(frozen=True, kw_only=True)
+class JsonlSinkConfig(SinkConfig):
+    """One JSON object per line; ``path: "-"`` writes to stdout (journald under systemd)."""
+
+    type: ClassVar[str] = "jsonl"
+    path: str = _leaf("-", _Check('"-" for stdout or a file path', _jsonl_path))
+
+    @property
+    def to_stdout(self) -> bool:
+        return self.path == "-"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TlsConfig:
+    """TLS to the broker; ``ca_file: null`` trusts the system CAs."""
+
+    ca_file: Path | None = _leaf(None, _optional(_path("a CA bundle file"), "system CAs"))
+    cert_file: Path | None = _leaf(None, _optional(_path("a client certificate file")))
+    key_file: Path | None = _leaf(None, _optional(_path("a client key file")))
+    insecure: bool = _leaf(False, _boolean())
+
+    def _problems(self) -> Iterator[tuple[str, Any, str]]:
+        if (self.cert_file is None) != (self.key_file is None):
+            yield "key_file", self.key_file, "cert_file and key_file to be given together"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpoolConfig:
+    """On-disk queue of windows not yet acknowledged by the broker."""
+
+    path: Path = _derived(_path("a spool database file"), lambda ctx: ctx.state_dir / "spool.sqlite3")
+    max_windows: int = _leaf(10080, _integer("a window count >= 1", lo=1))
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiscoveryConfig:
+    """Home Assistant MQTT discovery."""
+
+    enabled: bool = _leaf(True, _boolean())
+    prefix: str = _leaf("homeassistant", _text("a topic prefix without + or #", r"[^+#]+"))
+
+
+def _topic_prefix(v: Any, ctx: _Ctx) -> str:
+    if not isinstance(v, str) or not v or any(c in v for c in "+#\x00"):
+        raise _Invalid
+    return v if v.endswith("/") else v + "/"
+
+
+_PASSWORD_SOURCES = ("password_file", "password_env", "password_credential")
+
+
+@_register(SINK_TYPES)
+@dataclass(frozen=True, kw_only=True)
+class MqttSinkConfig(SinkConfig):
+    """MQTT publisher. The password never sits in this file: it is read from a
+    file, an environment variable or a systemd credential (see ``password()``)."""
+
+    type: ClassVar[str] = "mqtt"
+    _forbidden: ClassVar[dict[str, str]] = {
+        "password": "no clear-text password in the config file; use password_file, "
+                    "password_env or password_credential (a systemd credential)",
+    }
+    host: str = _leaf("localhost", _text("a broker host name or address"))
+    port: int = _leaf(1883, _integer("a TCP port 1..65535", lo=1, hi=65535))
+    protocol: str = _leaf("5", _choice("5", "3.1.1"))
+    keepalive: int = _leaf(60, _integer("a keepalive in whole seconds >= 1", lo=1))
+    topic_prefix: str = _derived(_Check("a topic prefix without + or #", _topic_prefix),
+                                 lambda ctx: f"edge/{ctx.device_id}/")
+    qos: int = _leaf(1, _choice(0, 1, 2))
+    tls: TlsConfig | None = _section(TlsConfig, optional=True)
+    username: str | None = _leaf(None, _optional(_text("a user name")))
+    password_file: Path | None = _leaf(None, _optional(_path("a file holding the password")))
+    password_env: str | None = _leaf(None, _optional(_text("an environment variable name", r"[A-Za-z_][A-Za-z0-9_]*")))
+    password_credential: str | None = _leaf(None, _optional(_text("a systemd credential name", r"[A-Za-z0-9_.@-]+")))
+    spool: SpoolConfig = _section(SpoolConfig)
+    health_interval_s: float = _leaf(30.0, _number(_POSITIVE_S, lo=0, lo_open=True))
+    discovery: DiscoveryConfig = _section(DiscoveryConfig)
+
+    def _problems(self) -> Iterator[tuple[str, Any, str]]:
+        given = [k for k in _PASSWORD_SOURCES if getattr(self, k) is not None]
+        if len(given) > 1:
+            yield given[1], getattr(self, given[1]), f"only one of {', '.join(_PASSWORD_SOURCES)} (also got {given[0]})"
+        if given and self.username is None:
+            yield "username", None, f"a user name when {given[0]} is set"
+
+    def password(self) -> str | None:
+        """Read the broker password from its configured place (None when none is set).
+
+        Read on demand, not at parse time, so the secret is not kept in the
+        config object (which may be logged).
+        """
+        if self.password_file is not None:
+            return self._read_secret("sink.password_file", self.password_file)
+        if self.password_env is not None:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ConfigError("sink.password_env", self.password_env,
+                                  "the name of a set environment variable", got=f"{self.password_env} (not set)")
+            return value
+        if self.password_credential is not None:
+            creds = os.environ.get("CREDENTIALS_DIRECTORY")
+            if not creds:
+                raise ConfigError("sink.password_credential", self.password_credential,
+                                  "to run under systemd with LoadCredential=/SetCredential= "
+                                  "(CREDENTIALS_DIRECTORY is not set)")
+            return self._read_secret("sink.password_credential", Path(creds) / self.password_credential)
+        return None
+
+    @staticmethod
+    def _read_secret(key: str, path: Path) -> str:
+        try:
+            return path.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(key, str(path), "a readable file holding the password",
+                              got=f"{path} ({exc.strerror or exc})") from exc
+
+
+def _default_state_dir() -> Path:
+    # systemd's StateDirectory= sets $STATE_DIRECTORY (colon-separated when several).
+    env = os.environ.get("STATE_DIRECTORY", "")
+    first = env.split(":")[0]
+    return Path(first) if first else DEFAULT_STATE_DIR.expanduser()
+
+
+_DEVICE_ID = _text("1 to 64 letters, digits, '_' or '-' (it becomes an MQTT client id and topic level)",
+                   r"[A-Za-z0-9_-]{1,64}")
+_STATE_DIR = _path("a folder for persistent state (sequence numbers, spool)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """The whole validated configuration. Build it with ``load_config``/``parse_config``."""
+
+    device_id: str = _required(_DEVICE_ID)
+    site: str = _leaf("default", _text("a non-empty site name"))
+    source: SourceConfig = _registry_field(SOURCE_TYPES)
+    models: ModelsConfig = _section(ModelsConfig)
+    runtime: RuntimeConfig = _section(RuntimeConfig)
+    detector: DetectorConfig = _section(DetectorConfig)
+    attributes: AttributesConfig = _section(AttributesConfig)
+    tracking: TrackingConfig = _section(TrackingConfig)
+    aggregation: AggregationConfig = _section(AggregationConfig)
+    sink: SinkConfig = _registry_field(SINK_TYPES, default_type="jsonl")
+    state_dir: Path = _derived(_STATE_DIR, lambda ctx: _default_state_dir())
+    log_level: str = _leaf("INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"))
+
+
+# --------------------------------------------------------------------------- builder
+
+_FAILED = object()
+
+
+def _join(path: str, key: Any) -> str:
+    return str(key) if path in ("", _ROOT) else f"{path}.{key}"
+
+
+def _did_you_mean(word: Any, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _unknown_key(ctx: _Ctx, raw: Mapping[Any, Any], key: Any, path: str, known: Sequence[str], what: str) -> None:
+    ctx.error(_join(path, key), raw[key], f"one of the keys{what} {', '.join(known)}",
+              got=f"unknown key {key!r}{_did_you_mean(key, known)}", line=ctx.line_of(raw, key))
+
+
+def _build(cls: type, raw: Any, path: str, ctx: _Ctx, line: int | None, what: str = "") -> Any:
+    """Validate ``raw`` against dataclass ``cls``; record errors in ``ctx``, return ``_FAILED`` on any."""
+    known = [f.name for f in fields(cls)]
+    if raw is None or isinstance(raw, _Missing):
+        raw = {}
+    if not isinstance(raw, Mapping):
+        ctx.error(path, raw, f"a mapping of {', '.join(known)}", line=line)
+        return _FAILED
+    before = len(ctx.errors)
+    for key, dup_line in ctx.duplicates.get(id(raw), []):
+        ctx.error(_join(path, key), raw.get(key), "each key once", got="a duplicate key", line=dup_line)
+    forbidden: dict[str, str] = getattr(cls, "_forbidden", {})
+    for key in raw:
+        if key in forbidden:
+            secret = key == "password"
+            ctx.error(_join(path, key), "<redacted>" if secret else raw[key], forbidden[key],
+                      got=f"a clear-text {key}" if secret else None, line=ctx.line_of(raw, key))
+        elif key not in known:
+            _unknown_key(ctx, raw, key, path, known, what)
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        present = f.name in raw
+        value = _field(f, raw.get(f.name, _MISSING_KEY), present, _join(path, f.name), ctx,
+                       ctx.line_of(raw, f.name) if present else line)
+        if value is not _FAILED:
+            values[f.name] = value
+    if len(ctx.errors) > before:
+        return _FAILED
+    obj = cls(**values)
+    problems = getattr(obj, "_problems", None)
+    if problems is not None:
+        for key, value, expected in problems():
+            ctx.error(_join(path, key), value, expected, line=ctx.line_of(raw, key) or line)
+    return _FAILED if len(ctx.errors) > before else obj
+
+
+def _field(f: Field[Any], value: Any, present: bool, path: str, ctx: _Ctx, line: int | None) -> Any:
+    meta = f.metadata
+    if "section" in meta:
+        if meta["optional"]:
+            if not present or value is None or value is False:
+                return None
+            if value is True:
+                value = {}
+        return _build(meta["section"], value, path, ctx, line)
+    if "registry" in meta:
+        return _choose(meta["registry"], meta["default_type"], value, path, ctx, line)
+    check: _Check = meta["check"]
+    if present:
+        try:
+            return check.convert(value, ctx)
+        except _Invalid:
+            ctx.error(path, value, check.expected, line=line)
+            return _FAILED
+    if "derive" in meta:
+        return meta["derive"](ctx)
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    ctx.error(path, value, check.expected, line=line)
+    return _FAILED
+
+
+def _choose(registry: Mapping[str, type], default_type: str | None, raw: Any, path: str, ctx: _Ctx,
+            line: int | None) -> Any:
+    """Pick the class named by ``raw['type']`` and validate the rest of ``raw`` against it."""
+    types = ", ".join(registry)
+    if isinstance(raw, _Missing) or raw is None:
+        if default_type is None:
+            ctx.error(path, raw, f"a mapping with 'type: <{' | '.join(registry)}>'", line=line)
+            return _FAILED
+        raw = {}
+    if not isinstance(raw, Mapping):
+        ctx.error(path, raw, f"a mapping with 'type: <{' | '.join(registry)}>'", line=line)
+        return _FAILED
+    kind = raw.get("type", default_type)
+    type_line = ctx.line_of(raw, "type") or line
+    if kind is None:
+        ctx.error(_join(path, "type"), _MISSING_KEY, f"one of {types}", line=type_line)
+        return _FAILED
+    if kind not in registry:
+        ctx.error(_join(path, "type"), kind, f"one of {types}",
+                  got=f"{kind!r}{_did_you_mean(kind, list(registry))}", line=type_line)
+        return _FAILED
+    rest = {k: v for k, v in raw.items() if k != "type"}
+    # Keep line numbers and duplicate-key reports for the copied mapping.
+    ctx.lines[id(rest)] = ctx.lines.get(id(raw), {})
+    ctx.duplicates[id(rest)] = ctx.duplicates.get(id(raw), [])
+    obj = _build(registry[kind], rest, path, ctx, line, what=f" for {path} type {kind!r}:")
+    del ctx.lines[id(rest)], ctx.duplicates[id(rest)]
+    return obj
+
+
+# --------------------------------------------------------------------------- YAML with line numbers
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that remembers each mapping key's line (for error messages) and duplicate keys."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.key_lines: dict[int, dict[Any, int]] = {}
+        self.duplicates: dict[int, list[tuple[Any, int]]] = {}
+
+
+def _construct_map(loader: _LineLoader, node: yaml.MappingNode) -> Iterator[dict[Any, Any]]:
+    data: dict[Any, Any] = {}
+    yield data
+    loader.flatten_mapping(node)
+    lines: dict[Any, int] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark, "found unhashable key", key_node.start_mark)
+        if key in data:
+            loader.duplicates.setdefault(id(data), []).append((key, key_node.start_mark.line + 1))
+        data[key] = loader.construct_object(value_node, deep=True)
+        lines[key] = key_node.start_mark.line + 1
+    loader.key_lines[id(data)] = lines
+
+
+_LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def _probe(check: _Check, raw: Mapping[Any, Any], key: str, base_dir: Path | None) -> Any:
+    """Convert one top-level value quietly (for derived defaults); None if absent/invalid."""
+    if key not in raw:
+        return None
+    ctx = _Ctx("", base_dir, "", Path(), {}, {})
+    try:
+        return check.convert(raw[key], ctx)
+    except _Invalid:
+        return None
+
+
+def _parse(mapping: Any, source: str, base_dir: Path | None, lines: dict[int, dict[Any, int]],
+           duplicates: dict[int, list[tuple[Any, int]]]) -> Config:
+    if not isinstance(mapping, dict):
+        raise ConfigError(_ROOT, mapping, "a mapping with at least device_id and source", source=source)
+    ctx = _Ctx(
+        source=source,
+        base_dir=base_dir,
+        device_id=_probe(_DEVICE_ID, mapping, "device_id", base_dir) or "<device_id>",
+        state_dir=_probe(_STATE_DIR, mapping, "state_dir", base_dir) or _default_state_dir(),
+        lines=lines,
+        duplicates=duplicates,
+    )
+    config = _build(Config, mapping, _ROOT, ctx, None)
+    if ctx.errors:
+        # File order reads best; errors without a line (dict input) keep discovery order.
+        ordered = sorted(ctx.errors, key=lambda e: (e.line is None, e.line or 0))
+        raise ConfigError.combine(ordered)
+    return config
+
+
+def parse_config(mapping: Mapping[str, Any], source: str = "<dict>") -> Config:
+    """Validate an already-loaded mapping (relative paths stay relative to the working directory)."""
+    return _parse(dict(mapping) if isinstance(mapping, Mapping) else mapping, source, None, {}, {})
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate one YAML config file; raises ``ConfigError`` listing every problem."""
+    path = Path(path)
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(name, None, "a readable UTF-8 YAML config file", got=reason) from exc
+    loader = _LineLoader(text)
+    try:
+        data = loader.get_single_data()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(name, None, "valid YAML", got=problem,
+                          line=mark.line + 1 if mark is not None else None,
+                          column=mark.column + 1 if mark is not None else None) from exc
+    finally:
+        loader.dispose()
+    return _parse(data, name, path.resolve().parent, loader.key_lines, loader.duplicates)
