@@ -29,6 +29,30 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+
+    config = load_config(args.config)
+    sys.stdout.write(f"{args.config}: ok (device {config.device_id}, site {config.site}, "
+                     f"source {type(config.source).type}, sink {type(config.sink).type}, "
+                     f"windows of {config.aggregation.window_s} s, min cell {config.aggregation.min_cell}"
+                     f"{', ETHNICITY ON' if config.attributes.ethnicity else ''})\n")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    import threading
+
+    from edge.config import load_config
+    from edge.daemon import Daemon, install_signal_handlers
+
+    config = load_config(args.config)
+    logging.getLogger().setLevel(config.log_level)
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    return Daemon(config, stop).run()
+
+
 def _analyzer_config(args: argparse.Namespace, variant: str | None = None, size: int | None = None) -> AnalyzerConfig:
     return AnalyzerConfig(
         model_dir=args.model_dir,
@@ -98,6 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", help="auto, litert, tflite_runtime or tensorflow")
     p.set_defaults(func=_models)
 
+    p = sub.add_parser("run", help="the daemon: camera frames to privacy-safe visitor counts per window")
+    p.add_argument("--config", type=Path, required=True, help="YAML config (see edge/config.example.yaml)")
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("check", help="validate a config file without starting anything")
+    p.add_argument("--config", type=Path, required=True)
+    p.set_defaults(func=_check)
+
     p = sub.add_parser("analyze", help="faces and attributes in images, folders and video files")
     p.add_argument("paths", type=Path, nargs="+", metavar="PATH")
     p.add_argument("--json", action="store_true", help="one JSON object per line per image or frame")
@@ -131,10 +163,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True)
+    level = logging.INFO if args.command == "run" else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    from edge.config import ConfigError
+    from edge.sources import SourceError
+
     try:
         return int(args.func(args))
-    except (ModelError, BackendUnavailable, ValueError) as exc:
+    except ConfigError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 2
+    except (ModelError, BackendUnavailable, SourceError, ValueError) as exc:
         sys.stderr.write(f"edge {args.command}: {exc}\n")
         return 2
 

@@ -1,0 +1,298 @@
+"""Per-window aggregate counts with minimum-cell-size suppression.
+
+Pure (no threads, no I/O, no clock): callers pass ``time.time()`` values in.
+Nothing per person leaves this module: no boxes, track keys or per-person
+timestamps, only counts and dwell statistics per window.
+
+Windows
+-------
+Windows are aligned to the UTC wall clock: the window holding ``wall`` starts at
+``floor(wall / window_s) * window_s``, so every device labels the same minute
+alike. Windows are emitted in order with ``seq`` increasing by one, empty ones
+included (``visitors: 0``). ``window.partial`` is true when this aggregator did
+not cover the whole window: the first window after start-up, and the window
+closed early by :meth:`Aggregator.close`. A forward clock jump of more than
+``max_gap_windows`` windows (e.g. NTP fixing an RTC-less board) is not filled
+with empty windows; it is logged and counting resumes in the new window.
+
+What is counted in a window
+---------------------------
+* ``visitors``: tracks that *became* visitors in the window.
+* ``dwell_s``: visitor tracks that *ended* in the window (``n`` of them, mean,
+  p50, p90 of their dwell; mean/p50/p90 are null when ``n`` is 0).
+* ``gender``, ``age``, ``expression`` (and ``ethnicity`` only when enabled):
+  the same ended visitors, with their combined attributes; a missing estimate
+  counts as ``"unknown"``. Every breakdown therefore sums to ``dwell_s.n``.
+* ``faces``: peak and mean number of faces visible per processed frame.
+
+Minimum cell size k (``min_cell``)
+----------------------------------
+No published number may reveal a group of 1..k-1 people, directly or by
+subtraction. Suppressed values are published as null and listed in
+``"suppressed"`` by path (``"visitors"``, ``"gender.male"``, ...). Zero is safe.
+
+1. ``visitors``: null when 1 <= visitors < k.
+2. ``dwell_s``: n, mean, p50, p90 all null when 1 <= n < k.
+3. Each breakdown has total n (= ``dwell_s.n``). If 1 <= n < k, every cell of
+   it is null (zeros too: they would show what the few people were). Otherwise
+   every cell with 1 <= count < k is null (primary suppression), and while the
+   suppressed cells together hold fewer than k people, the smallest remaining
+   non-zero cell is suppressed too (complementary suppression). Because n is
+   published, ``n - sum(published cells)`` equals the sum of the suppressed
+   cells, which is thus either 0 or >= k, and a lone suppressed cell never
+   occurs. Breakdowns are separate margins (no cross-tabulation), so they
+   cannot be subtracted from each other.
+4. ``faces``: concurrency, not a head count, but a peak of 1..k-1 still says
+   "this few people were here": peak and mean are both null then.
+
+Not covered here: differencing across windows (e.g. a partial window and its
+restarted twin), which is the consumer's policy.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from edge.records import Attributes
+from edge.tracker import TrackerUpdate
+
+log = logging.getLogger(__name__)
+
+SCHEMA = 1
+UNKNOWN = "unknown"
+GENDERS = ("female", "male")
+EXPRESSIONS = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
+ETHNICITIES = ("white", "black", "asian", "indian", "other")
+
+
+@dataclass(frozen=True)
+class AggregationConfig:
+    """Window length (s), minimum cell size k, age bracket lower bounds, ethnicity opt-in."""
+
+    window_s: int = 60
+    min_cell: int = 5
+    age_brackets: tuple[int, ...] = (0, 18, 25, 35, 45, 55, 65)
+    ethnicity: bool = False
+    max_gap_windows: int = 1440  # longest run of empty windows emitted for one clock step
+
+    def __post_init__(self) -> None:
+        if self.window_s < 1:
+            raise ValueError(f"window_s must be >= 1, got {self.window_s}")
+        if self.min_cell < 1:
+            raise ValueError(f"min_cell must be >= 1, got {self.min_cell}")
+        b = self.age_brackets
+        if not b or b[0] != 0 or any(y <= x for x, y in zip(b, b[1:])):
+            raise ValueError(f"age_brackets must start at 0 and increase strictly, got {b}")
+        if self.max_gap_windows < 0:
+            raise ValueError(f"max_gap_windows must be >= 0, got {self.max_gap_windows}")
+
+    @property
+    def age_labels(self) -> tuple[str, ...]:
+        """Bracket labels: "0-17", "18-24", ..., "65+"."""
+        b = self.age_brackets
+        return tuple(f"{lo}-{hi - 1}" for lo, hi in zip(b, b[1:])) + (f"{b[-1]}+",)
+
+
+def age_label(age: float | None, config: AggregationConfig) -> str:
+    """The bracket an age estimate falls in; "unknown" when there is none."""
+    if age is None or not math.isfinite(age):
+        return UNKNOWN
+    labels = config.age_labels
+    i = 0
+    while i + 1 < len(config.age_brackets) and age >= config.age_brackets[i + 1]:
+        i += 1
+    return labels[i]
+
+
+def suppressed_cells(cells: dict[str, int], k: int) -> set[str]:
+    """Cells of one breakdown to publish as null (rule 3 of the module docstring)."""
+    total = sum(cells.values())
+    if total == 0:
+        return set()
+    if total < k:
+        return set(cells)
+    hidden = {c for c, v in cells.items() if 1 <= v < k}
+    while hidden and sum(cells[c] for c in hidden) < k:
+        order = list(cells)
+        rest = sorted((v, order.index(c), c) for c, v in cells.items() if c not in hidden and v > 0)
+        hidden.add(rest[0][2])  # non-empty: the total is >= k
+    return hidden
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Linear-interpolated percentile (numpy's default) of non-empty sorted values."""
+    pos = (len(sorted_values) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def _iso(t: int) -> str:
+    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class _Window:
+    index: int  # start = index * window_s
+    partial: bool
+    visitors: int = 0
+    frames: int = 0
+    face_sum: int = 0
+    peak: int = 0
+    dwell: list[float] = field(default_factory=list)
+    breakdowns: dict[str, Counter[str]] = field(default_factory=dict)
+
+
+class Aggregator:
+    """Accumulates tracker updates into wall-clock windows and publishes safe counts."""
+
+    def __init__(self, config: AggregationConfig, device: str, site: str, first_seq: int) -> None:
+        self.config = config
+        self.device = device
+        self.site = site
+        self._seq = first_seq
+        self._open: _Window | None = None
+        self._ready: list[dict[str, Any]] = []
+        self._closed = False
+        self._cells: dict[str, tuple[str, ...]] = {
+            "gender": GENDERS + (UNKNOWN,),
+            "age": config.age_labels + (UNKNOWN,),
+            "expression": EXPRESSIONS + (UNKNOWN,),
+        }
+        if config.ethnicity:
+            self._cells["ethnicity"] = ETHNICITIES + (UNKNOWN,)
+
+    @property
+    def next_seq(self) -> int:
+        """The seq the next emitted window gets (persist it to continue after a restart)."""
+        return self._seq
+
+    def observe(self, update: TrackerUpdate, wall: float) -> None:
+        """Count one tracker update into the window holding ``wall``."""
+        if self._closed:
+            raise RuntimeError("aggregator is closed")
+        w = self._advance(wall)
+        w.visitors += len(update.new_visitors)
+        if update.frame:
+            w.frames += 1
+            w.face_sum += update.active
+            w.peak = max(w.peak, update.active)
+        for ended in update.ended:
+            w.dwell.append(max(0.0, ended.dwell_s))
+            for name, label in self._labels(ended.attributes).items():
+                w.breakdowns.setdefault(name, Counter())[label] += 1
+
+    def tick(self, wall: float) -> list[dict[str, Any]]:
+        """Payloads of every window that ended at or before ``wall``, oldest first."""
+        if not self._closed:
+            self._advance(wall)
+        out, self._ready = self._ready, []
+        return out
+
+    def close(self, wall: float) -> dict[str, Any]:
+        """Publish the open window early with ``partial: true`` (shutdown).
+
+        Call ``tick(wall)`` first: windows that ended before ``wall`` stay queued
+        for a later ``tick`` and carry lower seqs than the returned payload.
+        """
+        if self._closed:
+            raise RuntimeError("aggregator is closed")
+        w = self._advance(wall)
+        self._closed = True
+        self._open = None
+        w.partial = True
+        return self._publish(w)
+
+    def _advance(self, wall: float) -> _Window:
+        """Finish windows that ended by ``wall`` and return the one to count into."""
+        index = math.floor(wall / self.config.window_s)
+        if self._open is None:
+            self._open = _Window(index, partial=wall > index * self.config.window_s)
+            return self._open
+        w = self._open
+        if index < w.index:
+            log.debug("wall clock went back %.1f s; counting into the open window",
+                      w.index * self.config.window_s - wall)
+            return w
+        if index > w.index:
+            self._ready.append(self._publish(w))
+            gap = index - w.index - 1
+            if gap > self.config.max_gap_windows:
+                log.warning("wall clock jumped %d windows ahead; not emitting empty windows for the gap", gap)
+            else:
+                self._ready.extend(self._publish(_Window(i, partial=False)) for i in range(w.index + 1, index))
+            self._open = _Window(index, partial=False)
+        return self._open
+
+    def _labels(self, attrs: Attributes | None) -> dict[str, str]:
+        """The breakdown cell of each enabled attribute for one ended visitor."""
+        a = attrs or Attributes()
+
+        def known(value: str | None, allowed: tuple[str, ...]) -> str:
+            return value if value in allowed else UNKNOWN
+
+        labels = {
+            "gender": known(a.gender, GENDERS),
+            "age": age_label(a.age, self.config),
+            "expression": known(a.expression, EXPRESSIONS),
+        }
+        if self.config.ethnicity:
+            labels["ethnicity"] = known(a.ethnicity, ETHNICITIES)
+        return labels
+
+    def _publish(self, w: _Window) -> dict[str, Any]:
+        """The window's payload with rule-based suppression applied; takes the next seq."""
+        k = self.config.min_cell
+        suppressed: list[str] = []
+
+        def guard(path: str, value: int) -> int | None:
+            if 1 <= value < k:
+                suppressed.append(path)
+                return None
+            return value
+
+        visitors = guard("visitors", w.visitors)
+
+        faces: dict[str, Any] = {"peak": w.peak, "mean": round(w.face_sum / w.frames, 2) if w.frames else 0.0}
+        if 1 <= w.peak < k:
+            faces = {"peak": None, "mean": None}
+            suppressed += ["faces.peak", "faces.mean"]
+
+        n = len(w.dwell)
+        dwell: dict[str, Any] = {"n": n, "mean": None, "p50": None, "p90": None}
+        if 1 <= n < k:
+            dwell["n"] = None
+            suppressed += ["dwell_s.n", "dwell_s.mean", "dwell_s.p50", "dwell_s.p90"]
+        elif n:
+            values = sorted(w.dwell)
+            dwell.update(mean=round(sum(values) / n, 2), p50=round(percentile(values, 50), 2),
+                         p90=round(percentile(values, 90), 2))
+
+        breakdowns: dict[str, dict[str, int | None]] = {}
+        for name, labels in self._cells.items():
+            counts = w.breakdowns.get(name, Counter())
+            cells = {label: counts.get(label, 0) for label in labels}
+            hidden = suppressed_cells(cells, k)
+            breakdowns[name] = {c: (None if c in hidden else v) for c, v in cells.items()}
+            suppressed += [f"{name}.{c}" for c in labels if c in hidden]
+
+        start = w.index * self.config.window_s
+        payload: dict[str, Any] = {
+            "schema": SCHEMA,
+            "device": self.device,
+            "site": self.site,
+            "seq": self._seq,
+            "window": {"start": _iso(start), "end": _iso(start + self.config.window_s), "partial": w.partial},
+            "visitors": visitors,
+            "faces": faces,
+            "dwell_s": dwell,
+            **breakdowns,
+            "suppressed": suppressed,
+        }
+        self._seq += 1
+        return payload

@@ -1,0 +1,105 @@
+"""Where the daemon's frames come from: a live capture thread, or a file replayed in media time.
+
+Live sources (cameras, streams, a file played in real time) go through
+``Capture``: newest frame only, drops counted. A file with ``realtime: false``
+is replayed frame by frame with timestamps taken from its frame rate, so a
+recording is analysed completely and deterministically (tests, re-counting a
+recorded day) however fast or slow the machine is.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Protocol
+
+from edge.config import FileSourceConfig, SourceConfig
+from edge.records import Frame
+from edge.sources import Capture, FileSource, make_source
+
+
+class Feed(Protocol):
+    dropped: int
+
+    def get(self, timeout: float) -> Frame | None: ...
+
+    def ended(self) -> bool: ...
+
+    def fps(self) -> float: ...
+
+    def close(self) -> None: ...
+
+
+class LiveFeed:
+    def __init__(self, config: SourceConfig, stop: threading.Event) -> None:
+        self._capture = Capture.from_config(config, stop)
+        self._capture.start()
+
+    @property
+    def dropped(self) -> int:
+        return self._capture.dropped
+
+    def get(self, timeout: float) -> Frame | None:
+        return self._capture.get(timeout)
+
+    def ended(self) -> bool:
+        return self._capture.ended.is_set() and not self._capture.running
+
+    def fps(self) -> float:
+        return self._capture.fps
+
+    def close(self) -> None:
+        self._capture.close()
+
+
+class ReplayFeed:
+    """Every frame of a file, stamped with media time from ``start_wall`` / ``start_monotonic``."""
+
+    dropped = 0
+
+    def __init__(self, config: FileSourceConfig, start_wall: float | None = None,
+                 start_monotonic: float | None = None) -> None:
+        source = make_source(config)
+        assert isinstance(source, FileSource)
+        self._source = source
+        self._source.open()
+        self._wall0 = time.time() if start_wall is None else start_wall
+        self._mono0 = time.monotonic() if start_monotonic is None else start_monotonic
+        self._index = 0
+        self._ended = False
+
+    def get(self, timeout: float) -> Frame | None:
+        if self._ended:
+            return None
+        pixels = self._source.read()
+        if pixels is None:
+            self._ended = True
+            return None
+        t = self._index / self._source.fps
+        frame = Frame(pixels, self._index, self._mono0 + t, self._wall0 + t)
+        self._index += 1
+        return frame
+
+    def ended(self) -> bool:
+        return self._ended
+
+    def fps(self) -> float:
+        return self._source.fps
+
+    @property
+    def media_time_s(self) -> float:
+        return self._index / self._source.fps
+
+    def close(self) -> None:
+        self._source.close()
+
+
+def open_feed(config: SourceConfig, stop: threading.Event, window_s: float | None = None) -> LiveFeed | ReplayFeed:
+    """A replay starts its media clock on the next window boundary, so media second t of the
+    file falls in window t // window_s: replayed counts line up with the recording's timeline."""
+    if isinstance(config, FileSourceConfig) and not config.realtime:
+        start = time.time()
+        if window_s:
+            start = (int(start // window_s) + 1) * window_s
+        return ReplayFeed(config, start_wall=start)
+    return LiveFeed(config, stop)

@@ -1,0 +1,378 @@
+"""Multi-face tracker: turns per-frame detections into visitor start/end events.
+
+Pure on purpose (no threads, no I/O, no clock): the caller passes a monotonic
+timestamp with every frame, so tests drive time directly and the tracker can
+never disagree with the pipeline about how long something took.
+
+Design
+------
+* **Association** is greedy on IoU between each track's *predicted* box
+  (constant velocity from its last two boxes, so a walker's box is where the
+  walker now is, not where it was) and this frame's detections. Pairs that fail
+  the IoU threshold may still match when the detection's centre lies within
+  ``centre_fallback`` x the predicted box diagonal (twice that for a track seen
+  once, which has no velocity yet) and the areas are within 4x: small fast
+  faces overlap little from frame to frame.
+* A track survives ``max_missed_s`` without a match, then ends.
+* A track becomes a **visitor** once it has been seen for ``min_visitor_s``
+  (first to last match) with at least ``min_hits`` matches, and never from a
+  single frame (at least two matches are always required), so one-frame false
+  positives never count. Non-visitor tracks vanish silently when they end.
+* **Attributes** are not estimated here. Per track the tracker keeps the best
+  ``best_observations`` observations ranked by ``area * score``; when this
+  frame's detection enters that top-k it emits an :class:`AttributeRequest`
+  and the caller answers with :meth:`Tracker.add_attributes`. A detection that
+  does not beat the current worst kept observation costs nothing, so per-frame
+  work and per-track state stay bounded however long someone stays.
+* A track's boxes and observations are dropped the moment it ends; only
+  :class:`VisitorEnded` (dwell and combined attributes) leaves.
+
+Counting contract with the aggregator: a visitor is counted when it *starts*
+(``TrackerUpdate.new_visitors``); its attribute breakdown and dwell are counted
+when it *ends* (``TrackerUpdate.ended``), once its attributes are settled.
+
+``track_key`` is an internal, opaque, per-process int. It appears only in
+:class:`AttributeRequest` (so the caller can hand the answer back) and must not
+be forwarded anywhere else: no record that leaves the tracker towards the
+aggregator carries it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from collections import Counter, deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.boxes import iou_matrix
+from edge.records import Attributes, Detection
+
+log = logging.getLogger(__name__)
+
+Box = tuple[float, float, float, float]
+
+# Centre-distance fallback also requires areas within this factor of each other,
+# so a small face cannot be "matched" to a large one next to it.
+_FALLBACK_AREA_RATIO = 4.0
+# Unanswered attribute requests remembered per track, as a multiple of best_observations.
+_PENDING_FACTOR = 4
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Tracking thresholds; times in seconds so they hold at any frame rate."""
+
+    iou_threshold: float = 0.3
+    max_missed_s: float = 1.0
+    min_visitor_s: float = 1.0
+    min_hits: int = 3
+    best_observations: int = 3
+    centre_fallback: float = 0.5  # max centre distance / predicted box diagonal; 0 disables
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.iou_threshold <= 1.0:
+            raise ValueError(f"iou_threshold must be in (0, 1], got {self.iou_threshold}")
+        if self.max_missed_s <= 0:
+            raise ValueError(f"max_missed_s must be > 0, got {self.max_missed_s}")
+        if self.min_visitor_s < 0:
+            raise ValueError(f"min_visitor_s must be >= 0, got {self.min_visitor_s}")
+        if self.min_hits < 1:
+            raise ValueError(f"min_hits must be >= 1, got {self.min_hits}")
+        if self.best_observations < 1:
+            raise ValueError(f"best_observations must be >= 1, got {self.best_observations}")
+        if self.centre_fallback < 0:
+            raise ValueError(f"centre_fallback must be >= 0, got {self.centre_fallback}")
+
+
+@dataclass(frozen=True)
+class VisitorStarted:
+    """A track just became a visitor. ``attributes`` are the combined estimates so far
+    (may be None or still change); the aggregator only counts the start."""
+
+    attributes: Attributes | None
+
+
+@dataclass(frozen=True)
+class VisitorEnded:
+    """A visitor track ended: how long it was seen and its settled, combined attributes."""
+
+    dwell_s: float
+    attributes: Attributes | None
+
+
+@dataclass(frozen=True)
+class AttributeRequest:
+    """Run the attribute models on ``detection`` (this frame) and hand the result back
+    with ``Tracker.add_attributes(track_key, ...)``. ``track_key`` is internal: never publish it."""
+
+    track_key: int
+    detection: Detection
+
+
+@dataclass(frozen=True)
+class TrackerUpdate:
+    """What one frame (or a flush) changed.
+
+    ``active`` is the number of faces visible in this frame (tracks matched or
+    started by it, tentative ones included): the concurrency the aggregator
+    reports as ``faces``. ``frame`` is False for :meth:`Tracker.flush`, which is
+    not a frame and must not lower the mean concurrency.
+    """
+
+    new_visitors: tuple[VisitorStarted, ...] = ()
+    ended: tuple[VisitorEnded, ...] = ()
+    active: int = 0
+    needs_attributes: tuple[AttributeRequest, ...] = ()
+    frame: bool = True
+
+
+def quality(detection: Detection) -> float:
+    """How useful a crop is for attribute models: bigger and surer faces win."""
+    return detection.area * detection.score
+
+
+def _vote(labels: Sequence[tuple[str, float | None]], weighted: bool) -> tuple[str, float | None] | None:
+    """Winner among (label, score) votes and the mean score of its voters.
+
+    ``weighted``: votes weigh their score (None weighs 1); otherwise most frequent
+    wins and ties go to the larger summed score. Remaining ties go to the label
+    that sorts first so the result never depends on order.
+    """
+    if not labels:
+        return None
+    count: Counter[str] = Counter()
+    summed: dict[str, float] = {}
+    for label, score in labels:
+        count[label] += 1
+        summed[label] = summed.get(label, 0.0) + (1.0 if score is None else score)
+    if weighted:
+        ranked = sorted(count, key=lambda lab: (-summed[lab], -count[lab], lab))
+    else:
+        ranked = sorted(count, key=lambda lab: (-count[lab], -summed[lab], lab))
+    winner = ranked[0]
+    scores = [s for lab, s in labels if lab == winner and s is not None]
+    return winner, (sum(scores) / len(scores) if scores else None)
+
+
+def combine_attributes(observations: Iterable[Attributes]) -> Attributes | None:
+    """One estimate per person from several crops: gender by score-weighted vote,
+    age by mean, expression and ethnicity by vote (ties by summed score).
+
+    Each winner's score is the mean score of the observations that voted for it.
+    Returns None when there is nothing to combine.
+    """
+    obs = list(observations)
+    if not obs:
+        return None
+    ages = [a.age for a in obs if a.age is not None]
+    gender = _vote([(a.gender, a.gender_score) for a in obs if a.gender is not None], weighted=True)
+    expression = _vote([(a.expression, a.expression_score) for a in obs if a.expression is not None],
+                       weighted=False)
+    ethnicity = _vote([(a.ethnicity, a.ethnicity_score) for a in obs if a.ethnicity is not None],
+                      weighted=False)
+    return Attributes(
+        age=sum(ages) / len(ages) if ages else None,
+        gender=gender[0] if gender else None,
+        gender_score=gender[1] if gender else None,
+        expression=expression[0] if expression else None,
+        expression_score=expression[1] if expression else None,
+        ethnicity=ethnicity[0] if ethnicity else None,
+        ethnicity_score=ethnicity[1] if ethnicity else None,
+    )
+
+
+class _Observation:
+    """One kept crop of a track: its quality and, once answered, its attributes."""
+
+    __slots__ = ("number", "quality", "attributes")
+
+    def __init__(self, number: int, quality: float) -> None:
+        self.number = number
+        self.quality = quality
+        self.attributes: Attributes | None = None
+
+
+class _Track:
+    """Mutable per-track state; bounded: two boxes, <= k observations, a short request queue."""
+
+    __slots__ = ("key", "first_seen", "last_seen", "box", "prev_box", "prev_time", "hits", "visitor",
+                 "observations", "pending", "numbers")
+
+    def __init__(self, key: int, box: Box, now: float, pending_cap: int) -> None:
+        self.key = key
+        self.first_seen = now
+        self.last_seen = now
+        self.box = box
+        self.prev_box: Box | None = None
+        self.prev_time = now
+        self.hits = 1
+        self.visitor = False
+        self.observations: list[_Observation] = []
+        self.pending: deque[int] = deque(maxlen=pending_cap)  # observation numbers awaiting attributes
+        self.numbers = itertools.count()
+
+    def predict(self, now: float) -> Box:
+        """Constant-velocity extrapolation from the last two boxes."""
+        dt_seen = self.last_seen - self.prev_time
+        if self.prev_box is None or dt_seen <= 0:
+            return self.box
+        f = max(0.0, now - self.last_seen) / dt_seen
+        return tuple(b + (b - p) * f for b, p in zip(self.box, self.prev_box))  # type: ignore[return-value]
+
+    def hit(self, box: Box, now: float) -> None:
+        self.prev_box, self.prev_time = self.box, self.last_seen
+        self.box, self.last_seen = box, now
+        self.hits += 1
+
+    def offer(self, q: float, k: int) -> bool:
+        """Keep this observation if it enters the top-k by quality; True when it did."""
+        if len(self.observations) >= k:
+            worst = min(range(len(self.observations)), key=lambda i: self.observations[i].quality)
+            if q <= self.observations[worst].quality:
+                return False
+            del self.observations[worst]
+        number = next(self.numbers)
+        self.observations.append(_Observation(number, q))
+        self.pending.append(number)
+        return True
+
+    def attributes(self) -> Attributes | None:
+        return combine_attributes(o.attributes for o in self.observations if o.attributes is not None)
+
+
+class Tracker:
+    """Greedy IoU tracker with motion prediction; see the module docstring."""
+
+    def __init__(self, config: TrackerConfig | None = None) -> None:
+        self.config = config or TrackerConfig()
+        self._tracks: dict[int, _Track] = {}
+        self._keys = itertools.count(1)
+        self._min_hits = max(2, self.config.min_hits)  # one frame is never a visitor
+        self._pending_cap = _PENDING_FACTOR * self.config.best_observations
+
+    @property
+    def tracks(self) -> int:
+        """Live tracks (tentative and visitors)."""
+        return len(self._tracks)
+
+    def held_observations(self, track_key: int) -> int:
+        """Observations plus unanswered requests held for a track (0 when it ended)."""
+        track = self._tracks.get(track_key)
+        return 0 if track is None else len(track.observations) + len(track.pending)
+
+    def update(self, detections: Sequence[Detection], now: float) -> TrackerUpdate:
+        """Associate one frame's detections (``now``: monotonic seconds at capture)."""
+        cfg = self.config
+        ended = self._expire(now)
+        dets = [d for d in detections if d.area > 0 and all(math.isfinite(v) for v in d.box)]
+        if len(dets) != len(detections):
+            log.debug("ignored %d degenerate detections", len(detections) - len(dets))
+        tracks = list(self._tracks.values())
+        matches = self._associate(tracks, dets, now)
+
+        started: list[VisitorStarted] = []
+        requests: list[AttributeRequest] = []
+        matched: set[int] = set()
+        for ti, di in matches:
+            track, det = tracks[ti], dets[di]
+            matched.add(di)
+            track.hit(det.box, now)
+            if (not track.visitor and track.hits >= self._min_hits
+                    and track.last_seen - track.first_seen >= cfg.min_visitor_s - _EPS):
+                track.visitor = True
+                started.append(VisitorStarted(track.attributes()))
+            if track.offer(quality(det), cfg.best_observations):
+                requests.append(AttributeRequest(track.key, det))
+        for di, det in enumerate(dets):
+            if di in matched:
+                continue
+            track = _Track(next(self._keys), det.box, now, self._pending_cap)
+            self._tracks[track.key] = track
+            if track.offer(quality(det), cfg.best_observations):
+                requests.append(AttributeRequest(track.key, det))
+        return TrackerUpdate(tuple(started), tuple(ended), len(dets), tuple(requests))
+
+    def add_attributes(self, track_key: int, attributes: Attributes | None) -> None:
+        """Answer the oldest unanswered request of ``track_key``.
+
+        Answer every request in the order received; pass None for one you skipped
+        (e.g. under load) so later answers land on the right observation. Answers
+        for ended tracks or dropped observations are ignored.
+        """
+        track = self._tracks.get(track_key)
+        if track is None or not track.pending:
+            log.debug("attributes for unknown or ended track ignored")
+            return
+        number = track.pending.popleft()
+        if attributes is None:
+            return
+        for obs in track.observations:
+            if obs.number == number:
+                obs.attributes = attributes
+                return
+
+    def flush(self, now: float) -> TrackerUpdate:
+        """End every track (shutdown); visitors report their dwell up to their last sighting."""
+        ended = [self._end(t) for t in self._tracks.values()]
+        self._tracks.clear()
+        return TrackerUpdate(ended=tuple(e for e in ended if e is not None), frame=False)
+
+    def _expire(self, now: float) -> list[VisitorEnded]:
+        gone = [t for t in self._tracks.values() if now - t.last_seen > self.config.max_missed_s]
+        ended: list[VisitorEnded] = []
+        for track in gone:
+            del self._tracks[track.key]
+            e = self._end(track)
+            if e is not None:
+                ended.append(e)
+        return ended
+
+    @staticmethod
+    def _end(track: _Track) -> VisitorEnded | None:
+        if not track.visitor:
+            return None
+        return VisitorEnded(dwell_s=track.last_seen - track.first_seen, attributes=track.attributes())
+
+    def _associate(self, tracks: list[_Track], dets: list[Detection], now: float) -> list[tuple[int, int]]:
+        """Greedy matching: IoU on predicted boxes first, then the centre-distance fallback."""
+        if not tracks or not dets:
+            return []
+        pred = np.array([t.predict(now) for t in tracks], dtype=np.float64)
+        boxes = np.array([d.box for d in dets], dtype=np.float64)
+        iou = iou_matrix(pred, boxes)
+        pairs: list[tuple[int, int]] = []
+        used_t: set[int] = set()
+        used_d: set[int] = set()
+        ti_idx, di_idx = np.nonzero(iou >= self.config.iou_threshold)
+        for ti, di in sorted(zip(ti_idx.tolist(), di_idx.tolist()), key=lambda p: (-float(iou[p]), p)):
+            if ti not in used_t and di not in used_d:
+                pairs.append((ti, di))
+                used_t.add(ti)
+                used_d.add(di)
+        if self.config.centre_fallback <= 0 or len(used_t) == len(tracks) or len(used_d) == len(dets):
+            return pairs
+        free_t = [i for i in range(len(tracks)) if i not in used_t]
+        free_d = [j for j in range(len(dets)) if j not in used_d]
+        pc = (pred[free_t, :2] + pred[free_t, 2:]) / 2
+        dc = (boxes[free_d, :2] + boxes[free_d, 2:]) / 2
+        pwh = np.clip(pred[free_t, 2:] - pred[free_t, :2], 1e-9, None)
+        dwh = np.clip(boxes[free_d, 2:] - boxes[free_d, :2], 1e-9, None)
+        # A track with one box has no velocity yet, so where it went is less certain: wider gate.
+        gate = np.array([self.config.centre_fallback * (1.0 if tracks[i].prev_box is not None else 2.0)
+                         for i in free_t])
+        diag = np.hypot(pwh[:, 0], pwh[:, 1])
+        dist = np.hypot(*(pc[:, None, :] - dc[None, :, :]).transpose(2, 0, 1)) / diag[:, None]
+        ratio = np.prod(dwh, axis=1)[None, :] / np.prod(pwh, axis=1)[:, None]
+        ok = (dist < gate[:, None]) & (ratio <= _FALLBACK_AREA_RATIO) & (ratio >= 1 / _FALLBACK_AREA_RATIO)
+        cand = [(float(dist[a, b]), free_t[a], free_d[b]) for a, b in zip(*np.nonzero(ok))]
+        for _, ti, di in sorted(cand):
+            if ti not in used_t and di not in used_d:
+                pairs.append((ti, di))
+                used_t.add(ti)
+                used_d.add(di)
+        return pairs

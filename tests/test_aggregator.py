@@ -1,0 +1,275 @@
+"""Aggregator windows, payload schema and minimum-cell-size suppression."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge.aggregator import (
+    ETHNICITIES,
+    EXPRESSIONS,
+    AggregationConfig,
+    Aggregator,
+    age_label,
+    suppressed_cells,
+)
+from edge.records import Attributes
+from edge.tracker import TrackerUpdate, VisitorEnded, VisitorStarted
+
+NOON = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc).timestamp()
+TOP_KEYS = ["schema", "device", "site", "seq", "window", "visitors", "faces", "dwell_s", "gender", "age",
+            "expression", "suppressed"]
+
+
+def agg(first_seq: int = 7, **kw: Any) -> Aggregator:
+    return Aggregator(AggregationConfig(**kw), device="lobby-1", site="hq", first_seq=first_seq)
+
+
+def started(n: int) -> tuple[VisitorStarted, ...]:
+    return tuple(VisitorStarted(None) for _ in range(n))
+
+
+def ended(*attrs: Attributes | None, dwell: float = 10.0) -> tuple[VisitorEnded, ...]:
+    return tuple(VisitorEnded(dwell, a) for a in attrs)
+
+
+def test_windows_align_to_utc_wall_clock() -> None:
+    a = agg()
+    a.observe(TrackerUpdate(active=1), NOON + 30.5)
+    assert a.tick(NOON + 59.999) == []
+    (p,) = a.tick(NOON + 60.0)
+    assert p["window"] == {"start": "2024-05-01T12:00:00Z", "end": "2024-05-01T12:01:00Z", "partial": True}
+    assert p["seq"] == 7 and a.next_seq == 8
+
+
+def test_window_started_on_a_boundary_is_complete() -> None:
+    a = agg(window_s=300)
+    a.observe(TrackerUpdate(), NOON + 600)
+    (p,) = a.tick(NOON + 900)
+    assert p["window"] == {"start": "2024-05-01T12:10:00Z", "end": "2024-05-01T12:15:00Z", "partial": False}
+
+
+def test_empty_windows_are_emitted_with_contiguous_seq() -> None:
+    a = agg(first_seq=100, min_cell=1)
+    a.observe(TrackerUpdate(new_visitors=started(2), active=2), NOON + 10)
+    a.observe(TrackerUpdate(new_visitors=started(1), active=1), NOON + 200)  # rolls over 12:00..12:02
+    out = a.tick(NOON + 250)
+    out += a.tick(NOON + 245)  # clock went back: nothing new
+    out += a.tick(NOON + 300)
+    assert [p["seq"] for p in out] == [100, 101, 102, 103, 104]
+    assert [p["window"]["start"][11:16] for p in out] == ["12:00", "12:01", "12:02", "12:03", "12:04"]
+    assert [p["visitors"] for p in out] == [2, 0, 0, 1, 0]
+    assert [p["window"]["partial"] for p in out] == [True, False, False, False, False]
+    assert out[1]["faces"] == {"peak": 0, "mean": 0.0}
+    assert a.next_seq == 105
+
+
+def test_close_publishes_partial_window() -> None:
+    a = agg(first_seq=3, min_cell=1)
+    a.observe(TrackerUpdate(new_visitors=started(1), active=1), NOON)
+    assert a.tick(NOON + 59) == []
+    a.observe(TrackerUpdate(ended=ended(Attributes())), NOON + 70)  # in the next window
+    assert [p["seq"] for p in a.tick(NOON + 75)] == [3]
+    p = a.close(NOON + 80)
+    assert p["seq"] == 4 and p["window"]["partial"] is True
+    assert p["window"]["start"] == "2024-05-01T12:01:00Z" and p["window"]["end"] == "2024-05-01T12:02:00Z"
+    assert p["dwell_s"]["n"] == 1
+    assert a.next_seq == 5
+    with pytest.raises(RuntimeError):
+        a.observe(TrackerUpdate(), NOON + 81)
+
+
+def test_close_without_observations_still_publishes_an_empty_window() -> None:
+    p = agg().close(NOON + 5)
+    assert p["visitors"] == 0 and p["window"]["partial"] is True and p["suppressed"] == []
+
+
+def test_large_clock_jump_is_not_filled_with_empty_windows() -> None:
+    a = agg()
+    a.observe(TrackerUpdate(), 0.0)  # RTC-less board before NTP
+    out = a.tick(NOON)
+    assert len(out) == 1 and out[0]["window"]["start"] == "1970-01-01T00:00:00Z"
+    (p,) = a.tick(NOON + 60)
+    assert p["seq"] == out[0]["seq"] + 1 and p["window"]["start"] == "2024-05-01T12:00:00Z"
+
+
+def test_payload_schema_is_exact() -> None:
+    a = agg(min_cell=1)
+    a.observe(TrackerUpdate(new_visitors=started(1), active=1), NOON)
+    a.observe(TrackerUpdate(ended=ended(Attributes(age=30.0, gender="female", expression="happy")), active=2),
+              NOON + 1)
+    (p,) = a.tick(NOON + 60)
+    assert list(p) == TOP_KEYS
+    assert p == {
+        "schema": 1, "device": "lobby-1", "site": "hq", "seq": 7,
+        "window": {"start": "2024-05-01T12:00:00Z", "end": "2024-05-01T12:01:00Z", "partial": False},
+        "visitors": 1,
+        "faces": {"peak": 2, "mean": 1.5},
+        "dwell_s": {"n": 1, "mean": 10.0, "p50": 10.0, "p90": 10.0},
+        "gender": {"female": 1, "male": 0, "unknown": 0},
+        "age": {"0-17": 0, "18-24": 0, "25-34": 1, "35-44": 0, "45-54": 0, "55-64": 0, "65+": 0, "unknown": 0},
+        "expression": {"neutral": 0, "happy": 1, "sad": 0, "angry": 0, "fearful": 0, "disgusted": 0,
+                       "surprised": 0, "unknown": 0},
+        "suppressed": [],
+    }
+
+
+def test_ethnicity_only_when_enabled() -> None:
+    white = ended(*[Attributes(ethnicity="white")] * 6)
+    for enabled in (False, True):
+        a = agg(ethnicity=enabled)
+        a.observe(TrackerUpdate(ended=white), NOON)
+        (p,) = a.tick(NOON + 60)
+        assert ("ethnicity" in p) is enabled
+        assert list(p) == TOP_KEYS[:-1] + (["ethnicity"] if enabled else []) + ["suppressed"]
+    assert p["ethnicity"] == {"white": 6, "black": 0, "asian": 0, "indian": 0, "other": 0, "unknown": 0}
+
+
+def test_unknown_and_unrecognised_values_count_as_unknown() -> None:
+    a = agg(min_cell=1)
+    a.observe(TrackerUpdate(ended=ended(None, Attributes(gender="other", expression="bored"))), NOON)
+    (p,) = a.tick(NOON + 60)
+    assert p["gender"]["unknown"] == 2 and p["age"]["unknown"] == 2 and p["expression"]["unknown"] == 2
+
+
+def test_age_brackets() -> None:
+    c = AggregationConfig()
+    assert c.age_labels == ("0-17", "18-24", "25-34", "35-44", "45-54", "55-64", "65+")
+    assert [age_label(x, c) for x in (-1.0, 0.0, 17.9, 18.0, 64.99, 65.0, 104.0, None)] == [
+        "0-17", "0-17", "0-17", "18-24", "55-64", "65+", "65+", "unknown"]
+
+
+def test_dwell_statistics() -> None:
+    a = agg(min_cell=1)
+    a.observe(TrackerUpdate(ended=tuple(VisitorEnded(float(d), None) for d in range(1, 11))), NOON)
+    (p,) = a.tick(NOON + 60)
+    assert p["dwell_s"] == {"n": 10, "mean": 5.5, "p50": 5.5, "p90": 9.1}
+
+
+def test_flush_update_does_not_count_as_a_frame() -> None:
+    a = agg(min_cell=1)
+    a.observe(TrackerUpdate(active=4), NOON)
+    a.observe(TrackerUpdate(active=2), NOON + 1)
+    a.observe(TrackerUpdate(frame=False), NOON + 2)
+    (p,) = a.tick(NOON + 60)
+    assert p["faces"] == {"peak": 4, "mean": 3.0}
+
+
+def test_small_counts_are_suppressed_with_complement() -> None:
+    a = agg(min_cell=5)
+    a.observe(TrackerUpdate(new_visitors=started(3), active=3), NOON)
+    people = [Attributes(gender="female", age=30.0, expression="happy")] * 7 + \
+             [Attributes(gender="male", age=30.0, expression="happy")] * 3
+    a.observe(TrackerUpdate(ended=ended(*people)), NOON + 1)
+    (p,) = a.tick(NOON + 60)
+    assert p["visitors"] is None
+    assert p["faces"] == {"peak": None, "mean": None}
+    assert p["dwell_s"]["n"] == 10
+    # male=3 alone would follow from n - female: female is suppressed as its complement.
+    assert p["gender"] == {"female": None, "male": None, "unknown": 0}
+    assert p["age"]["25-34"] == 10 and p["expression"]["happy"] == 10
+    assert p["suppressed"] == ["visitors", "faces.peak", "faces.mean", "gender.female", "gender.male"]
+
+
+def test_small_total_suppresses_whole_breakdown_and_dwell() -> None:
+    a = agg(min_cell=5)
+    a.observe(TrackerUpdate(ended=ended(*[Attributes(gender="female")] * 4)), NOON)
+    (p,) = a.tick(NOON + 60)
+    assert p["dwell_s"] == {"n": None, "mean": None, "p50": None, "p90": None}
+    assert set(p["gender"].values()) == {None} and set(p["expression"].values()) == {None}
+    assert "dwell_s.n" in p["suppressed"] and "gender.male" in p["suppressed"]
+
+
+def test_suppressed_cells_rule() -> None:
+    assert suppressed_cells({"a": 0, "b": 0}, 5) == set()
+    assert suppressed_cells({"a": 4, "b": 0}, 5) == {"a", "b"}  # total < k
+    assert suppressed_cells({"a": 10, "b": 5, "c": 0}, 5) == set()
+    assert suppressed_cells({"a": 10, "b": 6, "c": 1}, 5) == {"c", "b"}  # complement: smallest non-zero
+    assert suppressed_cells({"a": 10, "b": 3, "c": 3}, 5) == {"b", "c"}  # 3 + 3 >= k: enough
+    assert suppressed_cells({"a": 10, "b": 1, "c": 1, "d": 6}, 5) == {"b", "c", "d"}  # 1 + 1 < k
+
+
+def test_config_validation() -> None:
+    for bad in ({"window_s": 0}, {"min_cell": 0}, {"age_brackets": (18, 25)}, {"age_brackets": (0, 25, 25)}):
+        with pytest.raises(ValueError):
+            AggregationConfig(**bad)  # type: ignore[arg-type]
+
+
+# ---- property: no published number reveals a group of 1..k-1 people -------------------------------
+
+_attributes = st.builds(
+    Attributes,
+    age=st.one_of(st.none(), st.floats(0, 99)),
+    gender=st.sampled_from(["female", "male", None]),
+    expression=st.sampled_from(list(EXPRESSIONS) + [None]),
+    ethnicity=st.sampled_from(list(ETHNICITIES) + [None]),
+)
+
+
+def _walk_keys(obj: Any, prefix: str = "") -> list[str]:
+    if isinstance(obj, dict):
+        return [p for k, v in obj.items() for p in [prefix + k, *_walk_keys(v, prefix + k + ".")]]
+    return []
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    k=st.integers(2, 10),
+    ethnicity=st.booleans(),
+    people=st.lists(_attributes, max_size=40),
+    n_started=st.one_of(st.none(), st.integers(0, 40)),  # None: the same people started in the window
+    active=st.lists(st.integers(0, 12), max_size=8),
+)
+def test_no_published_number_reveals_a_small_group(k: int, ethnicity: bool, people: list[Attributes],
+                                                   n_started: int | None, active: list[int]) -> None:
+    config = AggregationConfig(min_cell=k, ethnicity=ethnicity)
+    a = Aggregator(config, device="d", site="s", first_seq=0)
+    visitors = len(people) if n_started is None else n_started
+    for i, n in enumerate(active):
+        a.observe(TrackerUpdate(active=n), NOON + i)
+    a.observe(TrackerUpdate(new_visitors=started(visitors), ended=ended(*people, dwell=3.0)), NOON + 30)
+    (p,) = a.tick(NOON + 60)
+
+    # Exact shape, and nothing per person in it.
+    assert list(p) == TOP_KEYS[:-1] + (["ethnicity"] if ethnicity else []) + ["suppressed"]
+    for path in _walk_keys(p):
+        leaf = path.rsplit(".", 1)[-1]
+        assert "track" not in leaf and "box" not in leaf and leaf != "id" and not leaf.endswith("_id")
+
+    def small(v: int | None) -> bool:
+        return v is not None and 1 <= v < k
+
+    assert not small(p["visitors"]) and not small(p["dwell_s"]["n"]) and not small(p["faces"]["peak"])
+    if p["visitors"] is not None:
+        assert p["visitors"] == visitors
+
+    truth = {
+        "gender": Counter(x.gender or "unknown" for x in people),
+        "age": Counter(age_label(x.age, config) for x in people),
+        "expression": Counter(x.expression or "unknown" for x in people),
+        "ethnicity": Counter(x.ethnicity or "unknown" for x in people),
+    }
+    published_totals = {t for t in (p["dwell_s"]["n"], p["visitors"]) if t is not None}
+    for name in ("gender", "age", "expression") + (("ethnicity",) if ethnicity else ()):
+        cells = p[name]
+        shown = {c: v for c, v in cells.items() if v is not None}
+        hidden = [c for c, v in cells.items() if v is None]
+        assert all(not small(v) for v in shown.values())
+        assert all(v == truth[name][c] for c, v in shown.items())
+        assert sorted(f"{name}.{c}" for c in hidden) == sorted(s for s in p["suppressed"] if s.startswith(name + "."))
+        if not hidden or not shown:
+            continue  # nothing hidden, or the whole breakdown hidden
+        # Subtracting the shown cells from any published total must not pin down a hidden cell,
+        # nor reveal a hidden group of 1..k-1 people.
+        for total in published_totals:
+            if total != len(people):
+                continue  # not this breakdown's total (e.g. visitors started != visitors ended)
+            rest = total - sum(shown.values())
+            assert len(hidden) >= 2
+            assert rest == 0 or rest >= k
+            assert all(truth[name][c] != rest for c in hidden if truth[name][c] >= 1) or rest == 0

@@ -1,0 +1,174 @@
+"""The daemon end to end: generated videos with known visitors -> `edge run` -> windows."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edge.config import parse_config
+from edge.daemon import Daemon
+from edge.scenes import Scene, Visitor, random_scene, write_video
+from edge.sinks import JsonlSettings, JsonlSink
+
+REPO = Path(__file__).resolve().parent.parent
+ALLOWED_KEYS = {"schema", "device", "site", "seq", "window", "visitors", "faces", "dwell_s", "gender", "age",
+                "expression", "ethnicity", "suppressed"}
+
+
+def config(tmp_path: Path, video: Path, **overrides: object) -> dict:
+    doc = {
+        "device_id": "test-cam",
+        "site": "lab",
+        "source": {"type": "file", "path": str(video), "realtime": False},
+        "aggregation": {"window_s": 10, "min_cell": 1},
+        "sink": {"type": "jsonl", "path": str(tmp_path / "windows.jsonl")},
+        "state_dir": str(tmp_path / "state"),
+    }
+    doc.update(overrides)  # a section given replaces the default one whole
+    return doc
+
+
+def run_daemon(tmp_path: Path, doc: dict) -> list[dict]:
+    cfg = parse_config(doc)
+    out = tmp_path / "windows.jsonl"
+    with JsonlSink(JsonlSettings(path=str(out))) as sink:
+        assert Daemon(cfg, threading.Event(), sink=sink).run() == 0
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def walker(enter: float, dwell: float, lane: float, mirror: bool = False) -> Visitor:
+    return Visitor(enter, enter + dwell, lane, 60.0, 1 if lane < 0.5 else -1, mirror, (1.0, 1.0, 1.0))
+
+
+def test_simple_scene_counts_every_visitor_once_in_the_right_window(tmp_path: Path) -> None:
+    # Entries sit well inside windows: visitors become visitors about a second after entering.
+    scene = Scene(640, 480, 10.0, 40.0, (walker(2.0, 6.0, 0.25), walker(4.0, 5.0, 0.75),
+                                          walker(13.0, 8.0, 0.25), walker(24.0, 6.0, 0.75, mirror=True)))
+    video = write_video(scene, tmp_path / "simple.avi")
+    windows = run_daemon(tmp_path, config(tmp_path, video))
+    assert [w["seq"] for w in windows] == list(range(1, len(windows) + 1))
+    assert [w["visitors"] for w in windows[:4]] == [2, 1, 1, 0]
+    ended = [w["dwell_s"]["n"] for w in windows]
+    assert sum(ended) == 4
+    # Dwell: a track lasts from its first to its last detection; +-0.5 s of the scene's truth.
+    dwell_truth = sorted(v.dwell_s for v in scene.visitors)
+    measured = sorted(w["dwell_s"]["mean"] for w in windows if w["dwell_s"]["n"] == 1)
+    assert len(measured) >= 2
+    for m in measured:
+        assert min(abs(m - d) for d in dwell_truth) <= 0.5
+    assert sum(w["gender"]["female"] for w in windows) == 4  # the astronaut is a woman
+    for w in windows:
+        assert set(w) <= ALLOWED_KEYS and "ethnicity" not in w
+        assert set(w["window"]) == {"start", "end", "partial"}
+
+
+def test_one_frame_false_positive_is_not_a_visitor(tmp_path: Path) -> None:
+    flash = Visitor(5.0, 5.0, 0.5, 60.0, 1, False, (1.0, 1.0, 1.0))  # visible in a single frame
+    scene = Scene(640, 480, 10.0, 12.0, (flash,))
+    windows = run_daemon(tmp_path, config(tmp_path, write_video(scene, tmp_path / "flash.avi")))
+    assert sum(w["visitors"] for w in windows) == 0
+    assert sum(w["dwell_s"]["n"] for w in windows) == 0
+    assert max(w["faces"]["peak"] for w in windows) == 1  # it was seen, just not counted
+
+
+def test_crowded_scene_within_five_percent(tmp_path: Path) -> None:
+    scene = random_scene(60, 90.0, fps=8.0, width=1280, height=720, face_px=(50.0, 60.0), seed=11)
+    assert len(scene.visitors) >= 40
+    video = write_video(scene, tmp_path / "crowd.avi")
+    windows = run_daemon(tmp_path, config(tmp_path, video, aggregation={"window_s": 30, "min_cell": 1}))
+    counted = sum(w["visitors"] for w in windows)
+    assert abs(counted - len(scene.visitors)) <= 0.05 * len(scene.visitors), (counted, len(scene.visitors))
+
+
+def test_small_cells_are_suppressed_in_the_published_windows(tmp_path: Path) -> None:
+    scene = Scene(640, 480, 10.0, 20.0, (walker(2.0, 5.0, 0.25), walker(3.0, 5.0, 0.75)))
+    windows = run_daemon(tmp_path, config(tmp_path, write_video(scene, tmp_path / "two.avi"),
+                                          aggregation={"window_s": 10, "min_cell": 5}))
+    for w in windows:
+        assert w["visitors"] in (0, None)
+        for key in ("gender", "age", "expression"):
+            assert all(v is None or v == 0 or v >= 5 for v in w[key].values())
+    assert any("visitors" in w["suppressed"] for w in windows)
+
+
+def test_seq_continues_across_restarts(tmp_path: Path) -> None:
+    scene = Scene(640, 480, 10.0, 12.0, (walker(2.0, 5.0, 0.5),))
+    video = write_video(scene, tmp_path / "one.avi")
+    first = run_daemon(tmp_path, config(tmp_path, video))  # the sink appends to the same file
+    both = run_daemon(tmp_path, config(tmp_path, video))
+    assert len(both) > len(first) >= 2
+    assert [w["seq"] for w in both] == list(range(1, len(both) + 1))
+
+
+def _spawn(tmp_path: Path, doc: dict) -> tuple[subprocess.Popen, Path]:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(path)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return proc, path
+
+
+def _wait_for_line(stream, needle: str, seen: list[str], timeout: float = 60.0) -> bool:
+    """Read lines until one contains ``needle`` (a reader thread keeps the wait bounded)."""
+    found = threading.Event()
+
+    def reader() -> None:
+        for line in stream:
+            seen.append(line)
+            if needle in line:
+                found.set()
+                return
+
+    threading.Thread(target=reader, daemon=True).start()
+    return found.wait(timeout)
+
+
+def test_sigterm_closes_a_partial_window_and_exits_zero(tmp_path: Path) -> None:
+    scene = Scene(640, 480, 10.0, 6.0, (walker(1.0, 4.0, 0.5),))
+    video = write_video(scene, tmp_path / "loop.avi")
+    out = tmp_path / "windows.jsonl"
+    doc = config(tmp_path, video, source={"type": "file", "path": str(video), "realtime": True, "loop": True},
+                 aggregation={"window_s": 3600, "min_cell": 1})
+    proc, _ = _spawn(tmp_path, doc)
+    seen: list[str] = []
+    try:
+        assert _wait_for_line(proc.stderr, "ready: models loaded", seen), "".join(seen)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, "".join(seen)
+    finally:
+        proc.kill()
+    windows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert windows and windows[-1]["window"]["partial"] is True
+
+
+def test_missing_camera_is_reported_and_retried(tmp_path: Path) -> None:
+    doc = config(tmp_path, Path("unused"), source={"type": "v4l2", "device": "/dev/video99",
+                                                    "reopen_backoff_s": {"initial": 0.05, "max": 0.1}})
+    proc, _ = _spawn(tmp_path, doc)
+    seen: list[str] = []
+    try:
+        assert _wait_for_line(proc.stderr, "retry 3", seen), "".join(seen)
+        assert any("camera /dev/video99 not found" in line for line in seen)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, "".join(seen)
+    finally:
+        proc.kill()
+
+
+def test_malformed_config_exits_2_with_the_key_path(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("device_id: cam\nsource: {type: file, path: x.avi}\naggregation: {window_s: -5}\n")
+    for command in ("check", "run"):
+        proc = subprocess.run([sys.executable, "-m", "edge.cli", command, "--config", str(path)], cwd=REPO,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2
+        assert "aggregation.window_s" in proc.stderr and "-5" in proc.stderr

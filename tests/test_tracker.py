@@ -1,0 +1,299 @@
+"""Tracker behaviour, driven by explicit monotonic timestamps (no sleeping)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from edge.records import Attributes, Detection
+from edge.tracker import (
+    AttributeRequest,
+    Tracker,
+    TrackerConfig,
+    TrackerUpdate,
+    VisitorEnded,
+    VisitorStarted,
+    combine_attributes,
+)
+
+FPS = 10.0
+DT = 1.0 / FPS
+
+
+def face(cx: float, cy: float, size: float = 40.0, score: float = 0.9) -> Detection:
+    h = size / 2
+    return Detection((cx - h, cy - h, cx + h, cy + h), score)
+
+
+class Run:
+    """Feeds frames to a tracker and collects everything it reports."""
+
+    def __init__(self, config: TrackerConfig | None = None) -> None:
+        self.tracker = Tracker(config or TrackerConfig())
+        self.started: list[VisitorStarted] = []
+        self.ended: list[VisitorEnded] = []
+        self.requests: list[AttributeRequest] = []
+        self.updates: list[TrackerUpdate] = []
+
+    def frame(self, t: float, *dets: Detection) -> TrackerUpdate:
+        u = self.tracker.update(list(dets), t)
+        self.updates.append(u)
+        self.started += u.new_visitors
+        self.ended += u.ended
+        self.requests += u.needs_attributes
+        return u
+
+    def idle(self, t0: float, seconds: float) -> float:
+        """Empty frames from t0 for ``seconds``; returns the next frame time."""
+        n = round(seconds * FPS)
+        for i in range(n):
+            self.frame(t0 + i * DT)
+        return t0 + n * DT
+
+
+def test_moving_face_is_one_visitor() -> None:
+    run = Run()
+    for i in range(30):  # 3 s walking right at 5 px/frame
+        run.frame(i * DT, face(100 + 5 * i, 200))
+    run.idle(30 * DT, 2.0)
+    assert len(run.started) == 1
+    assert len(run.ended) == 1
+    assert run.tracker.tracks == 0
+
+
+def test_one_frame_false_positive_is_not_a_visitor() -> None:
+    # Even the laxest settings never turn a single frame into a visitor.
+    for config in (TrackerConfig(), TrackerConfig(min_visitor_s=0.0, min_hits=1)):
+        run = Run(config)
+        run.frame(0.0, face(300, 300))
+        run.idle(DT, 3.0)
+        run.tracker.flush(10.0)
+        assert run.started == [] and run.ended == []
+
+
+def test_short_tracks_below_min_visitor_s_vanish_silently() -> None:
+    run = Run()
+    for i in range(5):  # 0.4 s, 5 hits
+        run.frame(i * DT, face(100, 100))
+    run.idle(5 * DT, 2.0)
+    assert run.started == [] and run.ended == []
+    assert run.tracker.flush(10.0).ended == ()
+
+
+def test_face_missing_for_a_few_frames_stays_one_track() -> None:
+    run = Run()
+    t = 0.0
+    for i in range(10):
+        run.frame(t, face(100 + 3 * i, 100))
+        t += DT
+    t = run.idle(t, 0.7)  # < max_missed_s; the face keeps walking meanwhile
+    for i in range(17, 30):
+        run.frame(t, face(100 + 3 * i, 100))
+        last = t
+        t += DT
+    run.idle(t, 2.0)
+    assert len(run.started) == 1
+    assert len(run.ended) == 1
+    assert run.ended[0].dwell_s == pytest.approx(last, abs=DT)
+
+
+def test_gap_longer_than_max_missed_starts_a_new_track() -> None:
+    run = Run()
+    for i in range(15):
+        run.frame(i * DT, face(100, 100))
+    t = run.idle(15 * DT, 1.5)
+    for i in range(15):
+        run.frame(t + i * DT, face(100, 100))
+    run.idle(t + 15 * DT, 2.0)
+    assert len(run.started) == 2 and len(run.ended) == 2
+
+
+def test_two_faces_crossing_paths_stay_two_visitors() -> None:
+    run = Run()
+    owner: dict[int, set[str]] = {}
+    for i in range(40):
+        score = 0.5 + 0.01 * i  # quality rises every frame, so every frame asks for attributes
+        a = face(100 + 20 * i, 200, score=score)  # walks right
+        b = face(880 - 20 * i, 205, score=score)  # walks left; at i = 20 each is where the other was
+        u = run.frame(i * DT, a, b)
+        assert u.active == 2
+        for r in u.needs_attributes:
+            owner.setdefault(r.track_key, set()).add("a" if r.detection is a else "b")
+    run.idle(40 * DT, 2.0)
+    assert len(run.started) == 2 and len(run.ended) == 2
+    assert sorted(map(frozenset, owner.values())) == [frozenset("a"), frozenset("b")]
+
+
+@pytest.mark.parametrize("speed", [24.0, 30.0, 45.0])
+def test_fast_small_face_is_one_visitor(speed: float) -> None:
+    # IoU between consecutive 40 px boxes is < 0.3 at these speeds: prediction and
+    # the centre-distance fallback have to carry the track.
+    run = Run()
+    for i in range(20):
+        run.frame(i * DT, face(50 + speed * i, 300))
+    run.idle(20 * DT, 2.0)
+    assert len(run.started) == 1 and len(run.ended) == 1
+
+
+def test_far_apart_detections_are_not_merged() -> None:
+    run = Run()
+    for i in range(20):
+        run.frame(i * DT, face(100, 100), face(400, 100))
+    run.idle(20 * DT, 2.0)
+    assert len(run.ended) == 2
+
+
+def test_dwell_within_one_frame_period() -> None:
+    run = Run()
+    t0 = 1000.0
+    for i in range(41):  # visible from t0 to t0 + 4.0 s
+        run.frame(t0 + i * DT, face(200, 200))
+    run.idle(t0 + 41 * DT, 2.0)
+    (ended,) = run.ended
+    assert abs(ended.dwell_s - 4.0) <= DT
+
+
+def test_visitor_starts_after_min_visitor_s_and_min_hits() -> None:
+    run = Run(TrackerConfig(min_visitor_s=1.0, min_hits=3))
+    for i in range(10):
+        assert run.frame(i * DT, face(100, 100)).new_visitors == ()
+    assert len(run.frame(10 * DT, face(100, 100)).new_visitors) == 1  # 1.0 s seen
+    assert run.frame(11 * DT, face(100, 100)).new_visitors == ()
+
+
+def test_active_counts_concurrent_faces() -> None:
+    run = Run()
+    assert run.frame(0.0, face(100, 100), face(300, 100), face(500, 100)).active == 3
+    assert run.frame(DT, face(100, 100)).active == 1
+    assert run.frame(2 * DT).active == 0
+
+
+def test_requests_only_for_top_k_observations() -> None:
+    run = Run(TrackerConfig(best_observations=3))
+    qualities = [5, 4, 3, 1, 2, 6, 3.5, 4.5]
+    asked = []
+    for i, q in enumerate(qualities):
+        u = run.frame(i * DT, face(100, 100, score=q / 10))
+        asked += [round(r.detection.score * 10, 3) for r in u.needs_attributes]
+        for r in u.needs_attributes:
+            run.tracker.add_attributes(r.track_key, Attributes(age=30.0))
+    # 5, 4, 3 fill the top 3; 1 and 2 never beat 3; 6 evicts 3; 3.5 loses to 4; 4.5 evicts 4.
+    assert asked == [5, 4, 3, 6, 4.5]
+
+
+def test_requests_stop_and_state_stays_bounded_over_long_dwell() -> None:
+    k = 3
+    run = Run(TrackerConfig(best_observations=k))
+    key = None
+    for i in range(10_000):
+        u = run.frame(i * DT, face(100, 100))
+        for r in u.needs_attributes:
+            key = r.track_key
+            run.tracker.add_attributes(r.track_key, Attributes(age=40.0))
+    assert len(run.requests) == k  # constant quality: only the first k ever enter
+    assert key is not None and run.tracker.held_observations(key) == k
+    assert len(run.started) == 1
+
+
+def test_state_bounded_when_quality_keeps_improving_and_nobody_answers() -> None:
+    k = 3
+    run = Run(TrackerConfig(best_observations=k))
+    key = None
+    for i in range(10_000):
+        u = run.frame(i * DT, face(100, 100, score=0.1 + i * 1e-5))
+        assert len(u.needs_attributes) == 1  # each frame beats the worst kept one
+        key = u.needs_attributes[0].track_key
+    assert key is not None
+    assert run.tracker.held_observations(key) <= 5 * k  # k observations + bounded request queue
+
+
+def test_attributes_are_combined_from_kept_observations() -> None:
+    run = Run(TrackerConfig(best_observations=2))
+    answers = [
+        Attributes(age=20.0, gender="male", gender_score=0.9, expression="sad", expression_score=0.5),
+        Attributes(age=30.0, gender="female", gender_score=0.6, expression="happy", expression_score=0.9),
+        Attributes(age=40.0, gender="female", gender_score=0.7, expression="happy", expression_score=0.8),
+    ]
+    scores = [0.5, 0.7, 0.9]  # the third evicts the first; later frames (0.6) never enter
+    for i in range(20):
+        u = run.frame(i * DT, face(100, 100, score=scores[i] if i < 3 else 0.6))
+        for r in u.needs_attributes:
+            run.tracker.add_attributes(r.track_key, answers[i])
+    run.idle(20 * DT, 2.0)
+    (ended,) = run.ended
+    assert ended.attributes == Attributes(age=35.0, gender="female", gender_score=pytest.approx(0.65),
+                                          expression="happy", expression_score=pytest.approx(0.85))
+
+
+def test_skipped_requests_keep_answers_aligned() -> None:
+    run = Run(TrackerConfig(best_observations=3, min_visitor_s=0.2))
+    reqs = [run.frame(i * DT, face(100, 100, score=0.5 + 0.1 * i)).needs_attributes[0] for i in range(3)]
+    run.tracker.add_attributes(reqs[0].track_key, None)  # skipped
+    run.tracker.add_attributes(reqs[1].track_key, Attributes(age=10.0))
+    run.tracker.add_attributes(reqs[2].track_key, Attributes(age=20.0))
+    run.tracker.add_attributes(reqs[2].track_key, Attributes(age=99.0))  # no request left: ignored
+    (ended,) = run.tracker.flush(1.0).ended
+    assert ended.attributes is not None and ended.attributes.age == 15.0
+
+
+def test_answers_for_ended_tracks_are_ignored() -> None:
+    run = Run()
+    req = run.frame(0.0, face(100, 100)).needs_attributes[0]
+    run.idle(DT, 2.0)
+    run.tracker.add_attributes(req.track_key, Attributes(age=30.0))
+    assert run.tracker.held_observations(req.track_key) == 0
+
+
+def test_combine_votes() -> None:
+    obs = [
+        Attributes(age=20.0, gender="male", gender_score=0.55, expression="sad", expression_score=0.9,
+                   ethnicity="asian", ethnicity_score=0.6),
+        Attributes(age=30.0, gender="male", gender_score=0.55, expression="happy", expression_score=0.6,
+                   ethnicity="white", ethnicity_score=0.9),
+        Attributes(age=None, gender="female", gender_score=0.95, expression="happy", expression_score=0.5,
+                   ethnicity="asian", ethnicity_score=0.7),
+        Attributes(age=40.0, gender=None, expression="sad", expression_score=0.3),
+    ]
+    c = combine_attributes(obs)
+    assert c is not None
+    assert c.age == pytest.approx(30.0)  # mean of known ages
+    assert (c.gender, c.gender_score) == ("male", pytest.approx(0.55))  # 1.10 > 0.95 summed score
+    assert c.expression == "sad"  # 2 votes each; summed score 1.2 > 1.1
+    assert (c.ethnicity, c.ethnicity_score) == ("asian", pytest.approx(0.65))  # 2 votes beat 1
+    assert combine_attributes([]) is None
+    assert combine_attributes([Attributes()]) == Attributes()
+
+
+def test_score_weighted_gender_can_beat_the_majority() -> None:
+    obs = [Attributes(gender="male", gender_score=0.51)] * 2 + [Attributes(gender="female", gender_score=0.99)]
+    assert combine_attributes(obs).gender == "male"  # type: ignore[union-attr]
+    obs = [Attributes(gender="male", gender_score=0.3)] * 2 + [Attributes(gender="female", gender_score=0.99)]
+    assert combine_attributes(obs).gender == "female"  # type: ignore[union-attr]
+
+
+def test_flush_ends_all_tracks() -> None:
+    run = Run()
+    for i in range(20):
+        run.frame(i * DT, face(100, 100), face(400, 100), *([face(700, 100)] if i == 19 else []))
+    assert run.tracker.tracks == 3
+    u = run.tracker.flush(20 * DT)
+    assert len(u.ended) == 2  # the tentative third face vanishes silently
+    assert u.frame is False and u.active == 0 and u.new_visitors == () and u.needs_attributes == ()
+    assert all(e.dwell_s == pytest.approx(19 * DT) for e in u.ended)
+    assert run.tracker.tracks == 0
+
+
+def test_track_keys_never_leave_in_visitor_records() -> None:
+    for record in (VisitorStarted, VisitorEnded, TrackerUpdate):
+        names = {f.name for f in dataclasses.fields(record)}
+        assert not any("key" in n or "box" in n or "id" in n for n in names), names
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError):
+        TrackerConfig(iou_threshold=0.0)
+    with pytest.raises(ValueError):
+        TrackerConfig(max_missed_s=0.0)
+    with pytest.raises(ValueError):
+        TrackerConfig(best_observations=0)
