@@ -88,6 +88,9 @@ def _eval(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from edge.commands import bench
 
+    if args.pipeline:
+        return bench.run_pipeline(lambda v, s: Analyzer(_analyzer_config(args, variant=v, size=s)),
+                                  [int(n) for n in args.faces.split(",")], args.duration, args.fps, args.json)
     configs = [(v, s) for v in args.variants.split(",") for s in (int(x) for x in args.sizes.split(","))]
     if not args.json:
         sys.stdout.write(bench.header())
@@ -156,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", default="512,320", help="detector input sizes (default: 512,320)")
     p.add_argument("--repeats", type=int, default=10, help="runs per frame (default: 10)")
     p.add_argument("--max-frames", type=int, default=30, help="frames read from each video (default: 30)")
+    p.add_argument("--pipeline", action="store_true",
+                   help="sustained daemon pipeline on 640x480 synthetic video (detect, track, attributes, windows)")
+    p.add_argument("--faces", default="0,1,5,10", help="faces in view for --pipeline (default: 0,1,5,10)")
+    p.add_argument("--duration", type=float, default=60.0, help="media seconds per --pipeline run (default: 60)")
+    p.add_argument("--fps", type=float, default=15.0, help="media frame rate for --pipeline (default: 15)")
     _add_analyzer_options(p)
     p.set_defaults(func=_bench)
     return parser
