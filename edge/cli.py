@@ -53,6 +53,12 @@ def _run(args: argparse.Namespace) -> int:
     return Daemon(config, stop).run()
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from edge.commands import demo
+
+    return demo.run(args.duration, args.window, args.workdir)
+
+
 def _analyzer_config(args: argparse.Namespace, variant: str | None = None, size: int | None = None) -> AnalyzerConfig:
     return AnalyzerConfig(
         model_dir=args.model_dir,
@@ -128,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="the daemon: camera frames to privacy-safe visitor counts per window")
     p.add_argument("--config", type=Path, required=True, help="YAML config (see edge/config.example.yaml)")
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("demo", help="everything on this machine: sample video, local broker, daemon, live messages")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
+    p.add_argument("--window", type=int, default=10, help="window length in seconds (default: 10)")
+    p.add_argument("--workdir", type=Path, default=None, help="where the video, broker config and state go")
+    p.set_defaults(func=_demo)
 
     p = sub.add_parser("check", help="validate a config file without starting anything")
     p.add_argument("--config", type=Path, required=True)
