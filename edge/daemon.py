@@ -28,7 +28,7 @@ from edge.attributes import AttributeSwitches
 from edge.config import Config
 from edge.feeds import open_feed
 from edge.sink_factory import build_sink
-from edge.sinks import Sink, build_health, pi_health
+from edge.sinks import Sink, pi_health
 from edge.spool import SeqStore, Spool
 from edge.tracker import Tracker, TrackerConfig, TrackerUpdate
 
@@ -125,8 +125,8 @@ class Daemon:
                   "detector_ms": round(self.stats.detect_ms, 2), "attributes_ms": round(self.stats.attributes_ms, 2),
                   "dropped_frames": dropped, "uptime_s": round(time.monotonic() - self.stats.started, 1),
                   "windows": self.stats.windows, "version": __version__}
-        fields.update(pi_health(None))
-        return build_health(fields, device_id=self.config.device_id, spool=self.spool)
+        fields.update(pi_health(None))  # CPU temperature and throttling on a Pi, None elsewhere
+        return fields
 
     def run(self) -> int:
         """Process frames until stopped or the file ends; always closes the last window."""

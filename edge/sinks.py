@@ -57,6 +57,7 @@ STATUS_OFFLINE = "offline"
 # Payload keys whose dict values are per-category counts (one HA sensor per cell).
 BREAKDOWN_GROUPS = ("gender", "age", "expression", "ethnicity")
 _MODEL = "Edge face analytics"
+_DRAIN_RETRY_S = 5.0
 _REFUSED_CREDENTIALS = {134, 135}  # MQTT 5 reason codes; paho maps 3.1.1 CONNACK 4/5 onto them
 
 
@@ -80,6 +81,7 @@ class Sink(ABC):
 
     def publish_health(self, health: Mapping[str, Any]) -> None:
         """Report device health; sinks without a health channel ignore it."""
+        return None
 
     @abstractmethod
     def close(self) -> None:
@@ -277,7 +279,7 @@ def _slug(text: str) -> str:
 
 def _template(*path: str) -> str:
     parts = "".join(f".{p}" if p.isidentifier() else f"[{json.dumps(p)}]" for p in path)
-    return "{{ value_json%s }}" % parts
+    return "{{ value_json" + parts + " }}"
 
 
 # object id, name, template path, extra fields
@@ -366,7 +368,8 @@ class MqttSink(Sink):
             client.tls_set_context(self._tls_context(s.tls))
             if s.tls.insecure:
                 client.tls_insecure_set(True)
-                log.warning("MQTT TLS host name checking is OFF (insecure: true); the certificate chain is still checked")
+                log.warning("MQTT TLS host name checking is OFF (insecure: true); "
+                            "the certificate chain is still checked")
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -433,7 +436,8 @@ class MqttSink(Sink):
     def close(self) -> None:
         """Give in-flight windows a moment, publish ``offline``, disconnect cleanly.
 
-        Unacknowledged windows stay in the spool for the next run.
+        Unacknowledged windows stay in the spool for the next run. Close the sink before
+        its spool (the sink does not own the spool).
         """
         with self._close_lock:
             if self._closed:
@@ -537,7 +541,12 @@ class MqttSink(Sink):
         barrier: set[int] = set()       # mids paho re-sends itself after a reconnect
         connected = False
         while True:
-            batch = [self._events.get()]
+            try:
+                # The timeout re-runs the drain now and then, so a transient failure is retried
+                # even when no new window or acknowledgement arrives.
+                batch = [self._events.get(timeout=_DRAIN_RETRY_S)]
+            except queue.Empty:
+                batch = []
             while True:
                 try:
                     batch.append(self._events.get_nowait())

@@ -37,7 +37,8 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
     mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
     if str(mode).lower() != "wal":
-        log.warning("SQLite at %s does not support WAL (journal_mode=%s); durability is unchanged but slower", path, mode)
+        log.warning("SQLite at %s does not support WAL (journal_mode=%s); durability is unchanged but slower",
+                    path, mode)
     # FULL: a COMMIT returns only after the WAL is fsynced, so a power cut cannot lose it.
     conn.execute("PRAGMA synchronous=FULL")
     return conn

@@ -11,3 +11,7 @@ def astronaut() -> np.ndarray:
     """NASA's public-domain astronaut portrait (Eileen Collins), shipped by scikit-image. RGB uint8."""
     skimage_data = pytest.importorskip("skimage.data")
     return np.ascontiguousarray(skimage_data.astronaut()[..., :3])
+
+
+# Real-mosquitto fixtures for the MQTT sink tests (see tests/mqtt_broker.py).
+from mqtt_broker import broker_factory, mqtt_broker, tls_files  # noqa: E402,F401
