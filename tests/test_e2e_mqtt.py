@@ -1,0 +1,130 @@
+"""The product end to end: generated video -> `edge run` -> real mosquitto -> subscriber."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from edge.config import parse_config
+from edge.daemon import Daemon
+from edge.scenes import Scene, Visitor, write_video
+from mqtt_broker import HOST, Broker
+from test_mqtt_sink import Subscriber
+
+REPO = Path(__file__).resolve().parent.parent
+DEVICE = "e2e-cam"
+COUNTS, STATUS = f"edge/{DEVICE}/counts", f"edge/{DEVICE}/status"
+KEYS = {"schema", "device", "site", "seq", "window", "visitors", "faces", "dwell_s", "gender", "age", "expression",
+        "suppressed"}
+
+
+def walker(enter: float, dwell: float, lane: float) -> Visitor:
+    return Visitor(enter, enter + dwell, lane, 60.0, 1 if lane < 0.5 else -1, False, (1.0, 1.0, 1.0))
+
+
+def doc(tmp_path: Path, video: Path, port: int, *, realtime: bool, window_s: int) -> dict:
+    return {
+        "device_id": DEVICE,
+        "site": "e2e",
+        "source": {"type": "file", "path": str(video), "realtime": realtime, "loop": realtime},
+        "aggregation": {"window_s": window_s, "min_cell": 1},
+        "sink": {"type": "mqtt", "host": HOST, "port": port, "keepalive": 2, "health_interval_s": 1},
+        "state_dir": str(tmp_path / "state"),
+    }
+
+
+def seqs(sub: Subscriber) -> list[int]:
+    """Window seqs in first-arrival order (consumers de-duplicate on (device, seq))."""
+    return list(dict.fromkeys(json.loads(m.payload)["seq"] for m in list(sub.messages) if m.topic == COUNTS))
+
+
+def spawn(tmp_path: Path, config: dict) -> subprocess.Popen:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(path)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def watch(stream, needle: str, seen: list[str]) -> threading.Event:
+    found = threading.Event()
+
+    def reader() -> None:
+        for line in stream:
+            seen.append(line)
+            if needle in line:
+                found.set()
+
+    threading.Thread(target=reader, daemon=True).start()
+    return found
+
+
+def test_video_to_daemon_to_broker_to_subscriber(mqtt_broker: Broker, tmp_path: Path) -> None:
+    scene = Scene(640, 480, 10.0, 30.0, (walker(2.0, 5.0, 0.25), walker(3.0, 6.0, 0.75), walker(12.0, 5.0, 0.25),
+                                          walker(22.0, 5.0, 0.75)))
+    video = write_video(scene, tmp_path / "scene.avi")
+    sub = Subscriber(mqtt_broker.port, [f"edge/{DEVICE}/#"])
+    try:
+        assert Daemon(parse_config(doc(tmp_path, video, mqtt_broker.port, realtime=False, window_s=10)),
+                      threading.Event()).run() == 0
+        assert sub.wait_for(lambda ms: any(m.topic == STATUS and m.payload == "offline" for m in ms))
+        windows = [json.loads(m.payload) for m in sub.messages if m.topic == COUNTS]
+    finally:
+        sub.close()
+    seqs = [w["seq"] for w in windows]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert sum(w["visitors"] for w in windows) == len(scene.visitors)
+    for w in windows:
+        assert set(w) == KEYS and w["device"] == DEVICE and w["schema"] == 1
+    assert windows[-1]["window"]["partial"] is True
+
+
+def test_sigkilled_daemon_delivers_spooled_windows_after_restart(broker_factory: Callable[..., Broker],
+                                                                 tmp_path: Path) -> None:
+    broker = broker_factory(start=False)
+    video = write_video(Scene(640, 480, 10.0, 6.0, (walker(1.0, 4.0, 0.5),)), tmp_path / "loop.avi")
+    config = doc(tmp_path, video, broker.port, realtime=True, window_s=1)
+    seen: list[str] = []
+    proc = spawn(tmp_path, config)
+    try:
+        assert watch(proc.stderr, "window 3 ", seen).wait(60), "".join(seen)  # three windows spooled, no broker
+        proc.kill()
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+    broker.start()
+    sub = Subscriber(broker.port, [COUNTS])
+    seen2: list[str] = []
+    proc = spawn(tmp_path, config)
+    try:
+        watch(proc.stderr, "\0", seen2)
+        assert sub.wait_for(lambda _: len(seqs(sub)) >= 6, timeout=60), "".join(seen2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        sub.close()
+    got = seqs(sub)
+    assert got[:3] == [1, 2, 3]  # the spooled windows, oldest first
+    assert got == list(range(1, len(got) + 1))  # and numbering continued after the restart
+
+
+def test_killed_daemon_reads_offline_through_its_last_will(mqtt_broker: Broker, tmp_path: Path) -> None:
+    video = write_video(Scene(640, 480, 10.0, 4.0, ()), tmp_path / "empty.avi")
+    sub = Subscriber(mqtt_broker.port, [STATUS])
+    proc = spawn(tmp_path, doc(tmp_path, video, mqtt_broker.port, realtime=True, window_s=60))
+    try:
+        assert sub.wait_for(lambda ms: any(m.payload == "online" for m in ms), timeout=60)
+        proc.kill()
+        assert sub.wait_for(lambda ms: ms[-1].payload == "offline", timeout=15)  # keepalive 2 s -> will at ~3 s
+    finally:
+        proc.kill()
+        sub.close()
