@@ -26,7 +26,7 @@ from edge.aggregator import Aggregator
 from edge.analyzer import Analyzer, AnalyzerConfig
 from edge.attributes import AttributeSwitches
 from edge.config import Config
-from edge.feeds import open_feed
+from edge.feeds import LiveFeed, open_feed
 from edge.sink_factory import build_sink
 from edge.sinks import Sink, pi_health
 from edge.spool import SeqStore, Spool
@@ -137,12 +137,22 @@ class Daemon:
         last_wall = time.time()
         frame = None
         try:
-            first = feed.get(timeout=30.0)
-            while first is None and not self.stop.is_set() and not feed.ended():
-                sd_notify.watchdog()
-                first = feed.get(timeout=5.0)
-            sd_notify.ready(f"processing {config.source.type} source")
-            log.info("ready: models loaded, %s source open", config.source.type)
+            # READY once the source delivers, or after 10 s without it (a camera unplugged at
+            # boot): systemd should then supervise a running daemon that keeps retrying the
+            # camera, not kill and restart it into its start limit.
+            first = feed.get(timeout=10.0)
+            if first is None and not feed.ended():
+                sd_notify.ready(f"waiting for the {config.source.type} source (retrying)")
+                log.warning("ready: models loaded; no frames from the %s source yet, still retrying",
+                            config.source.type)
+                while first is None and not self.stop.is_set() and not feed.ended():
+                    sd_notify.watchdog()
+                    last_wall = time.time()
+                    self._emit(self.aggregator.tick(last_wall))
+                    first = feed.get(timeout=1.0)
+            if first is not None:
+                sd_notify.ready(f"processing {config.source.type} source")
+                log.info("ready: models loaded, %s source open", config.source.type)
             next_health = time.monotonic()
             frame = first
             while not self.stop.is_set():
@@ -164,6 +174,8 @@ class Daemon:
                 frame = feed.get(timeout=0.5)
         finally:
             sd_notify.stopping("closing the open window")
+            if isinstance(feed, LiveFeed):
+                last_wall = max(last_wall, time.time())
             try:
                 ended = self.tracker.flush(time.monotonic() if frame is None else frame.monotonic)
                 self.aggregator.observe(ended, last_wall)
