@@ -172,3 +172,17 @@ def test_malformed_config_exits_2_with_the_key_path(tmp_path: Path) -> None:
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2
         assert "aggregation.window_s" in proc.stderr and "-5" in proc.stderr
+
+
+def test_logs_and_state_hold_no_per_person_data(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    scene = Scene(640, 480, 10.0, 12.0, (walker(2.0, 5.0, 0.25), walker(3.0, 6.0, 0.75)))
+    video = write_video(scene, tmp_path / "two.avi")
+    with caplog.at_level("DEBUG"):
+        windows = run_daemon(tmp_path, config(tmp_path, video))
+    assert sum(w["visitors"] for w in windows) == 2
+    for record in caplog.records:
+        text = record.getMessage().lower()
+        assert "box" not in text and "track_key" not in text and "detection(" not in text, text
+    # The state directory holds the sequence counter only: no images, no tracks.
+    files = sorted(p.name for p in (tmp_path / "state").iterdir())
+    assert all(name.startswith("seq.sqlite3") for name in files), files
