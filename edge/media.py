@@ -46,7 +46,7 @@ def read_image(path: Path) -> np.ndarray:
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise MediaError(f"{path}: not a readable image (corrupt or unsupported format)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)  # in place: a frame can be tens of MB
 
 
 def frames(path: Path, every: int = 1) -> Iterator[MediaFrame]:
@@ -69,7 +69,7 @@ def frames(path: Path, every: int = 1) -> Iterator[MediaFrame]:
                 break
             if index % every == 0:
                 produced += 1
-                yield MediaFrame(str(path), index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+                yield MediaFrame(str(path), index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr))
             index += 1
         if produced == 0:
             raise MediaError(f"{path}: video has no decodable frames")

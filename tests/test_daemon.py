@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -11,8 +10,8 @@ import threading
 from pathlib import Path
 
 import pytest
-import yaml
 
+from daemon_proc import spawn_daemon, watch
 from edge.config import parse_config
 from edge.daemon import Daemon
 from edge.scenes import Scene, Visitor, random_scene, write_video
@@ -108,40 +107,16 @@ def test_seq_continues_across_restarts(tmp_path: Path) -> None:
     assert [w["seq"] for w in both] == list(range(1, len(both) + 1))
 
 
-def _spawn(tmp_path: Path, doc: dict) -> tuple[subprocess.Popen, Path]:
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(path)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    return proc, path
-
-
-def _wait_for_line(stream, needle: str, seen: list[str], timeout: float = 60.0) -> bool:
-    """Read lines until one contains ``needle`` (a reader thread keeps the wait bounded)."""
-    found = threading.Event()
-
-    def reader() -> None:
-        for line in stream:
-            seen.append(line)
-            if needle in line:
-                found.set()
-                return
-
-    threading.Thread(target=reader, daemon=True).start()
-    return found.wait(timeout)
-
-
 def test_sigterm_closes_a_partial_window_and_exits_zero(tmp_path: Path) -> None:
     scene = Scene(640, 480, 10.0, 6.0, (walker(1.0, 4.0, 0.5),))
     video = write_video(scene, tmp_path / "loop.avi")
     out = tmp_path / "windows.jsonl"
     doc = config(tmp_path, video, source={"type": "file", "path": str(video), "realtime": True, "loop": True},
                  aggregation={"window_s": 3600, "min_cell": 1})
-    proc, _ = _spawn(tmp_path, doc)
+    proc = spawn_daemon(tmp_path, doc)
     seen: list[str] = []
     try:
-        assert _wait_for_line(proc.stderr, "ready: models loaded", seen), "".join(seen)
+        assert watch(proc.stderr, "ready: models loaded", seen).wait(60), "".join(seen)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, "".join(seen)
     finally:
@@ -153,10 +128,10 @@ def test_sigterm_closes_a_partial_window_and_exits_zero(tmp_path: Path) -> None:
 def test_missing_camera_is_reported_and_retried(tmp_path: Path) -> None:
     doc = config(tmp_path, Path("unused"), source={"type": "v4l2", "device": "/dev/video99",
                                                     "reopen_backoff_s": {"initial": 0.05, "max": 0.1}})
-    proc, _ = _spawn(tmp_path, doc)
+    proc = spawn_daemon(tmp_path, doc)
     seen: list[str] = []
     try:
-        assert _wait_for_line(proc.stderr, "retry 3", seen), "".join(seen)
+        assert watch(proc.stderr, "retry 3", seen).wait(60), "".join(seen)
         assert any("camera /dev/video99 not found" in line for line in seen)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, "".join(seen)

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-
+from daemon_proc import spawn_daemon, watch
 from edge.config import parse_config
 from edge.daemon import Daemon
 from edge.scenes import Scene, Visitor, write_video
 from mqtt_broker import HOST, Broker
 from test_mqtt_sink import Subscriber
 
-REPO = Path(__file__).resolve().parent.parent
 DEVICE = "e2e-cam"
 COUNTS, STATUS = f"edge/{DEVICE}/counts", f"edge/{DEVICE}/status"
 KEYS = {"schema", "device", "site", "seq", "window", "visitors", "faces", "dwell_s", "gender", "age", "expression",
@@ -44,27 +39,6 @@ def doc(tmp_path: Path, video: Path, port: int, *, realtime: bool, window_s: int
 def seqs(sub: Subscriber) -> list[int]:
     """Window seqs in first-arrival order (consumers de-duplicate on (device, seq))."""
     return list(dict.fromkeys(json.loads(m.payload)["seq"] for m in list(sub.messages) if m.topic == COUNTS))
-
-
-def spawn(tmp_path: Path, config: dict) -> subprocess.Popen:
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(path)], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-
-
-def watch(stream, needle: str, seen: list[str]) -> threading.Event:
-    found = threading.Event()
-
-    def reader() -> None:
-        for line in stream:
-            seen.append(line)
-            if needle in line:
-                found.set()
-
-    threading.Thread(target=reader, daemon=True).start()
-    return found
 
 
 def test_video_to_daemon_to_broker_to_subscriber(mqtt_broker: Broker, tmp_path: Path) -> None:
@@ -93,7 +67,7 @@ def test_sigkilled_daemon_delivers_spooled_windows_after_restart(broker_factory:
     video = write_video(Scene(640, 480, 10.0, 6.0, (walker(1.0, 4.0, 0.5),)), tmp_path / "loop.avi")
     config = doc(tmp_path, video, broker.port, realtime=True, window_s=1)
     seen: list[str] = []
-    proc = spawn(tmp_path, config)
+    proc = spawn_daemon(tmp_path, config)
     try:
         assert watch(proc.stderr, "window 3 ", seen).wait(60), "".join(seen)  # three windows spooled, no broker
         proc.kill()
@@ -103,7 +77,7 @@ def test_sigkilled_daemon_delivers_spooled_windows_after_restart(broker_factory:
     broker.start()
     sub = Subscriber(broker.port, [COUNTS])
     seen2: list[str] = []
-    proc = spawn(tmp_path, config)
+    proc = spawn_daemon(tmp_path, config)
     try:
         watch(proc.stderr, "\0", seen2)
         assert sub.wait_for(lambda _: len(seqs(sub)) >= 6, timeout=60), "".join(seen2)
@@ -120,7 +94,7 @@ def test_sigkilled_daemon_delivers_spooled_windows_after_restart(broker_factory:
 def test_killed_daemon_reads_offline_through_its_last_will(mqtt_broker: Broker, tmp_path: Path) -> None:
     video = write_video(Scene(640, 480, 10.0, 4.0, ()), tmp_path / "empty.avi")
     sub = Subscriber(mqtt_broker.port, [STATUS])
-    proc = spawn(tmp_path, doc(tmp_path, video, mqtt_broker.port, realtime=True, window_s=60))
+    proc = spawn_daemon(tmp_path, doc(tmp_path, video, mqtt_broker.port, realtime=True, window_s=60))
     try:
         assert sub.wait_for(lambda ms: any(m.payload == "online" for m in ms), timeout=60)
         proc.kill()

@@ -1,0 +1,37 @@
+"""Run ``edge run`` as a real process (for signals: SIGTERM, SIGKILL) and follow its log."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import TextIO
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def spawn_daemon(tmp_path: Path, config: dict) -> subprocess.Popen:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(path)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def watch(stream: TextIO, needle: str, seen: list[str]) -> threading.Event:
+    """Keep reading ``stream`` into ``seen`` (so the child never blocks on a full pipe);
+    the returned event is set once a line contains ``needle``. Callers wait on it with a timeout."""
+    found = threading.Event()
+
+    def reader() -> None:
+        for line in stream:
+            seen.append(line)
+            if needle in line:
+                found.set()
+
+    threading.Thread(target=reader, daemon=True).start()
+    return found
