@@ -103,7 +103,7 @@ def write_model_card(manifest: dict, table: str, path: Path) -> None:
             f"- Input: {entry['input']['shape']} {entry['input']['dtype']} {entry['input']['colour']}; "
             f"{entry['input']['normalisation']}"
             + (f"; crop {entry['input']['crop']}" if "crop" in entry["input"] else ""),
-            f"- Outputs: " + "; ".join(f"`{k}` {v['meaning']}" + (f" {v['labels']}" if "labels" in v else "")
+            "- Outputs: " + "; ".join(f"`{k}` {v['meaning']}" + (f" {v['labels']}" if "labels" in v else "")
                                         for k, v in entry["outputs"].items()),
             f"- Known limits: {limits}",
             "- Bars: " + ", ".join(f"{b['metric']} {b['op']} {b['limit']} ({'holds' if b['holds'] else 'MISSED'})"

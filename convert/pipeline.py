@@ -32,7 +32,7 @@ from convert.sources import fetch
 from convert.verify import detection_agreement, max_abs_diff, top1_agreement
 from edge.boxes import frame_detections
 from edge.interpreter import TfliteModel
-from edge.preprocess import crop_face, letterbox
+from edge.preprocess import letterbox
 
 log = logging.getLogger("convert")
 
@@ -325,9 +325,9 @@ def run(out_dir: Path, cache_dir: Path, calib_dir: Path | None, only: set[str]) 
     table = report.table()
     write_atomic(out_dir / "proof.txt", (table + "\n").encode())
     write_model_card(manifest, table, out_dir / "README.md")
-    print(table)
-    print(f"\n{'all bars hold' if report.passed else 'SOME BARS MISSED'}; "
-          f"{time.monotonic() - started:.0f} s; models in {out_dir}")
+    sys.stdout.write(table + "\n")
+    sys.stdout.write(f"\n{'all bars hold' if report.passed else 'SOME BARS MISSED'}; "
+                     f"{time.monotonic() - started:.0f} s; models in {out_dir}\n")
     return 0 if report.passed else 1
 
 
