@@ -42,8 +42,12 @@ class _CropModel:
         self.crop = CropSpec.from_manifest(info.input["crop"])
         self.bgr = info.input.get("colour", "RGB") == "BGR"
 
-    def run(self, frame_rgb: np.ndarray, detections: Sequence[Detection]) -> dict[str, np.ndarray]:
-        crops = np.stack([crop_face(frame_rgb, d.box, self.crop) for d in detections])
+    def run(self, frame_rgb: np.ndarray, detections: Sequence[Detection],
+            crops_cache: dict[CropSpec, np.ndarray]) -> dict[str, np.ndarray]:
+        """``crops_cache`` shares crops between models that want the same crop of the same faces."""
+        crops = crops_cache.get(self.crop)
+        if crops is None:
+            crops = crops_cache[self.crop] = np.stack([crop_face(frame_rgb, d.box, self.crop) for d in detections])
         if self.bgr:
             crops = np.ascontiguousarray(crops[..., ::-1])
         if self.model.batchable:
@@ -72,8 +76,9 @@ class AttributeEstimator:
         if n == 0:
             return []
         fields: list[dict] = [{} for _ in range(n)]
+        crops: dict[CropSpec, np.ndarray] = {}
         if self._age_gender is not None:
-            out = self._age_gender.run(frame_rgb, detections)
+            out = self._age_gender.run(frame_rgb, detections, crops)
             labels = self._age_gender.info.outputs["gender"]["labels"]
             for i in range(n):
                 if self.switches.age:
@@ -82,13 +87,13 @@ class AttributeEstimator:
                     k = int(np.argmax(out["gender"][i]))
                     fields[i]["gender"], fields[i]["gender_score"] = labels[k], float(out["gender"][i, k])
         if self._expression is not None:
-            out = self._expression.run(frame_rgb, detections)
+            out = self._expression.run(frame_rgb, detections, crops)
             labels = self._expression.info.outputs["expression"]["labels"]
             for i in range(n):
                 k = int(np.argmax(out["expression"][i]))
                 fields[i]["expression"], fields[i]["expression_score"] = labels[k], float(out["expression"][i, k])
         if self._ethnicity is not None:
-            out = self._ethnicity.run(frame_rgb, detections)
+            out = self._ethnicity.run(frame_rgb, detections, crops)
             labels = self._ethnicity.info.outputs["race"]["labels"]
             for i in range(n):
                 k = int(np.argmax(out["race"][i]))
