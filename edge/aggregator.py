@@ -10,8 +10,9 @@ Windows are aligned to the UTC wall clock: the window holding ``wall`` starts at
 ``floor(wall / window_s) * window_s``, so every device labels the same minute
 alike. Windows are emitted in order with ``seq`` increasing by one, empty ones
 included (``visitors: 0``). ``window.partial`` is true when this aggregator did
-not cover the whole window: the first window after start-up, and the window
-closed early by :meth:`Aggregator.close`. A forward clock jump of more than
+not cover the whole window: the first window after start-up, the window
+closed early by :meth:`Aggregator.close`, and any window in which no frame was
+processed (camera gone, clock jump): its zeros mean "not observed", not "nobody". A forward clock jump of more than
 ``max_gap_windows`` windows (e.g. NTP fixing an RTC-less board) is not filled
 with empty windows; it is logged and counting resumes in the new window.
 
@@ -78,6 +79,9 @@ class AggregationConfig:
     min_cell: int = 5
     age_brackets: tuple[int, ...] = (0, 18, 25, 35, 45, 55, 65)
     ethnicity: bool = False
+    gender: bool = True  # a breakdown switched off in the config is left out of the payload
+    age: bool = True
+    expression: bool = True
     max_gap_windows: int = 1440  # longest run of empty windows emitted for one clock step
 
     def __post_init__(self) -> None:
@@ -159,11 +163,13 @@ class Aggregator:
         self._open: _Window | None = None
         self._ready: list[dict[str, Any]] = []
         self._closed = False
-        self._cells: dict[str, tuple[str, ...]] = {
-            "gender": GENDERS + (UNKNOWN,),
-            "age": config.age_labels + (UNKNOWN,),
-            "expression": EXPRESSIONS + (UNKNOWN,),
-        }
+        self._cells: dict[str, tuple[str, ...]] = {}
+        if config.gender:
+            self._cells["gender"] = GENDERS + (UNKNOWN,)
+        if config.age:
+            self._cells["age"] = config.age_labels + (UNKNOWN,)
+        if config.expression:
+            self._cells["expression"] = EXPRESSIONS + (UNKNOWN,)
         if config.ethnicity:
             self._cells["ethnicity"] = ETHNICITIES + (UNKNOWN,)
 
@@ -236,11 +242,13 @@ class Aggregator:
         def known(value: str | None, allowed: tuple[str, ...]) -> str:
             return value if value in allowed else UNKNOWN
 
-        labels = {
-            "gender": known(a.gender, GENDERS),
-            "age": age_label(a.age, self.config),
-            "expression": known(a.expression, EXPRESSIONS),
-        }
+        labels = {}
+        if self.config.gender:
+            labels["gender"] = known(a.gender, GENDERS)
+        if self.config.age:
+            labels["age"] = age_label(a.age, self.config)
+        if self.config.expression:
+            labels["expression"] = known(a.expression, EXPRESSIONS)
         if self.config.ethnicity:
             labels["ethnicity"] = known(a.ethnicity, ETHNICITIES)
         return labels
@@ -287,7 +295,7 @@ class Aggregator:
             "device": self.device,
             "site": self.site,
             "seq": self._seq,
-            "window": {"start": _iso(start), "end": _iso(start + self.config.window_s), "partial": w.partial},
+            "window": {"start": _iso(start), "end": _iso(start + self.config.window_s), "partial": w.partial or w.frames == 0},
             "visitors": visitors,
             "faces": faces,
             "dwell_s": dwell,

@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.INFO if args.command == "run" else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
     from edge.config import ConfigError
+    from edge.sinks import SinkError
     from edge.sources import SourceError
 
     try:
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"{exc}\n")
         return 2
-    except (ModelError, BackendUnavailable, SourceError, ValueError) as exc:
+    except (ModelError, BackendUnavailable, SourceError, SinkError, ValueError) as exc:
         sys.stderr.write(f"edge {args.command}: {exc}\n")
         return 2
 

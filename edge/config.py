@@ -39,10 +39,13 @@ class _Missing:
 _MISSING_KEY = _Missing()
 
 
+_URL_SECRET = re.compile(r"(\w[\w+.-]*://[^/@\s:]*:)[^@\s]*@")
+
+
 def _render(value: Any) -> str:
     if isinstance(value, _Missing):
         return "nothing (the key is required)"
-    text = repr(value)
+    text = _URL_SECRET.sub(r"\1***@", repr(value))  # never echo a password typed into a URL
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -504,7 +507,8 @@ class MqttSinkConfig(SinkConfig):
     keepalive: int = _leaf(60, _integer("a keepalive in whole seconds >= 1", lo=1))
     topic_prefix: str = _derived(_Check("a topic prefix without + or #", _topic_prefix),
                                  lambda ctx: f"edge/{ctx.device_id}/")
-    qos: int = _leaf(1, _choice(0, 1, 2))
+    # QoS 0 has no PUBACK, so a spooled window could never be confirmed: at least once needs >= 1.
+    qos: int = _leaf(1, _choice(1, 2))
     tls: TlsConfig | None = _section(TlsConfig, optional=True)
     username: str | None = _leaf(None, _optional(_text("a user name")))
     password_file: Path | None = _leaf(None, _optional(_path("a file holding the password")))

@@ -26,7 +26,7 @@ from edge.aggregator import Aggregator
 from edge.analyzer import Analyzer, AnalyzerConfig
 from edge.attributes import AttributeSwitches
 from edge.config import Config
-from edge.feeds import LiveFeed, open_feed
+from edge.feeds import Feed, ReplayFeed, open_feed
 from edge.sink_factory import build_sink
 from edge.sinks import Sink, pi_health
 from edge.spool import SeqStore, Spool
@@ -53,8 +53,9 @@ def tracker_config(config: Config) -> TrackerConfig:
 
 def window_config(config: Config) -> WindowConfig:
     g = config.aggregation
+    a = config.attributes
     return WindowConfig(window_s=g.window_s, min_cell=g.min_cell, age_brackets=tuple(g.age_brackets),
-                        ethnicity=config.attributes.ethnicity)
+                        gender=a.gender, age=a.age, expression=a.expression, ethnicity=a.ethnicity)
 
 
 @dataclass
@@ -64,14 +65,16 @@ class Stats:
     started: float
     frames: int = 0
     detect_ms: float = 0.0
+    track_ms: float = 0.0
     attributes_ms: float = 0.0
     windows: int = 0
 
-    def observe(self, detect_ms: float, attributes_ms: float) -> None:
+    def observe(self, detect_ms: float, track_ms: float, attributes_ms: float) -> None:
         self.frames += 1
-        a = 0.1  # exponential moving averages: recent behaviour, constant memory
-        self.detect_ms = detect_ms if self.frames == 1 else (1 - a) * self.detect_ms + a * detect_ms
-        self.attributes_ms = attributes_ms if self.frames == 1 else (1 - a) * self.attributes_ms + a * attributes_ms
+        a = 1.0 if self.frames == 1 else 0.1  # moving averages: recent behaviour, constant memory
+        self.detect_ms += a * (detect_ms - self.detect_ms)
+        self.track_ms += a * (track_ms - self.track_ms)
+        self.attributes_ms += a * (attributes_ms - self.attributes_ms)
 
 
 class Daemon:
@@ -95,9 +98,9 @@ class Daemon:
 
     def _emit(self, windows: list[dict]) -> None:
         for window in windows:
-            seq = self.seq.next()  # durable before anyone sees the window
-            if seq != window["seq"]:
-                raise RuntimeError(f"window sequence out of step: store gave {seq}, window has {window['seq']}")
+            # The durable store numbers windows (committed before anyone sees them), so a
+            # number is never reused after a crash, whatever happened to earlier windows.
+            window["seq"] = self.seq.next()
             self.sink.publish_window(window)
             self.stats.windows += 1
             log.info("window %s %s..%s: %s visitors%s", window["seq"], window["window"]["start"],
@@ -110,81 +113,96 @@ class Daemon:
         detections = self.analyzer.detect(pixels)
         t1 = time.perf_counter()
         update = self.tracker.update(detections, monotonic)
+        t2 = time.perf_counter()
         if update.needs_attributes:
             requests = list(update.needs_attributes)
             estimates = self.analyzer.attributes.estimate(pixels, [r.detection for r in requests])
             for request, attributes in zip(requests, estimates):
                 self.tracker.add_attributes(request.track_key, attributes)
-        t2 = time.perf_counter()
-        self.stats.observe((t1 - t0) * 1000, (t2 - t1) * 1000)
+        t3 = time.perf_counter()
+        self.stats.observe((t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000)
         self.aggregator.observe(update, wall)
         return update
 
     def _health(self, feed_fps: float, dropped: int) -> dict:
         fields = {"fps": round(feed_fps, 2), "processed_frames": self.stats.frames,
-                  "detector_ms": round(self.stats.detect_ms, 2), "attributes_ms": round(self.stats.attributes_ms, 2),
+                  "detector_ms": round(self.stats.detect_ms, 2), "tracker_ms": round(self.stats.track_ms, 3),
+                  "attributes_ms": round(self.stats.attributes_ms, 2),
                   "dropped_frames": dropped, "uptime_s": round(time.monotonic() - self.stats.started, 1),
                   "windows": self.stats.windows, "version": __version__}
         fields.update(pi_health(None))  # CPU temperature and throttling on a Pi, None elsewhere
         return fields
 
     def run(self) -> int:
-        """Process frames until stopped or the file ends; always closes the last window."""
+        """Process frames until stopped or the source ends; always closes the last window.
+
+        Returns 0 on a clean stop or the end of a file, 1 when the source gave up (so
+        ``Restart=on-failure`` brings the service back).
+        """
         config = self.config
-        sink_interval = getattr(config.sink, "health_interval_s", 30.0)
+        health_every = getattr(config.sink, "health_interval_s", 30.0)
         watchdog_s = sd_notify.watchdog_interval()
-        feed = open_feed(config.source, self.stop, config.aggregation.window_s)
+        # Ping the watchdog only while the source shows signs of life (a frame or a reopen
+        # attempt); a capture stuck inside a driver then gets the service restarted.
+        stall_s = 2 * config.source.reopen_backoff_s.max + 10.0
+        feed: Feed | None = None
         last_wall = time.time()
-        frame = None
+        last_mono = time.monotonic()
+        ready = False
         try:
-            # READY once the source delivers, or after 10 s without it (a camera unplugged at
-            # boot): systemd should then supervise a running daemon that keeps retrying the
-            # camera, not kill and restart it into its start limit.
-            first = feed.get(timeout=10.0)
-            if first is None and not feed.ended():
-                sd_notify.ready(f"waiting for the {config.source.type} source (retrying)")
-                log.warning("ready: models loaded; no frames from the %s source yet, still retrying",
-                            config.source.type)
-                while first is None and not self.stop.is_set() and not feed.ended():
-                    sd_notify.watchdog()
-                    last_wall = time.time()
-                    self._emit(self.aggregator.tick(last_wall))
-                    first = feed.get(timeout=1.0)
-            if first is not None:
-                sd_notify.ready(f"processing {config.source.type} source")
-                log.info("ready: models loaded, %s source open", config.source.type)
-            next_health = time.monotonic()
-            frame = first
+            feed = open_feed(config.source, self.stop, config.aggregation.window_s)
+            started = last_progress_at = next_health = time.monotonic()
+            last_progress = -1
             while not self.stop.is_set():
+                frame = feed.get(timeout=0.5)
+                now = time.monotonic()
                 if frame is not None:
                     self._process(frame.pixels, frame.monotonic, frame.wall)
-                    last_wall = frame.wall
+                    last_wall, last_mono = frame.wall, frame.monotonic
                 elif feed.ended():
-                    log.info("source ended")
                     break
-                else:
-                    last_wall = max(last_wall, time.time())
+                else:  # a live source without frames: time still passes, tracks still expire
+                    last_wall, last_mono = max(last_wall, time.time()), now
+                    self.aggregator.observe(self.tracker.expire(now), last_wall)
+                if not ready and (frame is not None or now - started >= 10.0):
+                    # READY once the source delivers, or after 10 s without it (a camera
+                    # unplugged at boot): systemd then supervises a daemon that keeps retrying
+                    # the camera instead of restarting it into its start limit.
+                    ready = True
+                    sd_notify.ready(f"processing the {config.source.type} source" if frame is not None
+                                    else f"waiting for the {config.source.type} source (retrying)")
+                    if frame is not None:
+                        log.info("ready: models loaded, %s source open", config.source.type)
+                    else:
+                        log.warning("ready: models loaded; no frames from the %s source yet, still retrying",
+                                    config.source.type)
                 self._emit(self.aggregator.tick(last_wall))
-                if watchdog_s is not None:
+                if feed.progress != last_progress:
+                    last_progress, last_progress_at = feed.progress, now
+                if watchdog_s is not None and now - last_progress_at < stall_s:
                     sd_notify.watchdog()
-                now = time.monotonic()
                 if now >= next_health:
                     self.sink.publish_health(self._health(feed.fps(), feed.dropped))
-                    next_health = now + sink_interval
-                frame = feed.get(timeout=0.5)
+                    next_health = now + health_every
         finally:
             sd_notify.stopping("closing the open window")
-            if isinstance(feed, LiveFeed):
-                last_wall = max(last_wall, time.time())
+            if not isinstance(feed, ReplayFeed):
+                last_wall, last_mono = max(last_wall, time.time()), time.monotonic()
             try:
-                ended = self.tracker.flush(time.monotonic() if frame is None else frame.monotonic)
-                self.aggregator.observe(ended, last_wall)
+                self.aggregator.observe(self.tracker.flush(last_mono), last_wall)
                 self._emit(self.aggregator.tick(last_wall))
                 self._emit([self.aggregator.close(last_wall)])
             finally:
-                feed.close()
+                if feed is not None:
+                    feed.close()
                 self.sink.close()
+                if self.spool is not None:
+                    self.spool.close()
                 self.seq.close()
+        if feed is not None and feed.error is not None:
+            log.error("the %s source gave up: %s", config.source.type, feed.error)
+            return 1
+        log.info("source ended" if not self.stop.is_set() else "stopped")
         return 0
 
 

@@ -21,6 +21,14 @@ from edge.sources import Capture, FileSource, make_source
 class Feed(Protocol):
     dropped: int
 
+    @property
+    def progress(self) -> int:
+        """Grows while the source is alive: frames captured plus reopen attempts."""
+
+    @property
+    def error(self) -> BaseException | None:
+        """Why the source gave up, if it did."""
+
     def get(self, timeout: float) -> Frame | None: ...
 
     def ended(self) -> bool: ...
@@ -39,6 +47,14 @@ class LiveFeed:
     def dropped(self) -> int:
         return self._capture.dropped
 
+    @property
+    def progress(self) -> int:
+        return self._capture.frames + self._capture.reopens
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._capture.error
+
     def get(self, timeout: float) -> Frame | None:
         return self._capture.get(timeout)
 
@@ -56,6 +72,7 @@ class ReplayFeed:
     """Every frame of a file, stamped with media time from ``start_wall`` / ``start_monotonic``."""
 
     dropped = 0
+    error: BaseException | None = None
 
     def __init__(self, config: FileSourceConfig, start_wall: float | None = None,
                  start_monotonic: float | None = None) -> None:
@@ -87,8 +104,8 @@ class ReplayFeed:
         return self._source.fps
 
     @property
-    def media_time_s(self) -> float:
-        return self._index / self._source.fps
+    def progress(self) -> int:
+        return self._index
 
     def close(self) -> None:
         self._source.close()

@@ -316,6 +316,11 @@ class Tracker:
                 obs.attributes = attributes
                 return
 
+    def expire(self, now: float) -> TrackerUpdate:
+        """End tracks unseen for longer than ``max_missed_s`` when no frame arrives (camera
+        outage), so a visitor's dwell and attributes land in the window where they left."""
+        return TrackerUpdate(ended=tuple(self._expire(now)), frame=False)
+
     def flush(self, now: float) -> TrackerUpdate:
         """End every track (shutdown); visitors report their dwell up to their last sighting."""
         ended = [self._end(t) for t in self._tracks.values()]

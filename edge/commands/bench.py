@@ -149,6 +149,7 @@ def run_pipeline(make_analyzer: Callable[[str, int], Analyzer], faces: list[int]
 
     out = out or sys.stdout
     analyzer = make_analyzer("int8", 512)
+    analyzer.detector.min_face_px = max(analyzer.detector.min_face_px, 24)  # the daemon's default
     results = []
     for n in faces:
         base, _ = crowd_frame(n, 640, 480, 60.0, seed=n)

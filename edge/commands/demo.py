@@ -103,6 +103,7 @@ def run(duration_s: float | None, window_s: int, workdir: Path | None, out: Text
         "state_dir": str(work / "state"),
     }
     viewer = None
+    timer: threading.Timer | None = None
     try:
         if binary is None:
             out.write("mosquitto is not installed (Debian/Raspberry Pi OS: sudo apt install mosquitto); "
@@ -117,10 +118,13 @@ def run(duration_s: float | None, window_s: int, workdir: Path | None, out: Text
         out.write(f"daemon: {window_s} s windows, minimum cell 2; Ctrl-C to stop\n")
         out.flush()
         if duration_s:
-            threading.Timer(duration_s, stop.set).start()
+            timer = threading.Timer(duration_s, stop.set)
+            timer.start()
         return Daemon(config, stop).run()
     finally:
         stop.set()
+        if timer is not None:
+            timer.cancel()
         if viewer is not None:
             time.sleep(0.5)  # let the last retained/QoS1 messages reach the viewer before it disconnects
             viewer.loop_stop()
