@@ -161,3 +161,28 @@ def test_logs_and_state_hold_no_per_person_data(tmp_path: Path, caplog: pytest.L
     # The state directory holds the sequence counter only: no images, no tracks.
     files = sorted(p.name for p in (tmp_path / "state").iterdir())
     assert all(name.startswith("seq.sqlite3") for name in files), files
+
+
+def test_switched_off_attributes_are_left_out_of_the_windows(tmp_path: Path) -> None:
+    scene = Scene(640, 480, 10.0, 10.0, (walker(2.0, 4.0, 0.5),))
+    windows = run_daemon(tmp_path, config(tmp_path, write_video(scene, tmp_path / "one.avi"),
+                                          attributes={"expression": False, "age": False}))
+    assert windows and all("expression" not in w and "age" not in w and "gender" in w for w in windows)
+
+
+def test_a_source_that_gives_up_exits_1_with_the_reason(tmp_path: Path) -> None:
+    try:
+        import picamera2  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("picamera2 is installed here; this test needs it missing")
+    proc = spawn_daemon(tmp_path, config(tmp_path, Path("unused"), source={"type": "picamera2"}))
+    try:
+        _, log = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, log
+    assert "picamera2 is not installed" in log and "gave up" in log
+    windows = [json.loads(line) for line in (tmp_path / "windows.jsonl").read_text().splitlines()]
+    assert windows[-1]["window"]["partial"] is True and windows[-1]["visitors"] == 0
