@@ -77,25 +77,23 @@ class AttributeEstimator:
             return []
         fields: list[dict] = [{} for _ in range(n)]
         crops: dict[CropSpec, np.ndarray] = {}
+
+        def top(model: _CropModel, output: str, field: str, out: dict[str, np.ndarray]) -> None:
+            """Best label of a softmax output and its probability, per face."""
+            labels = model.info.outputs[output]["labels"]
+            best = np.argmax(out[output], axis=1)
+            for i, k in enumerate(best):
+                fields[i][field], fields[i][f"{field}_score"] = labels[k], float(out[output][i, k])
+
         if self._age_gender is not None:
             out = self._age_gender.run(frame_rgb, detections, crops)
-            labels = self._age_gender.info.outputs["gender"]["labels"]
-            for i in range(n):
-                if self.switches.age:
+            if self.switches.age:
+                for i in range(n):
                     fields[i]["age"] = float(max(0.0, out["age"][i, 0]))
-                if self.switches.gender:
-                    k = int(np.argmax(out["gender"][i]))
-                    fields[i]["gender"], fields[i]["gender_score"] = labels[k], float(out["gender"][i, k])
+            if self.switches.gender:
+                top(self._age_gender, "gender", "gender", out)
         if self._expression is not None:
-            out = self._expression.run(frame_rgb, detections, crops)
-            labels = self._expression.info.outputs["expression"]["labels"]
-            for i in range(n):
-                k = int(np.argmax(out["expression"][i]))
-                fields[i]["expression"], fields[i]["expression_score"] = labels[k], float(out["expression"][i, k])
+            top(self._expression, "expression", "expression", self._expression.run(frame_rgb, detections, crops))
         if self._ethnicity is not None:
-            out = self._ethnicity.run(frame_rgb, detections, crops)
-            labels = self._ethnicity.info.outputs["race"]["labels"]
-            for i in range(n):
-                k = int(np.argmax(out["race"][i]))
-                fields[i]["ethnicity"], fields[i]["ethnicity_score"] = labels[k], float(out["race"][i, k])
+            top(self._ethnicity, "race", "ethnicity", self._ethnicity.run(frame_rgb, detections, crops))
         return [Attributes(**f) for f in fields]
