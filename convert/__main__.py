@@ -1,7 +1,7 @@
-"""``python -m convert``: rebuild models/ from the pinned sources."""
+"""``python -m edge_convert``: rebuild models/ from the pinned sources."""
 
 import sys
 
-from convert.pipeline import main
+from .pipeline import main
 
 sys.exit(main())

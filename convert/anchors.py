@@ -31,7 +31,7 @@ def anchor_shapes(anchors: np.ndarray, input_size: int = 512) -> list[np.ndarray
     """Per predictor, the (height, width) of its k anchors, read from the first cell."""
     shapes, start = [], 0
     for n, k in zip(feature_grids(input_size), ANCHORS_PER_CELL):
-        first = anchors[start:start + k]
+        first = anchors[start : start + k]
         shapes.append(np.stack([first[:, 2] - first[:, 0], first[:, 3] - first[:, 1]], axis=1))
         start += n * n * k
     if start != len(anchors):

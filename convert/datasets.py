@@ -58,8 +58,9 @@ def _photometric(img: np.ndarray, rng: np.random.Generator, harsh: bool = True) 
     """Brightness/contrast/gamma jitter; when ``harsh``, also greyscale and blur (poor cameras)."""
     x = img.astype(np.float32) / 255.0
     amount = 1.0 if harsh else 0.5
-    x = np.clip((x - 0.5) * rng.uniform(1 - 0.3 * amount, 1 + 0.3 * amount) + 0.5
-                + rng.uniform(-0.15, 0.15) * amount, 0, 1)
+    x = np.clip(
+        (x - 0.5) * rng.uniform(1 - 0.3 * amount, 1 + 0.3 * amount) + 0.5 + rng.uniform(-0.15, 0.15) * amount, 0, 1
+    )
     x = x ** rng.uniform(1 - 0.3 * amount, 1 + 0.4 * amount)
     out = (x * 255.0 + 0.5).astype(np.uint8)
     if harsh and rng.random() < 0.2:
@@ -119,8 +120,9 @@ def detector_inputs(frames: list[Photo], size: int) -> np.ndarray:
     return np.stack([letterbox(f.rgb, size).pixels for f in frames])
 
 
-def face_variants(faces: list[tuple[np.ndarray, np.ndarray]], spec: CropSpec, per_face: int,
-                  seed: int, harsh: bool = False) -> np.ndarray:
+def face_variants(
+    faces: list[tuple[np.ndarray, np.ndarray]], spec: CropSpec, per_face: int, seed: int, harsh: bool = False
+) -> np.ndarray:
     """Crops of detected faces with box jitter (as a detector would give) and photometric jitter.
 
     ``faces`` holds (frame, box_xyxy) pairs; the first variant of each is the plain crop.

@@ -24,6 +24,20 @@ def _const(a: np.ndarray) -> tf.Tensor:
     return tf.constant(np.asarray(a, dtype=np.float32))
 
 
+def _f64(tensors: tuple[tf.Tensor, ...]) -> tuple[tf.Tensor, ...]:
+    return tuple(tf.cast(t, tf.float64) for t in tensors)
+
+
+# Equalisation statistics are computed in float64 and rounded to float32 before use.
+# TensorFlow's float32 CPU convolutions are not bit-reproducible across machines: the
+# contraction is split along the reduction axis by thread count and cache sizes, and the
+# oneDNN kernels picked at run time differ by instruction set (AVX2 / AVX-512), so the
+# per-channel maxima came out ~1e-6 (threads) to ~1e-5 (ISA) apart in the last bits, which
+# changed every equalised weight and hence the int8 files and their figures. float64 sums
+# differ only by ~1e-15 relative, which rounding to float32 absorbs (barring a value that
+# sits within that distance of a float32 rounding boundary).
+
+
 class SsdMobilenetV1(tf.Module):
     """SSD MobileNetV1 face detector, up to (and excluding) box decoding.
 
@@ -89,11 +103,19 @@ class SsdMobilenetV1(tf.Module):
         ``target`` (< 6) at its calibration maximum, leaving headroom, and never scale
         any channel down, so clipping only changes for inputs far outside calibration.
         """
+        saved = self._pw, self._dw, self._pred
+        self._pw = {key: _f64(t) for key, t in saved[0].items()}
+        self._dw = [_f64(t) for t in saved[1]]
+        self._pred = [_f64(t) for t in saved[2]]
         self._ranges = {}
-        for i in range(len(calibration)):
-            self(tf.constant(calibration[i:i + 1], tf.float32))
-        ranges, self._ranges = self._ranges, None
-        for idx, r in ranges.items():
+        try:
+            for i in range(len(calibration)):
+                self(tf.constant(calibration[i : i + 1], tf.float64))
+        finally:
+            ranges, self._ranges = self._ranges, None
+            self._pw, self._dw, self._pred = saved
+        for idx, r64 in ranges.items():
+            r = r64.astype(np.float32)  # see the note on float64 statistics above
             k = np.where(r > 1e-3, np.clip(target / np.maximum(r, 1e-6), 1.0, 32.0), 1.0).astype(np.float32)
             filters, bias = self._dw[idx - 1]
             self._dw[idx - 1] = (_const(filters.numpy() * k.reshape(1, 1, -1, 1)), _const(bias.numpy() * k))
@@ -139,6 +161,10 @@ class _SeparableConvs:
         """Start recording per-channel |max| of every depthwise output (the next calls' inputs)."""
         self._ranges = {}
 
+    def use_float64(self, on: bool) -> None:
+        """Run the next calls in float64 (for equalisation statistics) or back in float32."""
+        self._w = {k: tf.constant(v, tf.float64 if on else tf.float32) for k, v in self._np.items()}
+
     def equalize(self, strength: float = 0.5) -> int:
         """Cross-layer equalisation of each separable conv (depthwise -> pointwise).
 
@@ -151,7 +177,10 @@ class _SeparableConvs:
         """
         if not self._ranges:
             raise RuntimeError("record_ranges() and a forward pass are needed before equalize()")
-        for prefix, ranges in self._ranges.items():
+        for prefix, seen in self._ranges.items():
+            # Rounded to float32 (see the note on float64 statistics above), then worked in
+            # float64 and rounded again, so that no numpy SIMD path can change a last bit.
+            ranges = seen.astype(np.float32).astype(np.float64)
             med = float(np.median(ranges))
             # Dead or near-dead channels keep their weights; factors stay within [1/32, 32]
             # so no pointwise row grows large enough to coarsen its weight quantisation.
@@ -181,17 +210,22 @@ class _SeparableConvs:
 
     @staticmethod
     def normalise(pixels: tf.Tensor) -> tf.Tensor:
-        return (pixels - _FACE_MEAN_RGB) / 255.0
+        mean = _FACE_MEAN_RGB if pixels.dtype == tf.float32 else tf.constant(_FACE_MEAN_RGB, pixels.dtype)
+        return (pixels - mean) / 255.0
 
 
 class _Equalizable(tf.Module):
     _l: _SeparableConvs
 
     def equalize(self, calibration: np.ndarray, strength: float = 0.5) -> int:
-        """Equalise channel ranges using float activations on ``calibration`` pixels."""
+        """Equalise channel ranges using float64 activations on ``calibration`` pixels."""
         self._l.record_ranges()
-        for i in range(0, len(calibration), 16):
-            self(tf.constant(calibration[i:i + 16], tf.float32))
+        self._l.use_float64(True)
+        try:
+            for i in range(0, len(calibration), 16):
+                self(tf.constant(calibration[i : i + 16], tf.float64))
+        finally:
+            self._l.use_float64(False)
         return self._l.equalize(strength)
 
 
@@ -231,8 +265,9 @@ class AgeGenderNet(_Equalizable):
         # pinned photos show young adults; calibrated alone, int8 ages saturated at 45).
         w = self._l._np["fc/age/weights"]
         b = self._l._np["fc/age/bias"]
-        w2 = tf.constant(np.concatenate([w, np.zeros_like(w)], axis=1))
-        b2 = tf.constant(np.concatenate([b, np.full_like(b, AGE_RANGE_YEARS)]))
+        dtype = pooled.dtype.as_numpy_dtype  # float64 while equalising
+        w2 = tf.constant(np.concatenate([w, np.zeros_like(w)], axis=1).astype(dtype))
+        b2 = tf.constant(np.concatenate([b, np.full_like(b, AGE_RANGE_YEARS)]).astype(dtype))
         age = (tf.matmul(pooled, w2) + b2)[:, :1]
         gender = tf.nn.softmax(self._l.fc(pooled, "fc/gender"))  # [male, female]
         return {"age": age, "gender": gender}

@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from convert.faceapi_nets import (
+from edge.preprocess import CropSpec
+
+from .faceapi_nets import (
     DETECTOR_INPUT,
     EXPRESSION_LABELS,
     FACE_INPUT,
@@ -17,11 +19,10 @@ from convert.faceapi_nets import (
     FaceExpressionNet,
     SsdMobilenetV1,
 )
-from convert.sources import FACE_API, HUMAN_MODELS, NpmSource
-from convert.tfjs_graph import GraphModel
-from convert.tfjs_weights import load_faceapi_weights
-from convert.verify import Bar
-from edge.preprocess import CropSpec
+from .sources import FACE_API, HUMAN_MODELS, NpmSource
+from .tfjs_graph import GraphModel
+from .tfjs_weights import load_faceapi_weights
+from .verify import Bar
 
 GEAR_RACES = ("white", "black", "asian", "indian", "other")  # UTKFace's labels, in the model's order
 GEAR_AGE_BUCKETS = ("<=20", "21-25", "26-30", "31-40", "41-50", "51-60", ">60")
@@ -88,8 +89,11 @@ DETECTOR = ModelDef(
         "layout": "frame scaled so its longer side is 512, placed top-left, black padding (face-api.js)",
     },
     outputs={
-        "box_encodings": {"shape": [1, 5118, 4], "meaning": "ty, tx, th, tw against the anchors; "
-                          "decode with scales 10, 10, 5, 5 (TF Object Detection API box coder)"},
+        "box_encodings": {
+            "shape": [1, 5118, 4],
+            "meaning": "ty, tx, th, tw against the anchors; "
+            "decode with scales 10, 10, 5, 5 (TF Object Detection API box coder)",
+        },
         "scores": {"shape": [1, 5118], "meaning": "face probability (sigmoid) per anchor"},
     },
     bars=(Bar("recall_drop_points", "<=", 1.0),),
@@ -105,8 +109,9 @@ DETECTOR_320 = ModelDef(
     description="The same SSD MobileNetV1 weights run at 320x320 (2034 regenerated anchors) for slower devices",
     build=DETECTOR.build,
     input_shape=[1, 320, 320, 3],
-    input_spec=dict(DETECTOR.input_spec, layout="frame scaled so its longer side is 320, placed top-left, "
-                                                "black padding"),
+    input_spec=dict(
+        DETECTOR.input_spec, layout="frame scaled so its longer side is 320, placed top-left, black padding"
+    ),
     outputs={
         "box_encodings": dict(DETECTOR.outputs["box_encodings"], shape=[1, 2034, 4]),
         "scores": dict(DETECTOR.outputs["scores"], shape=[1, 2034]),
@@ -158,8 +163,12 @@ ETHNICITY = ModelDef(
     outputs={
         "race": {"shape": [-1, 5], "meaning": "softmax", "labels": list(GEAR_RACES)},
         "gender": {"shape": [-1, 2], "meaning": "softmax", "labels": ["male", "female"]},
-        "age_bucket": {"shape": [-1, 7], "meaning": "softmax", "labels": list(GEAR_AGE_BUCKETS),
-                       "weights": list(GEAR_AGE_WEIGHTS)},
+        "age_bucket": {
+            "shape": [-1, 7],
+            "meaning": "softmax",
+            "labels": list(GEAR_AGE_BUCKETS),
+            "weights": list(GEAR_AGE_WEIGHTS),
+        },
     },
     bars=(Bar("race_agreement", ">=", 0.95),),
     crop=CropSpec(size=198, margin=0.0, square="expand"),

@@ -15,8 +15,9 @@ log = logging.getLogger(__name__)
 
 
 def concrete(module: Callable, input_shape: list[int | None]) -> tf.types.experimental.ConcreteFunction:
-    fn = tf.function(lambda pixels: module(pixels), input_signature=[tf.TensorSpec(input_shape, tf.float32,
-                                                                                    name="pixels")])
+    fn = tf.function(
+        lambda pixels: module(pixels), input_signature=[tf.TensorSpec(input_shape, tf.float32, name="pixels")]
+    )
     return fn.get_concrete_function()
 
 
@@ -25,8 +26,9 @@ def to_float_tflite(module: tf.Module, input_shape: list[int | None]) -> bytes:
     return converter.convert()
 
 
-def to_int8_tflite(module: tf.Module, input_shape: list[int | None], calibration: np.ndarray,
-                   per_channel: bool = True) -> bytes:
+def to_int8_tflite(
+    module: tf.Module, input_shape: list[int | None], calibration: np.ndarray, per_channel: bool = True
+) -> bytes:
     """Full-integer model: uint8 pixel input, int8 everything else.
 
     ``calibration`` is float32 [N, H, W, 3] in 0..255, fed one sample at a time.

