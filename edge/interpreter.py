@@ -8,10 +8,13 @@ keyed by the model's signature output names.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
-from collections.abc import Callable
+import sys
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +71,51 @@ def resolve_backend(name: str = "auto") -> tuple[Backend, Any]:
     )
 
 
+# Lines the native runtime writes to stderr that are news only to someone debugging.
+_NATIVE_CHATTER = (b"Created TensorFlow Lite XNNPACK delegate",)
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _native_stderr_to_log() -> Iterator[None]:
+    """Route what native code writes to fd 2 meanwhile into this module's logger.
+
+    TFLite prints an INFO banner straight to file descriptor 2 on the first tensor
+    allocation, past Python's logging; an operator should see it only with ``--verbose``.
+    Any other native output is passed through to stderr unchanged.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable fd 2 (closed stderr): nothing to tidy
+        yield
+        return
+    with _STDERR_LOCK:
+        read_end, write_end = os.pipe()
+        chunks: list[bytes] = []
+
+        def drain() -> None:
+            while data := os.read(read_end, 65536):
+                chunks.append(data)
+
+        reader = threading.Thread(target=drain, name="native-stderr", daemon=True)
+        reader.start()
+        os.dup2(write_end, 2)
+        os.close(write_end)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)  # closes the pipe's last write end held by fd 2: the reader sees EOF
+            os.close(saved)
+            reader.join()
+            os.close(read_end)
+    for line in b"".join(chunks).splitlines(keepends=True):
+        if any(marker in line for marker in _NATIVE_CHATTER):
+            log.debug("%s", line.decode(errors="replace").strip())
+        else:
+            os.write(2, line)
+
+
 def default_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
@@ -84,8 +132,14 @@ class TensorSpec:
 
 def _spec(name: str, detail: dict) -> TensorSpec:
     scale, zero = detail.get("quantization", (0.0, 0))
-    return TensorSpec(name, int(detail["index"]), tuple(int(s) for s in detail["shape_signature"]),
-                      np.dtype(detail["dtype"]), float(scale), int(zero))
+    return TensorSpec(
+        name,
+        int(detail["index"]),
+        tuple(int(s) for s in detail["shape_signature"]),
+        np.dtype(detail["dtype"]),
+        float(scale),
+        int(zero),
+    )
 
 
 class TfliteModel:
@@ -104,7 +158,7 @@ class TfliteModel:
             raise ValueError(f"{self.path}: expected one signature, found {sorted(signatures)}")
         key = next(iter(signatures))
         runner = self._interp.get_signature_runner(key)
-        (in_name, in_detail), = runner.get_input_details().items()
+        ((in_name, in_detail),) = runner.get_input_details().items()
         self.input = _spec(in_name, in_detail)
         self.outputs = {n: _spec(n, d) for n, d in runner.get_output_details().items()}
         del runner  # it holds tensor buffers, which would block resize_tensor_input
@@ -119,7 +173,8 @@ class TfliteModel:
             if have != -1 and have != want:
                 raise ValueError(f"{self.path.name} takes input {list(self.input.shape)}, got {list(shape)}")
         self._interp.resize_tensor_input(self.input.index, list(shape))
-        self._interp.allocate_tensors()
+        with _native_stderr_to_log():
+            self._interp.allocate_tensors()
         self._shape = shape
 
     @property

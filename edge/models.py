@@ -8,6 +8,7 @@ the file and both checksums so an operator can tell what happened.
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import json
 import logging
 from dataclasses import dataclass
@@ -19,7 +20,25 @@ from edge.interpreter import TfliteModel
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "models"
+
+def _default_dir() -> Path:
+    """Where the models are when nobody says: the installed package data, else a checkout's models/.
+
+    A wheel carries the int8 models as ``edge.model_files``; an editable install or a plain
+    checkout reads the top-level ``models/`` folder, which also holds the float32 references.
+    """
+    packaged = Path(str(importlib.resources.files("edge"))) / "model_files"
+    checkout = Path(__file__).resolve().parent.parent / "models"
+    return packaged if (packaged / "manifest.json").is_file() else checkout
+
+
+DEFAULT_DIR = _default_dir()
+MISSING_HINT = (
+    "The int8 models ship inside the installed package; the float32 models only in a source "
+    "checkout's models/ folder. Point --model-dir (or models.dir in the config) at a folder that "
+    "has them, re-install the package, or re-create them with `python -m edge_convert` "
+    "(pip install 'edge-face-analytics[convert]')."
+)
 
 
 class ModelError(RuntimeError):
@@ -36,11 +55,13 @@ def sha256_of(path: Path) -> str:
 
 def verify_file(path: Path, expected_sha256: str) -> Path:
     if not path.is_file():
-        raise ModelError(f"model file {path} is missing (listed in the manifest)")
+        raise ModelError(f"model file {path} is missing (listed in the manifest). {MISSING_HINT}")
     actual = sha256_of(path)
     if actual != expected_sha256:
-        raise ModelError(f"model file {path} does not match the manifest: expected sha256 {expected_sha256}, "
-                         f"file has {actual}. Re-install the models or re-run the conversion.")
+        raise ModelError(
+            f"model file {path} does not match the manifest: expected sha256 {expected_sha256}, "
+            f"file has {actual}. Re-install the models or re-run the conversion."
+        )
     return path
 
 
@@ -68,23 +89,36 @@ class Manifest:
         try:
             self.data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise ModelError(f"{path} not found: models are missing (run `python -m convert`)") from None
+            raise ModelError(f"{path} not found: no models in {self.dir}. {MISSING_HINT}") from None
         except json.JSONDecodeError as exc:
             raise ModelError(f"{path} is not valid JSON: {exc}") from None
         self.models: dict[str, dict] = self.data.get("models", {})
 
-    def info(self, key: str, variant: str = "int8") -> ModelInfo:
+    def _record(self, key: str, variant: str) -> dict:
         if key not in self.models:
-            raise ModelError(f"model {key!r} is not in {self.dir / 'manifest.json'} "
-                             f"(has: {', '.join(sorted(self.models))})")
+            raise ModelError(
+                f"model {key!r} is not in {self.dir / 'manifest.json'} (has: {', '.join(sorted(self.models))})"
+            )
         entry = self.models[key]
         record = entry if variant == "int8" else entry.get(variant)
         if record is None:
             raise ModelError(f"model {key!r} has no {variant} variant in the manifest")
-        return ModelInfo(key, verify_file(self.dir / record["file"], record["sha256"]), entry)
+        return record
 
-    def load(self, key: str, variant: str = "int8", backend: str = "auto",
-             threads: int | None = None) -> tuple[ModelInfo, TfliteModel]:
+    def file_name(self, key: str, variant: str = "int8") -> str:
+        return str(self._record(key, variant)["file"])
+
+    def has(self, key: str, variant: str = "int8") -> bool:
+        """Whether the file is present (not whether it is intact: ``info`` checks that)."""
+        return (self.dir / self.file_name(key, variant)).is_file()
+
+    def info(self, key: str, variant: str = "int8") -> ModelInfo:
+        record = self._record(key, variant)
+        return ModelInfo(key, verify_file(self.dir / record["file"], record["sha256"]), self.models[key])
+
+    def load(
+        self, key: str, variant: str = "int8", backend: str = "auto", threads: int | None = None
+    ) -> tuple[ModelInfo, TfliteModel]:
         info = self.info(key, variant)
         return info, TfliteModel(info.path, backend=backend, threads=threads)
 

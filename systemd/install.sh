@@ -14,7 +14,7 @@
 #   user      edge-analytics (system user, member of `video` for the camera)
 #   code      /opt/edge-analytics/venv (venv with --system-site-packages, so the apt
 #             package python3-picamera2 is importable), the project pip-installed into it
-#   models    /opt/edge-analytics/models (copied from the source tree)
+#   models    the int8 models ship inside the installed package (no separate copy)
 #   config    /etc/edge-analytics/config.yaml (from edge/config.example.yaml, only if absent)
 #   password  /etc/edge-analytics/mqtt-password (empty, root-only, only if absent); the unit
 #             hands it to the service as the systemd credential `mqtt-password`
@@ -27,7 +27,6 @@ set -euo pipefail
 NAME=edge-analytics
 PREFIX=/opt/$NAME
 VENV=$PREFIX/venv
-MODELS=$PREFIX/models
 CONF_DIR=/etc/$NAME
 CONF=$CONF_DIR/config.yaml
 SECRET=$CONF_DIR/mqtt-password
@@ -136,22 +135,17 @@ say "installing the project into $VENV"
 run "$VENV/bin/pip" install "${PIP_ARGS[@]}" "$TARGET"
 run "$VENV/bin/python" -m compileall -q "$VENV/lib" >/dev/null  # the venv is read-only at run time
 [[ -x $VENV/bin/edge ]] || die "$VENV/bin/edge was not installed"
-
-say "installing models into $MODELS"
-run install -d -m 0755 "$MODELS"
-run cp -a "$SRC/models/." "$MODELS/"
+run "$VENV/bin/edge" models >/dev/null || die "the installed models do not verify: $VENV/bin/edge models"
+if [[ -d $PREFIX/models ]]; then  # copied by an older version of this script; a config may point there
+    say "note: $PREFIX/models is no longer needed (the models ship inside the package); remove models.dir from"
+    say "  $CONF, then the folder"
+fi
 
 # --- configuration -----------------------------------------------------------------------
 run install -d -m 0750 -o root -g "$NAME" "$CONF_DIR"
 if [[ ! -e $CONF ]]; then
     say "writing $CONF from the example (edit device_id, source and sink)"
     run install -m 0640 -o root -g "$NAME" "$SRC/edge/config.example.yaml" "$CONF"
-    # Point models.dir at the installed copy (the default is the source tree's models/ folder).
-    if grep -qE '^\s*#\s*dir:' "$CONF"; then
-        run sed -i -E "0,/^(\s*)#\s*dir:.*/s||\1dir: $MODELS|" "$CONF"
-    else
-        say "warning: set models.dir: $MODELS in $CONF"
-    fi
 else
     say "keeping existing $CONF"
 fi
