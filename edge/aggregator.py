@@ -222,8 +222,9 @@ class Aggregator:
             return self._open
         w = self._open
         if index < w.index:
-            log.debug("wall clock went back %.1f s; counting into the open window",
-                      w.index * self.config.window_s - wall)
+            log.debug(
+                "wall clock went back %.1f s; counting into the open window", w.index * self.config.window_s - wall
+            )
             return w
         if index > w.index:
             self._ready.append(self._publish(w))
@@ -278,8 +279,11 @@ class Aggregator:
             suppressed += ["dwell_s.n", "dwell_s.mean", "dwell_s.p50", "dwell_s.p90"]
         elif n:
             values = sorted(w.dwell)
-            dwell.update(mean=round(sum(values) / n, 2), p50=round(percentile(values, 50), 2),
-                         p90=round(percentile(values, 90), 2))
+            dwell.update(
+                mean=round(sum(values) / n, 2),
+                p50=round(percentile(values, 50), 2),
+                p90=round(percentile(values, 90), 2),
+            )
 
         breakdowns: dict[str, dict[str, int | None]] = {}
         for name, labels in self._cells.items():
@@ -295,7 +299,11 @@ class Aggregator:
             "device": self.device,
             "site": self.site,
             "seq": self._seq,
-            "window": {"start": _iso(start), "end": _iso(start + self.config.window_s), "partial": w.partial or w.frames == 0},
+            "window": {
+                "start": _iso(start),
+                "end": _iso(start + self.config.window_s),
+                "partial": w.partial or w.frames == 0,
+            },
             "visitors": visitors,
             "faces": faces,
             "dwell_s": dwell,

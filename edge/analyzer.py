@@ -47,10 +47,18 @@ class Analyzer:
         self.config = config
         manifest = Manifest(config.model_dir)
         key = "detector" if config.detector_input == 512 else f"detector_{config.detector_input}"
-        self.detector = FaceDetector(manifest, config.variant, config.score_threshold, config.min_face_px,
-                                     config.backend, config.threads, key=key)
-        self.attributes = AttributeEstimator(manifest, config.attributes, config.variant, config.backend,
-                                             config.threads)
+        self.detector = FaceDetector(
+            manifest,
+            config.variant,
+            config.score_threshold,
+            config.min_face_px,
+            config.backend,
+            config.threads,
+            key=key,
+        )
+        self.attributes = AttributeEstimator(
+            manifest, config.attributes, config.variant, config.backend, config.threads
+        )
         self.last_timings = Timings(0.0, 0.0)
 
     def detect(self, frame_rgb: np.ndarray) -> list[Detection]:

@@ -42,8 +42,9 @@ class _CropModel:
         self.crop = CropSpec.from_manifest(info.input["crop"])
         self.bgr = info.input.get("colour", "RGB") == "BGR"
 
-    def run(self, frame_rgb: np.ndarray, detections: Sequence[Detection],
-            crops_cache: dict[CropSpec, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(
+        self, frame_rgb: np.ndarray, detections: Sequence[Detection], crops_cache: dict[CropSpec, np.ndarray]
+    ) -> dict[str, np.ndarray]:
         """``crops_cache`` shares crops between models that want the same crop of the same faces."""
         crops = crops_cache.get(self.crop)
         if crops is None:
@@ -59,8 +60,14 @@ class _CropModel:
 class AttributeEstimator:
     """Runs the enabled attribute models on a frame's faces."""
 
-    def __init__(self, manifest: Manifest, switches: AttributeSwitches = AttributeSwitches(),
-                 variant: str = "int8", backend: str = "auto", threads: int | None = None) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        switches: AttributeSwitches = AttributeSwitches(),
+        variant: str = "int8",
+        backend: str = "auto",
+        threads: int | None = None,
+    ) -> None:
         self.switches = switches
         self._age_gender = self._expression = self._ethnicity = None
         if switches.age or switches.gender:

@@ -42,8 +42,9 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0).astype(np.float32)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, score_threshold: float, iou_threshold: float = 0.5,
-        max_results: int = 100) -> np.ndarray:
+def nms(
+    boxes: np.ndarray, scores: np.ndarray, score_threshold: float, iou_threshold: float = 0.5, max_results: int = 100
+) -> np.ndarray:
     """Greedy NMS; returns the kept indices, best score first."""
     candidates = np.flatnonzero(scores > score_threshold)
     order = candidates[np.argsort(-scores[candidates], kind="stable")]
@@ -58,9 +59,17 @@ def nms(boxes: np.ndarray, scores: np.ndarray, score_threshold: float, iou_thres
     return np.asarray(keep, dtype=np.int64)
 
 
-def frame_detections(encodings: np.ndarray, scores: np.ndarray, anchors: np.ndarray, input_size: int,
-                     scale: float, frame_wh: tuple[int, int], score_threshold: float,
-                     iou_threshold: float = 0.5, max_results: int = 100) -> tuple[np.ndarray, np.ndarray]:
+def frame_detections(
+    encodings: np.ndarray,
+    scores: np.ndarray,
+    anchors: np.ndarray,
+    input_size: int,
+    scale: float,
+    frame_wh: tuple[int, int],
+    score_threshold: float,
+    iou_threshold: float = 0.5,
+    max_results: int = 100,
+) -> tuple[np.ndarray, np.ndarray]:
     """Decode one image's raw detector outputs into (boxes [K, 4] x1,y1,x2,y2 in frame pixels, scores [K]).
 
     ``scale`` is the letterbox factor (network pixels per frame pixel).

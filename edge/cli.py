@@ -11,32 +11,53 @@ from edge import __version__
 from edge.analyzer import Analyzer, AnalyzerConfig
 from edge.attributes import ETHNICITY_WARNING, AttributeSwitches
 from edge.interpreter import BackendUnavailable
-from edge.models import DEFAULT_DIR, Manifest, ModelError
+from edge.models import DEFAULT_DIR, MISSING_HINT, Manifest, ModelError
 
 
 def _models(args: argparse.Namespace) -> int:
-    """Verify every model against the manifest, load it, and print what it is."""
+    """Verify every model against the manifest, load it, and print what it is.
+
+    An installed package carries only the int8 models: a float32 file that is absent is listed as
+    such (with where to get it), a file that is present but corrupt still fails.
+    """
     manifest = Manifest(args.model_dir)
     rows = []
+    missing = []
     for key, entry in manifest.models.items():
         for variant in ("int8", "float"):
+            name = key + (" (opt-in)" if entry.get("opt_in") else "")
+            if variant == "float" and not manifest.has(key, variant):
+                missing.append(key)
+                rows.append((name, variant, manifest.file_name(key, variant), "-", "-", "-", "not installed"))
+                continue
             info, model = manifest.load(key, variant, backend=args.backend, threads=1)
-            rows.append((key + (" (opt-in)" if entry.get("opt_in") else ""), variant, info.path.name,
-                         "x".join(str(d) for d in model.input.shape), str(model.input.dtype), model.backend.name))
-    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+            shape = "x".join(str(d) for d in model.input.shape)
+            rows.append((name, variant, info.path.name, shape, str(model.input.dtype), model.backend.name, "sha256 ok"))
+    widths = [max(len(r[i]) for r in rows) for i in range(7)]
     for r in rows:
-        sys.stdout.write("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  sha256 ok\n")
+        sys.stdout.write("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n")
+    if missing:
+        sys.stdout.write(f"float32 models not installed ({', '.join(missing)}): {MISSING_HINT}\n")
     return 0
 
 
 def _check(args: argparse.Namespace) -> int:
+    """Validate the file, then look (without side effects) for what would stop ``edge run``."""
     from edge.config import load_config
+    from edge.preflight import preflight
 
     config = load_config(args.config)
-    sys.stdout.write(f"{args.config}: ok (device {config.device_id}, site {config.site}, "
-                     f"source {type(config.source).type}, sink {type(config.sink).type}, "
-                     f"windows of {config.aggregation.window_s} s, min cell {config.aggregation.min_cell}"
-                     f"{', ETHNICITY ON' if config.attributes.ethnicity else ''})\n")
+    findings = preflight(config)
+    for finding in findings:
+        sys.stderr.write(f"{finding.level}: {finding}\n")
+    if any(f.level == "error" for f in findings):
+        return 2
+    sys.stdout.write(
+        f"{args.config}: ok (device {config.device_id}, site {config.site}, "
+        f"source {type(config.source).type}, sink {type(config.sink).type}, "
+        f"windows of {config.aggregation.window_s} s, min cell {config.aggregation.min_cell}"
+        f"{', ETHNICITY ON' if config.attributes.ethnicity else ''})\n"
+    )
     return 0
 
 
@@ -47,7 +68,8 @@ def _run(args: argparse.Namespace) -> int:
     from edge.daemon import Daemon, install_signal_handlers
 
     config = load_config(args.config)
-    logging.getLogger().setLevel(config.log_level)
+    if not args.verbose:
+        logging.getLogger().setLevel(config.log_level)
     stop = threading.Event()
     install_signal_handlers(stop)
     return Daemon(config, stop).run()
@@ -66,8 +88,9 @@ def _analyzer_config(args: argparse.Namespace, variant: str | None = None, size:
         detector_input=size or args.detector_input,
         score_threshold=args.threshold,
         min_face_px=args.min_face,
-        attributes=AttributeSwitches(age=not args.no_age, gender=not args.no_gender,
-                                     expression=not args.no_expression, ethnicity=args.ethnicity),
+        attributes=AttributeSwitches(
+            age=not args.no_age, gender=not args.no_gender, expression=not args.no_expression, ethnicity=args.ethnicity
+        ),
         backend=args.backend,
         threads=args.threads,
     )
@@ -80,110 +103,262 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    if args.face_px is not None and args.clips is not None:
+        raise ValueError("--face-px goes with --utkface, not --clips")
+    if args.with_float and args.int8_only:
+        raise ValueError("--with-float and --int8-only contradict each other")
+    if args.clips is not None:
+        return _eval_clips(args)
     from edge.commands import evaluate
 
+    sizes = evaluate.parse_face_px(args.face_px) if args.face_px is not None else []
     variants = [args.variant]
-    if args.variant == "int8" and not args.int8_only:
+    # The face-size sweep is int8 only unless --with-float: it is ten runs of the set already.
+    if args.variant == "int8" and not args.int8_only and (args.face_px is None or args.with_float):
         manifest = Manifest(args.model_dir)
-        if all("float" in e for e in manifest.models.values()):
+        if all(manifest.has(key, "float") for key in manifest.models):
             variants.append("float")
-    return evaluate.run(lambda v: Analyzer(_analyzer_config(args, variant=v)), variants, args.utkface,
-                        args.canvas, args.json, args.ethnicity, args.limit)
+        else:
+            logging.getLogger("edge.eval").warning("float32 models not installed: int8 only. %s", MISSING_HINT)
+    if args.face_px is not None:
+        return evaluate.run_face_px(
+            lambda v: Analyzer(_analyzer_config(args, variant=v)), variants, args.utkface, sizes, args.json, args.limit
+        )
+    return evaluate.run(
+        lambda v: Analyzer(_analyzer_config(args, variant=v)),
+        variants,
+        args.utkface,
+        args.canvas,
+        args.json,
+        args.ethnicity,
+        args.limit,
+    )
+
+
+def _eval_clips(args: argparse.Namespace) -> int:
+    """Score the daemon's counting (its defaults, or --config's settings) on labelled clips."""
+    from dataclasses import replace
+
+    from edge.commands import clips
+    from edge.config import load_config, parse_config
+    from edge.daemon import analyzer_config, tracker_config
+
+    if args.config is not None:
+        config = load_config(args.config)
+    else:
+        config = parse_config(
+            {"device_id": "eval", "source": {"type": "file", "path": "-"}, "sink": {"type": "jsonl", "path": "-"}},
+            "edge eval defaults",
+        )
+    base = analyzer_config(config)
+    chosen = replace(base, model_dir=args.model_dir, variant=args.variant, backend=args.backend, threads=args.threads)
+    return clips.run(lambda: Analyzer(chosen), tracker_config(config), args.clips, args.json)
 
 
 def _bench(args: argparse.Namespace) -> int:
     from edge.commands import bench
 
+    # One way to choose what runs: --variant and --detector-input, each repeatable. Photos compare
+    # every combination by default; the pipeline measures what the daemon runs by default.
+    default_variants, default_sizes = (["int8"], [512]) if args.pipeline else (["int8", "float"], [512, 320])
+    configs = [(v, s) for v in args.variant or default_variants for s in args.detector_input or default_sizes]
     if args.pipeline:
-        return bench.run_pipeline(lambda v, s: Analyzer(_analyzer_config(args, variant=v, size=s)),
-                                  [int(n) for n in args.faces.split(",")], args.duration, args.fps, args.json)
-    configs = [(v, s) for v in args.variants.split(",") for s in (int(x) for x in args.sizes.split(","))]
+        return bench.run_pipeline(
+            lambda v, s: Analyzer(_analyzer_config(args, variant=v, size=s)),
+            configs,
+            [int(n) for n in args.faces.split(",")],
+            args.duration,
+            args.fps,
+            args.json,
+        )
     if not args.json:
         sys.stdout.write(bench.header())
-    return bench.run(lambda v, s: Analyzer(_analyzer_config(args, variant=v, size=s)), configs, args.paths,
-                     args.repeats, args.max_frames, args.json)
+    return bench.run(
+        lambda v, s: Analyzer(_analyzer_config(args, variant=v, size=s)),
+        configs,
+        args.paths,
+        args.repeats,
+        args.max_frames,
+        args.json,
+    )
 
 
-def _add_analyzer_options(p: argparse.ArgumentParser) -> None:
+def _add_analyzer_options(p: argparse.ArgumentParser, repeatable: bool = False) -> None:
+    """Model and detector options; with ``repeatable`` (bench) --variant/--detector-input may repeat."""
     p.add_argument("--model-dir", type=Path, default=DEFAULT_DIR, help="models folder (default: %(default)s)")
-    p.add_argument("--variant", choices=["int8", "float"], default="int8", help="model variant (default: int8)")
-    p.add_argument("--detector-input", type=int, choices=[512, 320], default=512,
-                   help="detector input size; 320 is faster and misses more small faces (default: 512)")
+    if repeatable:
+        p.add_argument(
+            "--variant",
+            choices=["int8", "float"],
+            action="append",
+            help="model variant; repeat to compare (default: int8 and float; int8 with --pipeline)",
+        )
+        p.add_argument(
+            "--detector-input",
+            type=int,
+            choices=[512, 320],
+            action="append",
+            help="detector input size; repeat to compare (default: 512 and 320; 512 with --pipeline)",
+        )
+    else:
+        p.add_argument("--variant", choices=["int8", "float"], default="int8", help="model variant (default: int8)")
+        p.add_argument(
+            "--detector-input",
+            type=int,
+            choices=[512, 320],
+            default=512,
+            help="detector input size; 320 is faster and misses more small faces (default: 512)",
+        )
     p.add_argument("--threshold", type=float, default=0.5, help="detector score threshold (default: 0.5)")
     p.add_argument("--min-face", type=int, default=0, help="ignore faces narrower than this many pixels")
     p.add_argument("--threads", type=int, default=None, help="interpreter threads (default: all cores)")
-    p.add_argument("--backend", default="auto", choices=["auto", "litert", "tflite_runtime", "tensorflow"],
-                   help="TFLite interpreter (default: the first installed of LiteRT, tflite-runtime, TensorFlow)")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "litert", "tflite_runtime", "tensorflow"],
+        help="TFLite interpreter (default: the first installed of LiteRT, tflite-runtime, TensorFlow)",
+    )
     p.add_argument("--no-age", action="store_true", help="do not estimate age")
     p.add_argument("--no-gender", action="store_true", help="do not estimate gender")
     p.add_argument("--no-expression", action="store_true", help="do not estimate facial expression")
-    p.add_argument("--ethnicity", action="store_true",
-                   help=f"also estimate ethnicity (off by default). RESTRICTED: {ETHNICITY_WARNING}")
+    p.add_argument(
+        "--ethnicity",
+        action="store_true",
+        help=f"also estimate ethnicity (off by default). RESTRICTED: {ETHNICITY_WARNING}",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge", description="Edge-device face analytics runtime")
     parser.add_argument("--version", action="version", version=f"edge {__version__}")
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,  # so `edge -v CMD` and `edge CMD -v` both work
+        help="debug logging, including the interpreter's own start-up messages",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help=verbose._actions[0].help)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("models", help="verify and load the shipped models (checksums against the manifest)")
+    p = sub.add_parser(
+        parents=[verbose], name="models", help="verify and load the shipped models (checksums against the manifest)"
+    )
     p.add_argument("--model-dir", type=Path, default=DEFAULT_DIR, help="models folder (default: %(default)s)")
     p.add_argument("--backend", default="auto", help="auto, litert, tflite_runtime or tensorflow")
     p.set_defaults(func=_models)
 
-    p = sub.add_parser("run", help="the daemon: camera frames to privacy-safe visitor counts per window")
+    p = sub.add_parser(
+        parents=[verbose], name="run", help="the daemon: camera frames to privacy-safe visitor counts per window"
+    )
     p.add_argument("--config", type=Path, required=True, help="YAML config (see edge/config.example.yaml)")
     p.set_defaults(func=_run)
 
-    p = sub.add_parser("demo", help="everything on this machine: sample video, local broker, daemon, live messages")
+    p = sub.add_parser(
+        parents=[verbose],
+        name="demo",
+        help="everything on this machine: sample video, local broker, daemon, live messages",
+    )
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
     p.add_argument("--window", type=int, default=10, help="window length in seconds (default: 10)")
     p.add_argument("--workdir", type=Path, default=None, help="where the video, broker config and state go")
     p.set_defaults(func=_demo)
 
-    p = sub.add_parser("check", help="validate a config file without starting anything")
+    p = sub.add_parser(parents=[verbose], name="check", help="validate a config file without starting anything")
     p.add_argument("--config", type=Path, required=True)
     p.set_defaults(func=_check)
 
-    p = sub.add_parser("analyze", help="faces and attributes in images, folders and video files")
+    p = sub.add_parser(
+        parents=[verbose], name="analyze", help="faces and attributes in images, folders and video files"
+    )
     p.add_argument("paths", type=Path, nargs="+", metavar="PATH")
     p.add_argument("--json", action="store_true", help="one JSON object per line per image or frame")
-    p.add_argument("--annotate", type=Path, metavar="OUT_DIR",
-                   help="write pictures with boxes and labels here (local debugging only: they show faces)")
+    p.add_argument(
+        "--annotate",
+        type=Path,
+        metavar="OUT_DIR",
+        help="write pictures with boxes and labels here (local debugging only: they show faces)",
+    )
     p.add_argument("--every", type=int, default=1, help="analyse every Nth video frame (default: 1)")
     _add_analyzer_options(p)
     p.set_defaults(func=_analyze)
 
-    p = sub.add_parser("eval", help="accuracy on a UTKFace-style labelled folder (labels.csv: file, age, gender, race)")
-    p.add_argument("--utkface", type=Path, required=True, metavar="DIR")
+    p = sub.add_parser(
+        parents=[verbose],
+        name="eval",
+        help="accuracy on labelled face images (--utkface) or visitor counts on labelled clips (--clips)",
+    )
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument(
+        "--utkface",
+        type=Path,
+        metavar="DIR",
+        help="face images with labels.csv (file, age, gender, race) or UTKFace file names AGE_GENDER_RACE_DATE.jpg",
+    )
+    what.add_argument(
+        "--clips",
+        type=Path,
+        metavar="DIR",
+        help="videos with labels.json ({clip: {visitors, female, male, faces_per_frame}}): the daemon's counts",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="with --clips: score this config's detector, tracking and attribute settings (default: the defaults)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    p.add_argument("--canvas", type=int, default=600,
-                   help="centre each crop on a mid-grey canvas this big (0: raw crops; default: 600)")
+    p.add_argument(
+        "--canvas",
+        type=int,
+        default=600,
+        help="centre each crop on a mid-grey canvas this big (0: raw crops; default: 600)",
+    )
     p.add_argument("--int8-only", action="store_true", help="skip the float side-by-side run")
-    p.add_argument("--limit", type=int, default=None, help="only the first N images")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="only the first N images (with --face-px: a seeded sample of N stratified by age band, gender, race)",
+    )
+    p.add_argument(
+        "--face-px",
+        metavar="S,S,...",
+        default=None,
+        help="accuracy against face size: each crop downscaled so the CROP is S px wide (UTKFace crops are tight, "
+        "so the detected box is about the crop; the table gives the median box side too), placed on a 640x480 "
+        "frame and run through detector and attributes; one row per S (4-400), e.g. 16,20,24,32,40,48,64,80,96,128. "
+        "Ignores --canvas; int8 only unless --with-float. Costs one analysis per image and size (about 150 ms "
+        "each on a busy 2-core machine: use --limit)",
+    )
+    p.add_argument("--with-float", action="store_true", help="with --face-px: also run the float32 models")
     _add_analyzer_options(p)
     p.set_defaults(func=_eval)
 
-    p = sub.add_parser("bench", help="per-stage latency (p50/p90), frames per second and peak RSS")
+    p = sub.add_parser(
+        parents=[verbose], name="bench", help="per-stage latency (p50/p90), frames per second and peak RSS"
+    )
     p.add_argument("paths", type=Path, nargs="*", metavar="PATH", help="photos or videos (synthetic frames always run)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--variants", default="int8,float", help="comma-separated (default: int8,float)")
-    p.add_argument("--sizes", default="512,320", help="detector input sizes (default: 512,320)")
     p.add_argument("--repeats", type=int, default=10, help="runs per frame (default: 10)")
     p.add_argument("--max-frames", type=int, default=30, help="frames read from each video (default: 30)")
-    p.add_argument("--pipeline", action="store_true",
-                   help="sustained daemon pipeline on 640x480 synthetic video (detect, track, attributes, windows)")
+    p.add_argument(
+        "--pipeline",
+        action="store_true",
+        help="sustained daemon pipeline on 640x480 synthetic video (detect, track, attributes, windows)",
+    )
     p.add_argument("--faces", default="0,1,5,10", help="faces in view for --pipeline (default: 0,1,5,10)")
     p.add_argument("--duration", type=float, default=60.0, help="media seconds per --pipeline run (default: 60)")
     p.add_argument("--fps", type=float, default=15.0, help="media frame rate for --pipeline (default: 15)")
-    _add_analyzer_options(p)
+    _add_analyzer_options(p, repeatable=True)
     p.set_defaults(func=_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    level = logging.INFO if args.command == "run" else logging.WARNING
+    level = logging.DEBUG if args.verbose else logging.INFO if args.command == "run" else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
     from edge.config import ConfigError
     from edge.sinks import SinkError

@@ -13,6 +13,7 @@ registered class (see ``SOURCE_TYPES``/``SINK_TYPES``), not an if-branch.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import math
 import os
 import re
@@ -24,7 +25,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
-REPO_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+from edge.models import DEFAULT_DIR as DEFAULT_MODEL_DIR
+
 DEFAULT_STATE_DIR = Path("~/.local/state/edge")
 _ROOT = "(top level)"
 
@@ -100,8 +102,15 @@ class ConfigError(ValueError):
         if len(errors) == 1:
             return errors[0]
         first = errors[0]
-        combined = cls(first.path, first.value, first.expected, got=first.got, source=first.source,
-                       line=first.line, column=first.column)
+        combined = cls(
+            first.path,
+            first.value,
+            first.expected,
+            got=first.got,
+            source=first.source,
+            line=first.line,
+            column=first.column,
+        )
         combined.errors = tuple(errors)
         return combined
 
@@ -129,7 +138,14 @@ class _Ctx:
 
 
 class _Invalid(Exception):
-    """Raised by a converter; the field's ``expected`` text becomes the message."""
+    """Raised by a converter; the field's ``expected`` text becomes the message.
+
+    A converter that can tell *what* is wrong passes a sharper ``expected`` of its own.
+    """
+
+    def __init__(self, expected: str | None = None) -> None:
+        super().__init__(expected)
+        self.expected = expected
 
 
 @dataclass(frozen=True)
@@ -155,8 +171,9 @@ def _number(expected: str, *, lo: float | None = None, hi: float | None = None, 
     return _Check(expected, convert)
 
 
-def _integer(expected: str, *, lo: int | None = None, hi: int | None = None,
-             also: Callable[[int], bool] | None = None) -> _Check:
+def _integer(
+    expected: str, *, lo: int | None = None, hi: int | None = None, also: Callable[[int], bool] | None = None
+) -> _Check:
     def convert(v: Any, ctx: _Ctx) -> int:
         if not isinstance(v, int) or isinstance(v, bool):
             raise _Invalid
@@ -361,7 +378,7 @@ class FileSourceConfig(SourceConfig):
 
 @dataclass(frozen=True, kw_only=True)
 class ModelsConfig:
-    dir: Path = _leaf(REPO_MODELS_DIR, _path("a folder holding the .tflite models"))
+    dir: Path = _leaf(DEFAULT_MODEL_DIR, _path("a folder holding the .tflite models"))
     variant: str = _leaf("int8", _choice("int8", "float"))
     detector_input: int = _leaf(512, _choice(512, 320))
 
@@ -374,8 +391,13 @@ class RuntimeConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class DetectorConfig:
-    score_threshold: float = _leaf(0.5, _number("a score between 0 and 1", lo=0, hi=1))
-    min_face_px: int = _leaf(24, _integer("a face size in pixels >= 0", lo=0))
+    """``score_threshold`` starts a track; weaker detections down to ``weak_threshold`` only
+    continue one. ``min_face_px`` is the smallest face (shorter side, frame pixels) the
+    detection plan must find; smaller values cost more enlarged tiles (0: one full-frame pass)."""
+
+    score_threshold: float = _leaf(0.5, _number("a score above 0, at most 1", lo=0, hi=1, lo_open=True))
+    weak_threshold: float = _leaf(0.25, _number("a score between 0 and 1", lo=0, hi=1))
+    min_face_px: int = _leaf(20, _integer("a face size in pixels >= 0", lo=0))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -387,6 +409,9 @@ class AttributesConfig:
     gender: bool = _leaf(True, _boolean())
     expression: bool = _leaf(True, _boolean())
     ethnicity: bool = _leaf(False, _boolean())
+    # The quality gate: smaller faces are counted but not described (their visitor lands in
+    # `unknown`); measured in models/README.md "Attribute accuracy against face size".
+    min_face_px: int = _leaf(40, _integer("a face size in pixels >= 0", lo=0))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -413,13 +438,18 @@ class AggregationConfig:
     """Counting windows. ``window_s`` divides a day so windows align to midnight
     on every device; cells under ``min_cell`` visitors are suppressed."""
 
-    window_s: int = _leaf(60, _integer(
-        "a positive whole number of seconds that divides 86400 (e.g. 60, 300, 900, 3600)",
-        lo=1, also=lambda s: 86400 % s == 0))
+    window_s: int = _leaf(
+        60,
+        _integer(
+            "a positive whole number of seconds that divides 86400 (e.g. 60, 300, 900, 3600)",
+            lo=1,
+            also=lambda s: 86400 % s == 0,
+        ),
+    )
     min_cell: int = _leaf(5, _integer("a visitor count >= 1", lo=1))
     age_brackets: tuple[int, ...] = _leaf(
-        (0, 18, 25, 35, 45, 55, 65),
-        _Check("a list of strictly increasing whole ages starting at 0", _age_brackets))
+        (0, 18, 25, 35, 45, 55, 65), _Check("a list of strictly increasing whole ages starting at 0", _age_brackets)
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -487,6 +517,53 @@ def _topic_prefix(v: Any, ctx: _Ctx) -> str:
     return v if v.endswith("/") else v + "/"
 
 
+_HOST = "a broker host name or IP address"
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?")
+
+
+def _broker_host(v: Any, ctx: _Ctx) -> str:
+    """A host for ``getaddrinfo``: an IP literal or an RFC 1123 name (``_`` tolerated, as Docker uses it).
+
+    Caught here rather than at connect time because paho would only retry a URL or a
+    typo forever with a "name not known" in the log.
+    """
+    if not isinstance(v, str) or not v:
+        raise _Invalid
+    if "://" in v:
+        parts = urlsplit(v)
+        secure = parts.scheme.lower() in ("mqtts", "ssl", "tls", "wss", "https")
+        keys = [f"port: {parts.port}"] if parts.port else []
+        keys += ["tls: true"] if secure else []
+        raise _Invalid(
+            f"only the broker host, not a URL: host: {parts.hostname or '<name>'!r}"
+            f" (set port and tls as keys of their own{': ' + ', '.join(keys) if keys else ''})"
+        )
+    try:
+        ipaddress.ip_address(v)  # also IPv6 with a zone, e.g. fe80::1%eth0
+        return v
+    except ValueError:
+        pass
+    if v.startswith("[") and v.endswith("]"):
+        raise _Invalid(f"{_HOST}; write an IPv6 address without brackets, e.g. '::1'")
+    if not v.isascii() or not v.isprintable():
+        raise _Invalid(f"{_HOST} in printable ASCII (an internationalised name in its xn-- punycode form)")
+    if v.count(":") == 1 or "/" in v:
+        raise _Invalid(f"{_HOST} only, e.g. {re.split('[:/]', v)[0]!r}; set the port with port:")
+    name = v[:-1] if v.endswith(".") else v  # a trailing dot marks a fully qualified name
+    if len(name) > 253:
+        raise _Invalid(f"{_HOST} of at most 253 characters")
+    labels = name.split(".")
+    if "" in labels:
+        raise _Invalid(f"{_HOST} without empty labels (no '..', no leading dot)")
+    if any(len(label) > 63 for label in labels):
+        raise _Invalid(f"{_HOST} whose labels (the parts between dots) have at most 63 characters")
+    if not all(_HOST_LABEL.fullmatch(label) for label in labels):
+        raise _Invalid(f"{_HOST} of letters, digits and '-' (not at either end of a label)")
+    if re.fullmatch(r"[0-9.]+", name):
+        raise _Invalid("an IPv4 address of four numbers 0..255, or a host name")
+    return v
+
+
 _PASSWORD_SOURCES = ("password_file", "password_env", "password_credential")
 
 
@@ -499,14 +576,15 @@ class MqttSinkConfig(SinkConfig):
     type: ClassVar[str] = "mqtt"
     _forbidden: ClassVar[dict[str, str]] = {
         "password": "no clear-text password in the config file; use password_file, "
-                    "password_env or password_credential (a systemd credential)",
+        "password_env or password_credential (a systemd credential)",
     }
-    host: str = _leaf("localhost", _text("a broker host name or address"))
+    host: str = _leaf("localhost", _Check(_HOST, _broker_host))
     port: int = _leaf(1883, _integer("a TCP port 1..65535", lo=1, hi=65535))
     protocol: str = _leaf("5", _choice("5", "3.1.1"))
     keepalive: int = _leaf(60, _integer("a keepalive in whole seconds >= 1", lo=1))
-    topic_prefix: str = _derived(_Check("a topic prefix without + or #", _topic_prefix),
-                                 lambda ctx: f"edge/{ctx.device_id}/")
+    topic_prefix: str = _derived(
+        _Check("a topic prefix without + or #", _topic_prefix), lambda ctx: f"edge/{ctx.device_id}/"
+    )
     # QoS 0 has no PUBACK, so a spooled window could never be confirmed: at least once needs >= 1.
     qos: int = _leaf(1, _choice(1, 2))
     tls: TlsConfig | None = _section(TlsConfig, optional=True)
@@ -536,15 +614,21 @@ class MqttSinkConfig(SinkConfig):
         if self.password_env is not None:
             value = os.environ.get(self.password_env)
             if value is None:
-                raise ConfigError("sink.password_env", self.password_env,
-                                  "the name of a set environment variable", got=f"{self.password_env} (not set)")
+                raise ConfigError(
+                    "sink.password_env",
+                    self.password_env,
+                    "the name of a set environment variable",
+                    got=f"{self.password_env} (not set)",
+                )
             return value
         if self.password_credential is not None:
             creds = os.environ.get("CREDENTIALS_DIRECTORY")
             if not creds:
-                raise ConfigError("sink.password_credential", self.password_credential,
-                                  "to run under systemd with LoadCredential=/SetCredential= "
-                                  "(CREDENTIALS_DIRECTORY is not set)")
+                raise ConfigError(
+                    "sink.password_credential",
+                    self.password_credential,
+                    "to run under systemd with LoadCredential=/SetCredential= (CREDENTIALS_DIRECTORY is not set)",
+                )
             return self._read_secret("sink.password_credential", Path(creds) / self.password_credential)
         return None
 
@@ -553,8 +637,9 @@ class MqttSinkConfig(SinkConfig):
         try:
             return path.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
-            raise ConfigError(key, str(path), "a readable file holding the password",
-                              got=f"{path} ({exc.strerror or exc})") from exc
+            raise ConfigError(
+                key, str(path), "a readable file holding the password", got=f"{path} ({exc.strerror or exc})"
+            ) from exc
 
 
 def _default_state_dir() -> Path:
@@ -564,8 +649,9 @@ def _default_state_dir() -> Path:
     return Path(first) if first else DEFAULT_STATE_DIR.expanduser()
 
 
-_DEVICE_ID = _text("1 to 64 letters, digits, '_' or '-' (it becomes an MQTT client id and topic level)",
-                   r"[A-Za-z0-9_-]{1,64}")
+_DEVICE_ID = _text(
+    "1 to 64 letters, digits, '_' or '-' (it becomes an MQTT client id and topic level)", r"[A-Za-z0-9_-]{1,64}"
+)
 _STATE_DIR = _path("a folder for persistent state (sequence numbers, spool)")
 
 
@@ -602,8 +688,13 @@ def _did_you_mean(word: Any, choices: Sequence[str]) -> str:
 
 
 def _unknown_key(ctx: _Ctx, raw: Mapping[Any, Any], key: Any, path: str, known: Sequence[str], what: str) -> None:
-    ctx.error(_join(path, key), raw[key], f"one of the keys{what} {', '.join(known)}",
-              got=f"unknown key {key!r}{_did_you_mean(key, known)}", line=ctx.line_of(raw, key))
+    ctx.error(
+        _join(path, key),
+        raw[key],
+        f"one of the keys{what} {', '.join(known)}",
+        got=f"unknown key {key!r}{_did_you_mean(key, known)}",
+        line=ctx.line_of(raw, key),
+    )
 
 
 def _build(cls: type, raw: Any, path: str, ctx: _Ctx, line: int | None, what: str = "") -> Any:
@@ -621,15 +712,26 @@ def _build(cls: type, raw: Any, path: str, ctx: _Ctx, line: int | None, what: st
     for key in raw:
         if key in forbidden:
             secret = key == "password"
-            ctx.error(_join(path, key), "<redacted>" if secret else raw[key], forbidden[key],
-                      got=f"a clear-text {key}" if secret else None, line=ctx.line_of(raw, key))
+            ctx.error(
+                _join(path, key),
+                "<redacted>" if secret else raw[key],
+                forbidden[key],
+                got=f"a clear-text {key}" if secret else None,
+                line=ctx.line_of(raw, key),
+            )
         elif key not in known:
             _unknown_key(ctx, raw, key, path, known, what)
     values: dict[str, Any] = {}
     for f in fields(cls):
         present = f.name in raw
-        value = _field(f, raw.get(f.name, _MISSING_KEY), present, _join(path, f.name), ctx,
-                       ctx.line_of(raw, f.name) if present else line)
+        value = _field(
+            f,
+            raw.get(f.name, _MISSING_KEY),
+            present,
+            _join(path, f.name),
+            ctx,
+            ctx.line_of(raw, f.name) if present else line,
+        )
         if value is not _FAILED:
             values[f.name] = value
     if len(ctx.errors) > before:
@@ -657,8 +759,8 @@ def _field(f: Field[Any], value: Any, present: bool, path: str, ctx: _Ctx, line:
     if present:
         try:
             return check.convert(value, ctx)
-        except _Invalid:
-            ctx.error(path, value, check.expected, line=line)
+        except _Invalid as exc:
+            ctx.error(path, value, exc.expected or check.expected, line=line)
             return _FAILED
     if "derive" in meta:
         return meta["derive"](ctx)
@@ -670,8 +772,9 @@ def _field(f: Field[Any], value: Any, present: bool, path: str, ctx: _Ctx, line:
     return _FAILED
 
 
-def _choose(registry: Mapping[str, type], default_type: str | None, raw: Any, path: str, ctx: _Ctx,
-            line: int | None) -> Any:
+def _choose(
+    registry: Mapping[str, type], default_type: str | None, raw: Any, path: str, ctx: _Ctx, line: int | None
+) -> Any:
     """Pick the class named by ``raw['type']`` and validate the rest of ``raw`` against it."""
     types = ", ".join(registry)
     if isinstance(raw, _Missing) or raw is None:
@@ -688,8 +791,13 @@ def _choose(registry: Mapping[str, type], default_type: str | None, raw: Any, pa
         ctx.error(_join(path, "type"), _MISSING_KEY, f"one of {types}", line=type_line)
         return _FAILED
     if kind not in registry:
-        ctx.error(_join(path, "type"), kind, f"one of {types}",
-                  got=f"{kind!r}{_did_you_mean(kind, list(registry))}", line=type_line)
+        ctx.error(
+            _join(path, "type"),
+            kind,
+            f"one of {types}",
+            got=f"{kind!r}{_did_you_mean(kind, list(registry))}",
+            line=type_line,
+        )
         return _FAILED
     rest = {k: v for k, v in raw.items() if k != "type"}
     # Keep line numbers and duplicate-key reports for the copied mapping.
@@ -723,7 +831,8 @@ def _construct_map(loader: _LineLoader, node: yaml.MappingNode) -> Iterator[dict
             hash(key)
         except TypeError:
             raise yaml.constructor.ConstructorError(
-                "while constructing a mapping", node.start_mark, "found unhashable key", key_node.start_mark)
+                "while constructing a mapping", node.start_mark, "found unhashable key", key_node.start_mark
+            ) from None
         if key in data:
             loader.duplicates.setdefault(id(data), []).append((key, key_node.start_mark.line + 1))
         data[key] = loader.construct_object(value_node, deep=True)
@@ -748,8 +857,13 @@ def _probe(check: _Check, raw: Mapping[Any, Any], key: str, base_dir: Path | Non
         return None
 
 
-def _parse(mapping: Any, source: str, base_dir: Path | None, lines: dict[int, dict[Any, int]],
-           duplicates: dict[int, list[tuple[Any, int]]]) -> Config:
+def _parse(
+    mapping: Any,
+    source: str,
+    base_dir: Path | None,
+    lines: dict[int, dict[Any, int]],
+    duplicates: dict[int, list[tuple[Any, int]]],
+) -> Config:
     if not isinstance(mapping, dict):
         raise ConfigError(_ROOT, mapping, "a mapping with at least device_id and source", source=source)
     ctx = _Ctx(
@@ -788,9 +902,14 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(name, None, "valid YAML", got=problem,
-                          line=mark.line + 1 if mark is not None else None,
-                          column=mark.column + 1 if mark is not None else None) from exc
+        raise ConfigError(
+            name,
+            None,
+            "valid YAML",
+            got=problem,
+            line=mark.line + 1 if mark is not None else None,
+            column=mark.column + 1 if mark is not None else None,
+        ) from exc
     finally:
         loader.dispose()
     return _parse(data, name, path.resolve().parent, loader.key_lines, loader.duplicates)

@@ -27,6 +27,7 @@ from edge.analyzer import Analyzer, AnalyzerConfig
 from edge.attributes import AttributeSwitches
 from edge.config import Config
 from edge.feeds import Feed, ReplayFeed, open_feed
+from edge.pipeline import FramePipeline
 from edge.sink_factory import build_sink
 from edge.sinks import Sink, pi_health
 from edge.spool import SeqStore, Spool
@@ -38,24 +39,43 @@ log = logging.getLogger(__name__)
 def analyzer_config(config: Config) -> AnalyzerConfig:
     a = config.attributes
     return AnalyzerConfig(
-        model_dir=config.models.dir, variant=config.models.variant, detector_input=config.models.detector_input,
-        score_threshold=config.detector.score_threshold, min_face_px=config.detector.min_face_px,
+        model_dir=config.models.dir,
+        variant=config.models.variant,
+        detector_input=config.models.detector_input,
+        # The detector reports weak boxes too; the tracker decides what they may do.
+        score_threshold=min(config.detector.weak_threshold, config.detector.score_threshold),
+        min_face_px=config.detector.min_face_px,
         attributes=AttributeSwitches(age=a.age, gender=a.gender, expression=a.expression, ethnicity=a.ethnicity),
-        backend=config.runtime.backend, threads=config.runtime.threads,
+        backend=config.runtime.backend,
+        threads=config.runtime.threads,
     )
 
 
 def tracker_config(config: Config) -> TrackerConfig:
     t = config.tracking
-    return TrackerConfig(iou_threshold=t.iou_threshold, max_missed_s=t.max_missed_s, min_visitor_s=t.min_visitor_s,
-                         min_hits=t.min_hits, best_observations=t.best_observations)
+    return TrackerConfig(
+        iou_threshold=t.iou_threshold,
+        max_missed_s=t.max_missed_s,
+        min_visitor_s=t.min_visitor_s,
+        min_hits=t.min_hits,
+        best_observations=t.best_observations,
+        high_score=config.detector.score_threshold,
+        attribute_min_face_px=config.attributes.min_face_px,
+    )
 
 
 def window_config(config: Config) -> WindowConfig:
     g = config.aggregation
     a = config.attributes
-    return WindowConfig(window_s=g.window_s, min_cell=g.min_cell, age_brackets=tuple(g.age_brackets),
-                        gender=a.gender, age=a.age, expression=a.expression, ethnicity=a.ethnicity)
+    return WindowConfig(
+        window_s=g.window_s,
+        min_cell=g.min_cell,
+        age_brackets=tuple(g.age_brackets),
+        gender=a.gender,
+        age=a.age,
+        expression=a.expression,
+        ethnicity=a.ethnicity,
+    )
 
 
 @dataclass
@@ -86,6 +106,7 @@ class Daemon:
         Path(config.state_dir).mkdir(parents=True, exist_ok=True)
         self.analyzer = Analyzer(analyzer_config(config))
         self.tracker = Tracker(tracker_config(config))
+        self.pipeline = FramePipeline(self.analyzer, self.tracker)
         self.seq = SeqStore(Path(config.state_dir) / "seq.sqlite3")
         self.aggregator = Aggregator(window_config(config), config.device_id, config.site, self.seq.peek())
         self.spool: Spool | None = None
@@ -103,33 +124,35 @@ class Daemon:
             window["seq"] = self.seq.next()
             self.sink.publish_window(window)
             self.stats.windows += 1
-            log.info("window %s %s..%s: %s visitors%s", window["seq"], window["window"]["start"],
-                     window["window"]["end"], window["visitors"], " (partial)" if window["window"]["partial"] else "")
+            log.info(
+                "window %s %s..%s: %s visitors%s",
+                window["seq"],
+                window["window"]["start"],
+                window["window"]["end"],
+                window["visitors"],
+                " (partial)" if window["window"]["partial"] else "",
+            )
 
     # -- per frame
 
     def _process(self, pixels: np.ndarray, monotonic: float, wall: float) -> TrackerUpdate:
-        t0 = time.perf_counter()
-        detections = self.analyzer.detect(pixels)
-        t1 = time.perf_counter()
-        update = self.tracker.update(detections, monotonic)
-        t2 = time.perf_counter()
-        if update.needs_attributes:
-            requests = list(update.needs_attributes)
-            estimates = self.analyzer.attributes.estimate(pixels, [r.detection for r in requests])
-            for request, attributes in zip(requests, estimates):
-                self.tracker.add_attributes(request.track_key, attributes)
-        t3 = time.perf_counter()
-        self.stats.observe((t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000)
-        self.aggregator.observe(update, wall)
-        return update
+        result = self.pipeline.process(pixels, monotonic)
+        self.stats.observe(result.detect_ms, result.track_ms, result.attributes_ms)
+        self.aggregator.observe(result.update, wall)
+        return result.update
 
     def _health(self, feed_fps: float, dropped: int) -> dict:
-        fields = {"fps": round(feed_fps, 2), "processed_frames": self.stats.frames,
-                  "detector_ms": round(self.stats.detect_ms, 2), "tracker_ms": round(self.stats.track_ms, 3),
-                  "attributes_ms": round(self.stats.attributes_ms, 2),
-                  "dropped_frames": dropped, "uptime_s": round(time.monotonic() - self.stats.started, 1),
-                  "windows": self.stats.windows, "version": __version__}
+        fields = {
+            "fps": round(feed_fps, 2),
+            "processed_frames": self.stats.frames,
+            "detector_ms": round(self.stats.detect_ms, 2),
+            "tracker_ms": round(self.stats.track_ms, 3),
+            "attributes_ms": round(self.stats.attributes_ms, 2),
+            "dropped_frames": dropped,
+            "uptime_s": round(time.monotonic() - self.stats.started, 1),
+            "windows": self.stats.windows,
+            "version": __version__,
+        }
         fields.update(pi_health(None))  # CPU temperature and throttling on a Pi, None elsewhere
         return fields
 
@@ -145,21 +168,21 @@ class Daemon:
         # Ping the watchdog only while the source shows signs of life (a frame or a reopen
         # attempt); a capture stuck inside a driver then gets the service restarted.
         stall_s = 2 * config.source.reopen_backoff_s.max + 10.0
-        feed: Feed | None = None
+        feed: Feed | None = None  # for the finally clause: open_feed itself may fail
         last_wall = time.time()
         last_mono = time.monotonic()
         ready = False
         try:
-            feed = open_feed(config.source, self.stop, config.aggregation.window_s)
+            feed = live = open_feed(config.source, self.stop, config.aggregation.window_s)
             started = last_progress_at = next_health = time.monotonic()
             last_progress = -1
             while not self.stop.is_set():
-                frame = feed.get(timeout=0.5)
+                frame = live.get(timeout=0.5)
                 now = time.monotonic()
                 if frame is not None:
                     self._process(frame.pixels, frame.monotonic, frame.wall)
                     last_wall, last_mono = frame.wall, frame.monotonic
-                elif feed.ended():
+                elif live.ended():
                     break
                 else:  # a live source without frames: time still passes, tracks still expire
                     last_wall, last_mono = max(last_wall, time.time()), now
@@ -169,20 +192,24 @@ class Daemon:
                     # unplugged at boot): systemd then supervises a daemon that keeps retrying
                     # the camera instead of restarting it into its start limit.
                     ready = True
-                    sd_notify.ready(f"processing the {config.source.type} source" if frame is not None
-                                    else f"waiting for the {config.source.type} source (retrying)")
+                    sd_notify.ready(
+                        f"processing the {config.source.type} source"
+                        if frame is not None
+                        else f"waiting for the {config.source.type} source (retrying)"
+                    )
                     if frame is not None:
                         log.info("ready: models loaded, %s source open", config.source.type)
                     else:
-                        log.warning("ready: models loaded; no frames from the %s source yet, still retrying",
-                                    config.source.type)
+                        log.warning(
+                            "ready: models loaded; no frames from the %s source yet, still retrying", config.source.type
+                        )
                 self._emit(self.aggregator.tick(last_wall))
-                if feed.progress != last_progress:
-                    last_progress, last_progress_at = feed.progress, now
+                if live.progress != last_progress:
+                    last_progress, last_progress_at = live.progress, now
                 if watchdog_s is not None and now - last_progress_at < stall_s:
                     sd_notify.watchdog()
                 if now >= next_health:
-                    self.sink.publish_health(self._health(feed.fps(), feed.dropped))
+                    self.sink.publish_health(self._health(live.fps(), live.dropped))
                     next_health = now + health_every
         finally:
             sd_notify.stopping("closing the open window")

@@ -1,42 +1,126 @@
-"""Face detection on a frame: letterbox, integer inference, box decoding and NMS."""
+"""Face detection on a frame: a detection plan of one or more passes, integer inference, box
+decoding and NMS.
+
+One full-frame pass is what face-api.js does on a photo. Small faces fall below
+the detector's reliable band in that pass, so with ``min_face_px`` set the plan
+(``edge.detection_plan``) adds enlarged overlapping tiles for them; boxes from
+all passes are merged with NMS.
+"""
 
 from __future__ import annotations
 
+import logging
+
+import cv2
 import numpy as np
 
-from edge.boxes import frame_detections
+from edge.boxes import frame_detections, nms
+from edge.detection_plan import DetectionPass, DetectionPlan, plan_detection
+from edge.interpreter import TfliteModel
 from edge.models import Manifest
 from edge.preprocess import Letterbox, letterbox
 from edge.records import Detection
+
+log = logging.getLogger(__name__)
+
+TILE_MODEL_KEY = "detector"  # the 512 input: fewest tiles for the same area
+_MERGE_IOU = 0.4  # the same face seen by two passes overlaps far more than two faces do
+_EDGE_PX = 2.0  # a box this close to a tile's inner border is a cut face: another pass sees it whole
 
 
 class FaceDetector:
     """The SSD MobileNetV1 detector from the manifest, returning boxes in frame pixels."""
 
-    def __init__(self, manifest: Manifest, variant: str = "int8", score_threshold: float = 0.5,
-                 min_face_px: int = 0, backend: str = "auto", threads: int | None = None,
-                 key: str = "detector") -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        variant: str = "int8",
+        score_threshold: float = 0.5,
+        min_face_px: int = 0,
+        backend: str = "auto",
+        threads: int | None = None,
+        key: str = "detector",
+    ) -> None:
         self.info, self.model = manifest.load(key, variant, backend, threads)
         self.anchors = manifest.anchors(key)
         self.size = int(self.info.input["shape"][1])
         self.score_threshold = score_threshold
         self.min_face_px = min_face_px
+        self._tile: tuple[TfliteModel, np.ndarray, int] | None = None
+        if min_face_px > 0:
+            if key == TILE_MODEL_KEY:
+                self._tile = (self.model, self.anchors, self.size)
+            else:
+                tile_info, tile_model = manifest.load(TILE_MODEL_KEY, variant, backend, threads)
+                self._tile = (tile_model, manifest.anchors(TILE_MODEL_KEY), int(tile_info.input["shape"][1]))
+        self._plans: dict[tuple[int, int], DetectionPlan] = {}
+
+    def plan(self, width: int, height: int) -> DetectionPlan:
+        """The passes for frames of this size (computed once per resolution)."""
+        plan = self._plans.get((width, height))
+        if plan is None:
+            tile_size = self._tile[2] if self._tile is not None else self.size
+            plan = plan_detection(width, height, self.size, tile_size, float(self.min_face_px))
+            self._plans[(width, height)] = plan
+            log.info("detection plan for %s", plan.describe())
+        return plan
 
     def prepare(self, frame_rgb: np.ndarray) -> Letterbox:
-        """Scale the frame into the network input (the preprocess stage)."""
+        """Scale the frame into the network input (the preprocess stage of the full-frame pass)."""
         return letterbox(frame_rgb, self.size)
 
     def infer(self, lb: Letterbox, frame_wh: tuple[int, int]) -> list[Detection]:
-        """Run the network on a prepared input and decode boxes back to frame pixels."""
-        out = self.model.run(lb.pixels[None])
-        boxes, scores = frame_detections(out["box_encodings"][0], out["scores"][0], self.anchors, self.size,
-                                         lb.scale, frame_wh, self.score_threshold)
-        faces = []
-        for box, score in zip(boxes, scores):
-            x1, y1, x2, y2 = (float(v) for v in box)
-            if min(x2 - x1, y2 - y1) >= self.min_face_px:
-                faces.append(Detection((x1, y1, x2, y2), float(score)))
-        return faces
+        """Run the full-frame pass on a prepared input; boxes in frame pixels, smaller ones dropped."""
+        boxes, scores = self._run(self.model, self.anchors, self.size, lb, frame_wh)
+        keep = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= self.min_face_px
+        return _records(boxes[keep], scores[keep])
 
     def detect(self, frame_rgb: np.ndarray) -> list[Detection]:
-        return self.infer(self.prepare(frame_rgb), (frame_rgb.shape[1], frame_rgb.shape[0]))
+        height, width = frame_rgb.shape[:2]
+        plan = self.plan(width, height)
+        if len(plan.passes) == 1:
+            return self.infer(self.prepare(frame_rgb), (width, height))
+        found = [self._pass(frame_rgb, p, i == 0) for i, p in enumerate(plan.passes)]
+        boxes = np.concatenate([b for b, _ in found])
+        scores = np.concatenate([s for _, s in found])
+        keep = nms(boxes, scores, -1.0, _MERGE_IOU, max_results=len(scores))
+        small = np.minimum(boxes[keep, 2] - boxes[keep, 0], boxes[keep, 3] - boxes[keep, 1]) < plan.min_face_px * 0.5
+        return _records(boxes[keep][~small], scores[keep][~small])
+
+    def _pass(self, frame_rgb: np.ndarray, p: DetectionPass, full: bool) -> tuple[np.ndarray, np.ndarray]:
+        if full:
+            model, anchors, size = self.model, self.anchors, self.size
+            lb = self.prepare(frame_rgb)
+        else:
+            assert self._tile is not None  # a plan has tiles only when a tile model was loaded
+            model, anchors, size = self._tile
+            region = frame_rgb[p.y : p.y + p.h, p.x : p.x + p.w]
+            nw, nh = min(size, round(p.w * p.scale)), min(size, round(p.h * p.scale))
+            pixels = np.zeros((size, size, 3), dtype=np.uint8)
+            interp = cv2.INTER_AREA if p.scale < 1.0 else cv2.INTER_LINEAR
+            pixels[:nh, :nw] = cv2.resize(region, (nw, nh), interpolation=interp)
+            lb = Letterbox(pixels, p.scale)
+        boxes, scores = self._run(model, anchors, size, lb, (p.w, p.h))
+        short = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        keep = (short >= p.min_px) & (short < p.max_px)
+        if not full:
+            fw, fh = frame_rgb.shape[1], frame_rgb.shape[0]
+            # Drop cut faces at inner tile borders (frame borders are real borders).
+            keep &= (boxes[:, 0] > _EDGE_PX) | (p.x == 0)
+            keep &= (boxes[:, 1] > _EDGE_PX) | (p.y == 0)
+            keep &= (boxes[:, 2] < p.w - _EDGE_PX) | (p.x + p.w >= fw)
+            keep &= (boxes[:, 3] < p.h - _EDGE_PX) | (p.y + p.h >= fh)
+        offset = np.array([p.x, p.y, p.x, p.y], dtype=np.float32)
+        return boxes[keep] + offset, scores[keep]
+
+    def _run(
+        self, model: TfliteModel, anchors: np.ndarray, size: int, lb: Letterbox, frame_wh: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        out = model.run(lb.pixels[None])
+        return frame_detections(
+            out["box_encodings"][0], out["scores"][0], anchors, size, lb.scale, frame_wh, self.score_threshold
+        )
+
+
+def _records(boxes: np.ndarray, scores: np.ndarray) -> list[Detection]:
+    return [Detection((float(b[0]), float(b[1]), float(b[2]), float(b[3])), float(s)) for b, s in zip(boxes, scores)]

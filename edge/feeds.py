@@ -19,7 +19,9 @@ from edge.sources import Capture, FileSource, make_source
 
 
 class Feed(Protocol):
-    dropped: int
+    @property
+    def dropped(self) -> int:
+        """Frames the capture thread overwrote before they were taken."""
 
     @property
     def progress(self) -> int:
@@ -74,8 +76,9 @@ class ReplayFeed:
     dropped = 0
     error: BaseException | None = None
 
-    def __init__(self, config: FileSourceConfig, start_wall: float | None = None,
-                 start_monotonic: float | None = None) -> None:
+    def __init__(
+        self, config: FileSourceConfig, start_wall: float | None = None, start_monotonic: float | None = None
+    ) -> None:
         source = make_source(config)
         assert isinstance(source, FileSource)
         self._source = source
@@ -111,7 +114,7 @@ class ReplayFeed:
         self._source.close()
 
 
-def open_feed(config: SourceConfig, stop: threading.Event, window_s: float | None = None) -> LiveFeed | ReplayFeed:
+def open_feed(config: SourceConfig, stop: threading.Event, window_s: float | None = None) -> Feed:
     """A replay starts its media clock on the next window boundary, so media second t of the
     file falls in window t // window_s: replayed counts line up with the recording's timeline."""
     if isinstance(config, FileSourceConfig) and not config.realtime:

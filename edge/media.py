@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mjpeg", ".mjpg"}
+# GIFs are read as videos (OpenCV's video reader decodes every frame; a still GIF is one frame).
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mjpeg", ".mjpg", ".gif"}
 
 
 class MediaError(ValueError):
@@ -56,8 +57,10 @@ def frames(path: Path, every: int = 1) -> Iterator[MediaFrame]:
         yield MediaFrame(str(path), 0, read_image(path))
         return
     if suffix not in VIDEO_SUFFIXES:
-        raise MediaError(f"{path}: unsupported file type {suffix or '(none)'}; expected an image "
-                         f"({', '.join(sorted(IMAGE_SUFFIXES))}) or a video ({', '.join(sorted(VIDEO_SUFFIXES))})")
+        raise MediaError(
+            f"{path}: unsupported file type {suffix or '(none)'}; expected an image "
+            f"({', '.join(sorted(IMAGE_SUFFIXES))}) or a video ({', '.join(sorted(VIDEO_SUFFIXES))})"
+        )
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():

@@ -45,7 +45,7 @@ class CropSpec:
     shift_y: float = 0.0  # move the crop centre down by this fraction of its size
 
     @classmethod
-    def from_manifest(cls, spec: dict) -> "CropSpec":
+    def from_manifest(cls, spec: dict) -> CropSpec:
         return cls(
             size=int(spec["size"]),
             margin=float(spec.get("margin", 0.0)),
@@ -80,31 +80,39 @@ def crop_face(frame_rgb: np.ndarray, box_xyxy: np.ndarray | tuple[float, ...], s
     if interp == cv2.INTER_AREA:
         # warpAffine has no area filter; pre-shrink the region of interest instead.
         return _crop_area(frame_rgb, (sx1, sy1, side), (x1, y1, x2, y2), spec.size)
-    out = cv2.warpAffine(frame_rgb, m, (spec.size, spec.size), flags=cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    out = cv2.warpAffine(
+        frame_rgb,
+        m,
+        (spec.size, spec.size),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(0, 0, 0),
+    )
     return _mask_outside(out, (x1, y1, x2, y2), (sx1, sy1), scale)
 
 
-def _mask_outside(out: np.ndarray, box: tuple[float, float, float, float], origin: tuple[float, float],
-                  scale: float) -> np.ndarray:
+def _mask_outside(
+    out: np.ndarray, box: tuple[float, float, float, float], origin: tuple[float, float], scale: float
+) -> np.ndarray:
     x1, y1, x2, y2 = box
     ox, oy = origin
     size = out.shape[0]
-    l, t = int(round((x1 - ox) * scale)), int(round((y1 - oy) * scale))
+    left, t = int(round((x1 - ox) * scale)), int(round((y1 - oy) * scale))
     r, b = int(round((x2 - ox) * scale)), int(round((y2 - oy) * scale))
-    if l > 0:
-        out[:, :l] = 0
+    if left > 0:
+        out[:, :left] = 0
     if t > 0:
         out[:t, :] = 0
     if r < size:
-        out[:, max(r, 0):] = 0
+        out[:, max(r, 0) :] = 0
     if b < size:
-        out[max(b, 0):, :] = 0
+        out[max(b, 0) :, :] = 0
     return out
 
 
-def _crop_area(frame_rgb: np.ndarray, square: tuple[float, float, float], box: tuple[float, float, float, float],
-               size: int) -> np.ndarray:
+def _crop_area(
+    frame_rgb: np.ndarray, square: tuple[float, float, float], box: tuple[float, float, float, float], size: int
+) -> np.ndarray:
     sx1, sy1, side = square
     h, w = frame_rgb.shape[:2]
     ix1, iy1 = int(np.floor(sx1)), int(np.floor(sy1))

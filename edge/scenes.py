@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -51,9 +52,17 @@ class Scene:
         return counts
 
 
-def random_scene(n_visitors: int, duration_s: float, fps: float = 10.0, width: int = 640, height: int = 480,
-                 dwell_s: tuple[float, float] = (3.0, 8.0), face_px: tuple[float, float] = (55.0, 65.0),
-                 max_concurrent: int | None = None, seed: int = 0) -> Scene:
+def random_scene(
+    n_visitors: int,
+    duration_s: float,
+    fps: float = 10.0,
+    width: int = 640,
+    height: int = 480,
+    dwell_s: tuple[float, float] = (3.0, 8.0),
+    face_px: tuple[float, float] = (55.0, 65.0),
+    max_concurrent: int | None = None,
+    seed: int = 0,
+) -> Scene:
     """Visitors at random times and lanes; lanes keep faces from overlapping.
 
     ``face_px`` defaults to the sizes the shipped detector finds reliably in 640x480.
@@ -71,21 +80,41 @@ def random_scene(n_visitors: int, duration_s: float, fps: float = 10.0, width: i
         if enter + dwell > duration_s - 0.5:
             continue  # no room left: the scene simply has fewer visitors (its ground truth says so)
         lane_free[lane] = enter + dwell + 1.0
-        visitors.append(Visitor(enter, enter + dwell, (lane + 0.5) / lanes, float(rng.uniform(*face_px)),
-                                int(rng.choice([-1, 1])), bool(rng.integers(0, 2)),
-                                tuple(float(t) for t in rng.uniform(0.85, 1.15, 3))))
+        visitors.append(
+            Visitor(
+                enter,
+                enter + dwell,
+                (lane + 0.5) / lanes,
+                float(rng.uniform(*face_px)),
+                int(rng.choice([-1, 1])),
+                bool(rng.integers(0, 2)),
+                _triple(rng.uniform(0.85, 1.15, 3)),
+            )
+        )
     visitors.sort(key=lambda v: v.enter_s)
     return Scene(width, height, fps, duration_s, tuple(visitors), seed)
 
 
+@lru_cache(maxsize=4)
+def _backdrop(width: int, height: int, seed: int) -> np.ndarray:
+    """``background`` (full-frame noise, most of a frame's render time) is the same for every frame of a scene."""
+    frame = background(width, height, seed)
+    frame.setflags(write=False)
+    return frame
+
+
+# A visitor's sprite is the same in every frame: scale and tint it once, not once per frame.
+_sprite = lru_cache(maxsize=256)(sprite)
+
+
 def render(scene: Scene, t: float) -> tuple[np.ndarray, list[tuple[float, float, float, float]]]:
     """The frame at time ``t`` and the face boxes in it."""
-    frame = background(scene.width, scene.height, scene.seed)
+    frame = _backdrop(scene.width, scene.height, scene.seed).copy()
     boxes = []
     for v in scene.visitors:
         if not v.enter_s <= t <= v.exit_s:
             continue
-        s = sprite(v.face_px, v.mirror, v.tint)
+        s = _sprite(v.face_px, v.mirror, v.tint)
         fx1, fy1, fx2, fy2 = s.face
         fw = fx2 - fx1
         # Face centre moves linearly from one edge (face just inside) to the other.
@@ -100,10 +129,14 @@ def render(scene: Scene, t: float) -> tuple[np.ndarray, list[tuple[float, float,
     return frame, boxes
 
 
+def _triple(values: np.ndarray) -> tuple[float, float, float]:
+    return float(values[0]), float(values[1]), float(values[2])
+
+
 def write_video(scene: Scene, path: Path) -> Path:
     """Render the scene to an MJPG AVI (decodable by every OpenCV build) and its ground truth JSON."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), scene.fps, (scene.width, scene.height))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), scene.fps, (scene.width, scene.height))
     if not writer.isOpened():
         raise OSError(f"{path}: OpenCV cannot write MJPG video here")
     try:
@@ -112,7 +145,12 @@ def write_video(scene: Scene, path: Path) -> Path:
             writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     finally:
         writer.release()
-    truth = {"width": scene.width, "height": scene.height, "fps": scene.fps, "duration_s": scene.duration_s,
-             "visitors": [asdict(v) | {"dwell_s": v.dwell_s} for v in scene.visitors]}
+    truth = {
+        "width": scene.width,
+        "height": scene.height,
+        "fps": scene.fps,
+        "duration_s": scene.duration_s,
+        "visitors": [asdict(v) | {"dwell_s": v.dwell_s} for v in scene.visitors],
+    }
     path.with_suffix(".truth.json").write_text(json.dumps(truth, indent=1))
     return path

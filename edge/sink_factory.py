@@ -23,13 +23,25 @@ def _mqtt(config: Config, sink: SinkConfig) -> tuple[Sink, Spool | None]:
     assert isinstance(sink, MqttSinkConfig)
     tls = None
     if sink.tls is not None:
-        tls = TlsSettings(ca_file=sink.tls.ca_file, cert_file=sink.tls.cert_file, key_file=sink.tls.key_file,
-                          insecure=sink.tls.insecure)
+        tls = TlsSettings(
+            ca_file=sink.tls.ca_file,
+            cert_file=sink.tls.cert_file,
+            key_file=sink.tls.key_file,
+            insecure=sink.tls.insecure,
+        )
     settings = MqttSettings(
-        host=sink.host, port=sink.port, protocol=sink.protocol, keepalive=sink.keepalive,
-        topic_prefix=sink.topic_prefix, qos=sink.qos, tls=tls, username=sink.username,
-        password_file=sink.password_file, password_env=sink.password_env,
-        password_credential=sink.password_credential, discovery=sink.discovery.enabled,
+        host=sink.host,
+        port=sink.port,
+        protocol=sink.protocol,
+        keepalive=sink.keepalive,
+        topic_prefix=sink.topic_prefix,
+        qos=sink.qos,
+        tls=tls,
+        username=sink.username,
+        password_file=sink.password_file,
+        password_env=sink.password_env,
+        password_credential=sink.password_credential,
+        discovery=sink.discovery.enabled,
         discovery_prefix=sink.discovery.prefix,
     )
     Path(sink.spool.path).parent.mkdir(parents=True, exist_ok=True)

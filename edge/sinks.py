@@ -70,6 +70,7 @@ class SinkError(RuntimeError):
 
 # --------------------------------------------------------------------------- interface
 
+
 class Sink(ABC):
     """Destination for window payloads and health reports."""
 
@@ -90,8 +91,9 @@ class Sink(ABC):
     def __enter__(self: _S) -> _S:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
@@ -100,6 +102,7 @@ def _dumps(payload: Mapping[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- JSON lines
+
 
 @dataclass(frozen=True, kw_only=True)
 class JsonlSettings:
@@ -153,6 +156,7 @@ class JsonlSink(Sink):
 
 # --------------------------------------------------------------------------- health
 
+
 def _read_cpu_temp_c(path: Path = Path("/sys/class/thermal/thermal_zone0/temp")) -> float | None:
     try:
         return round(int(path.read_text().strip()) / 1000.0, 1)
@@ -162,8 +166,13 @@ def _read_cpu_temp_c(path: Path = Path("/sys/class/thermal/thermal_zone0/temp"))
 
 # Bits of `vcgencmd get_throttled` (Raspberry Pi firmware).
 _THROTTLE_BITS = {
-    "under_voltage": 0, "freq_capped": 1, "throttled": 2, "soft_temp_limit": 3,
-    "under_voltage_occurred": 16, "freq_capped_occurred": 17, "throttled_occurred": 18,
+    "under_voltage": 0,
+    "freq_capped": 1,
+    "throttled": 2,
+    "soft_temp_limit": 3,
+    "under_voltage_occurred": 16,
+    "freq_capped_occurred": 17,
+    "throttled_occurred": 18,
     "soft_temp_limit_occurred": 19,
 }
 
@@ -192,12 +201,16 @@ def pi_health(spool: Spool | None = None) -> dict[str, Any]:
     return health
 
 
-def build_health(fields: Mapping[str, Any], *, device_id: str, spool: Spool | None = None,
-                 now: float | None = None) -> dict[str, Any]:
+def build_health(
+    fields: Mapping[str, Any], *, device_id: str, spool: Spool | None = None, now: float | None = None
+) -> dict[str, Any]:
     """A health message: the caller's ``fields`` plus device, timestamp and (when given) spool figures."""
     ts = datetime.fromtimestamp(time.time() if now is None else now, tz=timezone.utc)
-    msg: dict[str, Any] = {"schema": HEALTH_SCHEMA, "device": device_id,
-                           "ts": ts.isoformat(timespec="seconds").replace("+00:00", "Z")}
+    msg: dict[str, Any] = {
+        "schema": HEALTH_SCHEMA,
+        "device": device_id,
+        "ts": ts.isoformat(timespec="seconds").replace("+00:00", "Z"),
+    }
     msg.update(fields)
     if spool is not None:
         msg["spool"] = spool.stats(now)
@@ -206,14 +219,15 @@ def build_health(fields: Mapping[str, Any], *, device_id: str, spool: Spool | No
 
 # --------------------------------------------------------------------------- MQTT settings
 
+
 @dataclass(frozen=True, kw_only=True)
 class TlsSettings:
     """TLS to the broker. Certificates and host names are checked unless ``insecure`` (host name only)."""
 
-    ca_file: Path | None = None     # None: the system CA store
-    cert_file: Path | None = None   # client certificate (with key_file)
+    ca_file: Path | None = None  # None: the system CA store
+    cert_file: Path | None = None  # client certificate (with key_file)
     key_file: Path | None = None
-    insecure: bool = False          # True skips the host name check (never the chain): testing only
+    insecure: bool = False  # True skips the host name check (never the chain): testing only
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -222,24 +236,24 @@ class MqttSettings:
 
     host: str = "localhost"
     port: int = 1883
-    protocol: str = "5"                       # "5" | "3.1.1"
+    protocol: str = "5"  # "5" | "3.1.1"
     keepalive: int = 60
-    topic_prefix: str | None = None           # None: "edge/<device_id>/"
-    qos: int = 1                              # for counts; at-least-once needs >= 1
+    topic_prefix: str | None = None  # None: "edge/<device_id>/"
+    qos: int = 1  # for counts; at-least-once needs >= 1
     tls: TlsSettings | None = None
     username: str | None = None
     password_file: Path | None = None
-    password_env: str | None = None           # name of an environment variable
-    password_credential: str | None = None    # systemd credential name, read from $CREDENTIALS_DIRECTORY
-    discovery: bool = True                    # Home Assistant MQTT discovery
+    password_env: str | None = None  # name of an environment variable
+    password_credential: str | None = None  # systemd credential name, read from $CREDENTIALS_DIRECTORY
+    discovery: bool = True  # Home Assistant MQTT discovery
     discovery_prefix: str = "homeassistant"
     # Breakdown cells (group, key) announced at connect; cells seen in windows are announced as they appear.
     discovery_cells: tuple[tuple[str, str], ...] = ()
-    device_name: str | None = None            # Home Assistant device name; None: device_id
+    device_name: str | None = None  # Home Assistant device name; None: device_id
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 120.0
-    max_inflight: int = 10                    # windows sent but not yet acknowledged
-    close_timeout_s: float = 5.0              # on close: wait this long for in-flight windows and `offline`
+    max_inflight: int = 10  # windows sent but not yet acknowledged
+    close_timeout_s: float = 5.0  # on close: wait this long for in-flight windows and `offline`
 
 
 def read_password(settings: MqttSettings) -> str | None:
@@ -257,8 +271,10 @@ def read_password(settings: MqttSettings) -> str | None:
     if settings.password_credential is not None:
         creds = os.environ.get("CREDENTIALS_DIRECTORY")
         if not creds:
-            raise SinkError(f"MQTT password: credential {settings.password_credential!r} needs systemd "
-                            "LoadCredential= ($CREDENTIALS_DIRECTORY is not set)")
+            raise SinkError(
+                f"MQTT password: credential {settings.password_credential!r} needs systemd "
+                "LoadCredential= ($CREDENTIALS_DIRECTORY is not set)"
+            )
         return _read_secret(Path(creds) / settings.password_credential, "MQTT password credential")
     return None
 
@@ -271,6 +287,7 @@ def _read_secret(path: Path, what: str) -> str:
 
 
 # --------------------------------------------------------------------------- Home Assistant discovery
+
 
 def _slug(text: str) -> str:
     text = text.replace("<=", "le").replace(">=", "ge").replace("<", "lt").replace(">", "gt").replace("+", "_plus")
@@ -295,6 +312,7 @@ def _cells_of(payload: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 # --------------------------------------------------------------------------- MQTT sink
+
 
 class MqttSink(Sink):
     """Publishes windows over MQTT with durable store-and-forward (see the module docstring).
@@ -351,9 +369,12 @@ class MqttSink(Sink):
     def _make_client(self, password: str | None) -> mqtt.Client:
         s = self.settings
         v5 = s.protocol == "5"
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.device_id,
-                             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-                             clean_session=None if v5 else True)
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.device_id,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            clean_session=None if v5 else True,
+        )
         client.on_log = self._on_paho_log
         client.suppress_exceptions = True  # a bug in a callback is logged, not fatal to the network thread
         client.reconnect_delay_set(s.reconnect_min_s, s.reconnect_max_s)  # type: ignore[arg-type]
@@ -368,8 +389,9 @@ class MqttSink(Sink):
             client.tls_set_context(self._tls_context(s.tls))
             if s.tls.insecure:
                 client.tls_insecure_set(True)
-                log.warning("MQTT TLS host name checking is OFF (insecure: true); "
-                            "the certificate chain is still checked")
+                log.warning(
+                    "MQTT TLS host name checking is OFF (insecure: true); the certificate chain is still checked"
+                )
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -389,8 +411,9 @@ class MqttSink(Sink):
             try:
                 ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file))
             except (OSError, ssl.SSLError) as exc:
-                raise SinkError(f"MQTT TLS client certificate {tls.cert_file} / key {tls.key_file} "
-                                f"cannot be loaded: {exc}") from exc
+                raise SinkError(
+                    f"MQTT TLS client certificate {tls.cert_file} / key {tls.key_file} cannot be loaded: {exc}"
+                ) from exc
         if tls.insecure:
             ctx.check_hostname = False
         return ctx
@@ -461,20 +484,37 @@ class MqttSink(Sink):
 
     # ----------------------------------------------------------------- paho callbacks (network thread)
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
-                    reason_code: ReasonCode, properties: Properties | None) -> None:
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         self.connect_attempts += 1
         if reason_code.is_failure:
             hint = ""
             if reason_code.value in _REFUSED_CREDENTIALS:
                 hint = f"; check the MQTT user name ({self.settings.username!r}) and password"
-            log.error("MQTT broker %s refused the connection: %s (reason code %d)%s; retrying with backoff",
-                      self._where, reason_code, reason_code.value, hint)
+            log.error(
+                "MQTT broker %s refused the connection: %s (reason code %d)%s; retrying with backoff",
+                self._where,
+                reason_code,
+                reason_code.value,
+                hint,
+            )
             self._refused = True
             return
         depth = self.spool.depth()
-        log.info("connected to MQTT broker %s (MQTT %s%s) as %s; %d window(s) spooled",
-                 self._where, self.settings.protocol, ", TLS" if self.settings.tls else "", self.device_id, depth)
+        log.info(
+            "connected to MQTT broker %s (MQTT %s%s) as %s; %d window(s) spooled",
+            self._where,
+            self.settings.protocol,
+            ", TLS" if self.settings.tls else "",
+            self.device_id,
+            depth,
+        )
         self._connected.set()
         client.publish(self.status_topic, STATUS_ONLINE, qos=1, retain=True)
         if self.settings.discovery:
@@ -496,11 +536,23 @@ class MqttSink(Sink):
             hint = ""
             if exc.verify_code == 62 or "hostname" in str(exc.verify_message).lower():  # X509_V_ERR_HOSTNAME_MISMATCH
                 hint = f" (the certificate does not name host {self.settings.host!r})"
-            log.error("MQTT TLS to %s failed: broker certificate rejected (certificate verify failed: %s)%s; "
-                      "trusted CAs: %s; %s", self._where, exc.verify_message or exc.reason, hint, ca, retry)
+            log.error(
+                "MQTT TLS to %s failed: broker certificate rejected (certificate verify failed: %s)%s; "
+                "trusted CAs: %s; %s",
+                self._where,
+                exc.verify_message or exc.reason,
+                hint,
+                ca,
+                retry,
+            )
         elif isinstance(exc, ssl.SSLError):
-            log.error("MQTT TLS handshake with %s failed: %s (CA: %s); %s", self._where, exc,
-                      tls.ca_file if tls is not None and tls.ca_file else "system CA store", retry)
+            log.error(
+                "MQTT TLS handshake with %s failed: %s (CA: %s); %s",
+                self._where,
+                exc,
+                tls.ca_file if tls is not None and tls.ca_file else "system CA store",
+                retry,
+            )
         else:
             log.warning("cannot connect to MQTT broker %s: %s; %s", self._where, exc or "connection failed", retry)
 
@@ -513,8 +565,14 @@ class MqttSink(Sink):
         else:
             _paho_log.debug("%s", buf)
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
-                       reason_code: ReasonCode, properties: Properties | None) -> None:
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         was = self._connected.is_set()
         refused, self._refused = self._refused, False
         self._connected.clear()
@@ -522,14 +580,22 @@ class MqttSink(Sink):
         if self._closing or refused:
             return  # a refused CONNACK was already logged with its reason
         if was:
-            log.warning("lost connection to MQTT broker %s (%s); windows are spooled, reconnecting with backoff",
-                        self._where, reason_code)
+            log.warning(
+                "lost connection to MQTT broker %s (%s); windows are spooled, reconnecting with backoff",
+                self._where,
+                reason_code,
+            )
         else:
-            log.warning("MQTT broker %s did not complete the connection (%s); retrying with backoff (up to %g s)",
-                        self._where, reason_code, self.settings.reconnect_max_s)
+            log.warning(
+                "MQTT broker %s did not complete the connection (%s); retrying with backoff (up to %g s)",
+                self._where,
+                reason_code,
+                self.settings.reconnect_max_s,
+            )
 
-    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int,
-                    reason_code: ReasonCode, properties: Properties | None) -> None:
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode, properties: Properties | None
+    ) -> None:
         # Called under paho's message mutex: only hand over, never block or take our locks.
         self._events.put(("ack", mid, reason_code))
 
@@ -537,8 +603,8 @@ class MqttSink(Sink):
 
     def _drain_main(self) -> None:
         """Own the mid -> seq map; publish pending windows in order while connected."""
-        inflight: dict[int, int] = {}   # mid -> seq, in send order
-        barrier: set[int] = set()       # mids paho re-sends itself after a reconnect
+        inflight: dict[int, int] = {}  # mid -> seq, in send order
+        barrier: set[int] = set()  # mids paho re-sends itself after a reconnect
         connected = False
         while True:
             try:
@@ -586,8 +652,14 @@ class MqttSink(Sink):
         if reason_code.is_failure:
             # Retrying cannot help (e.g. ACL denies the topic) and would block every later window.
             self.refused += 1
-            log.error("MQTT broker %s refused window seq %d on %s: %s (reason code %d); dropping it",
-                      self._where, seq, self.counts_topic, reason_code, reason_code.value)
+            log.error(
+                "MQTT broker %s refused window seq %d on %s: %s (reason code %d); dropping it",
+                self._where,
+                seq,
+                self.counts_topic,
+                reason_code,
+                reason_code.value,
+            )
         self.spool.ack(seq)
 
     def _send_pending(self, inflight: dict[int, int]) -> None:
@@ -619,11 +691,14 @@ class MqttSink(Sink):
             for topic, config in self._discovery_configs(new, base=False):
                 self._client.publish(topic, _dumps(config), qos=1, retain=True)
 
-    def _discovery_configs(self, cells: list[tuple[str, str]],
-                           base: bool = True) -> list[tuple[str, dict[str, Any]]]:
+    def _discovery_configs(self, cells: list[tuple[str, str]], base: bool = True) -> list[tuple[str, dict[str, Any]]]:
         """Home Assistant sensor configs: the base sensors (if ``base``) and one per breakdown cell."""
-        device = {"identifiers": [self.device_id], "name": self.settings.device_name or self.device_id,
-                  "model": _MODEL, "sw_version": self.version}
+        device = {
+            "identifiers": [self.device_id],
+            "name": self.settings.device_name or self.device_id,
+            "model": _MODEL,
+            "sw_version": self.version,
+        }
         sensors: list[tuple[str, str, tuple[str, ...], dict[str, Any]]] = list(_BASE_SENSORS) if base else []
         for group, key in cells:
             sensors.append((f"{group}_{_slug(key)}", f"{group.capitalize()} {key}", (group, key), {}))

@@ -117,8 +117,9 @@ class FrameSource(ABC):
         self.open()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
@@ -217,22 +218,31 @@ class V4l2Source(_OpenCvSource):
         path = self.device_path
         if not os.path.exists(path):
             raise SourceUnavailable(
-                f"camera {path} not found (is it plugged in? `v4l2-ctl --list-devices` lists cameras)")
+                f"camera {path} not found (is it plugged in? `v4l2-ctl --list-devices` lists cameras)"
+            )
         cap = cv2.VideoCapture(self.config.device, cv2.CAP_V4L2)
         if not cap.isOpened():
             cap.release()
             raise SourceUnavailable(
                 f"camera {path} could not be opened (in use by another program, or no permission: "
-                "is the user in the 'video' group?)")
+                "is the user in the 'video' group?)"
+            )
         cfg = self.config
         cap.set(cv2.CAP_PROP_FRAME_WIDTH, cfg.width)
         cap.set(cv2.CAP_PROP_FRAME_HEIGHT, cfg.height)
         cap.set(cv2.CAP_PROP_FPS, cfg.fps)
         cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # driver-side queue: stale frames are latency
         self._cap = cap
-        log.info("%s opened at %dx%d, %g fps (asked %dx%d, %g fps)", self.describe(),
-                 int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-                 cap.get(cv2.CAP_PROP_FPS), cfg.width, cfg.height, cfg.fps)
+        log.info(
+            "%s opened at %dx%d, %g fps (asked %dx%d, %g fps)",
+            self.describe(),
+            int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+            cap.get(cv2.CAP_PROP_FPS),
+            cfg.width,
+            cfg.height,
+            cfg.fps,
+        )
 
     def read(self) -> np.ndarray:
         image = self._read_bgr()
@@ -254,14 +264,19 @@ class RtspSource(_OpenCvSource):
         return f"stream {redact_url(self.config.url)}"
 
     def open(self) -> None:
-        cap = cv2.VideoCapture(self.config.url, cv2.CAP_FFMPEG, [
-            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
-            cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
-        ])
+        cap = cv2.VideoCapture(
+            self.config.url,
+            cv2.CAP_FFMPEG,
+            [
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+                STREAM_TIMEOUT_MS,
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                STREAM_TIMEOUT_MS,
+            ],
+        )
         if not cap.isOpened():
             cap.release()
-            raise SourceUnavailable(
-                f"{self.describe()} could not be opened (unreachable, wrong path or credentials)")
+            raise SourceUnavailable(f"{self.describe()} could not be opened (unreachable, wrong path or credentials)")
         self._cap = cap
         log.info("%s opened", self.describe())
 
@@ -305,8 +320,9 @@ class FileSource(_OpenCvSource):
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         if not 0 < fps <= 1000:  # also rejects NaN
             if self.config.realtime:
-                log.warning("%s reports no usable frame rate (%r); pacing at %g fps",
-                            self.describe(), fps, _DEFAULT_FILE_FPS)
+                log.warning(
+                    "%s reports no usable frame rate (%r); pacing at %g fps", self.describe(), fps, _DEFAULT_FILE_FPS
+                )
             fps = _DEFAULT_FILE_FPS
         self.fps = fps
         self._due = None
@@ -370,8 +386,9 @@ class Capture:
 
     _FPS_WINDOW_S = 2.0
 
-    def __init__(self, source: FrameSource, stop: threading.Event, *, name: str = "capture",
-                 join_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, source: FrameSource, stop: threading.Event, *, name: str = "capture", join_timeout_s: float = 5.0
+    ) -> None:
         self.source = source
         self.backoff = source.config.reopen_backoff_s
         self.ended = threading.Event()
@@ -430,14 +447,18 @@ class Capture:
         if self._thread.is_alive():
             self._thread.join(self._join_timeout_s)
             if self._thread.is_alive():
-                log.warning("%s: capture thread still busy after %g s; leaving it behind",
-                            self.source.describe(), self._join_timeout_s)
+                log.warning(
+                    "%s: capture thread still busy after %g s; leaving it behind",
+                    self.source.describe(),
+                    self._join_timeout_s,
+                )
 
     def __enter__(self) -> Capture:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     # -- capture thread
@@ -462,8 +483,13 @@ class Capture:
                         return
                     if self.frames > delivered_before:
                         delay = self.backoff.initial  # it worked for a while: start the backoff afresh
-                    log.warning("%s failed: %s; reopening in %.3g s (retry %d)",
-                                self.source.describe(), exc, delay, self.reopens + 1)
+                    log.warning(
+                        "%s failed: %s; reopening in %.3g s (retry %d)",
+                        self.source.describe(),
+                        exc,
+                        delay,
+                        self.reopens + 1,
+                    )
                     if self._stop.wait(delay):
                         return
                     delay = min(delay * 2.0, self.backoff.max)

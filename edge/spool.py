@@ -37,8 +37,9 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
     mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
     if str(mode).lower() != "wal":
-        log.warning("SQLite at %s does not support WAL (journal_mode=%s); durability is unchanged but slower",
-                    path, mode)
+        log.warning(
+            "SQLite at %s does not support WAL (journal_mode=%s); durability is unchanged but slower", path, mode
+        )
     # FULL: a COMMIT returns only after the WAL is fsynced, so a power cut cannot lose it.
     conn.execute("PRAGMA synchronous=FULL")
     return conn
@@ -59,8 +60,9 @@ class _Transaction:
             raise
         return self._conn
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         try:
             self._conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
         finally:
@@ -82,8 +84,10 @@ class Spool:
         self._lock = threading.Lock()
         self._conn = _connect(self.path)
         with self._tx() as c:
-            c.execute("CREATE TABLE IF NOT EXISTS windows ("
-                      " seq INTEGER PRIMARY KEY, payload TEXT NOT NULL, stored_at REAL NOT NULL)")
+            c.execute(
+                "CREATE TABLE IF NOT EXISTS windows ("
+                " seq INTEGER PRIMARY KEY, payload TEXT NOT NULL, stored_at REAL NOT NULL)"
+            )
             c.execute("CREATE TABLE IF NOT EXISTS spool_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
             c.execute("INSERT OR IGNORE INTO spool_meta (key, value) VALUES ('evicted', 0)")
         # The bound may have been lowered since the last run: apply it now, not at the next put.
@@ -101,8 +105,11 @@ class Spool:
         dropped = [r[0] for r in c.execute("SELECT seq FROM windows ORDER BY seq LIMIT ?", (excess,))]
         c.execute("DELETE FROM windows WHERE seq IN (SELECT seq FROM windows ORDER BY seq LIMIT ?)", (excess,))
         c.execute("UPDATE spool_meta SET value = value + ? WHERE key = 'evicted'", (excess,))
-        log.warning("spool full (%d windows): dropped the oldest unsent window(s) seq %s",
-                    self.max_windows, ", ".join(map(str, dropped)))
+        log.warning(
+            "spool full (%d windows): dropped the oldest unsent window(s) seq %s",
+            self.max_windows,
+            ", ".join(map(str, dropped)),
+        )
         return excess
 
     def put(self, payload: Mapping[str, Any]) -> int:
@@ -115,8 +122,9 @@ class Spool:
             raise ValueError(f"a window payload needs an integer 'seq', got {seq!r}")
         text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         with self._tx() as c:
-            c.execute("INSERT OR REPLACE INTO windows (seq, payload, stored_at) VALUES (?, ?, ?)",
-                      (seq, text, time.time()))
+            c.execute(
+                "INSERT OR REPLACE INTO windows (seq, payload, stored_at) VALUES (?, ?, ?)", (seq, text, time.time())
+            )
             self._evict(c)
         return int(seq)
 
@@ -153,8 +161,12 @@ class Spool:
     def stats(self, now: float | None = None) -> dict[str, Any]:
         """Depth, oldest age and eviction count, as published in health messages."""
         age = self.oldest_age_s(now)
-        return {"depth": self.depth(), "oldest_age_s": None if age is None else round(age, 1),
-                "evicted": self.evicted, "max_windows": self.max_windows}
+        return {
+            "depth": self.depth(),
+            "oldest_age_s": None if age is None else round(age, 1),
+            "evicted": self.evicted,
+            "max_windows": self.max_windows,
+        }
 
     def close(self) -> None:
         """Close the database (idempotent)."""
@@ -164,8 +176,9 @@ class Spool:
     def __enter__(self) -> Spool:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
@@ -203,6 +216,7 @@ class SeqStore:
     def __enter__(self) -> SeqStore:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()

@@ -43,8 +43,11 @@ def sprite(face_px: float, mirror: bool = False, tint: tuple[float, float, float
     fx1, fy1, fx2, fy2 = _FACE_IN_SPRITE
     scale = face_px / (fx2 - fx1)
     h, w = src.shape[:2]
-    out = cv2.resize(src, (max(1, round(w * scale)), max(1, round(h * scale))),
-                     interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    out = cv2.resize(
+        src,
+        (max(1, round(w * scale)), max(1, round(h * scale))),
+        interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+    )
     face = (fx1 * scale, fy1 * scale, fx2 * scale, fy2 * scale)
     if mirror:
         out = np.ascontiguousarray(out[:, ::-1])
@@ -78,7 +81,7 @@ def paste(frame: np.ndarray, s: Sprite, x: float, y: float) -> tuple[float, floa
     dx2, dy2 = min(W, xi + w), min(H, yi + h)
     if dx2 <= dx1 or dy2 <= dy1:
         return None
-    frame[dy1:dy2, dx1:dx2] = s.pixels[sy1:sy1 + (dy2 - dy1), sx1:sx1 + (dx2 - dx1)]
+    frame[dy1:dy2, dx1:dx2] = s.pixels[sy1 : sy1 + (dy2 - dy1), sx1 : sx1 + (dx2 - dx1)]
     fx1, fy1, fx2, fy2 = s.face
     box = (xi + fx1, yi + fy1, xi + fx2, yi + fy2)
     if box[0] < 0 or box[1] < 0 or box[2] > W or box[3] > H:
@@ -86,12 +89,13 @@ def paste(frame: np.ndarray, s: Sprite, x: float, y: float) -> tuple[float, floa
     return box
 
 
-def crowd_frame(n_faces: int, width: int = 640, height: int = 480, face_px: float = 60.0,
-                seed: int = 0) -> tuple[np.ndarray, list[tuple[float, float, float, float]]]:
+def crowd_frame(
+    n_faces: int, width: int = 640, height: int = 480, face_px: float = 60.0, seed: int = 0
+) -> tuple[np.ndarray, list[tuple[float, float, float, float]]]:
     """One frame with ``n_faces`` non-overlapping faces on a grid; returns (frame, face boxes)."""
     rng = np.random.default_rng(seed)
     frame = background(width, height, seed)
-    boxes = []
+    boxes: list[tuple[float, float, float, float]] = []
     if n_faces == 0:
         return frame, boxes
     cols = int(np.ceil(np.sqrt(n_faces * width / height)))

@@ -13,6 +13,12 @@ Design
   ``centre_fallback`` x the predicted box diagonal (twice that for a track seen
   once, which has no velocity yet) and the areas are within 4x: small fast
   faces overlap little from frame to frame.
+* **Two-stage association** (as ByteTrack): detections scoring at least
+  ``high_score`` are matched to tracks first and may start new tracks; weaker
+  ones (the detector passes them down to its own, lower threshold) are then
+  matched only to tracks still unmatched and never start one. In video a weak
+  box where a face was a moment ago is strong evidence; a lone weak box is not.
+  A track becomes a visitor only with ``min_confident_hits`` confident matches.
 * A track survives ``max_missed_s`` without a match, then ends.
 * A track becomes a **visitor** once it has been seen for ``min_visitor_s``
   (first to last match) with at least ``min_hits`` matches, and never from a
@@ -21,7 +27,10 @@ Design
 * **Attributes** are not estimated here. Per track the tracker keeps the best
   ``best_observations`` observations ranked by ``area * score``; when this
   frame's detection enters that top-k it emits an :class:`AttributeRequest`
-  and the caller answers with :meth:`Tracker.add_attributes`. A detection that
+  and the caller answers with :meth:`Tracker.add_attributes`. Only detections
+  that pass the **quality gate** (``attribute_min_face_px`` on the shorter side,
+  score at least ``high_score``) are offered: a visitor seen only as a small or
+  weak face is counted, and its attributes stay unknown. A detection that
   does not beat the current worst kept observation costs nothing, so per-frame
   work and per-track state stay bounded however long someone stays.
 * A track's boxes and observations are dropped the moment it ends; only
@@ -73,6 +82,9 @@ class TrackerConfig:
     min_hits: int = 3
     best_observations: int = 3
     centre_fallback: float = 0.5  # max centre distance / predicted box diagonal; 0 disables
+    high_score: float = 0.5  # detections below only continue live tracks
+    min_confident_hits: int = 2  # confident matches a visitor needs (weak ones only extend it)
+    attribute_min_face_px: float = 0.0  # shorter box side a face needs before attributes are estimated
 
     def __post_init__(self) -> None:
         if not 0.0 < self.iou_threshold <= 1.0:
@@ -87,6 +99,12 @@ class TrackerConfig:
             raise ValueError(f"best_observations must be >= 1, got {self.best_observations}")
         if self.centre_fallback < 0:
             raise ValueError(f"centre_fallback must be >= 0, got {self.centre_fallback}")
+        if not 0.0 < self.high_score <= 1.0:
+            raise ValueError(f"high_score must be in (0, 1], got {self.high_score}")
+        if self.min_confident_hits < 1:
+            raise ValueError(f"min_confident_hits must be >= 1, got {self.min_confident_hits}")
+        if self.attribute_min_face_px < 0:
+            raise ValueError(f"attribute_min_face_px must be >= 0, got {self.attribute_min_face_px}")
 
 
 @dataclass(frozen=True)
@@ -171,10 +189,8 @@ def combine_attributes(observations: Iterable[Attributes]) -> Attributes | None:
         return None
     ages = [a.age for a in obs if a.age is not None]
     gender = _vote([(a.gender, a.gender_score) for a in obs if a.gender is not None], weighted=True)
-    expression = _vote([(a.expression, a.expression_score) for a in obs if a.expression is not None],
-                       weighted=False)
-    ethnicity = _vote([(a.ethnicity, a.ethnicity_score) for a in obs if a.ethnicity is not None],
-                      weighted=False)
+    expression = _vote([(a.expression, a.expression_score) for a in obs if a.expression is not None], weighted=False)
+    ethnicity = _vote([(a.ethnicity, a.ethnicity_score) for a in obs if a.ethnicity is not None], weighted=False)
     return Attributes(
         age=sum(ages) / len(ages) if ages else None,
         gender=gender[0] if gender else None,
@@ -200,8 +216,20 @@ class _Observation:
 class _Track:
     """Mutable per-track state; bounded: two boxes, <= k observations, a short request queue."""
 
-    __slots__ = ("key", "first_seen", "last_seen", "box", "prev_box", "prev_time", "hits", "visitor",
-                 "observations", "pending", "numbers")
+    __slots__ = (
+        "key",
+        "first_seen",
+        "last_seen",
+        "box",
+        "prev_box",
+        "prev_time",
+        "hits",
+        "confident_hits",
+        "visitor",
+        "observations",
+        "pending",
+        "numbers",
+    )
 
     def __init__(self, key: int, box: Box, now: float, pending_cap: int) -> None:
         self.key = key
@@ -211,6 +239,7 @@ class _Track:
         self.prev_box: Box | None = None
         self.prev_time = now
         self.hits = 1
+        self.confident_hits = 1  # only a confident detection starts a track
         self.visitor = False
         self.observations: list[_Observation] = []
         self.pending: deque[int] = deque(maxlen=pending_cap)  # observation numbers awaiting attributes
@@ -224,10 +253,11 @@ class _Track:
         f = max(0.0, now - self.last_seen) / dt_seen
         return tuple(b + (b - p) * f for b, p in zip(self.box, self.prev_box))  # type: ignore[return-value]
 
-    def hit(self, box: Box, now: float) -> None:
+    def hit(self, box: Box, now: float, confident: bool) -> None:
         self.prev_box, self.prev_time = self.box, self.last_seen
         self.box, self.last_seen = box, now
         self.hits += 1
+        self.confident_hits += int(confident)
 
     def offer(self, q: float, k: int) -> bool:
         """Keep this observation if it enters the top-k by quality; True when it did."""
@@ -272,30 +302,45 @@ class Tracker:
         dets = [d for d in detections if d.area > 0 and all(math.isfinite(v) for v in d.box)]
         if len(dets) != len(detections):
             log.debug("ignored %d degenerate detections", len(detections) - len(dets))
+        strong = [d for d in dets if d.score >= cfg.high_score]
+        weak = [d for d in dets if d.score < cfg.high_score]
         tracks = list(self._tracks.values())
-        matches = self._associate(tracks, dets, now)
+        matches = [(tracks[ti], strong[di]) for ti, di in self._associate(tracks, strong, now)]
+        taken = {id(t) for t, _ in matches}
+        leftover = [t for t in tracks if id(t) not in taken]
+        matches += [(leftover[ti], weak[di]) for ti, di in self._associate(leftover, weak, now)]
 
         started: list[VisitorStarted] = []
         requests: list[AttributeRequest] = []
         matched: set[int] = set()
-        for ti, di in matches:
-            track, det = tracks[ti], dets[di]
-            matched.add(di)
-            track.hit(det.box, now)
-            if (not track.visitor and track.hits >= self._min_hits
-                    and track.last_seen - track.first_seen >= cfg.min_visitor_s - _EPS):
+        for track, det in matches:
+            matched.add(id(det))
+            track.hit(det.box, now, det.score >= cfg.high_score)
+            if (
+                not track.visitor
+                and track.hits >= self._min_hits
+                and track.confident_hits >= cfg.min_confident_hits
+                and track.last_seen - track.first_seen >= cfg.min_visitor_s - _EPS
+            ):
                 track.visitor = True
                 started.append(VisitorStarted(track.attributes()))
-            if track.offer(quality(det), cfg.best_observations):
+            if self._describable(det) and track.offer(quality(det), cfg.best_observations):
                 requests.append(AttributeRequest(track.key, det))
-        for di, det in enumerate(dets):
-            if di in matched:
+        new = 0
+        for det in strong:
+            if id(det) in matched:
                 continue
+            new += 1
             track = _Track(next(self._keys), det.box, now, self._pending_cap)
             self._tracks[track.key] = track
-            if track.offer(quality(det), cfg.best_observations):
+            if self._describable(det) and track.offer(quality(det), cfg.best_observations):
                 requests.append(AttributeRequest(track.key, det))
-        return TrackerUpdate(tuple(started), tuple(ended), len(dets), tuple(requests))
+        return TrackerUpdate(tuple(started), tuple(ended), len(matches) + new, tuple(requests))
+
+    def _describable(self, det: Detection) -> bool:
+        """The quality gate: attributes only from confident faces big enough to judge."""
+        x1, y1, x2, y2 = det.box
+        return det.score >= self.config.high_score and min(x2 - x1, y2 - y1) >= self.config.attribute_min_face_px
 
     def add_attributes(self, track_key: int, attributes: Attributes | None) -> None:
         """Answer the oldest unanswered request of ``track_key``.
@@ -368,8 +413,9 @@ class Tracker:
         pwh = np.clip(pred[free_t, 2:] - pred[free_t, :2], 1e-9, None)
         dwh = np.clip(boxes[free_d, 2:] - boxes[free_d, :2], 1e-9, None)
         # A track with one box has no velocity yet, so where it went is less certain: wider gate.
-        gate = np.array([self.config.centre_fallback * (1.0 if tracks[i].prev_box is not None else 2.0)
-                         for i in free_t])
+        gate = np.array(
+            [self.config.centre_fallback * (1.0 if tracks[i].prev_box is not None else 2.0) for i in free_t]
+        )
         diag = np.hypot(pwh[:, 0], pwh[:, 1])
         dist = np.hypot(*(pc[:, None, :] - dc[None, :, :]).transpose(2, 0, 1)) / diag[:, None]
         ratio = np.prod(dwh, axis=1)[None, :] / np.prod(pwh, axis=1)[:, None]

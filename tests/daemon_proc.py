@@ -17,9 +17,14 @@ REPO = Path(__file__).resolve().parent.parent
 def spawn_daemon(tmp_path: Path, config: dict) -> subprocess.Popen:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    return subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(path)], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "run", "--config", str(path)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 def watch(stream: TextIO, needle: str, seen: list[str]) -> threading.Event:

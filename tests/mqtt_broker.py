@@ -59,10 +59,28 @@ def _openssl(*args: str | Path, cwd: Path) -> None:
 
 def _make_ca(d: Path, name: str) -> tuple[Path, Path]:
     key, crt = d / f"{name}.key", d / f"{name}.pem"
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", key, "-out", crt, "-days", "2", "-subj", f"/CN={name}",
-             "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        crt,
+        "-days",
+        "2",
+        "-subj",
+        f"/CN={name}",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        cwd=d,
+    )
     return key, crt
 
 
@@ -72,24 +90,62 @@ def make_tls_files(d: Path) -> TlsFiles:
     ca_key, ca = _make_ca(d, "test-ca")
     _, wrong_ca = _make_ca(d, "other-ca")
     key, csr, cert, ext = d / "broker.key", d / "broker.csr", d / "broker.pem", d / "broker.ext"
-    _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1", cwd=d)
-    ext.write_text("basicConstraints=critical,CA:FALSE\n"
-                   "keyUsage=critical,digitalSignature,keyEncipherment\n"
-                   "extendedKeyUsage=serverAuth\n"
-                   "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-                   "subjectKeyIdentifier=hash\n"
-                   "authorityKeyIdentifier=keyid,issuer\n")
-    _openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
-             "-out", cert, "-days", "2", "-extfile", ext, cwd=d)
+    _openssl(
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        csr,
+        "-subj",
+        "/CN=127.0.0.1",
+        cwd=d,
+    )
+    ext.write_text(
+        "basicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\n"
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+        "subjectKeyIdentifier=hash\n"
+        "authorityKeyIdentifier=keyid,issuer\n"
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        csr,
+        "-CA",
+        ca,
+        "-CAkey",
+        ca_key,
+        "-CAcreateserial",
+        "-out",
+        cert,
+        "-days",
+        "2",
+        "-extfile",
+        ext,
+        cwd=d,
+    )
     return TlsFiles(ca=ca, cert=cert, key=key, wrong_ca=wrong_ca)
 
 
 class Broker:
     """One mosquitto process; ``start()`` after ``stop()``/``kill()`` reuses the same port(s)."""
 
-    def __init__(self, workdir: Path, *, users: dict[str, str] | None = None, tls: TlsFiles | None = None,
-                 persistence: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        users: dict[str, str] | None = None,
+        tls: TlsFiles | None = None,
+        persistence: bool = False,
+    ) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -108,14 +164,22 @@ class Broker:
         if users:
             pw = workdir / "passwd"
             for i, (user, password) in enumerate(users.items()):
-                subprocess.run([MOSQUITTO_PASSWD, "-b", *(["-c"] if i == 0 else []), str(pw), user, password],
-                               check=True, capture_output=True, timeout=30)
+                subprocess.run(
+                    [MOSQUITTO_PASSWD, "-b", *(["-c"] if i == 0 else []), str(pw), user, password],
+                    check=True,
+                    capture_output=True,
+                    timeout=30,
+                )
             lines += ["allow_anonymous false", f"password_file {pw}"]
         else:
             lines.append("allow_anonymous true")
         if tls is not None:
-            lines += [f"listener {self.tls_port} {HOST}", f"cafile {tls.ca}", f"certfile {tls.cert}",
-                      f"keyfile {tls.key}"]
+            lines += [
+                f"listener {self.tls_port} {HOST}",
+                f"cafile {tls.ca}",
+                f"certfile {tls.cert}",
+                f"keyfile {tls.key}",
+            ]
             lines.append("allow_anonymous false" if users else "allow_anonymous true")
         # per_listener_settings false (default): allow_anonymous/password_file apply to all listeners.
         self.conf_path.write_text("\n".join(dict.fromkeys(lines)) + "\n")
@@ -128,8 +192,9 @@ class Broker:
         """Start mosquitto and return once every listener accepts TCP connections."""
         assert not self.running, "broker already running"
         with self.log_path.open("ab") as logf:
-            self._proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf_path)], stdout=logf,
-                                          stderr=subprocess.STDOUT, cwd=self.workdir)
+            self._proc = subprocess.Popen(
+                [MOSQUITTO, "-c", str(self.conf_path)], stdout=logf, stderr=subprocess.STDOUT, cwd=self.workdir
+            )
         ports = [p for p in (self.port, self.tls_port) if p is not None]
         deadline = time.monotonic() + timeout
         pause = threading.Event()

@@ -22,8 +22,20 @@ from edge.records import Attributes
 from edge.tracker import TrackerUpdate, VisitorEnded, VisitorStarted
 
 NOON = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc).timestamp()
-TOP_KEYS = ["schema", "device", "site", "seq", "window", "visitors", "faces", "dwell_s", "gender", "age",
-            "expression", "suppressed"]
+TOP_KEYS = [
+    "schema",
+    "device",
+    "site",
+    "seq",
+    "window",
+    "visitors",
+    "faces",
+    "dwell_s",
+    "gender",
+    "age",
+    "expression",
+    "suppressed",
+]
 
 
 def agg(first_seq: int = 7, **kw: Any) -> Aggregator:
@@ -103,20 +115,30 @@ def test_large_clock_jump_is_not_filled_with_empty_windows() -> None:
 def test_payload_schema_is_exact() -> None:
     a = agg(min_cell=1)
     a.observe(TrackerUpdate(new_visitors=started(1), active=1), NOON)
-    a.observe(TrackerUpdate(ended=ended(Attributes(age=30.0, gender="female", expression="happy")), active=2),
-              NOON + 1)
+    a.observe(TrackerUpdate(ended=ended(Attributes(age=30.0, gender="female", expression="happy")), active=2), NOON + 1)
     (p,) = a.tick(NOON + 60)
     assert list(p) == TOP_KEYS
     assert p == {
-        "schema": 1, "device": "lobby-1", "site": "hq", "seq": 7,
+        "schema": 1,
+        "device": "lobby-1",
+        "site": "hq",
+        "seq": 7,
         "window": {"start": "2024-05-01T12:00:00Z", "end": "2024-05-01T12:01:00Z", "partial": False},
         "visitors": 1,
         "faces": {"peak": 2, "mean": 1.5},
         "dwell_s": {"n": 1, "mean": 10.0, "p50": 10.0, "p90": 10.0},
         "gender": {"female": 1, "male": 0, "unknown": 0},
         "age": {"0-17": 0, "18-24": 0, "25-34": 1, "35-44": 0, "45-54": 0, "55-64": 0, "65+": 0, "unknown": 0},
-        "expression": {"neutral": 0, "happy": 1, "sad": 0, "angry": 0, "fearful": 0, "disgusted": 0,
-                       "surprised": 0, "unknown": 0},
+        "expression": {
+            "neutral": 0,
+            "happy": 1,
+            "sad": 0,
+            "angry": 0,
+            "fearful": 0,
+            "disgusted": 0,
+            "surprised": 0,
+            "unknown": 0,
+        },
         "suppressed": [],
     }
 
@@ -143,7 +165,15 @@ def test_age_brackets() -> None:
     c = AggregationConfig()
     assert c.age_labels == ("0-17", "18-24", "25-34", "35-44", "45-54", "55-64", "65+")
     assert [age_label(x, c) for x in (-1.0, 0.0, 17.9, 18.0, 64.99, 65.0, 104.0, None)] == [
-        "0-17", "0-17", "0-17", "18-24", "55-64", "65+", "65+", "unknown"]
+        "0-17",
+        "0-17",
+        "0-17",
+        "18-24",
+        "55-64",
+        "65+",
+        "65+",
+        "unknown",
+    ]
 
 
 def test_dwell_statistics() -> None:
@@ -165,8 +195,9 @@ def test_flush_update_does_not_count_as_a_frame() -> None:
 def test_small_counts_are_suppressed_with_complement() -> None:
     a = agg(min_cell=5)
     a.observe(TrackerUpdate(new_visitors=started(3), active=3), NOON)
-    people = [Attributes(gender="female", age=30.0, expression="happy")] * 7 + \
-             [Attributes(gender="male", age=30.0, expression="happy")] * 3
+    people = [Attributes(gender="female", age=30.0, expression="happy")] * 7 + [
+        Attributes(gender="male", age=30.0, expression="happy")
+    ] * 3
     a.observe(TrackerUpdate(ended=ended(*people)), NOON + 1)
     (p,) = a.tick(NOON + 60)
     assert p["visitors"] is None
@@ -227,8 +258,9 @@ def _walk_keys(obj: Any, prefix: str = "") -> list[str]:
     n_started=st.one_of(st.none(), st.integers(0, 40)),  # None: the same people started in the window
     active=st.lists(st.integers(0, 12), max_size=8),
 )
-def test_no_published_number_reveals_a_small_group(k: int, ethnicity: bool, people: list[Attributes],
-                                                   n_started: int | None, active: list[int]) -> None:
+def test_no_published_number_reveals_a_small_group(
+    k: int, ethnicity: bool, people: list[Attributes], n_started: int | None, active: list[int]
+) -> None:
     config = AggregationConfig(min_cell=k, ethnicity=ethnicity)
     a = Aggregator(config, device="d", site="s", first_seq=0)
     visitors = len(people) if n_started is None else n_started

@@ -108,8 +108,22 @@ def test_video_frames_are_analysed(tmp_path: Path, capsys) -> None:
     assert [len(r["faces"]) for r in records] == [1, 1, 1]  # frames 0, 2, 4 hold one face each
 
 
-def test_bad_inputs_are_reported_per_file_and_the_rest_still_runs(tmp_path: Path, astronaut: np.ndarray,
-                                                                   capsys) -> None:
+def test_gif_files_are_read_like_videos(tmp_path: Path, capsys) -> None:
+    from PIL import Image  # ships with scikit-image, a test dependency
+
+    path = tmp_path / "walk.gif"
+    pictures = [Image.fromarray(crowd_frame(1 + i % 2, 640, 480, 60, seed=i)[0]) for i in range(3)]
+    pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=100, loop=0)
+    code, out, err = run_cli(capsys, "analyze", "--json", str(path), str(tmp_path))
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["frame"] for r in records] == [0, 1, 2] * 2  # the file, then the folder holding it
+    assert [len(r["faces"]) for r in records[:3]] == [1, 2, 1]
+
+
+def test_bad_inputs_are_reported_per_file_and_the_rest_still_runs(
+    tmp_path: Path, astronaut: np.ndarray, capsys
+) -> None:
     good = write_rgb(tmp_path / "good.jpg", astronaut)
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg" * 10)
@@ -166,3 +180,98 @@ def test_eval_on_a_small_labelled_folder(tmp_path: Path, astronaut: np.ndarray, 
 def test_eval_reports_a_missing_folder(tmp_path: Path, capsys) -> None:
     code, _, err = run_cli(capsys, "eval", "--utkface", str(tmp_path / "nope"))
     assert code == 2 and "no such folder" in err
+
+
+def test_eval_reads_utkface_file_names_without_labels_csv(tmp_path: Path, astronaut: np.ndarray, capsys) -> None:
+    folder = tmp_path / "utk"
+    folder.mkdir()
+    crop = cv2.resize(np.ascontiguousarray(astronaut[40:200, 150:300]), (200, 200))
+    write_rgb(folder / "42_1_0_20170109150557335.jpg", crop)  # 42 years, female, white
+    write_rgb(folder / "30_0_1_20170109150557336.jpg", np.full((200, 200, 3), 90, np.uint8))  # no face
+    write_rgb(folder / "notes.jpg", crop)  # not a UTKFace name: not a sample
+    code, out, err = run_cli(capsys, "eval", "--utkface", str(folder), "--json", "--int8-only")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["n"] == 2 and doc["detected"] == 1
+    assert doc["groups"]["race_x_gender"]["white female"]["n"] == 1
+    assert doc["groups"]["race_x_gender"]["black male"]["n"] == 1
+
+
+def test_eval_names_the_layout_it_expects(tmp_path: Path, capsys) -> None:
+    (tmp_path / "photo.jpg").write_bytes(b"")
+    code, _, err = run_cli(capsys, "eval", "--utkface", str(tmp_path))
+    assert code == 2 and "labels.csv" in err and "AGE_GENDER_RACE_DATE" in err
+
+
+SIZE_ROW_KEYS = {
+    "face_px",
+    "n",
+    "detected",
+    "detection_rate",
+    "box_short_side_median",
+    "detector_score_median",
+    "gender_accuracy_adult",
+    "age_mae_adult",
+    "gender_accuracy_adult_by_score",
+}
+
+
+@pytest.fixture
+def astronaut_folder(tmp_path: Path, astronaut: np.ndarray) -> Path:
+    """Three tight 200x200 crops of the astronaut's face, UTKFace-like, labelled 42, female, white."""
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    rows = []
+    for i, (x1, y1, x2, y2) in enumerate([(150, 40, 300, 200), (140, 30, 310, 210), (160, 50, 290, 190)]):
+        write_rgb(folder / f"face{i}.jpg", cv2.resize(np.ascontiguousarray(astronaut[y1:y2, x1:x2]), (200, 200)))
+        rows.append({"file": f"face{i}.jpg", "age": 42, "gender": "female", "race": "white"})
+    with open(folder / "labels.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["file", "age", "gender", "race"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return folder
+
+
+def test_eval_face_px_reports_one_row_per_size(astronaut_folder: Path, capsys) -> None:
+    code, out, err = run_cli(capsys, "eval", "--utkface", str(astronaut_folder), "--face-px", "128,8", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["mode"] == "face_px" and doc["frame"] == [640, 480]
+    assert list(doc["variants"]) == ["int8"]  # int8 only unless --with-float
+    assert doc["detector_input"] == 512 and doc["images"] == 3 and doc["seconds"] > 0
+    tiny, big = doc["sizes"]
+    assert (tiny["face_px"], big["face_px"]) == (8, 128)  # sorted
+    for row in (tiny, big):
+        assert set(row) >= SIZE_ROW_KEYS and row["n"] == 3
+        assert set(row["gender_accuracy_adult_by_score"]) == {"0.7", "0.8", "0.9"}
+    assert tiny["detected"] == 0 and tiny["box_short_side_median"] is None
+    assert tiny["detection_rate"]["value"] < big["detection_rate"]["value"]
+    found = big["detected"]
+    assert found >= 2 and big["gender_accuracy_adult"]["n"] == big["age_mae_adult"]["n"] == found
+    assert big["gender_accuracy_adult"]["value"] == 1.0
+    # Within the crop (these crops hold some hair and background around the face), never beyond it.
+    assert 32 <= big["box_short_side_median"] <= 140 and 0.5 <= big["detector_score_median"] <= 1
+    kept = big["gender_accuracy_adult_by_score"]["0.7"]
+    assert kept["kept"] <= found and kept["coverage"] == kept["kept"] / found
+
+
+def test_eval_face_px_table_and_limit(astronaut_folder: Path, capsys) -> None:
+    code, out, err = run_cli(
+        capsys, "eval", "--utkface", str(astronaut_folder), "--face-px", "8,128", "--limit", "2", "--int8-only"
+    )
+    assert code == 0, err
+    assert "stratified sample of 2 of 3" in out and "crop px" in out and "detector input 512" in out
+    rows = [line for line in out.splitlines() if line.startswith("| 8 |") or line.startswith("| 128 |")]
+    assert [r.split("|")[1:3] for r in rows] == [[" 8 ", " 2 "], [" 128 ", " 2 "]]
+
+
+@pytest.mark.parametrize("value", ["abc", "16,,24", "0", "16,1000", "-8"])
+def test_eval_face_px_refuses_bad_sizes(tmp_path: Path, value: str, capsys) -> None:
+    code, out, err = run_cli(capsys, "eval", "--utkface", str(tmp_path), f"--face-px={value}")
+    assert code == 2 and out == ""
+    assert "--face-px" in err and repr(value) in err
+
+
+def test_eval_face_px_is_not_for_clips(tmp_path: Path, capsys) -> None:
+    code, _, err = run_cli(capsys, "eval", "--clips", str(tmp_path), "--face-px", "32")
+    assert code == 2 and "--face-px" in err and "--utkface" in err

@@ -114,9 +114,10 @@ def test_minimal_config_gets_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert config.models.dir == Path(edge.__file__).parent.parent / "models"
     assert (config.models.variant, config.models.detector_input) == ("int8", 512)
     assert config.runtime == RuntimeConfig(backend="auto", threads=None)
-    assert config.detector == DetectorConfig(score_threshold=0.5, min_face_px=24)
-    assert config.tracking == TrackingConfig(iou_threshold=0.3, max_missed_s=1.0, min_visitor_s=1.0,
-                                             min_hits=3, best_observations=3)
+    assert config.detector == DetectorConfig(score_threshold=0.5, weak_threshold=0.25, min_face_px=20)
+    assert config.tracking == TrackingConfig(
+        iou_threshold=0.3, max_missed_s=1.0, min_visitor_s=1.0, min_hits=3, best_observations=3
+    )
     assert config.aggregation == AggregationConfig(window_s=60, min_cell=5, age_brackets=(0, 18, 25, 35, 45, 55, 65))
     assert config.sink == JsonlSinkConfig(path="-") and config.sink.to_stdout
     assert config.state_dir == tmp_path / ".local/state/edge"
@@ -124,8 +125,7 @@ def test_minimal_config_gets_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path:
 
 
 def test_ethnicity_is_opt_in() -> None:
-    assert parse_config(MINIMAL).attributes == AttributesConfig(age=True, gender=True, expression=True,
-                                                                ethnicity=False)
+    assert parse_config(MINIMAL).attributes == AttributesConfig(age=True, gender=True, expression=True, ethnicity=False)
     assert parse_config(with_(MINIMAL, attributes={"ethnicity": True})).attributes.ethnicity is True
 
 
@@ -155,8 +155,9 @@ def test_source_types_and_normalisation() -> None:
     assert rtsp.type == "rtsp"
     file = parse_config(with_(MINIMAL, source={"type": "file", "path": "clip.mp4"})).source
     assert file == FileSourceConfig(path=Path("clip.mp4"), loop=False, realtime=True)
-    mqtt = parse_config(with_(MINIMAL, sink={"type": "mqtt", "protocol": "3.1.1", "tls": True,
-                                              "topic_prefix": "shop/door"}))
+    mqtt = parse_config(
+        with_(MINIMAL, sink={"type": "mqtt", "protocol": "3.1.1", "tls": True, "topic_prefix": "shop/door"})
+    )
     assert mqtt.sink.protocol == "3.1.1" and mqtt.sink.tls is not None and mqtt.sink.tls.ca_file is None
     assert mqtt.sink.topic_prefix == "shop/door/"
     assert parse_config(with_(MINIMAL, log_level="debug")).log_level == "DEBUG"
@@ -191,52 +192,59 @@ def test_unknown_top_level_key_and_type_key_suggest() -> None:
 def test_wrong_type_names_path_value_and_expectation() -> None:
     err = error_for(with_(MINIMAL, aggregation={"window_s": "abc"}))
     assert (err.path, err.value) == ("aggregation.window_s", "abc")
-    assert str(err) == ("config error: aggregation.window_s: expected a positive whole number of seconds "
-                        "that divides 86400 (e.g. 60, 300, 900, 3600), got 'abc'")
+    assert str(err) == (
+        "config error: aggregation.window_s: expected a positive whole number of seconds "
+        "that divides 86400 (e.g. 60, 300, 900, 3600), got 'abc'"
+    )
 
 
-@pytest.mark.parametrize(("change", "path"), [
-    ({"device_id": "lobby 1"}, "device_id"),
-    ({"device_id": 12}, "device_id"),
-    ({"device_id": "x" * 65}, "device_id"),
-    ({"source": {"type": "picamera2", "fps": 0}}, "source.fps"),
-    ({"source": {"type": "picamera2", "width": True}}, "source.width"),
-    ({"source": {"type": "v4l2", "device": "video0"}}, "source.device"),
-    ({"source": {"type": "rtsp", "url": "ftp://cam/s"}}, "source.url"),
-    ({"source": {"type": "rtsp"}}, "source.url"),
-    ({"source": {"type": "file"}}, "source.path"),
-    ({"source": {"type": "file", "path": "a.mp4", "loop": "yes"}}, "source.loop"),
-    ({"source": {"type": "picamera2", "reopen_backoff_s": {"initial": 5, "max": 1}}}, "source.reopen_backoff_s.max"),
-    ({"source": {"type": "picamera2", "reopen_backoff_s": {"initial": -1}}}, "source.reopen_backoff_s.initial"),
-    ({"source": "picamera2"}, "source"),
-    ({"models": {"variant": "int4"}}, "models.variant"),
-    ({"models": {"detector_input": 416}}, "models.detector_input"),
-    ({"runtime": {"threads": 0}}, "runtime.threads"),
-    ({"runtime": {"backend": "onnx"}}, "runtime.backend"),
-    ({"detector": {"score_threshold": 1.5}}, "detector.score_threshold"),
-    ({"detector": {"min_face_px": -1}}, "detector.min_face_px"),
-    ({"attributes": {"age": 1}}, "attributes.age"),
-    ({"tracking": {"iou_threshold": 0}}, "tracking.iou_threshold"),
-    ({"tracking": {"min_hits": 2.5}}, "tracking.min_hits"),
-    ({"tracking": "fast"}, "tracking"),
-    ({"aggregation": {"window_s": 0}}, "aggregation.window_s"),
-    ({"aggregation": {"window_s": 7}}, "aggregation.window_s"),
-    ({"aggregation": {"min_cell": 0}}, "aggregation.min_cell"),
-    ({"aggregation": {"age_brackets": [18, 25]}}, "aggregation.age_brackets"),
-    ({"aggregation": {"age_brackets": [0, 25, 25]}}, "aggregation.age_brackets"),
-    ({"sink": {"type": "kafka"}}, "sink.type"),
-    ({"sink": {"type": "mqtt", "port": 70000}}, "sink.port"),
-    ({"sink": {"type": "mqtt", "protocol": 3}}, "sink.protocol"),
-    ({"sink": {"type": "mqtt", "qos": 3}}, "sink.qos"),
-    ({"sink": {"type": "mqtt", "topic_prefix": "edge/+/"}}, "sink.topic_prefix"),
-    ({"sink": {"type": "mqtt", "tls": {"cert_file": "c.pem"}}}, "sink.tls.key_file"),
-    ({"sink": {"type": "mqtt", "username": "u", "password_env": "A", "password_file": "/p"}},
-     "sink.password_env"),
-    ({"sink": {"type": "mqtt", "password_env": "A"}}, "sink.username"),
-    ({"sink": {"type": "mqtt", "spool": {"max_windows": 0}}}, "sink.spool.max_windows"),
-    ({"sink": {"type": "jsonl", "host": "x"}}, "sink.host"),
-    ({"log_level": "TRACE"}, "log_level"),
-])
+@pytest.mark.parametrize(
+    ("change", "path"),
+    [
+        ({"device_id": "lobby 1"}, "device_id"),
+        ({"device_id": 12}, "device_id"),
+        ({"device_id": "x" * 65}, "device_id"),
+        ({"source": {"type": "picamera2", "fps": 0}}, "source.fps"),
+        ({"source": {"type": "picamera2", "width": True}}, "source.width"),
+        ({"source": {"type": "v4l2", "device": "video0"}}, "source.device"),
+        ({"source": {"type": "rtsp", "url": "ftp://cam/s"}}, "source.url"),
+        ({"source": {"type": "rtsp"}}, "source.url"),
+        ({"source": {"type": "file"}}, "source.path"),
+        ({"source": {"type": "file", "path": "a.mp4", "loop": "yes"}}, "source.loop"),
+        (
+            {"source": {"type": "picamera2", "reopen_backoff_s": {"initial": 5, "max": 1}}},
+            "source.reopen_backoff_s.max",
+        ),
+        ({"source": {"type": "picamera2", "reopen_backoff_s": {"initial": -1}}}, "source.reopen_backoff_s.initial"),
+        ({"source": "picamera2"}, "source"),
+        ({"models": {"variant": "int4"}}, "models.variant"),
+        ({"models": {"detector_input": 416}}, "models.detector_input"),
+        ({"runtime": {"threads": 0}}, "runtime.threads"),
+        ({"runtime": {"backend": "onnx"}}, "runtime.backend"),
+        ({"detector": {"score_threshold": 1.5}}, "detector.score_threshold"),
+        ({"detector": {"min_face_px": -1}}, "detector.min_face_px"),
+        ({"attributes": {"age": 1}}, "attributes.age"),
+        ({"tracking": {"iou_threshold": 0}}, "tracking.iou_threshold"),
+        ({"tracking": {"min_hits": 2.5}}, "tracking.min_hits"),
+        ({"tracking": "fast"}, "tracking"),
+        ({"aggregation": {"window_s": 0}}, "aggregation.window_s"),
+        ({"aggregation": {"window_s": 7}}, "aggregation.window_s"),
+        ({"aggregation": {"min_cell": 0}}, "aggregation.min_cell"),
+        ({"aggregation": {"age_brackets": [18, 25]}}, "aggregation.age_brackets"),
+        ({"aggregation": {"age_brackets": [0, 25, 25]}}, "aggregation.age_brackets"),
+        ({"sink": {"type": "kafka"}}, "sink.type"),
+        ({"sink": {"type": "mqtt", "port": 70000}}, "sink.port"),
+        ({"sink": {"type": "mqtt", "protocol": 3}}, "sink.protocol"),
+        ({"sink": {"type": "mqtt", "qos": 3}}, "sink.qos"),
+        ({"sink": {"type": "mqtt", "topic_prefix": "edge/+/"}}, "sink.topic_prefix"),
+        ({"sink": {"type": "mqtt", "tls": {"cert_file": "c.pem"}}}, "sink.tls.key_file"),
+        ({"sink": {"type": "mqtt", "username": "u", "password_env": "A", "password_file": "/p"}}, "sink.password_env"),
+        ({"sink": {"type": "mqtt", "password_env": "A"}}, "sink.username"),
+        ({"sink": {"type": "mqtt", "spool": {"max_windows": 0}}}, "sink.spool.max_windows"),
+        ({"sink": {"type": "jsonl", "host": "x"}}, "sink.host"),
+        ({"log_level": "TRACE"}, "log_level"),
+    ],
+)
 def test_bad_values_name_their_key(change: dict[str, Any], path: str) -> None:
     err = error_for(with_(MINIMAL, **change))
     assert [e.path for e in err.errors] == [path], str(err)
@@ -246,8 +254,10 @@ def test_bad_values_name_their_key(change: dict[str, Any], path: str) -> None:
 def test_missing_source_is_an_error() -> None:
     err = error_for({"device_id": "lobby-1"})
     assert err.path == "source"
-    assert str(err) == ("config error: source: expected a mapping with 'type: <picamera2 | v4l2 | rtsp | file>', "
-                        "got nothing (the key is required)")
+    assert str(err) == (
+        "config error: source: expected a mapping with 'type: <picamera2 | v4l2 | rtsp | file>', "
+        "got nothing (the key is required)"
+    )
     assert error_for({"source": {"type": "picamera2"}}).path == "device_id"
 
 
@@ -261,8 +271,14 @@ def test_clear_text_password_is_rejected_without_echoing_it() -> None:
 
 
 def test_all_errors_are_reported_together() -> None:
-    err = error_for({"device_id": "bad id", "source": {"type": "file"}, "tracking": {"min_hits": 0},
-                     "sink": {"type": "mqtt", "port": "x"}})
+    err = error_for(
+        {
+            "device_id": "bad id",
+            "source": {"type": "file"},
+            "tracking": {"min_hits": 0},
+            "sink": {"type": "mqtt", "port": "x"},
+        }
+    )
     assert [e.path for e in err.errors] == ["device_id", "source.path", "tracking.min_hits", "sink.port"]
     lines = str(err).splitlines()
     assert lines[0] == "config error: 4 problems:"
@@ -289,30 +305,42 @@ def test_bad_yaml_names_file_and_line(tmp_path: Path) -> None:
 
 def test_missing_file_names_it(tmp_path: Path) -> None:
     path = tmp_path / "nope.yaml"
-    with pytest.raises(ConfigError, match=re.escape(f"{path}: expected a readable UTF-8 YAML config file, "
-                                                    "got No such file or directory")):
+    with pytest.raises(
+        ConfigError,
+        match=re.escape(f"{path}: expected a readable UTF-8 YAML config file, got No such file or directory"),
+    ):
         load_config(path)
 
 
 def test_file_errors_carry_line_numbers_in_file_order(tmp_path: Path) -> None:
-    path = write(tmp_path, "\n".join([
-        "device_id: lobby-1",          # 1
-        "source:",                     # 2
-        "  type: picamera2",           # 3
-        "  fsp: 10",                   # 4
-        "aggregation:",                # 5
-        "  window_s: abc",             # 6
-        "sink:",                       # 7
-        "  type: mqtt",                # 8
-        "  password: s3cret",          # 9
-        "tracking: {min_hits: 2}",     # 10
-        "tracking: {min_hits: 3}",     # 11
-    ]) + "\n")
+    path = write(
+        tmp_path,
+        "\n".join(
+            [
+                "device_id: lobby-1",  # 1
+                "source:",  # 2
+                "  type: picamera2",  # 3
+                "  fsp: 10",  # 4
+                "aggregation:",  # 5
+                "  window_s: abc",  # 6
+                "sink:",  # 7
+                "  type: mqtt",  # 8
+                "  password: s3cret",  # 9
+                "tracking: {min_hits: 2}",  # 10
+                "tracking: {min_hits: 3}",  # 11
+            ]
+        )
+        + "\n",
+    )
     with pytest.raises(ConfigError) as info:
         load_config(path)
     err = info.value
     assert [(e.path, e.line) for e in err.errors] == [
-        ("source.fsp", 4), ("aggregation.window_s", 6), ("sink.password", 9), ("tracking", 11)]
+        ("source.fsp", 4),
+        ("aggregation.window_s", 6),
+        ("sink.password", 9),
+        ("tracking", 11),
+    ]
     text = str(err)
     assert text.splitlines()[0] == f"config error: 4 problems in {path}:"
     assert "source.fsp: expected one of the keys for source type 'picamera2': " in text
@@ -339,7 +367,9 @@ def test_mqtt_password_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert "from-file" not in repr(sink)
 
     monkeypatch.setenv("EDGE_MQTT_PASSWORD", "from-env")
-    sink = parse_config(with_(MINIMAL, sink={"type": "mqtt", "username": "u", "password_env": "EDGE_MQTT_PASSWORD"})).sink
+    sink = parse_config(
+        with_(MINIMAL, sink={"type": "mqtt", "username": "u", "password_env": "EDGE_MQTT_PASSWORD"})
+    ).sink
     assert sink.password() == "from-env"
     monkeypatch.delenv("EDGE_MQTT_PASSWORD")
     with pytest.raises(ConfigError, match=r"sink.password_env: .*EDGE_MQTT_PASSWORD \(not set\)"):
@@ -347,8 +377,9 @@ def test_mqtt_password_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
     (tmp_path / "creds").mkdir()
     (tmp_path / "creds" / "mqtt-password").write_text("from-systemd", encoding="utf-8")
-    sink = parse_config(with_(MINIMAL, sink={"type": "mqtt", "username": "u",
-                                             "password_credential": "mqtt-password"})).sink
+    sink = parse_config(
+        with_(MINIMAL, sink={"type": "mqtt", "username": "u", "password_credential": "mqtt-password"})
+    ).sink
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
     with pytest.raises(ConfigError, match="CREDENTIALS_DIRECTORY is not set"):
         sink.password()

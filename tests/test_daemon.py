@@ -10,16 +10,29 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from daemon_proc import spawn_daemon, watch
+
 from edge.config import parse_config
 from edge.daemon import Daemon
 from edge.scenes import Scene, Visitor, random_scene, write_video
 from edge.sinks import JsonlSettings, JsonlSink
 
 REPO = Path(__file__).resolve().parent.parent
-ALLOWED_KEYS = {"schema", "device", "site", "seq", "window", "visitors", "faces", "dwell_s", "gender", "age",
-                "expression", "ethnicity", "suppressed"}
+ALLOWED_KEYS = {
+    "schema",
+    "device",
+    "site",
+    "seq",
+    "window",
+    "visitors",
+    "faces",
+    "dwell_s",
+    "gender",
+    "age",
+    "expression",
+    "ethnicity",
+    "suppressed",
+}
 
 
 def config(tmp_path: Path, video: Path, **overrides: object) -> dict:
@@ -49,8 +62,13 @@ def walker(enter: float, dwell: float, lane: float, mirror: bool = False) -> Vis
 
 def test_simple_scene_counts_every_visitor_once_in_the_right_window(tmp_path: Path) -> None:
     # Entries sit well inside windows: visitors become visitors about a second after entering.
-    scene = Scene(640, 480, 10.0, 40.0, (walker(2.0, 6.0, 0.25), walker(4.0, 5.0, 0.75),
-                                          walker(13.0, 8.0, 0.25), walker(24.0, 6.0, 0.75, mirror=True)))
+    scene = Scene(
+        640,
+        480,
+        10.0,
+        40.0,
+        (walker(2.0, 6.0, 0.25), walker(4.0, 5.0, 0.75), walker(13.0, 8.0, 0.25), walker(24.0, 6.0, 0.75, mirror=True)),
+    )
     video = write_video(scene, tmp_path / "simple.avi")
     windows = run_daemon(tmp_path, config(tmp_path, video))
     assert [w["seq"] for w in windows] == list(range(1, len(windows) + 1))
@@ -89,8 +107,10 @@ def test_crowded_scene_within_five_percent(tmp_path: Path) -> None:
 
 def test_small_cells_are_suppressed_in_the_published_windows(tmp_path: Path) -> None:
     scene = Scene(640, 480, 10.0, 20.0, (walker(2.0, 5.0, 0.25), walker(3.0, 5.0, 0.75)))
-    windows = run_daemon(tmp_path, config(tmp_path, write_video(scene, tmp_path / "two.avi"),
-                                          aggregation={"window_s": 10, "min_cell": 5}))
+    windows = run_daemon(
+        tmp_path,
+        config(tmp_path, write_video(scene, tmp_path / "two.avi"), aggregation={"window_s": 10, "min_cell": 5}),
+    )
     for w in windows:
         assert w["visitors"] in (0, None)
         for key in ("gender", "age", "expression"):
@@ -111,8 +131,12 @@ def test_sigterm_closes_a_partial_window_and_exits_zero(tmp_path: Path) -> None:
     scene = Scene(640, 480, 10.0, 6.0, (walker(1.0, 4.0, 0.5),))
     video = write_video(scene, tmp_path / "loop.avi")
     out = tmp_path / "windows.jsonl"
-    doc = config(tmp_path, video, source={"type": "file", "path": str(video), "realtime": True, "loop": True},
-                 aggregation={"window_s": 3600, "min_cell": 1})
+    doc = config(
+        tmp_path,
+        video,
+        source={"type": "file", "path": str(video), "realtime": True, "loop": True},
+        aggregation={"window_s": 3600, "min_cell": 1},
+    )
     proc = spawn_daemon(tmp_path, doc)
     seen: list[str] = []
     try:
@@ -126,8 +150,11 @@ def test_sigterm_closes_a_partial_window_and_exits_zero(tmp_path: Path) -> None:
 
 
 def test_missing_camera_is_reported_and_retried(tmp_path: Path) -> None:
-    doc = config(tmp_path, Path("unused"), source={"type": "v4l2", "device": "/dev/video99",
-                                                    "reopen_backoff_s": {"initial": 0.05, "max": 0.1}})
+    doc = config(
+        tmp_path,
+        Path("unused"),
+        source={"type": "v4l2", "device": "/dev/video99", "reopen_backoff_s": {"initial": 0.05, "max": 0.1}},
+    )
     proc = spawn_daemon(tmp_path, doc)
     seen: list[str] = []
     try:
@@ -143,8 +170,13 @@ def test_malformed_config_exits_2_with_the_key_path(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("device_id: cam\nsource: {type: file, path: x.avi}\naggregation: {window_s: -5}\n")
     for command in ("check", "run"):
-        proc = subprocess.run([sys.executable, "-m", "edge.cli", command, "--config", str(path)], cwd=REPO,
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "edge.cli", command, "--config", str(path)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 2
         assert "aggregation.window_s" in proc.stderr and "-5" in proc.stderr
 
@@ -165,8 +197,10 @@ def test_logs_and_state_hold_no_per_person_data(tmp_path: Path, caplog: pytest.L
 
 def test_switched_off_attributes_are_left_out_of_the_windows(tmp_path: Path) -> None:
     scene = Scene(640, 480, 10.0, 10.0, (walker(2.0, 4.0, 0.5),))
-    windows = run_daemon(tmp_path, config(tmp_path, write_video(scene, tmp_path / "one.avi"),
-                                          attributes={"expression": False, "age": False}))
+    windows = run_daemon(
+        tmp_path,
+        config(tmp_path, write_video(scene, tmp_path / "one.avi"), attributes={"expression": False, "age": False}),
+    )
     assert windows and all("expression" not in w and "age" not in w and "gender" in w for w in windows)
 
 

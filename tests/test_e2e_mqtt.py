@@ -9,16 +9,29 @@ from collections.abc import Callable
 from pathlib import Path
 
 from daemon_proc import spawn_daemon, watch
-from edge.config import parse_config
-from edge.daemon import Daemon
-from edge.scenes import Scene, Visitor, write_video
 from mqtt_broker import HOST, Broker
 from test_mqtt_sink import Subscriber
 
+from edge.config import parse_config
+from edge.daemon import Daemon
+from edge.scenes import Scene, Visitor, write_video
+
 DEVICE = "e2e-cam"
 COUNTS, STATUS = f"edge/{DEVICE}/counts", f"edge/{DEVICE}/status"
-KEYS = {"schema", "device", "site", "seq", "window", "visitors", "faces", "dwell_s", "gender", "age", "expression",
-        "suppressed"}
+KEYS = {
+    "schema",
+    "device",
+    "site",
+    "seq",
+    "window",
+    "visitors",
+    "faces",
+    "dwell_s",
+    "gender",
+    "age",
+    "expression",
+    "suppressed",
+}
 
 
 def walker(enter: float, dwell: float, lane: float) -> Visitor:
@@ -42,13 +55,22 @@ def seqs(sub: Subscriber) -> list[int]:
 
 
 def test_video_to_daemon_to_broker_to_subscriber(mqtt_broker: Broker, tmp_path: Path) -> None:
-    scene = Scene(640, 480, 10.0, 30.0, (walker(2.0, 5.0, 0.25), walker(3.0, 6.0, 0.75), walker(12.0, 5.0, 0.25),
-                                          walker(22.0, 5.0, 0.75)))
+    scene = Scene(
+        640,
+        480,
+        10.0,
+        30.0,
+        (walker(2.0, 5.0, 0.25), walker(3.0, 6.0, 0.75), walker(12.0, 5.0, 0.25), walker(22.0, 5.0, 0.75)),
+    )
     video = write_video(scene, tmp_path / "scene.avi")
     sub = Subscriber(mqtt_broker.port, [f"edge/{DEVICE}/#"])
     try:
-        assert Daemon(parse_config(doc(tmp_path, video, mqtt_broker.port, realtime=False, window_s=10)),
-                      threading.Event()).run() == 0
+        assert (
+            Daemon(
+                parse_config(doc(tmp_path, video, mqtt_broker.port, realtime=False, window_s=10)), threading.Event()
+            ).run()
+            == 0
+        )
         assert sub.wait_for(lambda ms: any(m.topic == STATUS and m.payload == "offline" for m in ms))
         windows = [json.loads(m.payload) for m in sub.messages if m.topic == COUNTS]
     finally:
@@ -61,8 +83,9 @@ def test_video_to_daemon_to_broker_to_subscriber(mqtt_broker: Broker, tmp_path: 
     assert windows[-1]["window"]["partial"] is True
 
 
-def test_sigkilled_daemon_delivers_spooled_windows_after_restart(broker_factory: Callable[..., Broker],
-                                                                 tmp_path: Path) -> None:
+def test_sigkilled_daemon_delivers_spooled_windows_after_restart(
+    broker_factory: Callable[..., Broker], tmp_path: Path
+) -> None:
     broker = broker_factory(start=False)
     video = write_video(Scene(640, 480, 10.0, 6.0, (walker(1.0, 4.0, 0.5),)), tmp_path / "loop.avi")
     config = doc(tmp_path, video, broker.port, realtime=True, window_s=1)

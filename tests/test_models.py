@@ -16,8 +16,11 @@ from edge.models import DEFAULT_DIR, Manifest, ModelError, sha256_of
 
 MANIFEST = json.loads((DEFAULT_DIR / "manifest.json").read_text())
 KEYS = ["detector", "detector_320", "age_gender", "expression", "ethnicity"]
-INSTALLED = [name for name, b in BACKENDS.items()
-             if name != "tensorflow" and importlib.util.find_spec(b.module.split(".")[0]) is not None]
+INSTALLED = [
+    name
+    for name, b in BACKENDS.items()
+    if name != "tensorflow" and importlib.util.find_spec(b.module.split(".")[0]) is not None
+]
 
 
 def test_manifest_lists_every_model_with_matching_files() -> None:
@@ -82,8 +85,12 @@ def test_int8_detector_finds_the_astronaut(detector: FaceDetector, astronaut: np
 
 def test_int8_detector_finds_nothing_in_blank_or_noise(detector: FaceDetector) -> None:
     rng = np.random.default_rng(1)
-    frames = [np.zeros((480, 640, 3), np.uint8), np.full((480, 640, 3), 128, np.uint8),
-              np.full((720, 1280, 3), 255, np.uint8), rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)]
+    frames = [
+        np.zeros((480, 640, 3), np.uint8),
+        np.full((480, 640, 3), 128, np.uint8),
+        np.full((720, 1280, 3), 255, np.uint8),
+        rng.integers(0, 256, (480, 640, 3), dtype=np.uint8),
+    ]
     for frame in frames:
         assert detector.detect(frame) == []
 

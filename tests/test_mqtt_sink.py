@@ -21,12 +21,22 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from mqtt_broker import HOST, Broker, TlsFiles
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.sinks import (SINKS, JsonlSettings, JsonlSink, MqttSettings, MqttSink, SinkError, TlsSettings, build_health,
-                        pi_health, read_password)
+from edge.sinks import (
+    SINKS,
+    JsonlSettings,
+    JsonlSink,
+    MqttSettings,
+    MqttSink,
+    SinkError,
+    TlsSettings,
+    build_health,
+    pi_health,
+    read_password,
+)
 from edge.spool import Spool
-from mqtt_broker import HOST, Broker, TlsFiles
 
 REPO = Path(__file__).resolve().parents[1]
 DEVICE = "cam1"
@@ -36,17 +46,31 @@ WAIT = 10.0  # upper bound for any single wait; tests normally finish far sooner
 
 
 def window(seq: int) -> dict[str, Any]:
-    return {"schema": 1, "device": DEVICE, "site": "shop", "seq": seq,
-            "window": {"start": "2026-11-23T12:00:00Z", "end": "2026-11-23T12:01:00Z", "partial": False},
-            "visitors": 7, "faces": {"peak": 5, "mean": 1.2},
-            "dwell_s": {"n": 6, "mean": 12.5, "p50": 10.0, "p90": 30.0},
-            "gender": {"female": 5, "male": None}, "age": {"0-17": 0, "18-24": None, "65+": 3},
-            "expression": {"happy": 5, "neutral": None}, "suppressed": ["gender.male"]}
+    return {
+        "schema": 1,
+        "device": DEVICE,
+        "site": "shop",
+        "seq": seq,
+        "window": {"start": "2026-11-23T12:00:00Z", "end": "2026-11-23T12:01:00Z", "partial": False},
+        "visitors": 7,
+        "faces": {"peak": 5, "mean": 1.2},
+        "dwell_s": {"n": 6, "mean": 12.5, "p50": 10.0, "p90": 30.0},
+        "gender": {"female": 5, "male": None},
+        "age": {"0-17": 0, "18-24": None, "65+": 3},
+        "expression": {"happy": 5, "neutral": None},
+        "suppressed": ["gender.male"],
+    }
 
 
 def settings(port: int, **kw: Any) -> MqttSettings:
-    base: dict[str, Any] = {"host": HOST, "port": port, "keepalive": 5, "reconnect_min_s": 0.1,
-                            "reconnect_max_s": 0.5, "close_timeout_s": 3.0}
+    base: dict[str, Any] = {
+        "host": HOST,
+        "port": port,
+        "keepalive": 5,
+        "reconnect_min_s": 0.1,
+        "reconnect_max_s": 0.5,
+        "close_timeout_s": 3.0,
+    }
     return MqttSettings(**{**base, **kw})
 
 
@@ -65,8 +89,9 @@ class Subscriber:
         self._cv = threading.Condition()
         self.subscribed = threading.Event()
         self._topics = topics
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
-                                  clean_session=not persistent)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311, clean_session=not persistent
+        )
         self.client.reconnect_delay_set(0.1, 0.5)  # type: ignore[arg-type]
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *a: self.subscribed.set()
@@ -170,8 +195,13 @@ HELPER = textwrap.dedent("""
 def run_helper(tmp_path: Path, *args: Any) -> subprocess.Popen[str]:
     script = tmp_path / "sink_helper.py"
     script.write_text(HELPER)
-    return subprocess.Popen([sys.executable, str(script), *map(str, args)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    return subprocess.Popen(
+        [sys.executable, str(script), *map(str, args)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
 
 
 def read_line(proc: subprocess.Popen[str], timeout: float = WAIT) -> str:
@@ -193,8 +223,9 @@ def sigkill(proc: subprocess.Popen[str]) -> None:
 # --------------------------------------------------------------------------- tests
 
 
-def test_windows_in_order_status_and_discovery(mqtt_broker: Broker, tmp_path: Path,
-                                               subscribers: Callable[..., Subscriber]) -> None:
+def test_windows_in_order_status_and_discovery(
+    mqtt_broker: Broker, tmp_path: Path, subscribers: Callable[..., Subscriber]
+) -> None:
     sub = subscribers(mqtt_broker.port, [f"edge/{DEVICE}/#"])
     spool = Spool(tmp_path / "spool.db", 100)
     sink = MqttSink(settings(mqtt_broker.port), spool, DEVICE, "1.2.3")
@@ -221,10 +252,23 @@ def test_windows_in_order_status_and_discovery(mqtt_broker: Broker, tmp_path: Pa
     health = json.loads(retained[f"edge/{DEVICE}/health"])
     assert health["device"] == DEVICE and health["spool"]["depth"] == 0 and "cpu_temp_c" in health
     configs = {t.split("/")[3]: json.loads(p) for t, p in retained.items() if t.startswith("homeassistant/")}
-    assert {"visitors", "dwell_mean", "faces_peak", "gender_female", "gender_male", "age_0_17", "age_18_24",
-            "age_65_plus", "expression_happy", "expression_neutral"} <= set(configs)
-    assert all(t == f"homeassistant/sensor/{DEVICE}/{t.split('/')[3]}/config"
-               for t in retained if t.startswith("homeassistant/"))
+    assert {
+        "visitors",
+        "dwell_mean",
+        "faces_peak",
+        "gender_female",
+        "gender_male",
+        "age_0_17",
+        "age_18_24",
+        "age_65_plus",
+        "expression_happy",
+        "expression_neutral",
+    } <= set(configs)
+    assert all(
+        t == f"homeassistant/sensor/{DEVICE}/{t.split('/')[3]}/config"
+        for t in retained
+        if t.startswith("homeassistant/")
+    )
     female = configs["gender_female"]
     assert female["value_template"] == "{{ value_json.gender.female }}"
     assert configs["age_0_17"]["value_template"] == '{{ value_json.age["0-17"] }}'
@@ -232,8 +276,12 @@ def test_windows_in_order_status_and_discovery(mqtt_broker: Broker, tmp_path: Pa
     assert female["state_topic"] == COUNTS and female["availability_topic"] == STATUS
     assert (female["payload_available"], female["payload_not_available"]) == ("online", "offline")
     assert female["unique_id"] == f"{DEVICE}_gender_female"
-    assert female["device"] == {"identifiers": [DEVICE], "name": DEVICE, "model": "Edge face analytics",
-                                "sw_version": "1.2.3"}
+    assert female["device"] == {
+        "identifiers": [DEVICE],
+        "name": DEVICE,
+        "model": "Edge face analytics",
+        "sw_version": "1.2.3",
+    }
     assert len({c["unique_id"] for c in configs.values()}) == len(configs)
 
     sink.close()
@@ -241,9 +289,9 @@ def test_windows_in_order_status_and_discovery(mqtt_broker: Broker, tmp_path: Pa
     spool.close()
 
 
-def test_broker_outage_spools_then_delivers_everything_in_order(broker_factory: Callable[..., Broker],
-                                                                tmp_path: Path,
-                                                                subscribers: Callable[..., Subscriber]) -> None:
+def test_broker_outage_spools_then_delivers_everything_in_order(
+    broker_factory: Callable[..., Broker], tmp_path: Path, subscribers: Callable[..., Subscriber]
+) -> None:
     broker = broker_factory(persistence=True)  # keeps the subscriber's session across the restart
     sub = subscribers(broker.port, [COUNTS], client_id="outage-sub", persistent=True)
     spool = Spool(tmp_path / "spool.db", 100)
@@ -336,16 +384,18 @@ class LinkProxy:
         self._do("stop")
 
 
-def test_dead_link_loses_in_flight_windows_which_are_resent_in_order(mqtt_broker: Broker, tmp_path: Path,
-                                                                     subscribers: Callable[..., Subscriber],
-                                                                     sink_log: LogWaiter) -> None:
+def test_dead_link_loses_in_flight_windows_which_are_resent_in_order(
+    mqtt_broker: Broker, tmp_path: Path, subscribers: Callable[..., Subscriber], sink_log: LogWaiter
+) -> None:
     """Windows sent into a dead link are never acknowledged: after keepalive notices, they and the
     windows spooled meanwhile all arrive, in order. The broker never restarts."""
     sub = subscribers(mqtt_broker.port, [COUNTS])
     proxy = LinkProxy(mqtt_broker.port)
     try:
-        with Spool(tmp_path / "spool.db", 100) as spool, \
-                MqttSink(settings(proxy.port, keepalive=1, max_inflight=4), spool, DEVICE, "t") as sink:
+        with (
+            Spool(tmp_path / "spool.db", 100) as spool,
+            MqttSink(settings(proxy.port, keepalive=1, max_inflight=4), spool, DEVICE, "t") as sink,
+        ):
             assert sink.wait_connected(WAIT)
             for seq in range(1, 4):
                 sink.publish_window(window(seq))
@@ -368,9 +418,9 @@ def test_dead_link_loses_in_flight_windows_which_are_resent_in_order(mqtt_broker
         proxy.stop()
 
 
-def test_sigkilled_sink_leaves_spool_that_a_new_sink_drains(broker_factory: Callable[..., Broker],
-                                                            tmp_path: Path,
-                                                            subscribers: Callable[..., Subscriber]) -> None:
+def test_sigkilled_sink_leaves_spool_that_a_new_sink_drains(
+    broker_factory: Callable[..., Broker], tmp_path: Path, subscribers: Callable[..., Subscriber]
+) -> None:
     broker = broker_factory(start=False)
     spool_path = tmp_path / "spool.db"
     proc = run_helper(tmp_path, "spool", spool_path, broker.port, 5)
@@ -389,8 +439,9 @@ def test_sigkilled_sink_leaves_spool_that_a_new_sink_drains(broker_factory: Call
         assert spool.depth() == 0
 
 
-def test_last_will_marks_a_killed_sink_offline(mqtt_broker: Broker, tmp_path: Path,
-                                               subscribers: Callable[..., Subscriber]) -> None:
+def test_last_will_marks_a_killed_sink_offline(
+    mqtt_broker: Broker, tmp_path: Path, subscribers: Callable[..., Subscriber]
+) -> None:
     sub = subscribers(mqtt_broker.port, [STATUS])
     proc = run_helper(tmp_path, "connect", tmp_path / "spool.db", mqtt_broker.port, 0)
     try:
@@ -401,23 +452,31 @@ def test_last_will_marks_a_killed_sink_offline(mqtt_broker: Broker, tmp_path: Pa
     assert sub.wait_for(lambda ms: ms[-1].payload == "offline"), [m.payload for m in sub.messages]
 
 
-def test_tls_with_right_and_wrong_ca(broker_factory: Callable[..., Broker], tls_files: TlsFiles, tmp_path: Path,
-                                     subscribers: Callable[..., Subscriber], sink_log: LogWaiter,
-                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_tls_with_right_and_wrong_ca(
+    broker_factory: Callable[..., Broker],
+    tls_files: TlsFiles,
+    tmp_path: Path,
+    subscribers: Callable[..., Subscriber],
+    sink_log: LogWaiter,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     broker = broker_factory(tls=tls_files)
     assert broker.tls_port is not None
     sub = subscribers(broker.port, [COUNTS])  # plain listener on the same broker
 
-    with Spool(tmp_path / "ok.db", 10) as spool, \
-            MqttSink(settings(broker.tls_port, tls=TlsSettings(ca_file=tls_files.ca)), spool, DEVICE, "t") as sink:
+    with (
+        Spool(tmp_path / "ok.db", 10) as spool,
+        MqttSink(settings(broker.tls_port, tls=TlsSettings(ca_file=tls_files.ca)), spool, DEVICE, "t") as sink,
+    ):
         assert sink.wait_connected(WAIT)
         sink.publish_window(window(1))
         assert sub.wait_seqs([1]) == [1]
 
     caplog.set_level(logging.INFO, logger="edge.sinks")
-    with Spool(tmp_path / "bad.db", 10) as spool, \
-            MqttSink(settings(broker.tls_port, tls=TlsSettings(ca_file=tls_files.wrong_ca)),
-                     spool, "cam2", "t") as sink:
+    with (
+        Spool(tmp_path / "bad.db", 10) as spool,
+        MqttSink(settings(broker.tls_port, tls=TlsSettings(ca_file=tls_files.wrong_ca)), spool, "cam2", "t") as sink,
+    ):
         lines = sink_log.wait_for("certificate rejected")
         assert lines, sink_log.lines
         assert not sink.connected
@@ -425,9 +484,9 @@ def test_tls_with_right_and_wrong_ca(broker_factory: Callable[..., Broker], tls_
     assert any("certificate rejected" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
 
 
-def test_refused_password_is_logged_per_attempt_and_retried(broker_factory: Callable[..., Broker],
-                                                           tmp_path: Path, sink_log: LogWaiter,
-                                                           caplog: pytest.LogCaptureFixture) -> None:
+def test_refused_password_is_logged_per_attempt_and_retried(
+    broker_factory: Callable[..., Broker], tmp_path: Path, sink_log: LogWaiter, caplog: pytest.LogCaptureFixture
+) -> None:
     broker = broker_factory(users={"edge": "s3cret-right"})
     wrong, right = tmp_path / "wrong", tmp_path / "right"
     wrong.write_text("s3cret-wrong\n")
@@ -435,8 +494,14 @@ def test_refused_password_is_logged_per_attempt_and_retried(broker_factory: Call
     caplog.set_level(logging.INFO, logger="edge.sinks")
     with Spool(tmp_path / "spool.db", 10) as spool:
         for protocol in ("5", "3.1.1"):
-            s = settings(broker.port, username="edge", password_file=wrong, protocol=protocol,
-                         reconnect_min_s=0.05, reconnect_max_s=0.2)
+            s = settings(
+                broker.port,
+                username="edge",
+                password_file=wrong,
+                protocol=protocol,
+                reconnect_min_s=0.05,
+                reconnect_max_s=0.2,
+            )
             before = len(sink_log.lines)
             with MqttSink(s, spool, DEVICE, "t") as sink:
                 refused = sink_log.wait_for("refused the connection", count=2, since=before)
@@ -470,8 +535,9 @@ def test_missing_password_or_ca_file_names_the_path(tmp_path: Path, monkeypatch:
             read_password(settings(1, username="u", password_env="NOPE_UNSET"))
 
 
-def test_full_spool_evicts_oldest_while_broker_is_down(broker_factory: Callable[..., Broker], tmp_path: Path,
-                                                       subscribers: Callable[..., Subscriber]) -> None:
+def test_full_spool_evicts_oldest_while_broker_is_down(
+    broker_factory: Callable[..., Broker], tmp_path: Path, subscribers: Callable[..., Subscriber]
+) -> None:
     broker = broker_factory(start=False)
     with Spool(tmp_path / "spool.db", max_windows=3) as spool:
         with MqttSink(settings(broker.port), spool, DEVICE, "t") as sink:
@@ -487,7 +553,7 @@ def test_full_spool_evicts_oldest_while_broker_is_down(broker_factory: Callable[
 
 
 def test_jsonl_sink_and_registry(tmp_path: Path) -> None:
-    assert SINKS == {"jsonl": JsonlSink, "mqtt": MqttSink}
+    assert {"jsonl": JsonlSink, "mqtt": MqttSink} == SINKS
     out = tmp_path / "out" / "windows.jsonl"
     with JsonlSink(JsonlSettings(path=str(out))) as sink:
         sink.publish_window(window(1))

@@ -18,9 +18,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def window(seq: int, device: str = "cam1") -> dict[str, Any]:
-    return {"schema": 1, "device": device, "site": "shop", "seq": seq,
-            "window": {"start": "2026-11-23T12:00:00Z", "end": "2026-11-23T12:01:00Z", "partial": False},
-            "visitors": seq % 7, "gender": {"female": 5, "male": None}, "suppressed": ["gender.male"]}
+    return {
+        "schema": 1,
+        "device": device,
+        "site": "shop",
+        "seq": seq,
+        "window": {"start": "2026-11-23T12:00:00Z", "end": "2026-11-23T12:01:00Z", "partial": False},
+        "visitors": seq % 7,
+        "gender": {"female": 5, "male": None},
+        "suppressed": ["gender.male"],
+    }
 
 
 def test_put_pending_ack_in_seq_order(tmp_path: Path) -> None:
@@ -58,8 +65,13 @@ def test_put_is_durable_when_the_process_is_killed(tmp_path: Path) -> None:
         print("stored", flush=True)
         sys.stdin.read()  # wait to be killed
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": str(REPO)}, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "stored"
@@ -113,6 +125,7 @@ def test_rejects_payload_without_integer_seq(tmp_path: Path) -> None:
 
 def test_concurrent_puts_and_acks(tmp_path: Path) -> None:
     with Spool(tmp_path / "s.db", max_windows=1000) as spool:
+
         def writer(base: int) -> None:
             for i in range(50):
                 spool.put(window(base + i))

@@ -174,8 +174,8 @@ def test_requests_only_for_top_k_observations() -> None:
     qualities = [5, 4, 3, 1, 2, 6, 3.5, 4.5]
     asked = []
     for i, q in enumerate(qualities):
-        u = run.frame(i * DT, face(100, 100, score=q / 10))
-        asked += [round(r.detection.score * 10, 3) for r in u.needs_attributes]
+        u = run.frame(i * DT, face(100, 100, score=0.5 + q / 20))  # all confident; quality ranks by q
+        asked += [round((r.detection.score - 0.5) * 20, 3) for r in u.needs_attributes]
         for r in u.needs_attributes:
             run.tracker.add_attributes(r.track_key, Attributes(age=30.0))
     # 5, 4, 3 fill the top 3; 1 and 2 never beat 3; 6 evicts 3; 3.5 loses to 4; 4.5 evicts 4.
@@ -201,7 +201,7 @@ def test_state_bounded_when_quality_keeps_improving_and_nobody_answers() -> None
     run = Run(TrackerConfig(best_observations=k))
     key = None
     for i in range(10_000):
-        u = run.frame(i * DT, face(100, 100, score=0.1 + i * 1e-5))
+        u = run.frame(i * DT, face(100, 100, score=0.5 + i * 4e-5))
         assert len(u.needs_attributes) == 1  # each frame beats the worst kept one
         key = u.needs_attributes[0].track_key
     assert key is not None
@@ -222,8 +222,13 @@ def test_attributes_are_combined_from_kept_observations() -> None:
             run.tracker.add_attributes(r.track_key, answers[i])
     run.idle(20 * DT, 2.0)
     (ended,) = run.ended
-    assert ended.attributes == Attributes(age=35.0, gender="female", gender_score=pytest.approx(0.65),
-                                          expression="happy", expression_score=pytest.approx(0.85))
+    assert ended.attributes == Attributes(
+        age=35.0,
+        gender="female",
+        gender_score=pytest.approx(0.65),
+        expression="happy",
+        expression_score=pytest.approx(0.85),
+    )
 
 
 def test_skipped_requests_keep_answers_aligned() -> None:
@@ -247,12 +252,33 @@ def test_answers_for_ended_tracks_are_ignored() -> None:
 
 def test_combine_votes() -> None:
     obs = [
-        Attributes(age=20.0, gender="male", gender_score=0.55, expression="sad", expression_score=0.9,
-                   ethnicity="asian", ethnicity_score=0.6),
-        Attributes(age=30.0, gender="male", gender_score=0.55, expression="happy", expression_score=0.6,
-                   ethnicity="white", ethnicity_score=0.9),
-        Attributes(age=None, gender="female", gender_score=0.95, expression="happy", expression_score=0.5,
-                   ethnicity="asian", ethnicity_score=0.7),
+        Attributes(
+            age=20.0,
+            gender="male",
+            gender_score=0.55,
+            expression="sad",
+            expression_score=0.9,
+            ethnicity="asian",
+            ethnicity_score=0.6,
+        ),
+        Attributes(
+            age=30.0,
+            gender="male",
+            gender_score=0.55,
+            expression="happy",
+            expression_score=0.6,
+            ethnicity="white",
+            ethnicity_score=0.9,
+        ),
+        Attributes(
+            age=None,
+            gender="female",
+            gender_score=0.95,
+            expression="happy",
+            expression_score=0.5,
+            ethnicity="asian",
+            ethnicity_score=0.7,
+        ),
         Attributes(age=40.0, gender=None, expression="sad", expression_score=0.3),
     ]
     c = combine_attributes(obs)

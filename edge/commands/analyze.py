@@ -53,15 +53,30 @@ def annotate(rgb: np.ndarray, faces: list[Face], path: Path) -> None:
     for face in faces:
         x1, y1, x2, y2 = (int(round(v)) for v in face.detection.box)
         cv2.rectangle(img, (x1, y1), (x2, y2), (0, 220, 0), thick)
-        cv2.putText(img, label(face), (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * thick,
-                    (0, 220, 0), thick, cv2.LINE_AA)
+        cv2.putText(
+            img,
+            label(face),
+            (x1, max(12, y1 - 4)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.45 * thick,
+            (0, 220, 0),
+            thick,
+            cv2.LINE_AA,
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), img):
         raise MediaError(f"{path}: could not write the annotated image")
 
 
-def run(analyzer: Analyzer, paths: list[Path], as_json: bool, annotate_dir: Path | None, every: int,
-        out: TextIO | None = None, err: TextIO | None = None) -> int:
+def run(
+    analyzer: Analyzer,
+    paths: list[Path],
+    as_json: bool,
+    annotate_dir: Path | None,
+    every: int,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     """Analyse every input; unreadable ones are reported and skipped. Exit 1 if any failed."""
     failed = 0
@@ -76,10 +91,18 @@ def run(analyzer: Analyzer, paths: list[Path], as_json: bool, annotate_dir: Path
                 t = analyzer.last_timings
                 h, w = frame.rgb.shape[:2]
                 if as_json:
-                    record = {"source": frame.source, "frame": frame.index, "width": w, "height": h,
-                              "faces": [face_json(f) for f in faces],
-                              "timings_ms": {"detect": round(t.detect_ms, 2), "attributes": round(t.attributes_ms, 2),
-                                             "total": round(t.total_ms, 2)}}
+                    record = {
+                        "source": frame.source,
+                        "frame": frame.index,
+                        "width": w,
+                        "height": h,
+                        "faces": [face_json(f) for f in faces],
+                        "timings_ms": {
+                            "detect": round(t.detect_ms, 2),
+                            "attributes": round(t.attributes_ms, 2),
+                            "total": round(t.total_ms, 2),
+                        },
+                    }
                     out.write(json.dumps(record) + "\n")
                 else:
                     where = frame.source if frame.index == 0 else f"{frame.source}#{frame.index}"

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import cv2
 import numpy as np
@@ -63,10 +63,18 @@ def _synthetic(n_faces: int, face_px: float) -> Input:
         frame, _ = crowd_frame(n_faces, 640, 480, face_px, seed=n_faces)
         ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         t0 = time.perf_counter()
-        rgb = cv2.cvtColor(cv2.imdecode(jpg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        bgr = cv2.imdecode(jpg, cv2.IMREAD_COLOR)
+        assert bgr is not None  # we encoded it a line above
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         return [(rgb, (time.perf_counter() - t0) * 1000)]
 
     return Input(f"synthetic 640x480, {n_faces} faces", load)
+
+
+def _cell(stages: dict, key: str) -> str:
+    if key not in stages:
+        return f"{'-':>7} {'-':>7}"
+    return f"{stages[key]['p50']:7.1f} {stages[key]['p90']:7.1f}"
 
 
 def measure(analyzer: Analyzer, inp: Input, repeats: int) -> dict:
@@ -94,12 +102,26 @@ def measure(analyzer: Analyzer, inp: Input, repeats: int) -> dict:
         if values:
             stats[stage] = {"p50": float(np.percentile(values, 50)), "p90": float(np.percentile(values, 90))}
     e2e = stats["end_to_end"]["p50"]
-    return {"input": inp.name, "frames": len(loaded), "faces": faces_seen, "stages_ms": stats,
-            "fps": 1000.0 / e2e if e2e > 0 else None, "peak_rss_mb": peak_rss_mb()}
+    return {
+        "input": inp.name,
+        "frames": len(loaded),
+        "faces": faces_seen,
+        "stages_ms": stats,
+        "fps": 1000.0 / e2e if e2e > 0 else None,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
-def run(make_analyzer: Callable[[str, int], Analyzer], configs: list[tuple[str, int]], paths: list[Path],
-        repeats: int, max_frames: int, as_json: bool, out: TextIO | None = None, err: TextIO | None = None) -> int:
+def run(
+    make_analyzer: Callable[[str, int], Analyzer],
+    configs: list[tuple[str, int]],
+    paths: list[Path],
+    repeats: int,
+    max_frames: int,
+    as_json: bool,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     inputs = []
     for item in expand(paths):
@@ -117,15 +139,19 @@ def run(make_analyzer: Callable[[str, int], Analyzer], configs: list[tuple[str, 
             except MediaError as exc:
                 err.write(f"edge bench: {exc}\n")
                 continue
-            r.update(variant=variant, detector_input=size, threads=analyzer.detector.model.threads,
-                     backend=analyzer.detector.model.backend.name)
+            r.update(
+                variant=variant,
+                detector_input=size,
+                threads=analyzer.detector.model.threads,
+                backend=analyzer.detector.model.backend.name,
+            )
             results.append(r)
             if not as_json:
-                s = r["stages_ms"]
-                cell = lambda k: f"{s[k]['p50']:7.1f} {s[k]['p90']:7.1f}" if k in s else f"{'-':>7} {'-':>7}"
-                out.write(f"{variant:<5} {size:>3}  {r['input'][:34]:<34} {r['faces']:>3}  "
-                          + "  ".join(cell(k) for k in STAGES)
-                          + f"  {r['fps']:6.1f}  {r['peak_rss_mb']:6.0f}\n")
+                out.write(
+                    f"{variant:<5} {size:>3}  {r['input'][:34]:<34} {r['faces']:>3}  "
+                    + "  ".join(_cell(r["stages_ms"], k) for k in STAGES)
+                    + f"  {r['fps']:6.1f}  {r['peak_rss_mb']:6.0f}\n"
+                )
                 out.flush()
     if as_json:
         out.write(json.dumps({"results": results, "peak_rss_mb": peak_rss_mb()}) + "\n")
@@ -134,60 +160,87 @@ def run(make_analyzer: Callable[[str, int], Analyzer], configs: list[tuple[str, 
 
 def header() -> str:
     stages = "  ".join(f"{s[:15]:>15}" for s in STAGES)
-    return (f"{'var':<5} {'in':>3}  {'input':<34} {'fac':>3}  {stages}  {'fps':>6}  {'RSS MB':>6}\n"
-            f"{'':<5} {'':>3}  {'':<34} {'':>3}  " + "  ".join(f"{'p50     p90':>15}" for _ in STAGES) + "\n")
+    return (
+        f"{'var':<5} {'in':>3}  {'input':<34} {'fac':>3}  {stages}  {'fps':>6}  {'RSS MB':>6}\n"
+        f"{'':<5} {'':>3}  {'':<34} {'':>3}  " + "  ".join(f"{'p50     p90':>15}" for _ in STAGES) + "\n"
+    )
 
 
-def run_pipeline(make_analyzer: Callable[[str, int], Analyzer], faces: list[int], duration_s: float, fps: float,
-                 as_json: bool, out: TextIO | None = None) -> int:
+def run_pipeline(
+    make_analyzer: Callable[[str, int], Analyzer],
+    configs: list[tuple[str, int]],
+    faces: list[int],
+    duration_s: float,
+    fps: float,
+    as_json: bool,
+    out: TextIO | None = None,
+) -> int:
     """Sustained daemon pipeline (detect, track, attributes on best observations, aggregate) on
     640x480 synthetic video where the same people stay in view: per-frame cost must not grow
     with dwell, memory must stay flat. Frames are timed as fast as the machine goes; the media
     clock advances 1/fps per frame so tracks see realistic motion."""
-    from edge.aggregator import AggregationConfig, Aggregator
-    from edge.tracker import Tracker
-
     out = out or sys.stdout
-    analyzer = make_analyzer("int8", 512)
-    analyzer.detector.min_face_px = max(analyzer.detector.min_face_px, 24)  # the daemon's default
     results = []
-    for n in faces:
-        base, _ = crowd_frame(n, 640, 480, 60.0, seed=n)
-        tracker, agg = Tracker(), Aggregator(AggregationConfig(window_s=60), "bench", "bench", 1)
-        frames = int(duration_s * fps)
-        times: list[float] = []
-        rss_start = peak_rss_mb()
-        wall0 = time.time()
-        t_start = time.perf_counter()
-        for i in range(frames):
-            # People sway a few pixels: they stay, so dwell grows with the run.
-            frame = np.roll(base, (int(3 * np.sin(i / 7)), int(4 * np.cos(i / 9))), axis=(0, 1))
-            t0 = time.perf_counter()
-            dets = analyzer.detect(frame)
-            update = tracker.update(dets, i / fps)
-            if update.needs_attributes:
-                reqs = list(update.needs_attributes)
-                for r, a in zip(reqs, analyzer.attributes.estimate(frame, [r.detection for r in reqs])):
-                    tracker.add_attributes(r.track_key, a)
-            agg.observe(update, wall0 + i / fps)
-            agg.tick(wall0 + i / fps)
-            times.append((time.perf_counter() - t0) * 1000)
-        elapsed = time.perf_counter() - t_start
-        q = max(1, len(times) // 4)
-        r = {"faces": n, "frames": frames, "media_s": duration_s, "fps": frames / elapsed,
-             "frame_ms_first_quarter": {"p50": float(np.percentile(times[:q], 50)),
-                                        "p90": float(np.percentile(times[:q], 90))},
-             "frame_ms_last_quarter": {"p50": float(np.percentile(times[-q:], 50)),
-                                       "p90": float(np.percentile(times[-q:], 90))},
-             "rss_start_mb": rss_start, "rss_end_mb": peak_rss_mb(), "tracks_at_end": tracker.tracks}
-        results.append(r)
-        if not as_json:
-            f, l = r["frame_ms_first_quarter"], r["frame_ms_last_quarter"]
-            out.write(f"{n:>3} faces  {frames:>6} frames  {r['fps']:6.1f} fps  "
-                      f"first quarter p50/p90 {f['p50']:5.1f}/{f['p90']:5.1f} ms  "
-                      f"last quarter {l['p50']:5.1f}/{l['p90']:5.1f} ms  "
-                      f"peak RSS {r['rss_start_mb']:.0f} -> {r['rss_end_mb']:.0f} MB\n")
-            out.flush()
+    for variant, size in configs:
+        analyzer = make_analyzer(variant, size)
+        analyzer.detector.min_face_px = max(analyzer.detector.min_face_px, 24)  # the daemon's default
+        for n in faces:
+            r = dict(variant=variant, detector_input=size, **_pipeline_run(analyzer, n, duration_s, fps))
+            results.append(r)
+            if not as_json:
+                f, last = r["frame_ms_first_quarter"], r["frame_ms_last_quarter"]
+                out.write(
+                    f"{variant:<5} {size:>3}  {n:>3} faces  {r['frames']:>6} frames  {r['fps']:6.1f} fps  "
+                    f"first quarter p50/p90 {f['p50']:5.1f}/{f['p90']:5.1f} ms  "
+                    f"last quarter {last['p50']:5.1f}/{last['p90']:5.1f} ms  "
+                    f"peak RSS {r['rss_start_mb']:.0f} -> {r['rss_end_mb']:.0f} MB\n"
+                )
+                out.flush()
     if as_json:
         out.write(json.dumps({"pipeline": results}) + "\n")
     return 0
+
+
+def _pipeline_run(analyzer: Analyzer, n: int, duration_s: float, fps: float) -> dict[str, Any]:
+    from edge.aggregator import AggregationConfig, Aggregator
+    from edge.tracker import Tracker
+
+    base, _ = crowd_frame(n, 640, 480, 60.0, seed=n)
+    tracker, agg = Tracker(), Aggregator(AggregationConfig(window_s=60), "bench", "bench", 1)
+    frames = int(duration_s * fps)
+    times: list[float] = []
+    rss_start = peak_rss_mb()
+    wall0 = time.time()
+    t_start = time.perf_counter()
+    for i in range(frames):
+        # People sway a few pixels: they stay, so dwell grows with the run.
+        frame = np.roll(base, (int(3 * np.sin(i / 7)), int(4 * np.cos(i / 9))), axis=(0, 1))
+        t0 = time.perf_counter()
+        dets = analyzer.detect(frame)
+        update = tracker.update(dets, i / fps)
+        if update.needs_attributes:
+            reqs = list(update.needs_attributes)
+            for req, attrs in zip(reqs, analyzer.attributes.estimate(frame, [q.detection for q in reqs])):
+                tracker.add_attributes(req.track_key, attrs)
+        agg.observe(update, wall0 + i / fps)
+        agg.tick(wall0 + i / fps)
+        times.append((time.perf_counter() - t0) * 1000)
+    elapsed = time.perf_counter() - t_start
+    q = max(1, len(times) // 4)
+    return {
+        "faces": n,
+        "frames": frames,
+        "media_s": duration_s,
+        "fps": frames / elapsed,
+        "frame_ms_first_quarter": {
+            "p50": float(np.percentile(times[:q], 50)),
+            "p90": float(np.percentile(times[:q], 90)),
+        },
+        "frame_ms_last_quarter": {
+            "p50": float(np.percentile(times[-q:], 50)),
+            "p90": float(np.percentile(times[-q:], 90)),
+        },
+        "rss_start_mb": rss_start,
+        "rss_end_mb": peak_rss_mb(),
+        "tracks_at_end": tracker.tracks,
+    }

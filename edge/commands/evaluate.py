@@ -5,6 +5,21 @@ crops are tight (the face fills the image), which SSD detectors trained on
 WIDER FACE mostly miss, so by default each crop is centred on a mid-grey
 canvas (``--canvas 600``); ``--canvas 0`` measures the raw crops.
 Per-group figures carry their group size and a 95% confidence interval.
+
+``--face-px 16,24,...`` measures how accuracy falls with face size, to set the
+attribute quality gate from data: each crop is downscaled (``cv2.INTER_AREA``)
+so that the *crop* is S px wide, placed at a seeded random position on a
+640x480 frame with a smooth grey gradient, and the whole frame goes through
+``Analyzer.analyze`` exactly as a camera frame would. UTKFace crops are tight,
+so the detected box is roughly the crop; each row also gives the median
+detected box short side so crop px can be read as box px. Rows report
+detection rate, median detector score, adult (18-75) gender accuracy and age
+MAE with 95% CIs, and adult gender accuracy among faces whose gender_score
+clears 0.7 / 0.8 / 0.9 with the share of faces kept. It is int8 only unless
+``--with-float``; ``--limit N`` takes a seeded sample stratified by age band,
+gender and race. Cost: one full analysis per image and size; measured 154 ms
+each (512 detector) on a shared 2-core machine at load ~6, so 10 sizes x 2,000
+images took 51 minutes there. The time is in the output.
 """
 
 from __future__ import annotations
@@ -12,16 +27,21 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import sys
+import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+import cv2
 import numpy as np
 
 from edge.analyzer import Analyzer
 from edge.media import MediaError, read_image
+from edge.records import Face
 
 AGE_BANDS = ((0, 17), (18, 29), (30, 44), (45, 59), (60, 75), (76, 200))
 RACES = ("white", "black", "asian", "indian", "other")
@@ -46,14 +66,27 @@ class Outcome:
     age: float | None = None
     gender: str | None = None
     ethnicity: str | None = None
+    gender_score: float | None = None
+    box_short_side: float | None = None
+    detector_score: float | None = None
+
+
+# UTKFace's own file names: AGE_GENDER_RACE_DATE.jpg, gender 0 male / 1 female, race 0..4 as RACES.
+UTKFACE_NAME = re.compile(r"^(\d{1,3})_([01])_([0-4])_[^/]*\.(?:jpe?g|png)$", re.IGNORECASE)
+FOLDER_LAYOUT = (
+    "expected a folder of face images with either labels.csv (columns file, age, gender, race; "
+    "gender male|female; race white|black|asian|indian|other) or UTKFace file names "
+    "AGE_GENDER_RACE_DATE.jpg (gender 0 male, 1 female; race 0 white, 1 black, 2 asian, 3 indian, 4 other)"
+)
 
 
 def read_labels(folder: Path) -> list[Sample]:
+    """Labels from ``labels.csv`` when the folder has one, else from UTKFace-style file names."""
     path = folder / "labels.csv"
     if not folder.is_dir():
-        raise EvalError(f"{folder}: no such folder (expected a UTKFace-style folder with labels.csv)")
+        raise EvalError(f"{folder}: no such folder ({FOLDER_LAYOUT})")
     if not path.is_file():
-        raise EvalError(f"{path} not found: the folder needs labels.csv with columns file, age, gender, race")
+        return _labels_from_names(folder)
     samples = []
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
@@ -62,12 +95,25 @@ def read_labels(folder: Path) -> list[Sample]:
             raise EvalError(f"{path}: missing columns {', '.join(sorted(missing))}")
         for line, row in enumerate(reader, start=2):
             try:
-                samples.append(Sample(row["file"], int(row["age"]), row["gender"].strip().lower(),
-                                      row["race"].strip().lower()))
+                samples.append(
+                    Sample(row["file"], int(row["age"]), row["gender"].strip().lower(), row["race"].strip().lower())
+                )
             except ValueError:
                 raise EvalError(f"{path}:{line}: age must be an integer, got {row['age']!r}") from None
     if not samples:
         raise EvalError(f"{path}: no rows")
+    return samples
+
+
+def _labels_from_names(folder: Path) -> list[Sample]:
+    samples = []
+    for item in sorted(folder.iterdir()):
+        m = UTKFACE_NAME.match(item.name)
+        if m:
+            age, gender, race = int(m[1]), ("male", "female")[int(m[2])], RACES[int(m[3])]
+            samples.append(Sample(item.name, age, gender, race))
+    if not samples:
+        raise EvalError(f"{folder}: no labels.csv and no UTKFace-style file names ({FOLDER_LAYOUT})")
     return samples
 
 
@@ -78,20 +124,29 @@ def on_canvas(rgb: np.ndarray, size: int) -> tuple[np.ndarray, tuple[int, int, i
         return rgb, (0, 0, w, h)
     canvas = np.full((size, size, 3), 128, np.uint8)
     y0, x0 = (size - h) // 2, (size - w) // 2
-    canvas[y0:y0 + h, x0:x0 + w] = rgb
+    canvas[y0 : y0 + h, x0 : x0 + w] = rgb
     return canvas, (x0, y0, x0 + w, y0 + h)
 
 
 def analyse_one(analyzer: Analyzer, folder: Path, s: Sample, canvas: int) -> Outcome:
-    frame, (rx1, ry1, rx2, ry2) = on_canvas(read_image(folder / s.file), canvas)
-    faces = [f for f in analyzer.analyze(frame)
-             if rx1 <= (f.detection.box[0] + f.detection.box[2]) / 2 <= rx2
-             and ry1 <= (f.detection.box[1] + f.detection.box[3]) / 2 <= ry2]
-    if not faces:
+    frame, region = on_canvas(read_image(folder / s.file), canvas)
+    return labelled_face(s, analyzer.analyze(frame), region)
+
+
+def labelled_face(s: Sample, faces: list[Face], region: tuple[int, int, int, int]) -> Outcome:
+    """The labelled face is the best-scoring detection whose centre lies inside the placed crop."""
+    rx1, ry1, rx2, ry2 = region
+    inside = [
+        f
+        for f in faces
+        if rx1 <= (f.detection.box[0] + f.detection.box[2]) / 2 <= rx2
+        and ry1 <= (f.detection.box[1] + f.detection.box[3]) / 2 <= ry2
+    ]
+    if not inside:
         return Outcome(s, False)
-    best = max(faces, key=lambda f: f.detection.score)
-    a = best.attributes
-    return Outcome(s, True, a.age, a.gender, a.ethnicity)
+    best = max(inside, key=lambda f: f.detection.score)
+    a, (x1, y1, x2, y2) = best.attributes, best.detection.box
+    return Outcome(s, True, a.age, a.gender, a.ethnicity, a.gender_score, min(x2 - x1, y2 - y1), best.detection.score)
 
 
 def wilson(k: int, n: int) -> tuple[float, float]:
@@ -126,11 +181,13 @@ def summarise(outcomes: list[Outcome], ethnicity: bool) -> dict:
             "detected": len(found),
             "detection_rate": proportion([o.detected for o in group]),
             "gender_accuracy": proportion([o.gender == o.sample.gender for o in found if o.gender]),
-            "gender_accuracy_adult": proportion([o.gender == o.sample.gender for o in found
-                                                 if o.gender and 18 <= o.sample.age <= 75]),
+            "gender_accuracy_adult": proportion(
+                [o.gender == o.sample.gender for o in found if o.gender and 18 <= o.sample.age <= 75]
+            ),
             "age_mae": mean_error([abs(o.age - o.sample.age) for o in found if o.age is not None]),
-            "age_mae_adult": mean_error([abs(o.age - o.sample.age) for o in found
-                                         if o.age is not None and 18 <= o.sample.age <= 75]),
+            "age_mae_adult": mean_error(
+                [abs(o.age - o.sample.age) for o in found if o.age is not None and 18 <= o.sample.age <= 75]
+            ),
         }
         if ethnicity:
             out["ethnicity_accuracy"] = proportion([o.ethnicity == o.sample.race for o in found if o.ethnicity])
@@ -180,8 +237,9 @@ def progress(err: TextIO, label: str, total: int) -> Callable[[int], None]:
     return update
 
 
-def evaluate(analyzer: Analyzer, folder: Path, samples: list[Sample], canvas: int, label: str,
-             err: TextIO) -> tuple[list[Outcome], list[str]]:
+def evaluate(
+    analyzer: Analyzer, folder: Path, samples: list[Sample], canvas: int, label: str, err: TextIO
+) -> tuple[list[Outcome], list[str]]:
     outcomes, problems = [], []
     tick = progress(err, label, len(samples))
     for i, s in enumerate(samples, start=1):
@@ -205,9 +263,13 @@ def _fmt(cell: dict, pct: bool) -> str:
 def table(results: dict[str, dict], ethnicity: bool) -> str:
     """Markdown tables: overall and per group, variants side by side, n on every row."""
     variants = list(results)
-    cols = [("detection_rate", True, "detected %"), ("gender_accuracy", True, "gender acc %"),
-            ("gender_accuracy_adult", True, "gender acc 18-75 %"),
-            ("age_mae", False, "age MAE"), ("age_mae_adult", False, "age MAE 18-75")]
+    cols = [
+        ("detection_rate", True, "detected %"),
+        ("gender_accuracy", True, "gender acc %"),
+        ("gender_accuracy_adult", True, "gender acc 18-75 %"),
+        ("age_mae", False, "age MAE"),
+        ("age_mae_adult", False, "age MAE 18-75"),
+    ]
     if ethnicity:
         cols.append(("ethnicity_accuracy", True, "ethnicity acc %"))
     head = "| group | n | " + " | ".join(f"{name} ({v})" for _, _, name in cols for v in variants) + " |"
@@ -215,11 +277,13 @@ def table(results: dict[str, dict], ethnicity: bool) -> str:
     lines = []
 
     def row(name: str, cells: list[dict]) -> str:
-        return (f"| {name} | {cells[0]['n']} | "
-                + " | ".join(_fmt(c[key], pct) for key, pct, _ in cols for c in cells) + " |")
+        return (
+            f"| {name} | {cells[0]['n']} | "
+            + " | ".join(_fmt(c[key], pct) for key, pct, _ in cols for c in cells)
+            + " |"
+        )
 
-    lines += ["Overall (95% CI in brackets)", "", head, sep,
-              row("all", [results[v]["overall"] for v in variants]), ""]
+    lines += ["Overall (95% CI in brackets)", "", head, sep, row("all", [results[v]["overall"] for v in variants]), ""]
     for kind, title in (("race_x_gender", "By race x gender (UTKFace labels)"), ("age_band", "By age band")):
         lines += [title, "", head, sep]
         for name in results[variants[0]]["groups"][kind]:
@@ -228,19 +292,32 @@ def table(results: dict[str, dict], ethnicity: bool) -> str:
     first = results[variants[0]]["groups"]["race_x_gender"]
     rated = {k: g["gender_accuracy"]["value"] for k, g in first.items() if g["gender_accuracy"]["value"] is not None}
     if rated:
-        weakest = min(rated, key=rated.get)
-        lines.append(f"Weakest group for gender ({variants[0]}): {weakest}, "
-                     f"{100 * rated[weakest]:.1f}% (n={first[weakest]['gender_accuracy']['n']}).")
+        weakest = min(rated, key=lambda k: rated[k])
+        lines.append(
+            f"Weakest group for gender ({variants[0]}): {weakest}, "
+            f"{100 * rated[weakest]:.1f}% (n={first[weakest]['gender_accuracy']['n']})."
+        )
     maes = {k: g["age_mae_adult"]["value"] for k, g in first.items() if g["age_mae_adult"]["value"] is not None}
     if maes:
-        worst = max(maes, key=maes.get)
-        lines.append(f"Weakest group for adult age ({variants[0]}): {worst}, MAE {maes[worst]:.2f} years "
-                     f"(n={first[worst]['age_mae_adult']['n']}).")
+        worst = max(maes, key=lambda k: maes[k])
+        lines.append(
+            f"Weakest group for adult age ({variants[0]}): {worst}, MAE {maes[worst]:.2f} years "
+            f"(n={first[worst]['age_mae_adult']['n']})."
+        )
     return "\n".join(lines) + "\n"
 
 
-def run(make_analyzer: Callable[[str], Analyzer], variants: list[str], folder: Path, canvas: int, as_json: bool,
-        ethnicity: bool, limit: int | None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+def run(
+    make_analyzer: Callable[[str], Analyzer],
+    variants: list[str],
+    folder: Path,
+    canvas: int,
+    as_json: bool,
+    ethnicity: bool,
+    limit: int | None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     samples = read_labels(folder)
     if limit:
@@ -259,4 +336,261 @@ def run(make_analyzer: Callable[[str], Analyzer], variants: list[str], folder: P
     else:
         out.write(f"{len(samples)} images from {folder}, canvas {canvas or 'off'}\n\n")
         out.write(table(results, ethnicity))
+    return 0
+
+
+# --face-px: accuracy against face size, in frames as the detector sees them.
+FRAME_W, FRAME_H = 640, 480
+FACE_PX_RANGE = (4, 400)
+GENDER_SCORE_CUTS = (0.7, 0.8, 0.9)
+SEED = 0
+PLATEAU_POINTS = 0.02
+PLATEAU_MIN_N = 30  # rows with fewer rated adults are too noisy to count as on the plateau
+
+
+def parse_face_px(text: str) -> list[int]:
+    """Crop widths from ``16,24,32``: sorted, deduplicated, each one that fits a 640x480 frame."""
+    lo, hi = FACE_PX_RANGE
+    sizes = set()
+    for token in text.split(","):
+        try:
+            value = int(token.strip())
+        except ValueError:
+            value = 0
+        if not lo <= value <= hi:
+            raise EvalError(
+                f"--face-px: {token.strip()!r} in {text!r} is not a crop width in pixels "
+                f"(expected comma-separated integers from {lo} to {hi}, e.g. 16,24,32)"
+            )
+        sizes.add(value)
+    return sorted(sizes)
+
+
+def stratified(samples: list[Sample], n: int, seed: int = SEED) -> list[Sample]:
+    """A seeded sample of ``n`` with each age band x gender x race in proportion (systematic allocation).
+
+    The labelled folder is usually sorted by age, so its first N would be all children.
+    """
+    if n >= len(samples):
+        return samples
+    rng = np.random.default_rng(seed)
+    strata: dict[tuple[int, str, str], list[int]] = {}
+    for i, s in enumerate(samples):
+        band = next((k for k, (lo, hi) in enumerate(AGE_BANDS) if lo <= s.age <= hi), len(AGE_BANDS))
+        strata.setdefault((band, s.gender, s.race), []).append(i)
+    keys = np.empty(len(samples))
+    for members in strata.values():
+        ranks = rng.permutation(len(members))
+        keys[members] = (ranks + rng.random(len(members))) / len(members)
+    chosen = sorted(np.argsort(keys, kind="stable")[:n].tolist())
+    return [samples[i] for i in chosen]
+
+
+def gradient_frame() -> np.ndarray:
+    """A smooth grey gradient (darker top-left, lighter bottom-right): a plain background, no edges."""
+    x = np.linspace(0.0, 1.0, FRAME_W)[None, :]
+    y = np.linspace(0.0, 1.0, FRAME_H)[:, None]
+    grey = 80.0 + 70.0 * x + 30.0 * y
+    return np.repeat(np.round(grey).astype(np.uint8)[..., None], 3, axis=2)
+
+
+def place(
+    background: np.ndarray, crop: np.ndarray, size: int, key: str
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """Downscale the crop to ``size`` px wide and paste it where ``key`` (the file name) seeds.
+
+    The same image lands at the same relative position at every size, so sizes differ only in size.
+    """
+    h0, w0 = crop.shape[:2]
+    w, h = size, max(1, round(h0 * size / w0))
+    if h > FRAME_H:
+        raise MediaError(f"{key}: crop too tall to fit a {FRAME_W}x{FRAME_H} frame at {size} px wide")
+    interp = cv2.INTER_AREA if w <= w0 else cv2.INTER_LINEAR
+    small = cv2.resize(crop, (w, h), interpolation=interp)
+    u, v = np.random.default_rng([SEED, zlib.crc32(key.encode())]).random(2)
+    x0, y0 = int(u * (FRAME_W - w + 1)), int(v * (FRAME_H - h + 1))
+    frame = background.copy()
+    frame[y0 : y0 + h, x0 : x0 + w] = small
+    return frame, (x0, y0, x0 + w, y0 + h)
+
+
+def evaluate_sizes(
+    analyzer: Analyzer, folder: Path, samples: list[Sample], sizes: list[int], label: str, err: TextIO
+) -> tuple[dict[int, list[Outcome]], list[str]]:
+    """Every sample at every size; each image is read once."""
+    outcomes: dict[int, list[Outcome]] = {size: [] for size in sizes}
+    problems: list[str] = []
+    background = gradient_frame()
+    tick = progress(err, label, len(samples) * len(sizes))
+    done = 0
+    for s in samples:
+        try:
+            rgb = read_image(folder / s.file)
+            placed = [place(background, rgb, size, s.file) for size in sizes]
+        except MediaError as exc:
+            problems.append(str(exc))
+        else:
+            for size, (frame, region) in zip(sizes, placed):
+                outcomes[size].append(labelled_face(s, analyzer.analyze(frame), region))
+        done += len(sizes)
+        tick(done)
+    return outcomes, problems
+
+
+def _median(values: list[float]) -> float | None:
+    return float(np.median(values)) if values else None
+
+
+def summarise_size(size: int, outcomes: list[Outcome]) -> dict:
+    """One row of the face-size table."""
+    found = [o for o in outcomes if o.detected]
+    adults = [o for o in found if 18 <= o.sample.age <= 75]
+    rated = [o for o in adults if o.gender is not None]
+    by_score = {}
+    for cut in GENDER_SCORE_CUTS:
+        kept = [o for o in rated if (o.gender_score or 0.0) >= cut]
+        by_score[f"{cut:.1f}"] = {
+            "min_score": cut,
+            "kept": len(kept),
+            "coverage": len(kept) / len(rated) if rated else None,
+            "accuracy": proportion([o.gender == o.sample.gender for o in kept]),
+        }
+    return {
+        "face_px": size,
+        "n": len(outcomes),
+        "detected": len(found),
+        "detection_rate": proportion([o.detected for o in outcomes]),
+        "box_short_side_median": _median([o.box_short_side for o in found if o.box_short_side is not None]),
+        "detector_score_median": _median([o.detector_score for o in found if o.detector_score is not None]),
+        "gender_accuracy": proportion([o.gender == o.sample.gender for o in found if o.gender]),
+        "gender_accuracy_adult": proportion([o.gender == o.sample.gender for o in rated]),
+        "age_mae": mean_error([abs(o.age - o.sample.age) for o in found if o.age is not None]),
+        "age_mae_adult": mean_error([abs(o.age - o.sample.age) for o in adults if o.age is not None]),
+        "gender_accuracy_adult_by_score": by_score,
+    }
+
+
+def plateau_size(rows: list[dict], points: float = PLATEAU_POINTS) -> dict | None:
+    """The smallest size from which every larger size's adult gender accuracy is within ``points`` of the largest's.
+
+    A pointer for the quality gate, not the gate itself: read it with the CIs. The scan stops at the
+    first size with fewer than ``PLATEAU_MIN_N`` rated adults.
+    """
+    if not rows or rows[-1]["gender_accuracy_adult"]["n"] < PLATEAU_MIN_N:
+        return None
+    reference = rows[-1]["gender_accuracy_adult"]["value"]
+    chosen = rows[-1]
+    for row in reversed(rows):
+        cell = row["gender_accuracy_adult"]
+        if cell["n"] < PLATEAU_MIN_N or cell["value"] < reference - points:
+            break
+        chosen = row
+    return {
+        "face_px": chosen["face_px"],
+        "box_short_side_median": chosen["box_short_side_median"],
+        "gender_accuracy_adult": chosen["gender_accuracy_adult"]["value"],
+        "reference_face_px": rows[-1]["face_px"],
+        "reference_gender_accuracy_adult": reference,
+        "within_points": points,
+    }
+
+
+def _pct(cell: dict) -> str:
+    """``_fmt`` for a proportion, with Wilson bounds clipped to 0-100 (no "-0.0" at zero hits)."""
+    if cell["value"] is None:
+        return "-"
+    lo, hi = cell["ci95"]
+    return _fmt(dict(cell, ci95=[min(max(lo, 0.0), 1.0), min(max(hi, 0.0), 1.0)]), True)
+
+
+def size_table(rows: list[dict]) -> str:
+    """Markdown table, one row per crop size, n on every row."""
+    cuts = [f"{c:.1f}" for c in GENDER_SCORE_CUTS]
+    head = (
+        "| crop px | n | detected % | box short side px (median) | det score (median) "
+        "| gender acc 18-75 % | age MAE 18-75 | "
+        + " | ".join(f"gender acc 18-75 % at score>={c} (kept %)" for c in cuts)
+        + " |"
+    )
+    lines = [head, "|" + "---|" * (7 + len(cuts))]
+    for r in rows:
+        box, det = r["box_short_side_median"], r["detector_score_median"]
+        cells = [
+            str(r["face_px"]),
+            str(r["n"]),
+            _pct(r["detection_rate"]),
+            "-" if box is None else f"{box:.1f}",
+            "-" if det is None else f"{det:.2f}",
+            _pct(r["gender_accuracy_adult"]) + f" n={r['gender_accuracy_adult']['n']}",
+            _fmt(r["age_mae_adult"], False),
+        ]
+        for c in cuts:
+            cut = r["gender_accuracy_adult_by_score"][c]
+            cov = cut["coverage"]
+            cells.append(_pct(cut["accuracy"]) + ("" if cov is None else f" ({100 * cov:.0f})"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_face_px(
+    make_analyzer: Callable[[str], Analyzer],
+    variants: list[str],
+    folder: Path,
+    sizes: list[int],
+    as_json: bool,
+    limit: int | None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """``edge eval --face-px``: the face-size table per variant, as text or one JSON object."""
+    out, err = out or sys.stdout, err or sys.stderr
+    if limit is not None and limit < 1:
+        raise EvalError(f"--limit: {limit} is not a number of images (expected 1 or more)")
+    every = read_labels(folder)
+    samples = stratified(every, limit) if limit else every
+    results: dict[str, dict] = {}
+    for variant in variants:
+        analyzer = make_analyzer(variant)
+        start = time.perf_counter()
+        outcomes, problems = evaluate_sizes(analyzer, folder, samples, sizes, variant, err)
+        seconds = time.perf_counter() - start
+        for p in problems:
+            err.write(f"edge eval: {p}\n")
+        rows = [summarise_size(size, outcomes[size]) for size in sizes]
+        analyses = sum(len(v) for v in outcomes.values())
+        results[variant] = {
+            "detector_input": analyzer.config.detector_input,
+            "sizes": rows,
+            "plateau": plateau_size(rows),
+            "unreadable": len(problems),
+            "seconds": seconds,
+            "ms_per_analysis": 1000 * seconds / analyses if analyses else None,
+        }
+    sampled = f"stratified sample of {len(samples)} of {len(every)}" if len(samples) < len(every) else "all"
+    if as_json:
+        doc = dict(results[variants[0]], variant=variants[0], mode="face_px", images=len(samples), sample=sampled)
+        doc.update(frame=[FRAME_W, FRAME_H], background="grey gradient", seed=SEED, variants=results)
+        out.write(json.dumps(doc) + "\n")
+        return 0
+    out.write(
+        f"{len(samples)} images from {folder} ({sampled}); each crop downscaled (INTER_AREA) to S px wide "
+        f"and placed at a seeded position on a {FRAME_W}x{FRAME_H} grey-gradient frame.\n"
+        "crop px is the crop's width; UTKFace crops are tight, so the detected box is about the crop: "
+        "see the box column. 95% CI in brackets; kept % = share of detected adults at that gender_score.\n"
+    )
+    for variant, res in results.items():
+        out.write(
+            f"\n{variant}, detector input {res['detector_input']}: {len(samples) * len(sizes)} analyses in "
+            f"{res['seconds']:.0f} s ({res['ms_per_analysis'] or 0:.1f} ms each)\n\n"
+        )
+        out.write(size_table(res["sizes"]))
+        gate = res["plateau"]
+        if gate is not None:
+            box = gate["box_short_side_median"]
+            out.write(
+                f"\nSmallest crop whose adult gender accuracy (and every larger one's) is within "
+                f"{100 * gate['within_points']:.0f} points of {gate['reference_face_px']} px "
+                f"({100 * gate['reference_gender_accuracy_adult']:.1f}%): {gate['face_px']} px"
+                f"{'' if box is None else f' (median box short side {box:.0f} px)'}.\n"
+            )
     return 0
