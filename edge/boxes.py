@@ -42,10 +42,29 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0).astype(np.float32)
 
 
+def containment(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """Share of each ``inner`` box's area that lies inside the ``outer`` box ([4] and [M, 4])."""
+    lo = np.maximum(outer[None, :2], inner[:, :2])
+    hi = np.minimum(outer[None, 2:], inner[:, 2:])
+    inter = np.prod(np.clip(hi - lo, 0.0, None), axis=1)
+    area = np.prod(np.clip(inner[:, 2:] - inner[:, :2], 0.0, None), axis=1)
+    return np.where(area > 0, inter / np.maximum(area, 1e-12), 1.0)
+
+
 def nms(
-    boxes: np.ndarray, scores: np.ndarray, score_threshold: float, iou_threshold: float = 0.5, max_results: int = 100
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    score_threshold: float,
+    iou_threshold: float = 0.5,
+    max_results: int = 100,
+    contained_threshold: float | None = None,
 ) -> np.ndarray:
-    """Greedy NMS; returns the kept indices, best score first."""
+    """Greedy NMS; returns the kept indices, best score first.
+
+    ``contained_threshold``: also drop a box when at least that share of it lies inside a kept,
+    better-scoring box (a face cut by a tile border, seen whole by another pass, overlaps the
+    whole face's box by less than the IoU threshold but lies almost entirely inside it).
+    """
     candidates = np.flatnonzero(scores > score_threshold)
     order = candidates[np.argsort(-scores[candidates], kind="stable")]
     keep: list[int] = []
@@ -54,8 +73,11 @@ def nms(
         keep.append(best)
         if order.size == 1:
             break
-        overlaps = iou_matrix(boxes[best : best + 1], boxes[order[1:]])[0]
-        order = order[1:][overlaps <= iou_threshold]
+        rest = order[1:]
+        drop = iou_matrix(boxes[best : best + 1], boxes[rest])[0] > iou_threshold
+        if contained_threshold is not None:
+            drop |= containment(boxes[best], boxes[rest]) >= contained_threshold
+        order = rest[~drop]
     return np.asarray(keep, dtype=np.int64)
 
 

@@ -81,13 +81,23 @@ def _demo(args: argparse.Namespace) -> int:
     return demo.run(args.duration, args.window, args.workdir)
 
 
+def _resolutions(text: str) -> list[tuple[int, int]]:
+    try:
+        sizes = [tuple(int(v) for v in item.lower().split("x")) for item in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or any(len(s) != 2 or min(s) < 32 for s in sizes):
+        raise ValueError(f"--resolution: expected sizes like 640x480,1280x720, got {text!r}")
+    return [(s[0], s[1]) for s in sizes]
+
+
 def _analyzer_config(args: argparse.Namespace, variant: str | None = None, size: int | None = None) -> AnalyzerConfig:
     return AnalyzerConfig(
         model_dir=args.model_dir,
         variant=variant or args.variant,
         detector_input=size or args.detector_input,
-        score_threshold=args.threshold,
-        min_face_px=args.min_face,
+        score_threshold=0.5 if args.threshold is None else args.threshold,
+        min_face_px=0 if args.min_face is None else args.min_face,
         attributes=AttributeSwitches(
             age=not args.no_age, gender=not args.no_gender, expression=not args.no_expression, ethnicity=args.ethnicity
         ),
@@ -122,7 +132,13 @@ def _eval(args: argparse.Namespace) -> int:
             logging.getLogger("edge.eval").warning("float32 models not installed: int8 only. %s", MISSING_HINT)
     if args.face_px is not None:
         return evaluate.run_face_px(
-            lambda v: Analyzer(_analyzer_config(args, variant=v)), variants, args.utkface, sizes, args.json, args.limit
+            lambda v: Analyzer(_analyzer_config(args, variant=v)),
+            variants,
+            args.utkface,
+            sizes,
+            args.json,
+            args.limit,
+            frame=evaluate.parse_frame(args.frame),
         )
     return evaluate.run(
         lambda v: Analyzer(_analyzer_config(args, variant=v)),
@@ -163,9 +179,21 @@ def _bench(args: argparse.Namespace) -> int:
     default_variants, default_sizes = (["int8"], [512]) if args.pipeline else (["int8", "float"], [512, 320])
     configs = [(v, s) for v in args.variant or default_variants for s in args.detector_input or default_sizes]
     if args.pipeline:
+        from edge.config import AttributesConfig, DetectorConfig, TrackingConfig
+        from edge.daemon import tracker_settings
+
+        # The daemon's defaults: weak detections reach the tracker, the detection plan covers
+        # faces down to detector.min_face_px; --threshold/--min-face override them.
+        detector = DetectorConfig()
+        if args.threshold is None:
+            args.threshold = min(detector.weak_threshold, detector.score_threshold)
+        if args.min_face is None:
+            args.min_face = detector.min_face_px
         return bench.run_pipeline(
             lambda v, s: Analyzer(_analyzer_config(args, variant=v, size=s)),
+            tracker_settings(TrackingConfig(), detector, AttributesConfig()),
             configs,
+            _resolutions(args.resolution),
             [int(n) for n in args.faces.split(",")],
             args.duration,
             args.fps,
@@ -209,8 +237,19 @@ def _add_analyzer_options(p: argparse.ArgumentParser, repeatable: bool = False) 
             default=512,
             help="detector input size; 320 is faster and misses more small faces (default: 512)",
         )
-    p.add_argument("--threshold", type=float, default=0.5, help="detector score threshold (default: 0.5)")
-    p.add_argument("--min-face", type=int, default=0, help="ignore faces narrower than this many pixels")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="detector score threshold (default: 0.5; bench --pipeline: the daemon's weak_threshold)",
+    )
+    p.add_argument(
+        "--min-face",
+        type=int,
+        default=None,
+        help="smallest face in pixels; above 0, enlarged tiles find faces down to it "
+        "(default: 0, one full-frame pass; bench --pipeline: the daemon's detector.min_face_px)",
+    )
     p.add_argument("--threads", type=int, default=None, help="interpreter threads (default: all cores)")
     p.add_argument(
         "--backend",
@@ -333,6 +372,12 @@ def build_parser() -> argparse.ArgumentParser:
         "each on a busy 2-core machine: use --limit)",
     )
     p.add_argument("--with-float", action="store_true", help="with --face-px: also run the float32 models")
+    p.add_argument(
+        "--frame",
+        default="640x480",
+        help="with --face-px: the frame size faces are placed in (default: 640x480); with --min-face the "
+        "detection plan for that size runs",
+    )
     _add_analyzer_options(p)
     p.set_defaults(func=_eval)
 
@@ -346,9 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pipeline",
         action="store_true",
-        help="sustained daemon pipeline on 640x480 synthetic video (detect, track, attributes, windows)",
+        help="sustained daemon pipeline on synthetic video (detection plan, track, attributes, windows)",
     )
     p.add_argument("--faces", default="0,1,5,10", help="faces in view for --pipeline (default: 0,1,5,10)")
+    p.add_argument(
+        "--resolution", default="640x480", help="frame sizes for --pipeline, e.g. 640x480,1280x720 (default: 640x480)"
+    )
     p.add_argument("--duration", type=float, default=60.0, help="media seconds per --pipeline run (default: 60)")
     p.add_argument("--fps", type=float, default=15.0, help="media frame rate for --pipeline (default: 15)")
     _add_analyzer_options(p, repeatable=True)

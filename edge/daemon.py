@@ -25,7 +25,7 @@ from edge.aggregator import AggregationConfig as WindowConfig
 from edge.aggregator import Aggregator
 from edge.analyzer import Analyzer, AnalyzerConfig
 from edge.attributes import AttributeSwitches
-from edge.config import Config
+from edge.config import AttributesConfig, Config, DetectorConfig, TrackingConfig
 from edge.feeds import Feed, ReplayFeed, open_feed
 from edge.pipeline import FramePipeline
 from edge.sink_factory import build_sink
@@ -52,15 +52,20 @@ def analyzer_config(config: Config) -> AnalyzerConfig:
 
 
 def tracker_config(config: Config) -> TrackerConfig:
-    t = config.tracking
+    return tracker_settings(config.tracking, config.detector, config.attributes)
+
+
+def tracker_settings(t: TrackingConfig, detector: DetectorConfig, attributes: AttributesConfig) -> TrackerConfig:
+    """The tracker's settings from the config sections that govern it (the bench uses the defaults)."""
     return TrackerConfig(
         iou_threshold=t.iou_threshold,
         max_missed_s=t.max_missed_s,
         min_visitor_s=t.min_visitor_s,
         min_hits=t.min_hits,
         best_observations=t.best_observations,
-        high_score=config.detector.score_threshold,
-        attribute_min_face_px=config.attributes.min_face_px,
+        high_score=detector.score_threshold,
+        attribute_min_face_px=attributes.min_face_px,
+        min_gender_score=attributes.min_gender_score,
     )
 
 

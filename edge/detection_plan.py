@@ -25,7 +25,14 @@ _HANDOVER_MARGIN = 1.3
 @dataclass(frozen=True)
 class DetectionPass:
     """Run the model on frame region (x, y, w, h) scaled by ``scale`` (network px per frame px);
-    keep boxes whose shorter side in frame pixels lies in [min_px, max_px)."""
+    keep boxes whose shorter side in frame pixels lies in [min_px, max_px) and whose centre lies
+    in ``core`` (x1, y1, x2, y2 in frame pixels).
+
+    The cores of the tiles partition the frame along the middles of their overlaps. A face no
+    larger than the overlap whose centre lies in a tile's core lies wholly inside that tile, so
+    each face is kept from the one tile that sees it whole, and the pieces of it that other
+    tiles see (cut by their borders, centres outside their cores) are dropped.
+    """
 
     x: int
     y: int
@@ -34,6 +41,7 @@ class DetectionPass:
     scale: float
     min_px: float
     max_px: float
+    core: tuple[float, float, float, float]
 
 
 @dataclass(frozen=True)
@@ -56,14 +64,17 @@ class DetectionPlan:
         )
 
 
-def _starts(length: int, tile: int, overlap: float) -> list[int]:
-    """Tile origins along one axis: first at 0, last flush with the end, evenly spaced, overlapping
-    by at least ``overlap`` so any face up to that size lies wholly inside one tile."""
+def _spans(length: int, tile: int, overlap: float) -> list[tuple[int, float, float]]:
+    """Tiles along one axis as (origin, core start, core end): first at 0, last flush with the end,
+    evenly spaced, overlapping by at least ``overlap`` so any face up to that size lies wholly
+    inside one tile; cores meet in the middle of each overlap."""
     if tile >= length:
-        return [0]
+        return [(0, 0.0, float(length))]
     stride_max = max(1.0, tile - overlap)
     n = 1 + math.ceil((length - tile) / stride_max)
-    return [round(i * (length - tile) / (n - 1)) for i in range(n)]
+    starts = [round(i * (length - tile) / (n - 1)) for i in range(n)]
+    cuts = [0.0] + [(nxt + cur + tile) / 2 for cur, nxt in zip(starts, starts[1:])] + [float(length)]
+    return [(start, cuts[i], cuts[i + 1]) for i, start in enumerate(starts)]
 
 
 def plan_detection(
@@ -83,11 +94,12 @@ def plan_detection(
     lo, hi = band
     full_scale = full_input / max(frame_w, frame_h)
     reach = lo / full_scale  # smallest face the full-frame pass finds reliably (frame px)
+    whole = (0.0, 0.0, float(frame_w), float(frame_h))
     if min_face_px <= 0 or min_face_px >= reach:
-        only = DetectionPass(0, 0, frame_w, frame_h, full_scale, 0.0, math.inf)
+        only = DetectionPass(0, 0, frame_w, frame_h, full_scale, 0.0, math.inf, whole)
         return DetectionPlan(frame_w, frame_h, full_input, min_face_px, (only,))
     handover = reach * _HANDOVER_MARGIN
-    full = DetectionPass(0, 0, frame_w, frame_h, full_scale, reach / _HANDOVER_MARGIN, math.inf)
+    full = DetectionPass(0, 0, frame_w, frame_h, full_scale, reach / _HANDOVER_MARGIN, math.inf, whole)
     tile_scale = lo / min_face_px
     if handover * tile_scale > hi:  # the band is too narrow for one enlargement: bridge it from below
         tile_scale = hi / handover
@@ -96,8 +108,8 @@ def plan_detection(
     overlap = handover * 1.05  # a face at the hand-over size, plus its box's slack
     reached = lo / tile_scale
     tiles = tuple(
-        DetectionPass(x, y, tw, th, tile_scale, reached / _HANDOVER_MARGIN, handover)
-        for y in _starts(frame_h, th, overlap)
-        for x in _starts(frame_w, tw, overlap)
+        DetectionPass(x, y, tw, th, tile_scale, reached / _HANDOVER_MARGIN, handover, (cx1, cy1, cx2, cy2))
+        for y, cy1, cy2 in _spans(frame_h, th, overlap)
+        for x, cx1, cx2 in _spans(frame_w, tw, overlap)
     )
     return DetectionPlan(frame_w, frame_h, full_input, reached, (full, *tiles))

@@ -85,6 +85,7 @@ class TrackerConfig:
     high_score: float = 0.5  # detections below only continue live tracks
     min_confident_hits: int = 2  # confident matches a visitor needs (weak ones only extend it)
     attribute_min_face_px: float = 0.0  # shorter box side a face needs before attributes are estimated
+    min_gender_score: float = 0.0  # gender estimates below this score do not vote
 
     def __post_init__(self) -> None:
         if not 0.0 < self.iou_threshold <= 1.0:
@@ -105,6 +106,8 @@ class TrackerConfig:
             raise ValueError(f"min_confident_hits must be >= 1, got {self.min_confident_hits}")
         if self.attribute_min_face_px < 0:
             raise ValueError(f"attribute_min_face_px must be >= 0, got {self.attribute_min_face_px}")
+        if not 0.0 <= self.min_gender_score <= 1.0:
+            raise ValueError(f"min_gender_score must be in [0, 1], got {self.min_gender_score}")
 
 
 @dataclass(frozen=True)
@@ -177,18 +180,26 @@ def _vote(labels: Sequence[tuple[str, float | None]], weighted: bool) -> tuple[s
     return winner, (sum(scores) / len(scores) if scores else None)
 
 
-def combine_attributes(observations: Iterable[Attributes]) -> Attributes | None:
+def combine_attributes(observations: Iterable[Attributes], min_gender_score: float = 0.0) -> Attributes | None:
     """One estimate per person from several crops: gender by score-weighted vote,
     age by mean, expression and ethnicity by vote (ties by summed score).
 
-    Each winner's score is the mean score of the observations that voted for it.
-    Returns None when there is nothing to combine.
+    Gender estimates scoring below ``min_gender_score`` do not vote (with none left the
+    gender is unknown). Each winner's score is the mean score of the observations that voted
+    for it. Returns None when there is nothing to combine.
     """
     obs = list(observations)
     if not obs:
         return None
     ages = [a.age for a in obs if a.age is not None]
-    gender = _vote([(a.gender, a.gender_score) for a in obs if a.gender is not None], weighted=True)
+    gender = _vote(
+        [
+            (a.gender, a.gender_score)
+            for a in obs
+            if a.gender is not None and (a.gender_score is None or a.gender_score >= min_gender_score)
+        ],
+        weighted=True,
+    )
     expression = _vote([(a.expression, a.expression_score) for a in obs if a.expression is not None], weighted=False)
     ethnicity = _vote([(a.ethnicity, a.ethnicity_score) for a in obs if a.ethnicity is not None], weighted=False)
     return Attributes(
@@ -271,8 +282,10 @@ class _Track:
         self.pending.append(number)
         return True
 
-    def attributes(self) -> Attributes | None:
-        return combine_attributes(o.attributes for o in self.observations if o.attributes is not None)
+    def attributes(self, min_gender_score: float) -> Attributes | None:
+        return combine_attributes(
+            (o.attributes for o in self.observations if o.attributes is not None), min_gender_score
+        )
 
 
 class Tracker:
@@ -323,7 +336,7 @@ class Tracker:
                 and track.last_seen - track.first_seen >= cfg.min_visitor_s - _EPS
             ):
                 track.visitor = True
-                started.append(VisitorStarted(track.attributes()))
+                started.append(VisitorStarted(track.attributes(cfg.min_gender_score)))
             if self._describable(det) and track.offer(quality(det), cfg.best_observations):
                 requests.append(AttributeRequest(track.key, det))
         new = 0
@@ -382,11 +395,12 @@ class Tracker:
                 ended.append(e)
         return ended
 
-    @staticmethod
-    def _end(track: _Track) -> VisitorEnded | None:
+    def _end(self, track: _Track) -> VisitorEnded | None:
         if not track.visitor:
             return None
-        return VisitorEnded(dwell_s=track.last_seen - track.first_seen, attributes=track.attributes())
+        return VisitorEnded(
+            dwell_s=track.last_seen - track.first_seen, attributes=track.attributes(self.config.min_gender_score)
+        )
 
     def _associate(self, tracks: list[_Track], dets: list[Detection], now: float) -> list[tuple[int, int]]:
         """Greedy matching: IoU on predicted boxes first, then the centre-distance fallback."""

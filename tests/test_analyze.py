@@ -213,6 +213,7 @@ SIZE_ROW_KEYS = {
     "gender_accuracy_adult",
     "age_mae_adult",
     "gender_accuracy_adult_by_score",
+    "detection_rate_strong",
 }
 
 
@@ -265,6 +266,27 @@ def test_eval_face_px_table_and_limit(astronaut_folder: Path, capsys) -> None:
     assert [r.split("|")[1:3] for r in rows] == [[" 8 ", " 2 "], [" 128 ", " 2 "]]
 
 
+def test_eval_face_px_in_an_hd_frame_runs_the_detection_plan(astronaut_folder: Path, capsys) -> None:
+    argv = ["eval", "--utkface", str(astronaut_folder), "--face-px", "40", "--frame", "1280x720", "--json"]
+    code, out, err = run_cli(capsys, *argv, "--threshold", "0.25")
+    assert code == 0, err
+    single = json.loads(out)
+    assert single["frame"] == [1280, 720] and single["detection_plan"] == "1280x720: one full-frame pass"
+    code, out, err = run_cli(capsys, *argv, "--threshold", "0.25", "--min-face", "20")
+    assert code == 0, err
+    planned = json.loads(out)
+    assert planned["score_threshold"] == 0.25 and "tiles" in planned["detection_plan"]
+    # 40 px faces at 1280x720: one full-frame pass (scale 0.4) sees them at 16 px and misses them.
+    (row,) = planned["sizes"]
+    assert single["sizes"][0]["detected"] < row["detected"] == 3, (single["sizes"], row)
+    assert row["detection_rate_strong"]["value"] <= row["detection_rate"]["value"]
+
+
+def test_eval_refuses_a_bad_frame(astronaut_folder: Path, capsys) -> None:
+    code, _, err = run_cli(capsys, "eval", "--utkface", str(astronaut_folder), "--face-px", "30", "--frame", "big")
+    assert code == 2 and "--frame" in err and "'big'" in err
+
+
 @pytest.mark.parametrize("value", ["abc", "16,,24", "0", "16,1000", "-8"])
 def test_eval_face_px_refuses_bad_sizes(tmp_path: Path, value: str, capsys) -> None:
     code, out, err = run_cli(capsys, "eval", "--utkface", str(tmp_path), f"--face-px={value}")
@@ -275,3 +297,18 @@ def test_eval_face_px_refuses_bad_sizes(tmp_path: Path, value: str, capsys) -> N
 def test_eval_face_px_is_not_for_clips(tmp_path: Path, capsys) -> None:
     code, _, err = run_cli(capsys, "eval", "--clips", str(tmp_path), "--face-px", "32")
     assert code == 2 and "--face-px" in err and "--utkface" in err
+
+
+def test_bench_pipeline_reports_the_plan_and_frames_per_resolution(capsys) -> None:
+    argv = ["bench", "--pipeline", "--faces", "1", "--duration", "1", "--fps", "4", "--json"]
+    assert main([*argv, "--resolution", "256x192,1280x720"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    runs = json.loads(line)["pipeline"]
+    assert [(r["width"], r["height"], r["frames"]) for r in runs] == [(256, 192, 4), (1280, 720, 4)]
+    assert runs[0]["passes"] == 1 and runs[1]["passes"] > 1  # HD needs tiles for 20 px faces
+    assert all(r["fps"] > 0 for r in runs)
+
+
+def test_bench_refuses_a_bad_resolution(capsys) -> None:
+    assert main(["bench", "--pipeline", "--resolution", "640by480"]) == 2
+    assert "--resolution" in capsys.readouterr().err

@@ -79,7 +79,6 @@ def test_bad_labels_are_named(
 
 
 @pytest.mark.skipif(not REAL_FOOTAGE.is_dir(), reason="the real development clips are not beside this checkout")
-@pytest.mark.xfail(reason="work in progress: the detection strategy for small faces is not in yet", strict=False)
 def test_real_development_clips_meet_the_bars(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_cli(capsys, "eval", "--clips", str(REAL_FOOTAGE), "--json")
     assert code == 0, err

@@ -125,7 +125,9 @@ def test_minimal_config_gets_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path:
 
 
 def test_ethnicity_is_opt_in() -> None:
-    assert parse_config(MINIMAL).attributes == AttributesConfig(age=True, gender=True, expression=True, ethnicity=False)
+    assert parse_config(MINIMAL).attributes == AttributesConfig(
+        age=True, gender=True, expression=True, ethnicity=False, min_face_px=36, min_gender_score=0.8
+    )
     assert parse_config(with_(MINIMAL, attributes={"ethnicity": True})).attributes.ethnicity is True
 
 
@@ -224,6 +226,7 @@ def test_wrong_type_names_path_value_and_expectation() -> None:
         ({"detector": {"score_threshold": 1.5}}, "detector.score_threshold"),
         ({"detector": {"min_face_px": -1}}, "detector.min_face_px"),
         ({"attributes": {"age": 1}}, "attributes.age"),
+        ({"attributes": {"min_gender_score": 1.2}}, "attributes.min_gender_score"),
         ({"tracking": {"iou_threshold": 0}}, "tracking.iou_threshold"),
         ({"tracking": {"min_hits": 2.5}}, "tracking.min_hits"),
         ({"tracking": "fast"}, "tracking"),

@@ -298,6 +298,27 @@ def test_score_weighted_gender_can_beat_the_majority() -> None:
     assert combine_attributes(obs).gender == "female"  # type: ignore[union-attr]
 
 
+def test_unsure_gender_estimates_do_not_vote() -> None:
+    unsure = [Attributes(age=30.0, gender="male", gender_score=0.6)] * 3
+    assert combine_attributes(unsure).gender == "male"  # type: ignore[union-attr]
+    gated = combine_attributes(unsure, min_gender_score=0.8)
+    assert gated == Attributes(age=30.0)  # gender unknown, age still known
+    mixed = unsure + [Attributes(gender="female", gender_score=0.85)]
+    assert combine_attributes(mixed, min_gender_score=0.8) == Attributes(
+        age=30.0, gender="female", gender_score=pytest.approx(0.85)
+    )
+
+
+def test_visitor_seen_only_with_unsure_gender_ends_with_gender_unknown() -> None:
+    run = Run(TrackerConfig(min_gender_score=0.8))
+    for i in range(15):
+        for r in run.frame(i * DT, face(100, 100)).needs_attributes:
+            run.tracker.add_attributes(r.track_key, Attributes(age=25.0, gender="female", gender_score=0.7))
+    run.idle(15 * DT, 2.0)
+    (ended,) = run.ended
+    assert ended.attributes == Attributes(age=25.0)
+
+
 def test_flush_ends_all_tracks() -> None:
     run = Run()
     for i in range(20):

@@ -20,7 +20,9 @@ import numpy as np
 
 from edge.analyzer import Analyzer
 from edge.media import IMAGE_SUFFIXES, MediaError, expand, frames
+from edge.pipeline import FramePipeline
 from edge.synthetic import crowd_frame
+from edge.tracker import TrackerConfig
 
 STAGES = ("decode", "preprocess", "detect", "attributes_per_face", "end_to_end")
 
@@ -168,45 +170,54 @@ def header() -> str:
 
 def run_pipeline(
     make_analyzer: Callable[[str, int], Analyzer],
+    tracker_config: TrackerConfig,
     configs: list[tuple[str, int]],
+    resolutions: list[tuple[int, int]],
     faces: list[int],
     duration_s: float,
     fps: float,
     as_json: bool,
     out: TextIO | None = None,
 ) -> int:
-    """Sustained daemon pipeline (detect, track, attributes on best observations, aggregate) on
-    640x480 synthetic video where the same people stay in view: per-frame cost must not grow
-    with dwell, memory must stay flat. Frames are timed as fast as the machine goes; the media
-    clock advances 1/fps per frame so tracks see realistic motion."""
+    """Sustained daemon pipeline (detection plan, track, attributes on best observations,
+    aggregate) on synthetic video where the same people stay in view: per-frame cost must not
+    grow with dwell, memory must stay flat. Frames are timed as fast as the machine goes; the
+    media clock advances 1/fps per frame so tracks see realistic motion."""
     out = out or sys.stdout
     results = []
     for variant, size in configs:
         analyzer = make_analyzer(variant, size)
-        analyzer.detector.min_face_px = max(analyzer.detector.min_face_px, 24)  # the daemon's default
-        for n in faces:
-            r = dict(variant=variant, detector_input=size, **_pipeline_run(analyzer, n, duration_s, fps))
-            results.append(r)
+        for width, height in resolutions:
+            plan = analyzer.detector.plan(width, height)
             if not as_json:
-                f, last = r["frame_ms_first_quarter"], r["frame_ms_last_quarter"]
-                out.write(
-                    f"{variant:<5} {size:>3}  {n:>3} faces  {r['frames']:>6} frames  {r['fps']:6.1f} fps  "
-                    f"first quarter p50/p90 {f['p50']:5.1f}/{f['p90']:5.1f} ms  "
-                    f"last quarter {last['p50']:5.1f}/{last['p90']:5.1f} ms  "
-                    f"peak RSS {r['rss_start_mb']:.0f} -> {r['rss_end_mb']:.0f} MB\n"
-                )
-                out.flush()
+                out.write(f"{variant} {size}: detection plan {plan.describe()} ({len(plan.passes)} passes)\n")
+            for n in faces:
+                run = _pipeline_run(analyzer, tracker_config, n, width, height, duration_s, fps)
+                r = dict(variant=variant, detector_input=size, passes=len(plan.passes), **run)
+                results.append(r)
+                if not as_json:
+                    f, last = r["frame_ms_first_quarter"], r["frame_ms_last_quarter"]
+                    out.write(
+                        f"{variant:<5} {size:>3}  {width}x{height}  {n:>3} faces  {r['frames']:>6} frames  "
+                        f"{r['fps']:6.1f} fps  first quarter p50/p90 {f['p50']:5.1f}/{f['p90']:5.1f} ms  "
+                        f"last quarter {last['p50']:5.1f}/{last['p90']:5.1f} ms  "
+                        f"peak RSS {r['rss_start_mb']:.0f} -> {r['rss_end_mb']:.0f} MB\n"
+                    )
+                    out.flush()
     if as_json:
         out.write(json.dumps({"pipeline": results}) + "\n")
     return 0
 
 
-def _pipeline_run(analyzer: Analyzer, n: int, duration_s: float, fps: float) -> dict[str, Any]:
+def _pipeline_run(
+    analyzer: Analyzer, tracker_config: TrackerConfig, n: int, width: int, height: int, duration_s: float, fps: float
+) -> dict[str, Any]:
     from edge.aggregator import AggregationConfig, Aggregator
     from edge.tracker import Tracker
 
-    base, _ = crowd_frame(n, 640, 480, 60.0, seed=n)
-    tracker, agg = Tracker(), Aggregator(AggregationConfig(window_s=60), "bench", "bench", 1)
+    base, _ = crowd_frame(n, width, height, 60.0 * height / 480, seed=n)
+    tracker, agg = Tracker(tracker_config), Aggregator(AggregationConfig(window_s=60), "bench", "bench", 1)
+    pipeline = FramePipeline(analyzer, tracker)
     frames = int(duration_s * fps)
     times: list[float] = []
     rss_start = peak_rss_mb()
@@ -216,12 +227,7 @@ def _pipeline_run(analyzer: Analyzer, n: int, duration_s: float, fps: float) -> 
         # People sway a few pixels: they stay, so dwell grows with the run.
         frame = np.roll(base, (int(3 * np.sin(i / 7)), int(4 * np.cos(i / 9))), axis=(0, 1))
         t0 = time.perf_counter()
-        dets = analyzer.detect(frame)
-        update = tracker.update(dets, i / fps)
-        if update.needs_attributes:
-            reqs = list(update.needs_attributes)
-            for req, attrs in zip(reqs, analyzer.attributes.estimate(frame, [q.detection for q in reqs])):
-                tracker.add_attributes(req.track_key, attrs)
+        update = pipeline.process(frame, i / fps).update
         agg.observe(update, wall0 + i / fps)
         agg.tick(wall0 + i / fps)
         times.append((time.perf_counter() - t0) * 1000)
@@ -229,6 +235,8 @@ def _pipeline_run(analyzer: Analyzer, n: int, duration_s: float, fps: float) -> 
     q = max(1, len(times) // 4)
     return {
         "faces": n,
+        "width": width,
+        "height": height,
         "frames": frames,
         "media_s": duration_s,
         "fps": frames / elapsed,

@@ -340,7 +340,10 @@ def run(
 
 
 # --face-px: accuracy against face size, in frames as the detector sees them.
-FRAME_W, FRAME_H = 640, 480
+FRAME_W, FRAME_H = 640, 480  # the default frame; --frame picks another
+# Attributes are scored on faces detected at least this surely: the daemon describes only
+# detections that may start a track (detector.score_threshold), whatever weaker ones it tracks.
+STRONG_SCORE = 0.5
 FACE_PX_RANGE = (4, 400)
 GENDER_SCORE_CUTS = (0.7, 0.8, 0.9)
 SEED = 0
@@ -348,8 +351,19 @@ PLATEAU_POINTS = 0.02
 PLATEAU_MIN_N = 30  # rows with fewer rated adults are too noisy to count as on the plateau
 
 
+def parse_frame(text: str) -> tuple[int, int]:
+    """``WxH`` for --frame."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        w = h = 0
+    if not (64 <= w <= 4096 and 64 <= h <= 4096):
+        raise EvalError(f"--frame: expected a frame size like 640x480 or 1280x720, got {text!r}")
+    return w, h
+
+
 def parse_face_px(text: str) -> list[int]:
-    """Crop widths from ``16,24,32``: sorted, deduplicated, each one that fits a 640x480 frame."""
+    """Crop widths from ``16,24,32``: sorted, deduplicated, each one from 4 to 400 px."""
     lo, hi = FACE_PX_RANGE
     sizes = set()
     for token in text.split(","):
@@ -386,10 +400,10 @@ def stratified(samples: list[Sample], n: int, seed: int = SEED) -> list[Sample]:
     return [samples[i] for i in chosen]
 
 
-def gradient_frame() -> np.ndarray:
+def gradient_frame(width: int = FRAME_W, height: int = FRAME_H) -> np.ndarray:
     """A smooth grey gradient (darker top-left, lighter bottom-right): a plain background, no edges."""
-    x = np.linspace(0.0, 1.0, FRAME_W)[None, :]
-    y = np.linspace(0.0, 1.0, FRAME_H)[:, None]
+    x = np.linspace(0.0, 1.0, width)[None, :]
+    y = np.linspace(0.0, 1.0, height)[:, None]
     grey = 80.0 + 70.0 * x + 30.0 * y
     return np.repeat(np.round(grey).astype(np.uint8)[..., None], 3, axis=2)
 
@@ -402,25 +416,32 @@ def place(
     The same image lands at the same relative position at every size, so sizes differ only in size.
     """
     h0, w0 = crop.shape[:2]
+    frame_h, frame_w = background.shape[:2]
     w, h = size, max(1, round(h0 * size / w0))
-    if h > FRAME_H:
-        raise MediaError(f"{key}: crop too tall to fit a {FRAME_W}x{FRAME_H} frame at {size} px wide")
+    if h > frame_h or w > frame_w:
+        raise MediaError(f"{key}: crop too big to fit a {frame_w}x{frame_h} frame at {size} px wide")
     interp = cv2.INTER_AREA if w <= w0 else cv2.INTER_LINEAR
     small = cv2.resize(crop, (w, h), interpolation=interp)
     u, v = np.random.default_rng([SEED, zlib.crc32(key.encode())]).random(2)
-    x0, y0 = int(u * (FRAME_W - w + 1)), int(v * (FRAME_H - h + 1))
+    x0, y0 = int(u * (frame_w - w + 1)), int(v * (frame_h - h + 1))
     frame = background.copy()
     frame[y0 : y0 + h, x0 : x0 + w] = small
     return frame, (x0, y0, x0 + w, y0 + h)
 
 
 def evaluate_sizes(
-    analyzer: Analyzer, folder: Path, samples: list[Sample], sizes: list[int], label: str, err: TextIO
+    analyzer: Analyzer,
+    folder: Path,
+    samples: list[Sample],
+    sizes: list[int],
+    label: str,
+    err: TextIO,
+    frame: tuple[int, int] = (FRAME_W, FRAME_H),
 ) -> tuple[dict[int, list[Outcome]], list[str]]:
     """Every sample at every size; each image is read once."""
     outcomes: dict[int, list[Outcome]] = {size: [] for size in sizes}
     problems: list[str] = []
-    background = gradient_frame()
+    background = gradient_frame(*frame)
     tick = progress(err, label, len(samples) * len(sizes))
     done = 0
     for s in samples:
@@ -430,8 +451,8 @@ def evaluate_sizes(
         except MediaError as exc:
             problems.append(str(exc))
         else:
-            for size, (frame, region) in zip(sizes, placed):
-                outcomes[size].append(labelled_face(s, analyzer.analyze(frame), region))
+            for size, (pixels, region) in zip(sizes, placed):
+                outcomes[size].append(labelled_face(s, analyzer.analyze(pixels), region))
         done += len(sizes)
         tick(done)
     return outcomes, problems
@@ -444,7 +465,8 @@ def _median(values: list[float]) -> float | None:
 def summarise_size(size: int, outcomes: list[Outcome]) -> dict:
     """One row of the face-size table."""
     found = [o for o in outcomes if o.detected]
-    adults = [o for o in found if 18 <= o.sample.age <= 75]
+    strong = [o for o in found if (o.detector_score or 0.0) >= STRONG_SCORE]
+    adults = [o for o in strong if 18 <= o.sample.age <= 75]
     rated = [o for o in adults if o.gender is not None]
     by_score = {}
     for cut in GENDER_SCORE_CUTS:
@@ -460,11 +482,14 @@ def summarise_size(size: int, outcomes: list[Outcome]) -> dict:
         "n": len(outcomes),
         "detected": len(found),
         "detection_rate": proportion([o.detected for o in outcomes]),
+        "detection_rate_strong": proportion(
+            [o.detected and (o.detector_score or 0.0) >= STRONG_SCORE for o in outcomes]
+        ),
         "box_short_side_median": _median([o.box_short_side for o in found if o.box_short_side is not None]),
         "detector_score_median": _median([o.detector_score for o in found if o.detector_score is not None]),
-        "gender_accuracy": proportion([o.gender == o.sample.gender for o in found if o.gender]),
+        "gender_accuracy": proportion([o.gender == o.sample.gender for o in strong if o.gender]),
         "gender_accuracy_adult": proportion([o.gender == o.sample.gender for o in rated]),
-        "age_mae": mean_error([abs(o.age - o.sample.age) for o in found if o.age is not None]),
+        "age_mae": mean_error([abs(o.age - o.sample.age) for o in strong if o.age is not None]),
         "age_mae_adult": mean_error([abs(o.age - o.sample.age) for o in adults if o.age is not None]),
         "gender_accuracy_adult_by_score": by_score,
     }
@@ -507,18 +532,20 @@ def size_table(rows: list[dict]) -> str:
     """Markdown table, one row per crop size, n on every row."""
     cuts = [f"{c:.1f}" for c in GENDER_SCORE_CUTS]
     head = (
-        "| crop px | n | detected % | box short side px (median) | det score (median) "
+        f"| crop px | n | detected % | detected % at score>={STRONG_SCORE} | box short side px (median) "
+        "| det score (median) "
         "| gender acc 18-75 % | age MAE 18-75 | "
         + " | ".join(f"gender acc 18-75 % at score>={c} (kept %)" for c in cuts)
         + " |"
     )
-    lines = [head, "|" + "---|" * (7 + len(cuts))]
+    lines = [head, "|" + "---|" * (8 + len(cuts))]
     for r in rows:
         box, det = r["box_short_side_median"], r["detector_score_median"]
         cells = [
             str(r["face_px"]),
             str(r["n"]),
             _pct(r["detection_rate"]),
+            _pct(r["detection_rate_strong"]),
             "-" if box is None else f"{box:.1f}",
             "-" if det is None else f"{det:.2f}",
             _pct(r["gender_accuracy_adult"]) + f" n={r['gender_accuracy_adult']['n']}",
@@ -541,6 +568,7 @@ def run_face_px(
     limit: int | None,
     out: TextIO | None = None,
     err: TextIO | None = None,
+    frame: tuple[int, int] = (FRAME_W, FRAME_H),
 ) -> int:
     """``edge eval --face-px``: the face-size table per variant, as text or one JSON object."""
     out, err = out or sys.stdout, err or sys.stderr
@@ -552,7 +580,7 @@ def run_face_px(
     for variant in variants:
         analyzer = make_analyzer(variant)
         start = time.perf_counter()
-        outcomes, problems = evaluate_sizes(analyzer, folder, samples, sizes, variant, err)
+        outcomes, problems = evaluate_sizes(analyzer, folder, samples, sizes, variant, err, frame)
         seconds = time.perf_counter() - start
         for p in problems:
             err.write(f"edge eval: {p}\n")
@@ -560,6 +588,8 @@ def run_face_px(
         analyses = sum(len(v) for v in outcomes.values())
         results[variant] = {
             "detector_input": analyzer.config.detector_input,
+            "detection_plan": analyzer.detector.plan(*frame).describe(),
+            "score_threshold": analyzer.config.score_threshold,
             "sizes": rows,
             "plateau": plateau_size(rows),
             "unreadable": len(problems),
@@ -569,18 +599,20 @@ def run_face_px(
     sampled = f"stratified sample of {len(samples)} of {len(every)}" if len(samples) < len(every) else "all"
     if as_json:
         doc = dict(results[variants[0]], variant=variants[0], mode="face_px", images=len(samples), sample=sampled)
-        doc.update(frame=[FRAME_W, FRAME_H], background="grey gradient", seed=SEED, variants=results)
+        doc.update(frame=list(frame), background="grey gradient", seed=SEED, variants=results)
         out.write(json.dumps(doc) + "\n")
         return 0
     out.write(
         f"{len(samples)} images from {folder} ({sampled}); each crop downscaled (INTER_AREA) to S px wide "
-        f"and placed at a seeded position on a {FRAME_W}x{FRAME_H} grey-gradient frame.\n"
+        f"and placed at a seeded position on a {frame[0]}x{frame[1]} grey-gradient frame.\n"
         "crop px is the crop's width; UTKFace crops are tight, so the detected box is about the crop: "
-        "see the box column. 95% CI in brackets; kept % = share of detected adults at that gender_score.\n"
+        f"see the box column. Attribute columns count faces detected at score >= {STRONG_SCORE} (the ones the "
+        "daemon describes). 95% CI in brackets; kept % = share of those adults at that gender_score.\n"
     )
     for variant, res in results.items():
         out.write(
-            f"\n{variant}, detector input {res['detector_input']}: {len(samples) * len(sizes)} analyses in "
+            f"\n{variant}, detector input {res['detector_input']}, threshold {res['score_threshold']}, "
+            f"{res['detection_plan']}: {len(samples) * len(sizes)} analyses in "
             f"{res['seconds']:.0f} s ({res['ms_per_analysis'] or 0:.1f} ms each)\n\n"
         )
         out.write(size_table(res["sizes"]))
