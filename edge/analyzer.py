@@ -25,6 +25,7 @@ class AnalyzerConfig:
     detector_input: int = 512  # 512, or 320 for slower devices
     score_threshold: float = 0.5
     min_face_px: int = 0
+    tile_interval: int = 1  # video: frames between searches of the same tile (see FaceDetector)
     attributes: AttributeSwitches = field(default_factory=AttributeSwitches)
     backend: str = "auto"
     threads: int | None = None  # None: all cores
@@ -55,14 +56,16 @@ class Analyzer:
             config.backend,
             config.threads,
             key=key,
+            tile_interval=config.tile_interval,
         )
         self.attributes = AttributeEstimator(
             manifest, config.attributes, config.variant, config.backend, config.threads
         )
         self.last_timings = Timings(0.0, 0.0)
 
-    def detect(self, frame_rgb: np.ndarray) -> list[Detection]:
-        return self.detector.detect(frame_rgb)
+    def detect(self, frame_rgb: np.ndarray, frame_index: int | None = None) -> list[Detection]:
+        """Faces only; ``frame_index`` for video frames (tiles take turns), None for photos."""
+        return self.detector.detect(frame_rgb, frame_index)
 
     def analyze(self, frame_rgb: np.ndarray) -> list[Face]:
         """All faces in an RGB uint8 frame, with attributes; timings in ``last_timings``."""

@@ -98,6 +98,7 @@ def _analyzer_config(args: argparse.Namespace, variant: str | None = None, size:
         detector_input=size or args.detector_input,
         score_threshold=0.5 if args.threshold is None else args.threshold,
         min_face_px=0 if args.min_face is None else args.min_face,
+        tile_interval=getattr(args, "tile_interval", None) or 1,
         attributes=AttributeSwitches(
             age=not args.no_age, gender=not args.no_gender, expression=not args.no_expression, ethnicity=args.ethnicity
         ),
@@ -189,6 +190,8 @@ def _bench(args: argparse.Namespace) -> int:
             args.threshold = min(detector.weak_threshold, detector.score_threshold)
         if args.min_face is None:
             args.min_face = detector.min_face_px
+        if args.tile_interval is None:
+            args.tile_interval = detector.tile_interval
         return bench.run_pipeline(
             lambda v, s: Analyzer(_analyzer_config(args, variant=v, size=s)),
             tracker_settings(TrackingConfig(), detector, AttributesConfig()),
@@ -394,6 +397,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="sustained daemon pipeline on synthetic video (detection plan, track, attributes, windows)",
     )
     p.add_argument("--faces", default="0,1,5,10", help="faces in view for --pipeline (default: 0,1,5,10)")
+    p.add_argument(
+        "--tile-interval",
+        type=int,
+        default=None,
+        help="--pipeline: frames between searches of the same tile (default: the daemon's detector.tile_interval)",
+    )
     p.add_argument(
         "--resolution", default="640x480", help="frame sizes for --pipeline, e.g. 640x480,1280x720 (default: 640x480)"
     )

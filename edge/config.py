@@ -398,6 +398,8 @@ class DetectorConfig:
     score_threshold: float = _leaf(0.5, _number("a score above 0, at most 1", lo=0, hi=1, lo_open=True))
     weak_threshold: float = _leaf(0.25, _number("a score between 0 and 1", lo=0, hi=1))
     min_face_px: int = _leaf(20, _integer("a face size in pixels >= 0", lo=0))
+    # Frames between searches of the same tile for small faces: 1 + tiles / interval passes a frame.
+    tile_interval: int = _leaf(3, _integer("a number of frames >= 1", lo=1))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -45,6 +45,7 @@ def analyzer_config(config: Config) -> AnalyzerConfig:
         # The detector reports weak boxes too; the tracker decides what they may do.
         score_threshold=min(config.detector.weak_threshold, config.detector.score_threshold),
         min_face_px=config.detector.min_face_px,
+        tile_interval=config.detector.tile_interval,
         attributes=AttributeSwitches(age=a.age, gender=a.gender, expression=a.expression, ethnicity=a.ethnicity),
         backend=config.runtime.backend,
         threads=config.runtime.threads,
@@ -66,6 +67,8 @@ def tracker_settings(t: TrackingConfig, detector: DetectorConfig, attributes: At
         high_score=detector.score_threshold,
         attribute_min_face_px=attributes.min_face_px,
         min_gender_score=attributes.min_gender_score,
+        # A face in a tile is searched for every tile_interval frames: it is present in between.
+        presence_frames=detector.tile_interval,
     )
 
 

@@ -52,6 +52,10 @@ class DetectionPlan:
     min_face_px: float  # the smallest face the plan reaches (0: whatever one full pass finds)
     passes: tuple[DetectionPass, ...]
 
+    def passes_per_frame(self, tile_interval: int = 1) -> int:
+        """Model runs per video frame when the tiles take turns every ``tile_interval`` frames."""
+        return 1 + math.ceil((len(self.passes) - 1) / tile_interval)
+
     def describe(self) -> str:
         tiles = len(self.passes) - 1
         if not tiles:

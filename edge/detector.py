@@ -5,6 +5,12 @@ One full-frame pass is what face-api.js does on a photo. Small faces fall below
 the detector's reliable band in that pass, so with ``min_face_px`` set the plan
 (``edge.detection_plan``) adds enlarged overlapping tiles for them; boxes from
 all passes are merged with NMS.
+
+In video the tiles may take turns (``tile_interval``): frame ``i`` runs the
+full-frame pass and every tile ``t`` with ``t % interval == i % interval``, so
+each part of the frame is searched for small faces every ``interval`` frames at
+``1 + tiles / interval`` passes per frame. The tracker bridges the frames in
+between (``TrackerConfig.presence_frames``). Photos always get every tile.
 """
 
 from __future__ import annotations
@@ -45,7 +51,11 @@ class FaceDetector:
         backend: str = "auto",
         threads: int | None = None,
         key: str = "detector",
+        tile_interval: int = 1,
     ) -> None:
+        if tile_interval < 1:
+            raise ValueError(f"tile_interval must be >= 1, got {tile_interval}")
+        self.tile_interval = tile_interval
         self.info, self.model = manifest.load(key, variant, backend, threads)
         self.anchors = manifest.anchors(key)
         self.size = int(self.info.input["shape"][1])
@@ -67,7 +77,12 @@ class FaceDetector:
             tile_size = self._tile[2] if self._tile is not None else self.size
             plan = plan_detection(width, height, self.size, tile_size, float(self.min_face_px))
             self._plans[(width, height)] = plan
-            log.info("detection plan for %s", plan.describe())
+            log.info(
+                "detection plan for %s; in video %d model runs a frame (tiles take turns every %d frames)",
+                plan.describe(),
+                plan.passes_per_frame(self.tile_interval),
+                self.tile_interval,
+            )
         return plan
 
     def prepare(self, frame_rgb: np.ndarray) -> Letterbox:
@@ -80,12 +95,17 @@ class FaceDetector:
         keep = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= self.min_face_px
         return _records(boxes[keep], scores[keep])
 
-    def detect(self, frame_rgb: np.ndarray) -> list[Detection]:
+    def detect(self, frame_rgb: np.ndarray, frame_index: int | None = None) -> list[Detection]:
+        """Faces in a frame. ``frame_index`` (video): only this frame's turn of the tiles runs
+        (see the module docstring); None (a photo): every tile."""
         height, width = frame_rgb.shape[:2]
         plan = self.plan(width, height)
         if len(plan.passes) == 1:
             return self.infer(self.prepare(frame_rgb), (width, height))
-        found = [self._pass(frame_rgb, p, i == 0) for i, p in enumerate(plan.passes)]
+        passes = [(plan.passes[0], True)]
+        turn = None if frame_index is None else frame_index % self.tile_interval
+        passes += [(p, False) for t, p in enumerate(plan.passes[1:]) if turn is None or t % self.tile_interval == turn]
+        found = [self._pass(frame_rgb, p, full) for p, full in passes]
         boxes = np.concatenate([b for b, _ in found])
         scores = np.concatenate([s for _, s in found])
         keep = nms(boxes, scores, -1.0, _MERGE_IOU, max_results=len(scores), contained_threshold=_MERGE_CONTAINED)

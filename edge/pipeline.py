@@ -34,10 +34,12 @@ class FramePipeline:
     def __init__(self, analyzer: Analyzer, tracker: Tracker) -> None:
         self.analyzer = analyzer
         self.tracker = tracker
+        self._frames = 0
 
     def process(self, pixels: np.ndarray, monotonic: float) -> FrameResult:
         t0 = time.perf_counter()
-        detections = self.analyzer.detect(pixels)
+        detections = self.analyzer.detect(pixels, self._frames)
+        self._frames += 1
         t1 = time.perf_counter()
         update = self.tracker.update(detections, monotonic)
         t2 = time.perf_counter()

@@ -10,9 +10,10 @@ Design
   (constant velocity from its last two boxes, so a walker's box is where the
   walker now is, not where it was) and this frame's detections. Pairs that fail
   the IoU threshold may still match when the detection's centre lies within
-  ``centre_fallback`` x the predicted box diagonal (twice that for a track seen
-  once, which has no velocity yet) and the areas are within 4x: small fast
-  faces overlap little from frame to frame.
+  ``centre_fallback`` x the predicted box diagonal (for a track seen once,
+  which has no velocity yet, 1 + the frames since it was seen times that)
+  and the areas are within 4x: small fast faces overlap little from frame to
+  frame.
 * **Two-stage association** (as ByteTrack): detections scoring at least
   ``high_score`` are matched to tracks first and may start new tracks; weaker
   ones (the detector passes them down to its own, lower threshold) are then
@@ -86,6 +87,7 @@ class TrackerConfig:
     min_confident_hits: int = 2  # confident matches a visitor needs (weak ones only extend it)
     attribute_min_face_px: float = 0.0  # shorter box side a face needs before attributes are estimated
     min_gender_score: float = 0.0  # gender estimates below this score do not vote
+    presence_frames: int = 1  # a track matched within this many frames counts as a face in view
 
     def __post_init__(self) -> None:
         if not 0.0 < self.iou_threshold <= 1.0:
@@ -106,6 +108,8 @@ class TrackerConfig:
             raise ValueError(f"min_confident_hits must be >= 1, got {self.min_confident_hits}")
         if self.attribute_min_face_px < 0:
             raise ValueError(f"attribute_min_face_px must be >= 0, got {self.attribute_min_face_px}")
+        if self.presence_frames < 1:
+            raise ValueError(f"presence_frames must be >= 1, got {self.presence_frames}")
         if not 0.0 <= self.min_gender_score <= 1.0:
             raise ValueError(f"min_gender_score must be in [0, 1], got {self.min_gender_score}")
 
@@ -139,9 +143,9 @@ class AttributeRequest:
 class TrackerUpdate:
     """What one frame (or a flush) changed.
 
-    ``active`` is the number of faces visible in this frame (tracks matched or
-    started by it, tentative ones included): the concurrency the aggregator
-    reports as ``faces``. ``frame`` is False for :meth:`Tracker.flush`, which is
+    ``active`` is the number of faces in view (tracks matched or started in the
+    last ``presence_frames`` frames, tentative ones included): the concurrency
+    the aggregator reports as ``faces``. ``frame`` is False for :meth:`Tracker.flush`, which is
     not a frame and must not lower the mean concurrency.
     """
 
@@ -234,6 +238,7 @@ class _Track:
         "box",
         "prev_box",
         "prev_time",
+        "last_frame",
         "hits",
         "confident_hits",
         "visitor",
@@ -242,10 +247,11 @@ class _Track:
         "numbers",
     )
 
-    def __init__(self, key: int, box: Box, now: float, pending_cap: int) -> None:
+    def __init__(self, key: int, box: Box, now: float, frame: int, pending_cap: int) -> None:
         self.key = key
         self.first_seen = now
         self.last_seen = now
+        self.last_frame = frame
         self.box = box
         self.prev_box: Box | None = None
         self.prev_time = now
@@ -264,9 +270,9 @@ class _Track:
         f = max(0.0, now - self.last_seen) / dt_seen
         return tuple(b + (b - p) * f for b, p in zip(self.box, self.prev_box))  # type: ignore[return-value]
 
-    def hit(self, box: Box, now: float, confident: bool) -> None:
+    def hit(self, box: Box, now: float, frame: int, confident: bool) -> None:
         self.prev_box, self.prev_time = self.box, self.last_seen
-        self.box, self.last_seen = box, now
+        self.box, self.last_seen, self.last_frame = box, now, frame
         self.hits += 1
         self.confident_hits += int(confident)
 
@@ -297,6 +303,7 @@ class Tracker:
         self._keys = itertools.count(1)
         self._min_hits = max(2, self.config.min_hits)  # one frame is never a visitor
         self._pending_cap = _PENDING_FACTOR * self.config.best_observations
+        self._frame = -1  # frames seen by update()
 
     @property
     def tracks(self) -> int:
@@ -311,6 +318,7 @@ class Tracker:
     def update(self, detections: Sequence[Detection], now: float) -> TrackerUpdate:
         """Associate one frame's detections (``now``: monotonic seconds at capture)."""
         cfg = self.config
+        self._frame += 1
         ended = self._expire(now)
         dets = [d for d in detections if d.area > 0 and all(math.isfinite(v) for v in d.box)]
         if len(dets) != len(detections):
@@ -328,7 +336,7 @@ class Tracker:
         matched: set[int] = set()
         for track, det in matches:
             matched.add(id(det))
-            track.hit(det.box, now, det.score >= cfg.high_score)
+            track.hit(det.box, now, self._frame, det.score >= cfg.high_score)
             if (
                 not track.visitor
                 and track.hits >= self._min_hits
@@ -339,16 +347,15 @@ class Tracker:
                 started.append(VisitorStarted(track.attributes(cfg.min_gender_score)))
             if self._describable(det) and track.offer(quality(det), cfg.best_observations):
                 requests.append(AttributeRequest(track.key, det))
-        new = 0
         for det in strong:
             if id(det) in matched:
                 continue
-            new += 1
-            track = _Track(next(self._keys), det.box, now, self._pending_cap)
+            track = _Track(next(self._keys), det.box, now, self._frame, self._pending_cap)
             self._tracks[track.key] = track
             if self._describable(det) and track.offer(quality(det), cfg.best_observations):
                 requests.append(AttributeRequest(track.key, det))
-        return TrackerUpdate(tuple(started), tuple(ended), len(matches) + new, tuple(requests))
+        active = sum(1 for t in self._tracks.values() if self._frame - t.last_frame < cfg.presence_frames)
+        return TrackerUpdate(tuple(started), tuple(ended), active, tuple(requests))
 
     def _describable(self, det: Detection) -> bool:
         """The quality gate: attributes only from confident faces big enough to judge."""
@@ -426,9 +433,14 @@ class Tracker:
         dc = (boxes[free_d, :2] + boxes[free_d, 2:]) / 2
         pwh = np.clip(pred[free_t, 2:] - pred[free_t, :2], 1e-9, None)
         dwh = np.clip(boxes[free_d, 2:] - boxes[free_d, :2], 1e-9, None)
-        # A track with one box has no velocity yet, so where it went is less certain: wider gate.
+        # A track with one box has no velocity yet, so where it went is less certain: a wider gate,
+        # widening with every frame it was not seen (tiles searched in turns, a missed detection).
         gate = np.array(
-            [self.config.centre_fallback * (1.0 if tracks[i].prev_box is not None else 2.0) for i in free_t]
+            [
+                self.config.centre_fallback
+                * (1.0 if tracks[i].prev_box is not None else 1.0 + max(1, self._frame - tracks[i].last_frame))
+                for i in free_t
+            ]
         )
         diag = np.hypot(pwh[:, 0], pwh[:, 1])
         dist = np.hypot(*(pc[:, None, :] - dc[None, :, :]).transpose(2, 0, 1)) / diag[:, None]

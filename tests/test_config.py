@@ -114,7 +114,7 @@ def test_minimal_config_gets_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert config.models.dir == Path(edge.__file__).parent.parent / "models"
     assert (config.models.variant, config.models.detector_input) == ("int8", 512)
     assert config.runtime == RuntimeConfig(backend="auto", threads=None)
-    assert config.detector == DetectorConfig(score_threshold=0.5, weak_threshold=0.25, min_face_px=20)
+    assert config.detector == DetectorConfig(score_threshold=0.5, weak_threshold=0.25, min_face_px=20, tile_interval=3)
     assert config.tracking == TrackingConfig(
         iou_threshold=0.3, max_missed_s=1.0, min_visitor_s=1.0, min_hits=3, best_observations=3
     )

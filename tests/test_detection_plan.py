@@ -114,3 +114,16 @@ def _near(det: tuple[float, float, float, float], truth: tuple[float, float, flo
     dx = (det[0] + det[2] - truth[0] - truth[2]) / 2
     dy = (det[1] + det[3] - truth[1] - truth[3]) / 2
     return bool(np.hypot(dx, dy) < truth[2] - truth[0])
+
+
+def test_tiles_take_turns_in_video_and_all_run_for_a_photo() -> None:
+    detector = FaceDetector(Manifest(), score_threshold=0.25, min_face_px=20, tile_interval=3)
+    plan = detector.plan(1280, 720)
+    tiles = plan.passes[1:]
+    # Small faces in the cores of tiles 0, 1 and 2: each tile's turn comes every third frame.
+    faces = [(28.0, (t.core[0] + t.core[2]) / 2, (t.core[1] + t.core[3]) / 2) for t in tiles[:3]]
+    frame, truth = _frame_with_faces(1280, 720, faces)
+    assert len(detector.detect(frame)) == 3  # a photo: every tile
+    for index in range(6):
+        (found,) = detector.detect(frame, frame_index=index)
+        assert _near(found.box, truth[index % 3]), (index, found)

@@ -298,6 +298,16 @@ def test_score_weighted_gender_can_beat_the_majority() -> None:
     assert combine_attributes(obs).gender == "female"  # type: ignore[union-attr]
 
 
+def test_a_face_seen_every_third_frame_stays_in_view_between() -> None:
+    run = Run(TrackerConfig(presence_frames=3))
+    for i in range(30):
+        u = run.frame(i * DT, *([face(100 + i, 100)] if i % 3 == 0 else []))
+        assert u.active == 1, i
+    assert len(run.started) == 1
+    run.idle(30 * DT, 0.3)  # three empty frames: no longer in view
+    assert run.updates[-1].active == 0
+
+
 def test_unsure_gender_estimates_do_not_vote() -> None:
     unsure = [Attributes(age=30.0, gender="male", gender_score=0.6)] * 3
     assert combine_attributes(unsure).gender == "male"  # type: ignore[union-attr]

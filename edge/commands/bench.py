@@ -190,10 +190,20 @@ def run_pipeline(
         for width, height in resolutions:
             plan = analyzer.detector.plan(width, height)
             if not as_json:
-                out.write(f"{variant} {size}: detection plan {plan.describe()} ({len(plan.passes)} passes)\n")
+                per_frame = plan.passes_per_frame(analyzer.detector.tile_interval)
+                out.write(
+                    f"{variant} {size}: detection plan {plan.describe()}; {per_frame} of its {len(plan.passes)} "
+                    f"passes run per frame (tile interval {analyzer.detector.tile_interval})\n"
+                )
             for n in faces:
                 run = _pipeline_run(analyzer, tracker_config, n, width, height, duration_s, fps)
-                r = dict(variant=variant, detector_input=size, passes=len(plan.passes), **run)
+                r = dict(
+                    variant=variant,
+                    detector_input=size,
+                    passes=len(plan.passes),
+                    passes_per_frame=plan.passes_per_frame(analyzer.detector.tile_interval),
+                    **run,
+                )
                 results.append(r)
                 if not as_json:
                     f, last = r["frame_ms_first_quarter"], r["frame_ms_last_quarter"]
