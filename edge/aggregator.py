@@ -102,6 +102,21 @@ class AggregationConfig:
         return tuple(f"{lo}-{hi - 1}" for lo, hi in zip(b, b[1:])) + (f"{b[-1]}+",)
 
 
+def breakdown_cells(config: AggregationConfig) -> dict[str, tuple[str, ...]]:
+    """Every cell of every breakdown the config switches on, in payload order: a window always
+    carries all of them, so dashboards can be set up from the config alone."""
+    cells: dict[str, tuple[str, ...]] = {}
+    if config.gender:
+        cells["gender"] = GENDERS + (UNKNOWN,)
+    if config.age:
+        cells["age"] = config.age_labels + (UNKNOWN,)
+    if config.expression:
+        cells["expression"] = EXPRESSIONS + (UNKNOWN,)
+    if config.ethnicity:
+        cells["ethnicity"] = ETHNICITIES + (UNKNOWN,)
+    return cells
+
+
 def age_label(age: float | None, config: AggregationConfig) -> str:
     """The bracket an age estimate falls in; "unknown" when there is none."""
     if age is None or not math.isfinite(age):
@@ -163,15 +178,7 @@ class Aggregator:
         self._open: _Window | None = None
         self._ready: list[dict[str, Any]] = []
         self._closed = False
-        self._cells: dict[str, tuple[str, ...]] = {}
-        if config.gender:
-            self._cells["gender"] = GENDERS + (UNKNOWN,)
-        if config.age:
-            self._cells["age"] = config.age_labels + (UNKNOWN,)
-        if config.expression:
-            self._cells["expression"] = EXPRESSIONS + (UNKNOWN,)
-        if config.ethnicity:
-            self._cells["ethnicity"] = ETHNICITIES + (UNKNOWN,)
+        self._cells = breakdown_cells(config)
 
     @property
     def next_seq(self) -> int:

@@ -61,6 +61,24 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _forget(args: argparse.Namespace) -> int:
+    """Clear the device's retained discovery configs, status and health from its broker."""
+    from edge.config import MqttSinkConfig, load_config
+    from edge.sink_factory import mqtt_settings
+    from edge.sinks.forget import forget_device
+
+    config = load_config(args.config)
+    if not isinstance(config.sink, MqttSinkConfig):
+        raise ValueError(f"{args.config}: sink.type is {type(config.sink).type!r}; forget needs an mqtt sink")
+    cleared = forget_device(mqtt_settings(config, config.sink, {}), config.device_id)
+    sys.stdout.write(
+        f"{config.device_id}: cleared {len(cleared)} retained message(s) on {config.sink.host}:{config.sink.port}"
+        + "".join(f"\n  {topic}" for topic in cleared)
+        + "\n"
+    )
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     import threading
 
@@ -310,6 +328,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(parents=[verbose], name="check", help="validate a config file without starting anything")
     p.add_argument("--config", type=Path, required=True)
     p.set_defaults(func=_check)
+
+    p = sub.add_parser(
+        parents=[verbose],
+        name="forget",
+        help="remove the device from Home Assistant and the broker (retained discovery, status, health); "
+        "stop its daemon first",
+    )
+    p.add_argument("--config", type=Path, required=True)
+    p.set_defaults(func=_forget)
 
     p = sub.add_parser(
         parents=[verbose], name="analyze", help="faces and attributes in images, folders and video files"

@@ -22,7 +22,7 @@ import numpy as np
 
 from edge import __version__, sd_notify
 from edge.aggregator import AggregationConfig as WindowConfig
-from edge.aggregator import Aggregator
+from edge.aggregator import Aggregator, breakdown_cells
 from edge.analyzer import Analyzer, AnalyzerConfig
 from edge.attributes import AttributeSwitches
 from edge.config import AttributesConfig, Config, DetectorConfig, TrackingConfig
@@ -119,7 +119,7 @@ class Daemon:
         self.aggregator = Aggregator(window_config(config), config.device_id, config.site, self.seq.peek())
         self.spool: Spool | None = None
         if sink is None:
-            sink, self.spool = build_sink(config)
+            sink, self.spool = build_sink(config, breakdown_cells(window_config(config)))
         self.sink = sink
         self.stats = Stats(started=time.monotonic())
 

@@ -5,7 +5,7 @@ A new sink type is a config class in ``edge.config`` plus one builder here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from edge import __version__
@@ -13,14 +13,16 @@ from edge.config import Config, JsonlSinkConfig, MqttSinkConfig, SinkConfig
 from edge.sinks import JsonlSettings, JsonlSink, MqttSettings, MqttSink, Sink, TlsSettings
 from edge.spool import Spool
 
+Cells = Mapping[str, tuple[str, ...]]  # breakdown -> the cells the config produces
 
-def _jsonl(config: Config, sink: SinkConfig) -> tuple[Sink, Spool | None]:
+
+def _jsonl(config: Config, sink: SinkConfig, cells: Cells) -> tuple[Sink, Spool | None]:
     assert isinstance(sink, JsonlSinkConfig)
     return JsonlSink(JsonlSettings(path=sink.path)), None
 
 
-def _mqtt(config: Config, sink: SinkConfig) -> tuple[Sink, Spool | None]:
-    assert isinstance(sink, MqttSinkConfig)
+def mqtt_settings(config: Config, sink: MqttSinkConfig, cells: Cells) -> MqttSettings:
+    """The MQTT sink's settings from the config (also used by ``edge forget``)."""
     tls = None
     if sink.tls is not None:
         tls = TlsSettings(
@@ -29,7 +31,7 @@ def _mqtt(config: Config, sink: SinkConfig) -> tuple[Sink, Spool | None]:
             key_file=sink.tls.key_file,
             insecure=sink.tls.insecure,
         )
-    settings = MqttSettings(
+    return MqttSettings(
         host=sink.host,
         port=sink.port,
         protocol=sink.protocol,
@@ -43,17 +45,26 @@ def _mqtt(config: Config, sink: SinkConfig) -> tuple[Sink, Spool | None]:
         password_credential=sink.password_credential,
         discovery=sink.discovery.enabled,
         discovery_prefix=sink.discovery.prefix,
+        discovery_cells=tuple((group, label) for group, labels in cells.items() for label in labels),
+        window_s=config.aggregation.window_s,
     )
+
+
+def _mqtt(config: Config, sink: SinkConfig, cells: Cells) -> tuple[Sink, Spool | None]:
+    assert isinstance(sink, MqttSinkConfig)
+    settings = mqtt_settings(config, sink, cells)
     Path(sink.spool.path).parent.mkdir(parents=True, exist_ok=True)
     spool = Spool(sink.spool.path, sink.spool.max_windows)
     return MqttSink(settings, spool, config.device_id, __version__), spool
 
 
-SINK_BUILDERS: dict[str, Callable[[Config, SinkConfig], tuple[Sink, Spool | None]]] = {
+SINK_BUILDERS: dict[str, Callable[[Config, SinkConfig, Cells], tuple[Sink, Spool | None]]] = {
     "jsonl": _jsonl,
     "mqtt": _mqtt,
 }
 
 
-def build_sink(config: Config) -> tuple[Sink, Spool | None]:
-    return SINK_BUILDERS[type(config.sink).type](config, config.sink)
+def build_sink(config: Config, cells: Cells) -> tuple[Sink, Spool | None]:
+    """The configured sink; ``cells`` are the breakdown cells the config produces (dashboards get
+    exactly those)."""
+    return SINK_BUILDERS[type(config.sink).type](config, config.sink, cells)

@@ -5,13 +5,19 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
+import pytest
+import yaml
 from daemon_proc import spawn_daemon, watch
 from mqtt_broker import HOST, Broker
+from paho.mqtt.enums import CallbackAPIVersion
 from test_mqtt_sink import Subscriber
 
+from edge.cli import main
 from edge.config import parse_config
 from edge.daemon import Daemon
 from edge.scenes import Scene, Visitor, write_video
@@ -124,4 +130,48 @@ def test_killed_daemon_reads_offline_through_its_last_will(mqtt_broker: Broker, 
         assert sub.wait_for(lambda ms: ms[-1].payload == "offline", timeout=15)  # keepalive 2 s -> will at ~3 s
     finally:
         proc.kill()
+        sub.close()
+
+
+def test_dashboards_follow_the_config_and_forget_removes_the_device(
+    mqtt_broker: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    video = write_video(Scene(640, 480, 10.0, 2.0, ()), tmp_path / "empty.avi")
+    base = doc(tmp_path, video, mqtt_broker.port, realtime=False, window_s=10)
+    assert Daemon(parse_config(base), threading.Event()).run() == 0
+    discovery = f"homeassistant/sensor/{DEVICE}/"
+    first = retained(mqtt_broker.port, ["homeassistant/#"])
+    assert discovery + "gender_female/config" in first and discovery + "age_65_plus/config" in first
+
+    # Gender switched off, other age brackets: their entities leave Home Assistant (empty retained configs).
+    changed = dict(base, attributes={"gender": False}, aggregation={"window_s": 10, "age_brackets": [0, 30]})
+    assert Daemon(parse_config(changed), threading.Event()).run() == 0
+    second = retained(mqtt_broker.port, ["homeassistant/#"])
+    objects = {t.removeprefix(discovery).removesuffix("/config") for t in second}
+    assert not {o for o in objects if o.startswith("gender_")}
+    assert {o for o in objects if o.startswith("age_")} == {"age_0_29", "age_30_plus", "age_unknown"}
+    assert json.loads(second[discovery + "visitors/config"])["expire_after"] == 2 * 10 + 60
+
+    # `edge forget` removes the device: discovery configs, status, health.
+    config_file = tmp_path / "changed.yaml"
+    config_file.write_text(yaml.safe_dump(changed))
+    assert main(["forget", "--config", str(config_file)]) == 0
+    assert f"cleared {len(second) + 2} retained message(s)" in capsys.readouterr().out
+    assert retained(mqtt_broker.port, ["homeassistant/#", f"edge/{DEVICE}/#"]) == {}
+
+
+def retained(port: int, filters: list[str]) -> dict[str, str]:
+    """Retained non-empty messages under ``filters`` (a marker published afterwards ends the snapshot)."""
+    marker = f"test/marker/{time.monotonic_ns()}"
+    sub = Subscriber(port, [*filters, marker])
+    try:
+        probe = mqtt.Client(CallbackAPIVersion.VERSION2)
+        probe.connect(HOST, port)
+        probe.loop_start()
+        probe.publish(marker, "x", qos=1).wait_for_publish(10)
+        probe.disconnect()
+        probe.loop_stop()
+        assert sub.wait_for(lambda ms: any(m.topic == marker for m in ms))
+        return {m.topic: m.payload for m in sub.messages if m.retain and m.payload}
+    finally:
         sub.close()

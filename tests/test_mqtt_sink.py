@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from edge.sinks import (
     pi_health,
     read_password,
 )
+from edge.sinks.forget import forget_device
 from edge.spool import Spool
 
 REPO = Path(__file__).resolve().parents[1]
@@ -279,9 +281,14 @@ def test_windows_in_order_status_and_discovery(
     assert female["device"] == {
         "identifiers": [DEVICE],
         "name": DEVICE,
+        "manufacturer": "edge-face-analytics",
         "model": "Edge face analytics",
         "sw_version": "1.2.3",
     }
+    # Home Assistant subscribes at QoS 1 and gets readable entity ids ("age_65_plus", not "age_65").
+    assert female["qos"] == 1 and "expire_after" not in female  # no window length given here
+    assert configs["age_65_plus"]["default_entity_id"] == f"sensor.{DEVICE.lower().replace('-', '_')}_age_65_plus"
+    assert configs["age_65_plus"]["name"] == "Age 65+"
     assert len({c["unique_id"] for c in configs.values()}) == len(configs)
 
     sink.close()
@@ -562,3 +569,78 @@ def test_jsonl_sink_and_registry(tmp_path: Path) -> None:
         sink.publish_health({"x": 1})  # not part of the window stream
     assert [json.loads(x)["seq"] for x in out.read_text().splitlines()] == [1, 2]
     assert build_health({"fps": 9.5}, device_id="d", now=0)["ts"] == "1970-01-01T00:00:00Z"
+
+
+def retained_now(port: int, subscribers: Callable[..., Subscriber], filters: list[str]) -> dict[str, str]:
+    """The retained, non-empty messages under ``filters`` right now (a marker ends the snapshot)."""
+    marker_topic = f"test/marker/{len(filters)}/{time.monotonic_ns()}"
+    sub = subscribers(port, [*filters, marker_topic])
+    marker = mqtt.Client(CallbackAPIVersion.VERSION2)
+    marker.connect(HOST, port)
+    marker.loop_start()
+    marker.publish(marker_topic, "x", qos=1).wait_for_publish(WAIT)
+    marker.disconnect()
+    marker.loop_stop()
+    assert sub.wait_for(lambda ms: any(m.topic == marker_topic for m in ms))
+    return {m.topic: m.payload for m in sub.messages if m.retain and m.payload}
+
+
+def test_discovery_follows_the_config_and_clears_what_it_no_longer_produces(
+    mqtt_broker: Broker, tmp_path: Path, subscribers: Callable[..., Subscriber]
+) -> None:
+    before = (("gender", "female"), ("gender", "male"), ("gender", "unknown"), ("age", "0-17"), ("age", "18+"))
+    spool = Spool(tmp_path / "spool.db", 100)
+    with MqttSink(settings(mqtt_broker.port, discovery_cells=before, window_s=60), spool, DEVICE, "1") as sink:
+        assert sink.wait_connected(WAIT)
+    configs = [t for t in retained_now(mqtt_broker.port, subscribers, ["homeassistant/#"])]
+    assert f"homeassistant/sensor/{DEVICE}/gender_female/config" in configs
+
+    # The operator switches gender off and changes the age brackets.
+    after = (("age", "0-29"), ("age", "30+"), ("age", "unknown"))
+    sub = subscribers(mqtt_broker.port, ["homeassistant/#"])
+    with MqttSink(settings(mqtt_broker.port, discovery_cells=after, window_s=60), spool, DEVICE, "1") as sink:
+        assert sink.wait_connected(WAIT)
+        gone = {f"homeassistant/sensor/{DEVICE}/{o}/config" for o in ("gender_female", "gender_male", "gender_unknown")}
+        gone |= {f"homeassistant/sensor/{DEVICE}/{o}/config" for o in ("age_0_17", "age_18_plus")}
+        assert sub.wait_for(lambda ms: gone <= {m.topic for m in ms if m.payload == ""}), sub.messages
+        assert set(sink.cleared) == gone
+    left = retained_now(mqtt_broker.port, subscribers, ["homeassistant/#"])
+    objects = {t.split("/")[3] for t in left}
+    assert objects == {"visitors", "dwell_mean", "faces_peak", "age_0_29", "age_30_plus", "age_unknown"}
+    config = json.loads(left[f"homeassistant/sensor/{DEVICE}/age_30_plus/config"])
+    assert config["expire_after"] == 2 * 60 + 60 and config["qos"] == 1
+    spool.close()
+
+
+def test_forget_removes_the_device_from_the_broker(
+    mqtt_broker: Broker, tmp_path: Path, subscribers: Callable[..., Subscriber]
+) -> None:
+    spool = Spool(tmp_path / "spool.db", 100)
+    other = Spool(tmp_path / "other.db", 100)
+    cells = (("gender", "female"),)
+    with (
+        MqttSink(settings(mqtt_broker.port, discovery_cells=cells), spool, DEVICE, "1") as sink,
+        MqttSink(settings(mqtt_broker.port, discovery_cells=cells), other, "cam2", "1") as neighbour,
+    ):
+        assert sink.wait_connected(WAIT) and neighbour.wait_connected(WAIT)
+        sink.publish_health({"fps": 1.0})
+    filters = ["homeassistant/#", "edge/#"]
+    before = retained_now(mqtt_broker.port, subscribers, filters)
+    mine = {t for t in before if f"/{DEVICE}/" in t}
+    assert f"edge/{DEVICE}/status" in mine and f"edge/{DEVICE}/health" in mine and len(mine) == 6
+
+    cleared = forget_device(settings(mqtt_broker.port), DEVICE)
+    assert set(cleared) == mine
+    after = retained_now(mqtt_broker.port, subscribers, filters)
+    assert not {t for t in after if f"/{DEVICE}/" in t}
+    assert {t for t in after if "/cam2/" in t} == {t for t in before if "/cam2/" in t}  # the neighbour stays
+    spool.close()
+    other.close()
+
+
+def test_forget_names_an_unreachable_broker(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        port = s.getsockname()[1]  # nothing listens here once the socket closes
+    with pytest.raises(SinkError, match=f"{HOST}:{port}"):
+        forget_device(settings(port), DEVICE, timeout_s=2.0)

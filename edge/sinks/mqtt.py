@@ -1,4 +1,4 @@
-"""Where finished windows go: a JSON-lines stream, or an MQTT broker with store-and-forward.
+"""The MQTT sink: windows to a broker with durable store-and-forward.
 
 ``MqttSink`` is built for an unattended device on an unreliable network:
 
@@ -6,13 +6,14 @@
   and removed only when the broker acknowledges it (PUBACK for QoS 1), so a
   broker outage, a network outage, a crash or a power cut loses nothing (up to
   the spool's bound); delivery is at-least-once and consumers de-duplicate on
-  ``(device, seq)``;
+  ``(device, stream, seq)``;
 * windows leave strictly in ``seq`` order, with a bounded number in flight;
 * reconnects back off exponentially, and every failed attempt is logged once
   with its cause (refused credentials, an untrusted certificate, ...) rather
   than crashing the service;
 * ``status`` (retained, with a Last Will) and Home Assistant discovery make the
-  device appear and disappear in dashboards without configuration there.
+  device appear and disappear in dashboards without configuration there; the
+  discovery configs follow the current config (``edge.sinks.discovery``).
 
 All publishing of windows happens on one "drain" thread that owns the
 message-id -> seq map; paho's callbacks only post events to it. That keeps
@@ -22,202 +23,32 @@ so a callback that took our lock could deadlock against a publishing thread).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
-import re
-import shutil
 import ssl
-import subprocess
 import sys
 import threading
-import time
-from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge.sinks.base import Sink, SinkError, dumps
+from edge.sinks.discovery import STATUS_OFFLINE, STATUS_ONLINE, DiscoveryDevice, cells_of, entity_configs
+from edge.sinks.health import build_health
 from edge.spool import Spool
 
 log = logging.getLogger(__name__)
 _paho_log = logging.getLogger(__name__ + ".paho")
 
-HEALTH_SCHEMA = 1
-STATUS_ONLINE = "online"
-STATUS_OFFLINE = "offline"
-# Payload keys whose dict values are per-category counts (one HA sensor per cell).
-BREAKDOWN_GROUPS = ("gender", "age", "expression", "ethnicity")
-_MODEL = "Edge face analytics"
 _DRAIN_RETRY_S = 5.0
 _REFUSED_CREDENTIALS = {134, 135}  # MQTT 5 reason codes; paho maps 3.1.1 CONNACK 4/5 onto them
-
-
-_S = TypeVar("_S", bound="Sink")
-
-
-class SinkError(RuntimeError):
-    """A sink cannot be set up as configured (missing password file, unreadable CA, ...)."""
-
-
-# --------------------------------------------------------------------------- interface
-
-
-class Sink(ABC):
-    """Destination for window payloads and health reports."""
-
-    type_name: ClassVar[str]
-
-    @abstractmethod
-    def publish_window(self, payload: Mapping[str, Any]) -> None:
-        """Deliver one finished window (JSON-serialisable dict with an integer ``seq``)."""
-
-    def publish_health(self, health: Mapping[str, Any]) -> None:
-        """Report device health; sinks without a health channel ignore it."""
-        return None
-
-    @abstractmethod
-    def close(self) -> None:
-        """Flush and release resources; idempotent."""
-
-    def __enter__(self: _S) -> _S:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-def _dumps(payload: Mapping[str, Any]) -> str:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-# --------------------------------------------------------------------------- JSON lines
-
-
-@dataclass(frozen=True, kw_only=True)
-class JsonlSettings:
-    """``path``: a file to append to, or ``"-"`` for stdout (the journal under systemd)."""
-
-    path: str = "-"
-
-
-class JsonlSink(Sink):
-    """One JSON object per line, flushed per line so a tail or a pipe sees each window at once."""
-
-    type_name: ClassVar[str] = "jsonl"
-
-    def __init__(self, settings: JsonlSettings | None = None, *, stream: IO[str] | None = None) -> None:
-        self.settings = settings or JsonlSettings()
-        self._lock = threading.Lock()
-        self._owned = False
-        if stream is not None:
-            self._stream: IO[str] = stream
-        elif self.settings.path == "-":
-            self._stream = sys.stdout
-        else:
-            path = Path(self.settings.path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._stream = path.open("a", encoding="utf-8")
-            self._owned = True
-        self._closed = False
-
-    def publish_window(self, payload: Mapping[str, Any]) -> None:
-        line = _dumps(payload) + "\n"
-        with self._lock:
-            if self._closed:
-                raise SinkError("JsonlSink is closed")
-            self._stream.write(line)
-            self._stream.flush()
-
-    def publish_health(self, health: Mapping[str, Any]) -> None:
-        """Not written: the stream is a pure window log that consumers parse line by line."""
-        log.debug("health: %s", _dumps(health))
-
-    def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            if self._owned:
-                self._stream.close()
-            else:
-                self._stream.flush()
-
-
-# --------------------------------------------------------------------------- health
-
-
-def _read_cpu_temp_c(path: Path = Path("/sys/class/thermal/thermal_zone0/temp")) -> float | None:
-    try:
-        return round(int(path.read_text().strip()) / 1000.0, 1)
-    except (OSError, ValueError):
-        return None
-
-
-# Bits of `vcgencmd get_throttled` (Raspberry Pi firmware).
-_THROTTLE_BITS = {
-    "under_voltage": 0,
-    "freq_capped": 1,
-    "throttled": 2,
-    "soft_temp_limit": 3,
-    "under_voltage_occurred": 16,
-    "freq_capped_occurred": 17,
-    "throttled_occurred": 18,
-    "soft_temp_limit_occurred": 19,
-}
-
-
-def _read_throttled() -> dict[str, Any] | None:
-    exe = shutil.which("vcgencmd")
-    if exe is None:
-        return None
-    try:
-        out = subprocess.run([exe, "get_throttled"], capture_output=True, text=True, timeout=2, check=True).stdout
-        value = int(out.strip().split("=", 1)[1], 16)
-    except (OSError, subprocess.SubprocessError, IndexError, ValueError):
-        return None
-    return {"raw": hex(value), **{name: bool(value >> bit & 1) for name, bit in _THROTTLE_BITS.items()}}
-
-
-def pi_health(spool: Spool | None = None) -> dict[str, Any]:
-    """CPU temperature, Raspberry Pi throttling flags (None where unavailable) and spool figures.
-
-    Under-voltage and thermal throttling are the usual causes of a Pi that
-    "works on the bench" but drops frames in the field, so they are reported.
-    """
-    health: dict[str, Any] = {"cpu_temp_c": _read_cpu_temp_c(), "throttled": _read_throttled()}
-    if spool is not None:
-        health["spool"] = spool.stats()
-    return health
-
-
-def build_health(
-    fields: Mapping[str, Any], *, device_id: str, spool: Spool | None = None, now: float | None = None
-) -> dict[str, Any]:
-    """A health message: the caller's ``fields`` plus device, timestamp and (when given) spool figures."""
-    ts = datetime.fromtimestamp(time.time() if now is None else now, tz=timezone.utc)
-    msg: dict[str, Any] = {
-        "schema": HEALTH_SCHEMA,
-        "device": device_id,
-        "ts": ts.isoformat(timespec="seconds").replace("+00:00", "Z"),
-    }
-    msg.update(fields)
-    if spool is not None:
-        msg["spool"] = spool.stats(now)
-    return msg
-
-
-# --------------------------------------------------------------------------- MQTT settings
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -247,9 +78,11 @@ class MqttSettings:
     password_credential: str | None = None  # systemd credential name, read from $CREDENTIALS_DIRECTORY
     discovery: bool = True  # Home Assistant MQTT discovery
     discovery_prefix: str = "homeassistant"
-    # Breakdown cells (group, key) announced at connect; cells seen in windows are announced as they appear.
+    # Breakdown cells (group, key) announced at connect: every cell the config produces. Retained
+    # configs of this device for anything else are cleared. Cells seen in windows are announced too.
     discovery_cells: tuple[tuple[str, str], ...] = ()
     device_name: str | None = None  # Home Assistant device name; None: device_id
+    window_s: int | None = None  # window length: Home Assistant expires a sensor after two missed windows
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 120.0
     max_inflight: int = 10  # windows sent but not yet acknowledged
@@ -286,32 +119,37 @@ def _read_secret(path: Path, what: str) -> str:
         raise SinkError(f"{what} {path} cannot be read: {exc.strerror or exc}") from exc
 
 
-# --------------------------------------------------------------------------- Home Assistant discovery
+def tls_context(tls: TlsSettings) -> ssl.SSLContext:
+    """A verifying client context (CERT_REQUIRED, host name check) from the configured files."""
+    try:
+        ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise SinkError(f"MQTT TLS CA file {tls.ca_file} cannot be loaded: {exc}") from exc
+    if (tls.cert_file is None) != (tls.key_file is None):
+        raise SinkError("MQTT TLS: cert_file and key_file must be given together")
+    if tls.cert_file is not None:
+        try:
+            ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise SinkError(
+                f"MQTT TLS client certificate {tls.cert_file} / key {tls.key_file} cannot be loaded: {exc}"
+            ) from exc
+    if tls.insecure:
+        ctx.check_hostname = False
+    return ctx
 
 
-def _slug(text: str) -> str:
-    text = text.replace("<=", "le").replace(">=", "ge").replace("<", "lt").replace(">", "gt").replace("+", "_plus")
-    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_") or "x"
-
-
-def _template(*path: str) -> str:
-    parts = "".join(f".{p}" if p.isidentifier() else f"[{json.dumps(p)}]" for p in path)
-    return "{{ value_json" + parts + " }}"
-
-
-# object id, name, template path, extra fields
-_BASE_SENSORS: tuple[tuple[str, str, tuple[str, ...], dict[str, Any]], ...] = (
-    ("visitors", "Visitors", ("visitors",), {"icon": "mdi:account-group"}),
-    ("dwell_mean", "Mean dwell", ("dwell_s", "mean"), {"unit_of_measurement": "s", "device_class": "duration"}),
-    ("faces_peak", "Peak faces", ("faces", "peak"), {"icon": "mdi:face-recognition"}),
-)
-
-
-def _cells_of(payload: Mapping[str, Any]) -> list[tuple[str, str]]:
-    return [(g, str(k)) for g in BREAKDOWN_GROUPS if isinstance(payload.get(g), Mapping) for k in payload[g]]
-
-
-# --------------------------------------------------------------------------- MQTT sink
+def secure(client: mqtt.Client, settings: MqttSettings, password: str | None) -> None:
+    """Credentials and TLS on a new client, as configured."""
+    if settings.username is not None:
+        client.username_pw_set(settings.username, password)
+    elif password is not None:
+        raise SinkError("MQTT password is set but username is not")
+    if settings.tls is not None:
+        client.tls_set_context(tls_context(settings.tls))
+        if settings.tls.insecure:
+            client.tls_insecure_set(True)
+            log.warning("MQTT TLS host name checking is OFF (insecure: true); the certificate chain is still checked")
 
 
 class MqttSink(Sink):
@@ -351,6 +189,17 @@ class MqttSink(Sink):
         self.refused = 0  # windows the broker rejected (MQTT 5 PUBACK failure); dropped so later ones can go
         self._cells_lock = threading.Lock()
         self._cells: dict[tuple[str, str], None] = dict.fromkeys(settings.discovery_cells)
+        self.discovery = DiscoveryDevice(
+            device_id=device_id,
+            name=settings.device_name or device_id,
+            version=version,
+            prefix=settings.discovery_prefix,
+            counts_topic=self.counts_topic,
+            status_topic=self.status_topic,
+            window_s=settings.window_s,
+        )
+        self._wanted: set[str] = set()  # discovery config topics the current config produces
+        self.cleared: list[str] = []  # stale discovery config topics cleared by this sink
         self._last_health: str | None = None
         self.connect_attempts = 0
         self._refused = False  # set by a refused CONNACK, so the disconnect that follows is not logged twice
@@ -381,42 +230,13 @@ class MqttSink(Sink):
         # Paho's own window must not be the bottleneck; ours (max_inflight) bounds windows.
         client.max_inflight_messages_set(s.max_inflight + 64)
         client.will_set(self.status_topic, STATUS_OFFLINE, qos=1, retain=True)
-        if s.username is not None:
-            client.username_pw_set(s.username, password)
-        elif password is not None:
-            raise SinkError("MQTT password is set but username is not")
-        if s.tls is not None:
-            client.tls_set_context(self._tls_context(s.tls))
-            if s.tls.insecure:
-                client.tls_insecure_set(True)
-                log.warning(
-                    "MQTT TLS host name checking is OFF (insecure: true); the certificate chain is still checked"
-                )
+        secure(client, s, password)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         return client
-
-    @staticmethod
-    def _tls_context(tls: TlsSettings) -> ssl.SSLContext:
-        """A verifying client context (CERT_REQUIRED, host name check) from the configured files."""
-        try:
-            ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
-        except (OSError, ssl.SSLError) as exc:
-            raise SinkError(f"MQTT TLS CA file {tls.ca_file} cannot be loaded: {exc}") from exc
-        if (tls.cert_file is None) != (tls.key_file is None):
-            raise SinkError("MQTT TLS: cert_file and key_file must be given together")
-        if tls.cert_file is not None:
-            try:
-                ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file))
-            except (OSError, ssl.SSLError) as exc:
-                raise SinkError(
-                    f"MQTT TLS client certificate {tls.cert_file} / key {tls.key_file} cannot be loaded: {exc}"
-                ) from exc
-        if tls.insecure:
-            ctx.check_hostname = False
-        return ctx
 
     # ----------------------------------------------------------------- public API
 
@@ -452,7 +272,7 @@ class MqttSink(Sink):
         """Publish retained health (caller's fields + spool figures); the latest is re-sent on reconnect."""
         msg = build_health(health, device_id=self.device_id, spool=self.spool)
         msg["mqtt"] = {"connected": self.connected, "in_flight": self._in_flight, "refused": self.refused}
-        self._last_health = _dumps(msg)
+        self._last_health = dumps(msg)
         if self._connected.is_set():
             self._client.publish(self.health_topic, self._last_health, qos=1, retain=True)
 
@@ -519,9 +339,13 @@ class MqttSink(Sink):
         client.publish(self.status_topic, STATUS_ONLINE, qos=1, retain=True)
         if self.settings.discovery:
             with self._cells_lock:
-                cells = list(self._cells)
-            for topic, config in self._discovery_configs(cells):
-                client.publish(topic, _dumps(config), qos=1, retain=True)
+                configs = entity_configs(self.discovery, list(self._cells))
+                self._wanted.update(topic for topic, _ in configs)
+            for topic, config in configs:
+                client.publish(topic, dumps(config), qos=1, retain=True)
+            # Retained configs of this device arrive after the SUBACK; any the current config does
+            # not produce are cleared in _on_message.
+            client.subscribe(self.discovery.config_filter, qos=1)
         if self._last_health is not None:
             client.publish(self.health_topic, self._last_health, qos=1, retain=True)
         self._events.put(("connected",))
@@ -592,6 +416,17 @@ class MqttSink(Sink):
                 reason_code,
                 self.settings.reconnect_max_s,
             )
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        """A retained discovery config of this device: clear it when the current config does not produce it."""
+        if not message.payload:
+            return  # already cleared (by us or by `edge forget`)
+        with self._cells_lock:
+            stale = message.topic not in self._wanted
+        if stale:
+            log.info("removing Home Assistant entity %s: the current config does not produce it", message.topic)
+            client.publish(message.topic, b"", qos=1, retain=True)
+            self.cleared.append(message.topic)
 
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode, properties: Properties | None
@@ -673,7 +508,7 @@ class MqttSink(Sink):
             if room <= 0:
                 break
             self._announce_new_cells(payload)
-            info = self._client.publish(self.counts_topic, _dumps(payload), qos=self.settings.qos, retain=False)
+            info = self._client.publish(self.counts_topic, dumps(payload), qos=self.settings.qos, retain=False)
             if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
                 log.warning("could not queue window seq %d: %s; will retry", seq, mqtt.error_string(info.rc))
                 return
@@ -685,39 +520,9 @@ class MqttSink(Sink):
         if not self.settings.discovery:
             return
         with self._cells_lock:
-            new = [c for c in _cells_of(payload) if c not in self._cells]
+            new = [c for c in cells_of(payload) if c not in self._cells]
             self._cells.update(dict.fromkeys(new))
-        if new:
-            for topic, config in self._discovery_configs(new, base=False):
-                self._client.publish(topic, _dumps(config), qos=1, retain=True)
-
-    def _discovery_configs(self, cells: list[tuple[str, str]], base: bool = True) -> list[tuple[str, dict[str, Any]]]:
-        """Home Assistant sensor configs: the base sensors (if ``base``) and one per breakdown cell."""
-        device = {
-            "identifiers": [self.device_id],
-            "name": self.settings.device_name or self.device_id,
-            "model": _MODEL,
-            "sw_version": self.version,
-        }
-        sensors: list[tuple[str, str, tuple[str, ...], dict[str, Any]]] = list(_BASE_SENSORS) if base else []
-        for group, key in cells:
-            sensors.append((f"{group}_{_slug(key)}", f"{group.capitalize()} {key}", (group, key), {}))
-        out = []
-        for obj, name, path, extra in sensors:
-            config: dict[str, Any] = {
-                "name": name,
-                "unique_id": f"{self.device_id}_{obj}",
-                "state_topic": self.counts_topic,
-                "value_template": _template(*path),
-                "state_class": "measurement",
-                "availability_topic": self.status_topic,
-                "payload_available": STATUS_ONLINE,
-                "payload_not_available": STATUS_OFFLINE,
-                "device": device,
-                **extra,
-            }
-            out.append((f"{self.settings.discovery_prefix}/sensor/{self.device_id}/{obj}/config", config))
-        return out
-
-
-SINKS: dict[str, type[Sink]] = {JsonlSink.type_name: JsonlSink, MqttSink.type_name: MqttSink}
+            configs = entity_configs(self.discovery, new, base=False) if new else []
+            self._wanted.update(topic for topic, _ in configs)
+        for topic, config in configs:
+            self._client.publish(topic, dumps(config), qos=1, retain=True)

@@ -1,0 +1,46 @@
+"""The sink interface: where finished windows and health reports go."""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, ClassVar, TypeVar
+
+_S = TypeVar("_S", bound="Sink")
+
+
+class SinkError(RuntimeError):
+    """A sink cannot be set up as configured (missing password file, unreadable CA, ...)."""
+
+
+class Sink(ABC):
+    """Destination for window payloads and health reports."""
+
+    type_name: ClassVar[str]
+
+    @abstractmethod
+    def publish_window(self, payload: Mapping[str, Any]) -> None:
+        """Deliver one finished window (JSON-serialisable dict with an integer ``seq``)."""
+
+    def publish_health(self, health: Mapping[str, Any]) -> None:
+        """Report device health; sinks without a health channel ignore it."""
+        return None
+
+    @abstractmethod
+    def close(self) -> None:
+        """Flush and release resources; idempotent."""
+
+    def __enter__(self: _S) -> _S:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def dumps(payload: Mapping[str, Any]) -> str:
+    """Compact JSON; NaN/inf are errors, never silently invalid JSON."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)

@@ -1,0 +1,117 @@
+"""Home Assistant MQTT discovery: the entities a device's config produces, and nothing else.
+
+Discovery configs are retained on the broker, so they outlive the config that made
+them: a breakdown switched off, or changed age brackets, would leave entities that
+show an old figure as if it were current. The MQTT sink therefore announces the
+complete set the current config produces at every connect, subscribes to its own
+node's config topics, and clears (empty retained payload, which makes Home
+Assistant remove the entity) every one it does not produce; ``edge forget`` clears
+them all.
+
+Each sensor reads one number from the ``counts`` payload, is marked unavailable
+with the device's ``status`` topic, subscribes at QoS 1, and expires (shows
+"unknown") when no window arrived for two window lengths plus a minute, so a
+figure from before an outage never passes for a current one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+STATUS_ONLINE = "online"
+STATUS_OFFLINE = "offline"
+# Payload keys whose dict values are per-category counts (one sensor per cell).
+BREAKDOWN_GROUPS = ("gender", "age", "expression", "ethnicity")
+MANUFACTURER = "edge-face-analytics"
+MODEL = "Edge face analytics"
+_GROUP_NAMES = {"gender": "Gender", "age": "Age", "expression": "Expression", "ethnicity": "Ethnicity"}
+
+# object id, name, template path, extra fields
+_BASE_SENSORS: tuple[tuple[str, str, tuple[str, ...], dict[str, Any]], ...] = (
+    ("visitors", "Visitors", ("visitors",), {"icon": "mdi:account-group"}),
+    ("dwell_mean", "Mean dwell", ("dwell_s", "mean"), {"unit_of_measurement": "s", "device_class": "duration"}),
+    ("faces_peak", "Peak faces", ("faces", "peak"), {"icon": "mdi:face-recognition"}),
+)
+
+
+def expire_after_s(window_s: int) -> int:
+    """Seconds without a window after which Home Assistant shows a sensor as unknown: one late
+    window is tolerated (a spool draining after an outage), two are not."""
+    return 2 * window_s + 60
+
+
+@dataclass(frozen=True)
+class DiscoveryDevice:
+    """What the discovery configs of one device refer to."""
+
+    device_id: str
+    name: str
+    version: str
+    prefix: str  # the discovery prefix, "homeassistant" by default
+    counts_topic: str
+    status_topic: str
+    window_s: int | None = None  # None: sensors never expire
+
+    @property
+    def config_filter(self) -> str:
+        """Subscription that receives every retained config of this device (and only this device)."""
+        return f"{self.prefix}/sensor/{self.device_id}/+/config"
+
+    def config_topic(self, object_id: str) -> str:
+        return f"{self.prefix}/sensor/{self.device_id}/{object_id}/config"
+
+
+def slug(text: str) -> str:
+    """A topic level and entity id part: ``65+`` -> ``65_plus``, ``18-24`` -> ``18_24``."""
+    text = text.replace("<=", "le").replace(">=", "ge").replace("<", "lt").replace(">", "gt").replace("+", "_plus")
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower() or "x"
+
+
+def _template(*path: str) -> str:
+    parts = "".join(f".{p}" if p.isidentifier() else f"[{json.dumps(p)}]" for p in path)
+    return "{{ value_json" + parts + " }}"
+
+
+def cells_of(payload: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The breakdown cells (group, key) a window payload carries."""
+    return [(g, str(k)) for g in BREAKDOWN_GROUPS if isinstance(payload.get(g), Mapping) for k in payload[g]]
+
+
+def entity_configs(
+    device: DiscoveryDevice, cells: Iterable[tuple[str, str]], base: bool = True
+) -> list[tuple[str, dict[str, Any]]]:
+    """(topic, config) for the base sensors (if ``base``) and one sensor per breakdown cell."""
+    block = {
+        "identifiers": [device.device_id],
+        "name": device.name,
+        "manufacturer": MANUFACTURER,
+        "model": MODEL,
+        "sw_version": device.version,
+    }
+    sensors = list(_BASE_SENSORS) if base else []
+    for group, key in cells:
+        sensors.append((f"{group}_{slug(key)}", f"{_GROUP_NAMES.get(group, group)} {key}", (group, key), {}))
+    out = []
+    for obj, name, path, extra in sensors:
+        config: dict[str, Any] = {
+            "name": name,
+            "unique_id": f"{device.device_id}_{obj}",
+            "default_entity_id": f"sensor.{slug(device.device_id)}_{obj}",
+            "state_topic": device.counts_topic,
+            "value_template": _template(*path),
+            "state_class": "measurement",
+            "qos": 1,
+            "availability_topic": device.status_topic,
+            "payload_available": STATUS_ONLINE,
+            "payload_not_available": STATUS_OFFLINE,
+            "device": block,
+            **extra,
+        }
+        if device.window_s is not None:
+            config["expire_after"] = expire_after_s(device.window_s)
+        out.append((device.config_topic(obj), config))
+    return out
