@@ -25,6 +25,10 @@ What is counted in a window
   the same ended visitors, with their combined attributes; a missing estimate
   counts as ``"unknown"``. Every breakdown therefore sums to ``dwell_s.n``.
 * ``faces``: peak and mean number of faces visible per processed frame.
+* ``observed_s``: seconds of the window during which frames were processed
+  (consecutive frames at most ``max_frame_gap_s`` apart cover the time between
+  them). A camera outage, a crash or a restart shows as a window whose
+  ``observed_s`` falls short of its length: its counts cover only that time.
 
 Minimum cell size k (``min_cell``)
 ----------------------------------
@@ -64,7 +68,7 @@ from edge.tracker import TrackerUpdate
 
 log = logging.getLogger(__name__)
 
-SCHEMA = 1
+SCHEMA = 2  # 2: stream and observed_s added
 UNKNOWN = "unknown"
 GENDERS = ("female", "male")
 EXPRESSIONS = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
@@ -83,6 +87,7 @@ class AggregationConfig:
     age: bool = True
     expression: bool = True
     max_gap_windows: int = 1440  # longest run of empty windows emitted for one clock step
+    max_frame_gap_s: float = 2.0  # frames further apart than this leave the time between unobserved
 
     def __post_init__(self) -> None:
         if self.window_s < 1:
@@ -165,16 +170,19 @@ class _Window:
     peak: int = 0
     dwell: list[float] = field(default_factory=list)
     breakdowns: dict[str, Counter[str]] = field(default_factory=dict)
+    observed: float = 0.0  # seconds covered by processed frames
 
 
 class Aggregator:
     """Accumulates tracker updates into wall-clock windows and publishes safe counts."""
 
-    def __init__(self, config: AggregationConfig, device: str, site: str, first_seq: int) -> None:
+    def __init__(self, config: AggregationConfig, device: str, site: str, first_seq: int, stream: str = "") -> None:
         self.config = config
         self.device = device
         self.site = site
+        self.stream = stream
         self._seq = first_seq
+        self._last_frame: float | None = None  # wall time of the last processed frame
         self._open: _Window | None = None
         self._ready: list[dict[str, Any]] = []
         self._closed = False
@@ -189,6 +197,10 @@ class Aggregator:
         """Count one tracker update into the window holding ``wall``."""
         if self._closed:
             raise RuntimeError("aggregator is closed")
+        if update.frame:
+            if self._last_frame is not None and 0.0 < wall - self._last_frame <= self.config.max_frame_gap_s:
+                self._cover(self._last_frame, wall)
+            self._last_frame = wall
         w = self._advance(wall)
         w.visitors += len(update.new_visitors)
         if update.frame:
@@ -199,6 +211,37 @@ class Aggregator:
             w.dwell.append(max(0.0, ended.dwell_s))
             for name, label in self._labels(ended.attributes).items():
                 w.breakdowns.setdefault(name, Counter())[label] += 1
+
+    def _cover(self, start: float, end: float) -> None:
+        """Count [start, end) as observed, split at window boundaries (windows finish on the way)."""
+        t = start
+        while t < end:
+            w = self._advance(t)
+            stop = min(end, (w.index + 1) * self.config.window_s)
+            if stop <= t:  # the clock went back: the open window is later than t
+                break
+            w.observed += stop - t
+            t = stop
+
+    def snapshot(self) -> dict[str, Any] | None:
+        """The open window's payload as if it closed now (partial, suppressed, without taking a
+        seq): the durable checkpoint a run that dies without closing it leaves for the next run."""
+        if self._open is None or self._closed:
+            return None
+        w = self._open
+        copy = _Window(
+            w.index,
+            True,
+            w.visitors,
+            w.frames,
+            w.face_sum,
+            w.peak,
+            list(w.dwell),
+            {k: Counter(v) for k, v in w.breakdowns.items()},
+            w.observed,
+        )
+        payload = self._payload(copy, seq=None)
+        return payload
 
     def tick(self, wall: float) -> list[dict[str, Any]]:
         """Payloads of every window that ended at or before ``wall``, oldest first."""
@@ -263,6 +306,11 @@ class Aggregator:
 
     def _publish(self, w: _Window) -> dict[str, Any]:
         """The window's payload with rule-based suppression applied; takes the next seq."""
+        payload = self._payload(w, self._seq)
+        self._seq += 1
+        return payload
+
+    def _payload(self, w: _Window, seq: int | None) -> dict[str, Any]:
         k = self.config.min_cell
         suppressed: list[str] = []
 
@@ -305,17 +353,18 @@ class Aggregator:
             "schema": SCHEMA,
             "device": self.device,
             "site": self.site,
-            "seq": self._seq,
+            "stream": self.stream,
+            "seq": seq,
             "window": {
                 "start": _iso(start),
                 "end": _iso(start + self.config.window_s),
                 "partial": w.partial or w.frames == 0,
             },
+            "observed_s": round(min(w.observed, self.config.window_s), 1),
             "visitors": visitors,
             "faces": faces,
             "dwell_s": dwell,
             **breakdowns,
             "suppressed": suppressed,
         }
-        self._seq += 1
         return payload

@@ -455,6 +455,8 @@ class AggregationConfig:
     age_brackets: tuple[int, ...] = _leaf(
         (0, 18, 25, 35, 45, 55, 65), _Check("a list of strictly increasing whole ages starting at 0", _age_brackets)
     )
+    # How often the open window's counts so far are saved: an unclean stop loses at most this much.
+    checkpoint_s: float = _leaf(10.0, _number("a number of seconds > 0", lo=0, lo_open=True))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -116,7 +116,9 @@ class Daemon:
         self.tracker = Tracker(tracker_config(config))
         self.pipeline = FramePipeline(self.analyzer, self.tracker)
         self.seq = SeqStore(Path(config.state_dir) / "seq.sqlite3")
-        self.aggregator = Aggregator(window_config(config), config.device_id, config.site, self.seq.peek())
+        self.aggregator = Aggregator(
+            window_config(config), config.device_id, config.site, self.seq.peek(), stream=self.seq.stream
+        )
         self.spool: Spool | None = None
         if sink is None:
             sink, self.spool = build_sink(config, breakdown_cells(window_config(config)))
@@ -128,8 +130,9 @@ class Daemon:
     def _emit(self, windows: list[dict]) -> None:
         for window in windows:
             # The durable store numbers windows (committed before anyone sees them), so a
-            # number is never reused after a crash, whatever happened to earlier windows.
-            window["seq"] = self.seq.next()
+            # number is never reused after a crash, whatever happened to earlier windows; the
+            # same transaction drops the window's checkpoint.
+            window["seq"] = self.seq.next(window["window"]["start"])
             self.sink.publish_window(window)
             self.stats.windows += 1
             log.info(
@@ -139,6 +142,32 @@ class Daemon:
                 window["window"]["end"],
                 window["visitors"],
                 " (partial)" if window["window"]["partial"] else "",
+            )
+
+    def _recover(self) -> None:
+        """Publish the open window an unclean stop (SIGKILL, power loss) left as a checkpoint."""
+        saved = self.seq.checkpoint()
+        if saved is None:
+            return
+        saved["window"]["partial"] = True
+        log.warning(
+            "the previous run stopped without closing window %s..%s: publishing it as partial from its "
+            "last checkpoint (%s s observed; anything counted after the checkpoint is lost)",
+            saved["window"]["start"],
+            saved["window"]["end"],
+            saved.get("observed_s"),
+        )
+        self._emit([saved])
+
+    def _checkpoint(self) -> None:
+        snapshot = self.aggregator.snapshot()
+        if snapshot is not None:
+            self.seq.save_checkpoint(snapshot)
+            log.debug(
+                "checkpoint of window %s: %s visitors so far, %s s observed",
+                snapshot["window"]["start"],
+                snapshot["visitors"],
+                snapshot["observed_s"],
             )
 
     # -- per frame
@@ -181,8 +210,9 @@ class Daemon:
         last_mono = time.monotonic()
         ready = False
         try:
+            self._recover()
             feed = live = open_feed(config.source, self.stop, config.aggregation.window_s)
-            started = last_progress_at = next_health = time.monotonic()
+            started = last_progress_at = next_health = next_checkpoint = time.monotonic()
             last_progress = -1
             while not self.stop.is_set():
                 frame = live.get(timeout=0.5)
@@ -219,6 +249,10 @@ class Daemon:
                 if now >= next_health:
                     self.sink.publish_health(self._health(live.fps(), live.dropped))
                     next_health = now + health_every
+                if now >= next_checkpoint:
+                    self._checkpoint()
+                    # One small SQLite transaction per save: cheap even for an SD card.
+                    next_checkpoint = now + config.aggregation.checkpoint_s
         finally:
             sd_notify.stopping("closing the open window")
             if not isinstance(feed, ReplayFeed):

@@ -7,9 +7,15 @@ it. The queue is bounded: when full, the oldest windows are dropped (the
 newest data is the most useful) and the drop is counted durably, so a
 consumer can see that a gap is a known loss and not a bug.
 
-``SeqStore`` hands out window sequence numbers that keep increasing across
-restarts: consumers de-duplicate on ``(device, seq)``, so a number must never
-be reused, and each is committed to disk before it is returned.
+``SeqStore`` is the device's durable identity and numbering: a stream id
+(random, created with the state directory) and window sequence numbers that
+keep increasing across restarts. Consumers de-duplicate on ``(device, stream,
+seq)``: a seq is never reused within a stream, each is committed to disk
+before it is returned, and a lost state directory starts a new stream rather
+than reusing old numbers under the old key. It also keeps a checkpoint of the
+open window, so a run that ends without closing it (SIGKILL, power loss) has
+that window published by the next run, as partial, with what it had counted
+by the checkpoint.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import logging
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -183,9 +190,9 @@ class Spool:
 
 
 class SeqStore:
-    """Persistent, strictly increasing window sequence numbers.
+    """Persistent stream id, strictly increasing window sequence numbers, and the open window's checkpoint.
 
-    May share the spool's database file (its own table) or use a file of its own.
+    May share the spool's database file (its own tables) or use a file of its own.
     """
 
     def __init__(self, path: str | Path, start: int = 1) -> None:
@@ -195,18 +202,40 @@ class SeqStore:
         with _Transaction(self._conn, self._lock) as c:
             c.execute("CREATE TABLE IF NOT EXISTS seq_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
             c.execute("INSERT OR IGNORE INTO seq_state (key, value) VALUES ('next', ?)", (start,))
+            c.execute("CREATE TABLE IF NOT EXISTS text_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            c.execute("INSERT OR IGNORE INTO text_state (key, value) VALUES ('stream', ?)", (str(uuid.uuid4()),))
+            self.stream: str = c.execute("SELECT value FROM text_state WHERE key = 'stream'").fetchone()[0]
 
     def peek(self) -> int:
         """The number ``next()`` would return, without taking it."""
         with self._lock:
             return int(self._conn.execute("SELECT value FROM seq_state WHERE key = 'next'").fetchone()[0])
 
-    def next(self) -> int:
-        """Take the next number; the increment is committed before it is returned, so no reuse after a crash."""
+    def next(self, window_start: str | None = None) -> int:
+        """Take the next number; the increment is committed before it is returned, so no reuse after a crash.
+
+        ``window_start``: the window being numbered; its checkpoint is dropped in the same
+        transaction, so a window is never published both whole and from its checkpoint.
+        """
         with _Transaction(self._conn, self._lock) as c:
             (value,) = c.execute("SELECT value FROM seq_state WHERE key = 'next'").fetchone()
             c.execute("UPDATE seq_state SET value = ? WHERE key = 'next'", (value + 1,))
+            if window_start is not None:
+                saved = _checkpoint(c)
+                if saved is not None and saved.get("window", {}).get("start") == window_start:
+                    c.execute("DELETE FROM text_state WHERE key = 'checkpoint'")
         return int(value)
+
+    def save_checkpoint(self, payload: Mapping[str, Any]) -> None:
+        """Keep the open window's payload so far (already suppressed, as it would be published)."""
+        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        with _Transaction(self._conn, self._lock) as c:
+            c.execute("INSERT OR REPLACE INTO text_state (key, value) VALUES ('checkpoint', ?)", (text,))
+
+    def checkpoint(self) -> dict[str, Any] | None:
+        """The open window a previous run left behind, or None after a clean stop."""
+        with self._lock:
+            return _checkpoint(self._conn)
 
     def close(self) -> None:
         """Close the database (idempotent)."""
@@ -220,3 +249,8 @@ class SeqStore:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _checkpoint(conn: sqlite3.Connection) -> dict[str, Any] | None:
+    row = conn.execute("SELECT value FROM text_state WHERE key = 'checkpoint'").fetchone()
+    return None if row is None else dict(json.loads(row[0]))

@@ -14,11 +14,11 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 
 
-def spawn_daemon(tmp_path: Path, config: dict) -> subprocess.Popen:
+def spawn_daemon(tmp_path: Path, config: dict, *options: str) -> subprocess.Popen:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "run", "--config", str(path)],
+        [sys.executable, "-m", "edge.cli", "run", "--config", str(path), *options],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -22,12 +22,15 @@ from edge.records import Attributes
 from edge.tracker import TrackerUpdate, VisitorEnded, VisitorStarted
 
 NOON = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc).timestamp()
+STREAM = "6f1c2b1e-0000-4000-8000-000000000001"
 TOP_KEYS = [
     "schema",
     "device",
     "site",
+    "stream",
     "seq",
     "window",
+    "observed_s",
     "visitors",
     "faces",
     "dwell_s",
@@ -39,7 +42,7 @@ TOP_KEYS = [
 
 
 def agg(first_seq: int = 7, **kw: Any) -> Aggregator:
-    return Aggregator(AggregationConfig(**kw), device="lobby-1", site="hq", first_seq=first_seq)
+    return Aggregator(AggregationConfig(**kw), device="lobby-1", site="hq", first_seq=first_seq, stream=STREAM)
 
 
 def started(n: int) -> tuple[VisitorStarted, ...]:
@@ -119,11 +122,13 @@ def test_payload_schema_is_exact() -> None:
     (p,) = a.tick(NOON + 60)
     assert list(p) == TOP_KEYS
     assert p == {
-        "schema": 1,
+        "schema": 2,
         "device": "lobby-1",
         "site": "hq",
+        "stream": STREAM,
         "seq": 7,
         "window": {"start": "2024-05-01T12:00:00Z", "end": "2024-05-01T12:01:00Z", "partial": False},
+        "observed_s": 1.0,  # two frames a second apart
         "visitors": 1,
         "faces": {"peak": 2, "mean": 1.5},
         "dwell_s": {"n": 1, "mean": 10.0, "p50": 10.0, "p90": 10.0},
@@ -307,3 +312,48 @@ def test_no_published_number_reveals_a_small_group(
             assert len(hidden) >= 2
             assert rest == 0 or rest >= k
             assert all(truth[name][c] != rest for c in hidden if truth[name][c] >= 1) or rest == 0
+
+
+def frames(a: Aggregator, start: float, end: float, fps: float) -> None:
+    n = round((end - start) * fps)
+    for i in range(n + 1):
+        a.observe(TrackerUpdate(), start + i / fps)
+
+
+def test_observed_seconds_show_where_frames_were_processed() -> None:
+    a = agg(window_s=60)
+    frames(a, NOON + 10, NOON + 70, fps=5)  # from 12:00:10 into the next window
+    frames(a, NOON + 100, NOON + 110, fps=5)  # then a 30 s camera outage, then 10 s more
+    (first,) = a.tick(NOON + 60.1)
+    assert first["observed_s"] == 50.0 and first["window"]["partial"] is True  # started 10 s in
+    (second,) = a.tick(NOON + 125)
+    assert second["observed_s"] == 20.0 and second["window"]["partial"] is False  # 10 + 10 of 60 s
+    (empty,) = a.tick(NOON + 185)
+    assert empty["observed_s"] == 0.0 and empty["window"]["partial"] is True
+
+
+def test_frames_far_apart_do_not_count_the_time_between() -> None:
+    a = agg(window_s=60, max_frame_gap_s=2.0)
+    for t in range(0, 60, 3):  # one frame every 3 s: each frame is an island
+        a.observe(TrackerUpdate(), NOON + t)
+    (p,) = a.tick(NOON + 61)
+    assert p["observed_s"] == 0.0
+
+
+def test_snapshot_is_the_open_window_as_if_closed_now_and_changes_nothing() -> None:
+    a = agg(window_s=60, min_cell=1)
+    assert a.snapshot() is None
+    frames(a, NOON, NOON + 20, fps=2)
+    a.observe(TrackerUpdate(new_visitors=started(3), active=3), NOON + 20.5)
+    snap = a.snapshot()
+    assert snap is not None and snap["seq"] is None and snap["stream"] == STREAM
+    assert snap["window"]["partial"] is True and snap["visitors"] == 3 and snap["observed_s"] == 20.5
+    (p,) = a.tick(NOON + 61)
+    assert p["seq"] == 7 and p["visitors"] == 3 and p["window"]["partial"] is False  # the snapshot took nothing
+
+
+def test_snapshot_is_suppressed_like_a_published_window() -> None:
+    a = agg(window_s=60, min_cell=5)
+    a.observe(TrackerUpdate(new_visitors=started(2), active=2), NOON)
+    snap = a.snapshot()
+    assert snap is not None and snap["visitors"] is None and "visitors" in snap["suppressed"]

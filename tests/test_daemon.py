@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,8 @@ ALLOWED_KEYS = {
     "device",
     "site",
     "seq",
+    "stream",
+    "observed_s",
     "window",
     "visitors",
     "faces",
@@ -148,6 +152,52 @@ def test_sigterm_closes_a_partial_window_and_exits_zero(tmp_path: Path) -> None:
         proc.kill()
     windows = [json.loads(line) for line in out.read_text().splitlines()]
     assert windows and windows[-1]["window"]["partial"] is True
+
+
+def saved_checkpoint(state_db: Path) -> dict | None:
+    """The open window's checkpoint as the daemon last saved it (read-only, beside the writer)."""
+    if not state_db.exists():
+        return None
+    with closing(sqlite3.connect(f"file:{state_db}?mode=ro", uri=True, timeout=10)) as db:
+        try:
+            row = db.execute("SELECT value FROM text_state WHERE key = 'checkpoint'").fetchone()
+        except sqlite3.OperationalError:  # the tables are not created yet
+            return None
+    return None if row is None else json.loads(row[0])
+
+
+def test_sigkill_loses_at_most_the_time_since_the_last_checkpoint(tmp_path: Path) -> None:
+    video = write_video(Scene(640, 480, 10.0, 6.0, (walker(0.5, 4.0, 0.5),)), tmp_path / "loop.avi")
+    out = tmp_path / "windows.jsonl"
+    doc = config(
+        tmp_path,
+        video,
+        source={"type": "file", "path": str(video), "realtime": True, "loop": True},
+        aggregation={"window_s": 3600, "min_cell": 1, "checkpoint_s": 0.5},
+    )
+    proc = spawn_daemon(tmp_path, doc, "-v")
+    seen: list[str] = []
+    state_db = tmp_path / "state" / "seq.sqlite3"
+    try:
+        assert watch(proc.stderr, ": 1 visitors so far", seen).wait(90), "".join(seen)  # a checkpoint with a visitor
+        proc.kill()  # no chance to close the window
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+    saved = saved_checkpoint(state_db)
+    assert saved is not None
+    before = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+
+    # The next run (here on an empty recording) publishes the interrupted window first, as partial.
+    empty = write_video(Scene(640, 480, 10.0, 2.0, ()), tmp_path / "empty.avi")
+    run_daemon(tmp_path, dict(doc, source={"type": "file", "path": str(empty), "realtime": False}))
+    windows = [json.loads(line) for line in out.read_text().splitlines()]
+    recovered = windows[len(before)]
+    assert recovered["window"]["start"] == saved["window"]["start"] and recovered["window"]["partial"] is True
+    assert recovered["visitors"] >= saved["visitors"] >= 1 and recovered["observed_s"] > 0
+    assert [w["seq"] for w in windows] == list(range(1, len(windows) + 1))
+    assert len({w["stream"] for w in windows}) == 1
+    assert saved_checkpoint(state_db) is None  # a clean stop leaves none
 
 
 def test_missing_camera_is_reported_and_retried(tmp_path: Path) -> None:

@@ -29,6 +29,8 @@ KEYS = {
     "device",
     "site",
     "seq",
+    "stream",
+    "observed_s",
     "window",
     "visitors",
     "faces",
@@ -85,7 +87,7 @@ def test_video_to_daemon_to_broker_to_subscriber(mqtt_broker: Broker, tmp_path: 
     assert seqs == list(range(1, len(seqs) + 1))
     assert sum(w["visitors"] for w in windows) == len(scene.visitors)
     for w in windows:
-        assert set(w) == KEYS and w["device"] == DEVICE and w["schema"] == 1
+        assert set(w) == KEYS and w["device"] == DEVICE and w["schema"] == 2
     assert windows[-1]["window"]["partial"] is True
 
 

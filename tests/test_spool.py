@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +154,26 @@ def test_seq_store_increases_across_restarts_and_shares_the_spool_file(tmp_path:
         assert seqs.next() == 100
     with Spool(path, 10) as spool:
         assert spool.depth() == 1
+
+
+def test_stream_id_is_created_with_the_state_and_kept(tmp_path: Path) -> None:
+    with SeqStore(tmp_path / "a.sqlite3") as a:
+        stream = a.stream
+    assert str(uuid.UUID(stream)) == stream
+    with SeqStore(tmp_path / "a.sqlite3") as again:
+        assert again.stream == stream and again.next() == 1
+    with SeqStore(tmp_path / "lost-and-recreated.sqlite3") as fresh:
+        assert fresh.stream != stream and fresh.next() == 1  # seq 1 again, but under a new key
+
+
+def test_numbering_a_window_drops_its_checkpoint_in_the_same_transaction(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    with SeqStore(path) as store:
+        assert store.checkpoint() is None
+        open_window = {"window": {"start": "2026-11-30T12:01:00Z"}, "visitors": 3, "seq": None}
+        store.save_checkpoint(open_window)
+        assert store.next("2026-11-30T12:00:00Z") == 1  # an earlier window: the checkpoint stays
+    with SeqStore(path) as store:  # a restart after an unclean stop still finds it
+        assert store.checkpoint() == open_window
+        assert store.next("2026-11-30T12:01:00Z") == 2
+        assert store.checkpoint() is None
