@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from daemon_proc import spawn_daemon, watch
+from payload_schema import check
 
 from edge.config import parse_config
 from edge.daemon import Daemon
@@ -87,6 +88,7 @@ def test_simple_scene_counts_every_visitor_once_in_the_right_window(tmp_path: Pa
         assert min(abs(m - d) for d in dwell_truth) <= 0.5
     assert sum(w["gender"]["female"] for w in windows) == 4  # the astronaut is a woman
     for w in windows:
+        check("window", w)
         assert set(w) <= ALLOWED_KEYS and "ethnicity" not in w
         assert set(w["window"]) == {"start", "end", "partial"}
 

@@ -15,6 +15,7 @@ import yaml
 from daemon_proc import spawn_daemon, watch
 from mqtt_broker import HOST, Broker
 from paho.mqtt.enums import CallbackAPIVersion
+from payload_schema import check
 from test_mqtt_sink import Subscriber
 
 from edge.cli import main
@@ -81,13 +82,18 @@ def test_video_to_daemon_to_broker_to_subscriber(mqtt_broker: Broker, tmp_path: 
         )
         assert sub.wait_for(lambda ms: any(m.topic == STATUS and m.payload == "offline" for m in ms))
         windows = [json.loads(m.payload) for m in sub.messages if m.topic == COUNTS]
+        healths = [json.loads(m.payload) for m in sub.messages if m.topic == f"edge/{DEVICE}/health" and m.payload]
     finally:
         sub.close()
     seqs = [w["seq"] for w in windows]
     assert seqs == list(range(1, len(seqs) + 1))
     assert sum(w["visitors"] for w in windows) == len(scene.visitors)
     for w in windows:
+        check("window", w)
         assert set(w) == KEYS and w["device"] == DEVICE and w["schema"] == 2
+    for health in healths:
+        check("health", health)
+    assert healths and healths[-1]["spool"]["depth"] >= 0 and "mqtt" in healths[-1]
     assert windows[-1]["window"]["partial"] is True
 
 

@@ -1,0 +1,91 @@
+"""The published JSON Schemas match what the code produces and what the README documents."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from payload_schema import SCHEMAS, check, validator
+
+from edge.aggregator import AggregationConfig, Aggregator
+from edge.records import Attributes
+from edge.sinks import build_health, pi_health
+from edge.tracker import TrackerUpdate, VisitorEnded, VisitorStarted
+
+REPO = Path(__file__).resolve().parent.parent
+NOON = 1_764_504_000.0  # 2025-11-30T12:00:00Z
+STREAM = "9b2f0c4e-5d1a-4c7e-8f3b-2a6d9e1c7b40"
+
+
+def readme_keys(heading: str) -> list[str]:
+    text = (REPO / "README.md").read_text()
+    section = text[text.index(heading) :]
+    table = section[section.index("| key | meaning |") :].split("\n\n", 1)[0]
+    return [m.group(1) for m in re.finditer(r"^\| `([a-z_0-9]+)` \|", table, re.MULTILINE)]
+
+
+def test_the_readme_documents_every_key_of_the_window_schema_in_order() -> None:
+    schema = json.loads((SCHEMAS / "window.schema.json").read_text())
+    assert readme_keys("### Window payload") == list(schema["properties"])
+
+
+def test_the_readme_example_is_a_valid_window() -> None:
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("### Window payload") :]
+    example = section[section.index("```json") + len("```json") : section.index("```", section.index("```json") + 7)]
+    check("window", json.loads(example))
+
+
+@pytest.mark.parametrize("min_cell", [1, 5])
+@pytest.mark.parametrize("ethnicity", [False, True])
+def test_aggregator_windows_match_the_schema(min_cell: int, ethnicity: bool) -> None:
+    config = AggregationConfig(window_s=60, min_cell=min_cell, ethnicity=ethnicity)
+    a = Aggregator(config, "lobby-1", "hq", 1, stream=STREAM)
+    people = [Attributes(age=30.0 + i, gender="female" if i % 3 else "male", expression="happy") for i in range(7)]
+    a.observe(TrackerUpdate(new_visitors=tuple(VisitorStarted(p) for p in people), active=7), NOON + 1)
+    a.observe(TrackerUpdate(ended=tuple(VisitorEnded(5.0 + i, p) for i, p in enumerate(people)), active=2), NOON + 2)
+    windows = a.tick(NOON + 200)  # the busy window and two empty ones
+    windows.append(a.close(NOON + 201))
+    assert len(windows) == 4
+    for w in windows:
+        check("window", w)
+    snapshot = Aggregator(config, "lobby-1", "hq", 1, stream=STREAM)
+    snapshot.observe(TrackerUpdate(active=1), NOON)
+    saved = snapshot.snapshot()
+    assert saved is not None and saved["seq"] is None  # a checkpoint is numbered when it is published
+    check("window", dict(saved, seq=1))
+
+
+def test_a_window_with_an_unknown_key_or_a_missing_one_is_refused() -> None:
+    a = Aggregator(AggregationConfig(window_s=60), "lobby-1", "hq", 1, stream=STREAM)
+    a.observe(TrackerUpdate(), NOON)
+    (w,) = a.tick(NOON + 61)
+    with pytest.raises(AssertionError, match="track_id"):
+        check("window", dict(w, track_id=3))
+    with pytest.raises(AssertionError, match="stream"):
+        check("window", {k: v for k, v in w.items() if k != "stream"})
+
+
+def test_health_messages_match_the_schema(tmp_path: Path) -> None:
+    from edge.spool import Spool
+
+    fields = {
+        "fps": 14.9,
+        "processed_frames": 1000,
+        "detector_ms": 41.0,
+        "tracker_ms": 0.1,
+        "attributes_ms": 3.2,
+        "dropped_frames": 4,
+        "uptime_s": 66.0,
+        "windows": 1,
+        "version": "0.1.0",
+        **pi_health(None),
+    }
+    check("health", build_health(fields, device_id="lobby-1"))
+    with Spool(tmp_path / "spool.sqlite3", 10) as spool:
+        msg = build_health(fields, device_id="lobby-1", spool=spool)
+    msg["mqtt"] = {"connected": True, "in_flight": 0, "refused": 0}
+    check("health", msg)
+    assert validator("health").is_valid(msg)
