@@ -15,6 +15,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 
@@ -105,6 +106,22 @@ class Stats:
         self.attributes_ms += a * (attributes_ms - self.attributes_ms)
 
 
+def local_date(iso_utc: str) -> str:
+    """The device's local date (its time zone, e.g. ``timedatectl set-timezone``) at a UTC instant."""
+    moment = datetime.fromisoformat(iso_utc.replace("Z", "+00:00"))
+    return moment.astimezone().date().isoformat()
+
+
+def _with_today(window: dict, date: str, visitors: int) -> dict:
+    """The payload with ``today`` (the day's running total of published visitors) after ``visitors``."""
+    out: dict = {}
+    for key, value in window.items():
+        out[key] = value
+        if key == "visitors":
+            out["today"] = {"date": date, "visitors": visitors}
+    return out
+
+
 class Daemon:
     """The processing loop; construct, then ``run()`` until ``stop`` is set or the file ends."""
 
@@ -131,8 +148,10 @@ class Daemon:
         for window in windows:
             # The durable store numbers windows (committed before anyone sees them), so a
             # number is never reused after a crash, whatever happened to earlier windows; the
-            # same transaction drops the window's checkpoint.
-            window["seq"] = self.seq.next(window["window"]["start"])
+            # same transaction drops the window's checkpoint and adds its visitors to the day's.
+            start = window["window"]["start"]
+            window["seq"], today = self.seq.number(start, local_date(start), window["visitors"])
+            window = _with_today(window, local_date(start), today)
             self.sink.publish_window(window)
             self.stats.windows += 1
             log.info(

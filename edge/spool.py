@@ -218,13 +218,25 @@ class SeqStore:
         transaction, so a window is never published both whole and from its checkpoint.
         """
         with _Transaction(self._conn, self._lock) as c:
-            (value,) = c.execute("SELECT value FROM seq_state WHERE key = 'next'").fetchone()
-            c.execute("UPDATE seq_state SET value = ? WHERE key = 'next'", (value + 1,))
-            if window_start is not None:
-                saved = _checkpoint(c)
-                if saved is not None and saved.get("window", {}).get("start") == window_start:
-                    c.execute("DELETE FROM text_state WHERE key = 'checkpoint'")
-        return int(value)
+            return _take(c, window_start)
+
+    def number(self, window_start: str, local_date: str, visitors: int | None) -> tuple[int, int]:
+        """Number a window and add its published visitors to the day's running total, in one
+        transaction (``next`` plus the total): returns (seq, visitors so far on ``local_date``).
+
+        The total restarts at 0 on a new local date and survives restarts.
+        """
+        with _Transaction(self._conn, self._lock) as c:
+            seq = _take(c, window_start)
+            row = c.execute("SELECT value FROM text_state WHERE key = 'day'").fetchone()
+            day = json.loads(row[0]) if row is not None else {}
+            total = int(day.get("visitors", 0)) if day.get("date") == local_date else 0
+            total += visitors or 0
+            c.execute(
+                "INSERT OR REPLACE INTO text_state (key, value) VALUES ('day', ?)",
+                (json.dumps({"date": local_date, "visitors": total}),),
+            )
+        return seq, total
 
     def save_checkpoint(self, payload: Mapping[str, Any]) -> None:
         """Keep the open window's payload so far (already suppressed, as it would be published)."""
@@ -254,3 +266,14 @@ class SeqStore:
 def _checkpoint(conn: sqlite3.Connection) -> dict[str, Any] | None:
     row = conn.execute("SELECT value FROM text_state WHERE key = 'checkpoint'").fetchone()
     return None if row is None else dict(json.loads(row[0]))
+
+
+def _take(c: sqlite3.Connection, window_start: str | None) -> int:
+    """Inside a transaction: the next seq, and the numbered window's checkpoint dropped."""
+    (value,) = c.execute("SELECT value FROM seq_state WHERE key = 'next'").fetchone()
+    c.execute("UPDATE seq_state SET value = ? WHERE key = 'next'", (value + 1,))
+    if window_start is not None:
+        saved = _checkpoint(c)
+        if saved is not None and saved.get("window", {}).get("start") == window_start:
+            c.execute("DELETE FROM text_state WHERE key = 'checkpoint'")
+    return int(value)

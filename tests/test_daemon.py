@@ -28,6 +28,7 @@ ALLOWED_KEYS = {
     "seq",
     "stream",
     "observed_s",
+    "today",
     "window",
     "visitors",
     "faces",
@@ -87,9 +88,13 @@ def test_simple_scene_counts_every_visitor_once_in_the_right_window(tmp_path: Pa
     for m in measured:
         assert min(abs(m - d) for d in dwell_truth) <= 0.5
     assert sum(w["gender"]["female"] for w in windows) == 4  # the astronaut is a woman
+    total, day = 0, None
     for w in windows:
         check("window", w)
         assert set(w) <= ALLOWED_KEYS and "ethnicity" not in w
+        total = (total if w["today"]["date"] == day else 0) + w["visitors"]
+        day = w["today"]["date"]
+        assert w["today"]["visitors"] == total  # the day's running total
         assert set(w["window"]) == {"start", "end", "partial"}
 
 

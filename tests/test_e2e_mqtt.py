@@ -32,6 +32,7 @@ KEYS = {
     "seq",
     "stream",
     "observed_s",
+    "today",
     "window",
     "visitors",
     "faces",

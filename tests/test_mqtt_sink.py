@@ -289,6 +289,9 @@ def test_windows_in_order_status_and_discovery(
     assert female["qos"] == 1 and "expire_after" not in female  # no window length given here
     assert configs["age_65_plus"]["default_entity_id"] == f"sensor.{DEVICE.lower().replace('-', '_')}_age_65_plus"
     assert configs["age_65_plus"]["name"] == "Age 65+"
+    assert female["state_class"] == "measurement" and female["force_update"] is True
+    today = configs["visitors_today"]
+    assert today["state_class"] == "total_increasing" and today["value_template"] == "{{ value_json.today.visitors }}"
     assert len({c["unique_id"] for c in configs.values()}) == len(configs)
 
     sink.close()
@@ -606,7 +609,15 @@ def test_discovery_follows_the_config_and_clears_what_it_no_longer_produces(
         assert set(sink.cleared) == gone
     left = retained_now(mqtt_broker.port, subscribers, ["homeassistant/#"])
     objects = {t.split("/")[3] for t in left}
-    assert objects == {"visitors", "dwell_mean", "faces_peak", "age_0_29", "age_30_plus", "age_unknown"}
+    assert objects == {
+        "visitors",
+        "visitors_today",
+        "dwell_mean",
+        "faces_peak",
+        "age_0_29",
+        "age_30_plus",
+        "age_unknown",
+    }
     config = json.loads(left[f"homeassistant/sensor/{DEVICE}/age_30_plus/config"])
     assert config["expire_after"] == 2 * 60 + 60 and config["qos"] == 1
     spool.close()
@@ -627,7 +638,7 @@ def test_forget_removes_the_device_from_the_broker(
     filters = ["homeassistant/#", "edge/#"]
     before = retained_now(mqtt_broker.port, subscribers, filters)
     mine = {t for t in before if f"/{DEVICE}/" in t}
-    assert f"edge/{DEVICE}/status" in mine and f"edge/{DEVICE}/health" in mine and len(mine) == 6
+    assert f"edge/{DEVICE}/status" in mine and f"edge/{DEVICE}/health" in mine and len(mine) == 7
 
     cleared = forget_device(settings(mqtt_broker.port), DEVICE)
     assert set(cleared) == mine

@@ -10,6 +10,7 @@ import pytest
 from payload_schema import SCHEMAS, check, validator
 
 from edge.aggregator import AggregationConfig, Aggregator
+from edge.daemon import _with_today
 from edge.records import Attributes
 from edge.sinks import build_health, pi_health
 from edge.tracker import TrackerUpdate, VisitorEnded, VisitorStarted
@@ -50,18 +51,22 @@ def test_aggregator_windows_match_the_schema(min_cell: int, ethnicity: bool) -> 
     windows.append(a.close(NOON + 201))
     assert len(windows) == 4
     for w in windows:
-        check("window", w)
+        with pytest.raises(AssertionError, match="today"):
+            check("window", w)  # the daemon adds the day's running total when it numbers a window
+        check("window", _with_today(w, "2025-11-30", 7))
     snapshot = Aggregator(config, "lobby-1", "hq", 1, stream=STREAM)
     snapshot.observe(TrackerUpdate(active=1), NOON)
     saved = snapshot.snapshot()
     assert saved is not None and saved["seq"] is None  # a checkpoint is numbered when it is published
-    check("window", dict(saved, seq=1))
+    check("window", _with_today(dict(saved, seq=1), "2025-11-30", 0))
 
 
 def test_a_window_with_an_unknown_key_or_a_missing_one_is_refused() -> None:
     a = Aggregator(AggregationConfig(window_s=60), "lobby-1", "hq", 1, stream=STREAM)
     a.observe(TrackerUpdate(), NOON)
     (w,) = a.tick(NOON + 61)
+    w = _with_today(w, "2025-11-30", 0)
+    check("window", w)
     with pytest.raises(AssertionError, match="track_id"):
         check("window", dict(w, track_id=3))
     with pytest.raises(AssertionError, match="stream"):

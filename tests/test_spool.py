@@ -166,6 +166,16 @@ def test_stream_id_is_created_with_the_state_and_kept(tmp_path: Path) -> None:
         assert fresh.stream != stream and fresh.next() == 1  # seq 1 again, but under a new key
 
 
+def test_the_days_total_adds_published_visitors_restarts_each_day_and_survives_restarts(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    with SeqStore(path) as store:
+        assert store.number("2026-11-30T10:00:00Z", "2026-11-30", 7) == (1, 7)
+        assert store.number("2026-11-30T10:01:00Z", "2026-11-30", None) == (2, 7)  # suppressed: adds nothing
+    with SeqStore(path) as store:
+        assert store.number("2026-11-30T10:02:00Z", "2026-11-30", 5) == (3, 12)
+        assert store.number("2026-11-30T23:00:00Z", "2026-12-01", 2) == (4, 2)  # local midnight passed
+
+
 def test_numbering_a_window_drops_its_checkpoint_in_the_same_transaction(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite3"
     with SeqStore(path) as store:

@@ -33,6 +33,13 @@ _GROUP_NAMES = {"gender": "Gender", "age": "Age", "expression": "Expression", "e
 # object id, name, template path, extra fields
 _BASE_SENSORS: tuple[tuple[str, str, tuple[str, ...], dict[str, Any]], ...] = (
     ("visitors", "Visitors", ("visitors",), {"icon": "mdi:account-group"}),
+    # Home Assistant's long-term statistics sum a total_increasing sensor per hour and day.
+    (
+        "visitors_today",
+        "Visitors today",
+        ("today", "visitors"),
+        {"icon": "mdi:counter", "state_class": "total_increasing"},
+    ),
     ("dwell_mean", "Mean dwell", ("dwell_s", "mean"), {"unit_of_measurement": "s", "device_class": "duration"}),
     ("faces_peak", "Peak faces", ("faces", "peak"), {"icon": "mdi:face-recognition"}),
 )
@@ -104,6 +111,7 @@ def entity_configs(
             "state_topic": device.counts_topic,
             "value_template": _template(*path),
             "state_class": "measurement",
+            "force_update": True,  # one state change per window, even when the number repeats
             "qos": 1,
             "availability_topic": device.status_topic,
             "payload_available": STATUS_ONLINE,
