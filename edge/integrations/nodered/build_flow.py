@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Write edge-windows.flow.json (the Node-RED flow) with dedup.js embedded.
 
-    python3 build_flow.py           # (re)write the flow file
-    python3 build_flow.py --check   # exit 1 if the flow file is out of date
+    python3 edge/integrations/nodered/build_flow.py           # (re)write the flow file
+    python3 edge/integrations/nodered/build_flow.py --check   # exit 1 if the flow file is out of date
+
+tests/test_nodered.py runs the --check, so edit dedup.js or this file, never the JSON.
 
 The flow is kept as data here rather than hand-edited JSON so that every
 setting that matters for at-least-once delivery is next to the reason for it.
@@ -169,7 +171,7 @@ def main() -> int:
     text = render()
     if "--check" in sys.argv[1:]:
         if FLOW_FILE.read_text() != text:
-            print(f"{FLOW_FILE.name} is out of date: run python3 build_flow.py", file=sys.stderr)
+            print(f"{FLOW_FILE} is out of date: run python3 {Path(__file__).resolve()}", file=sys.stderr)
             return 1
         return 0
     FLOW_FILE.write_text(text)

@@ -4,8 +4,8 @@
 // Input:  msg.payload = one parsed window from edge/<device>/counts.
 // Output 1: the window, unchanged, the first time its (device, stream, seq) is seen.
 // Output 2: a drop record {reason, topic, device, stream, seq} for duplicates
-//           and malformed payloads (the check waits on these; in production
-//           wire it to a debug/log node or leave it unconnected).
+//           and malformed payloads (tests/test_nodered.py waits on these; in
+//           production wire it to a debug/log node or leave EDGE_DROPPED unset).
 //
 // State lives in the persistent "file" context store (settings.js), so a
 // window redelivered after a Node-RED restart is still recognised. Per

@@ -1,12 +1,14 @@
 /**
- * Node-RED settings for the headless edge-window consumer check.
+ * Node-RED settings for running edge-windows.flow.json headless (tests/test_nodered.py, or
+ * a dedicated consumer process).
  *
  * Started as:
- *   node node_modules/node-red/red.js --settings settings.js --userDir <tmp> <tmp>/edge-windows.flow.json
+ *   node node_modules/node-red/red.js --settings settings.js --userDir <dir> <dir>/edge-windows.flow.json
  *
  * Everything that differs between runs (broker address, output files, where
  * the persistent context lives) comes from environment variables, so this
- * file is shared by every run and never edited by the check.
+ * file is shared by every run and never edited per run. In an existing
+ * Node-RED, only the "file" context store below is needed (see README.md).
  */
 module.exports = {
     // Headless: with both roots false (and no httpStatic) Node-RED starts no
