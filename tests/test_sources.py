@@ -153,10 +153,13 @@ def test_slow_consumer_gets_newest_frame_and_drops_the_rest(video: Path) -> None
         assert first is not None
         # Stand in for slow inference: take nothing until the whole file has been read.
         assert capture.wait_until(lambda c: c.ended.is_set(), timeout=WAIT_S)
-        last = capture.get(timeout=WAIT_S)
-        assert last is not None and last.index == N_FRAMES - 1  # the newest, not the next
+        last = capture.get(timeout=0)
+        # On a loaded machine the reader may have finished the file before the first get: then
+        # the first frame taken was already the newest, and nothing is left.
+        taken = [f for f in (first, last) if f is not None]
+        assert taken[-1].index == N_FRAMES - 1  # the newest, not the next
         assert capture.get(timeout=0) is None  # one slot: nothing else was kept
-    assert capture.dropped == N_FRAMES - 2
+    assert capture.dropped == N_FRAMES - len(taken)
     assert capture.frames == N_FRAMES
 
 

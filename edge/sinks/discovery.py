@@ -9,9 +9,11 @@ Assistant remove the entity) every one it does not produce; ``edge forget`` clea
 them all.
 
 Each sensor reads one number from the ``counts`` payload, is marked unavailable
-with the device's ``status`` topic, subscribes at QoS 1, and expires (shows
-"unknown") when no window arrived for two window lengths plus a minute, so a
-figure from before an outage never passes for a current one.
+with the device's ``status`` topic, subscribes at QoS 1, and expires (Home
+Assistant shows it unavailable) when no window arrived for two window lengths
+plus a minute, so a figure from before an outage never passes for a current one.
+Counts are not retained: after Home Assistant restarts, sensors stay unavailable
+until the next window.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ _BASE_SENSORS: tuple[tuple[str, str, tuple[str, ...], dict[str, Any]], ...] = (
 
 
 def expire_after_s(window_s: int) -> int:
-    """Seconds without a window after which Home Assistant shows a sensor as unknown: one late
+    """Seconds without a window after which Home Assistant shows a sensor as unavailable: one late
     window is tolerated (a spool draining after an outage), two are not."""
     return 2 * window_s + 60
 
