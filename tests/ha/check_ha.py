@@ -12,17 +12,21 @@ generated looping video and checks over REST and the websocket API that:
    configs' ``default_entity_id``);
 2. every entity's state follows each window (the daemon starts after Home Assistant's birth
    message: a state published before it is lost);
-3. SIGKILL makes every entity unavailable through the Last Will;
-4. a restart with ``attributes.gender: false`` removes the gender entities (and they stay away);
-5. ``home-assistant.log`` has no WARNING/ERROR about mqtt, the device or templates;
+3. SIGKILL mid-window makes every entity unavailable through the Last Will;
+4. a restart with ``attributes.gender: false`` (and ``min_cell: 3``, so that cells are suppressed)
+   publishes the killed run's checkpointed window, removes the gender entities, and they stay away;
+5. SIGSTOP (a hung daemon, a dead network) makes them unavailable after the keepalive, SIGCONT
+   brings them back;
 6. ``edge forget`` removes the device from Home Assistant;
-7. with ``--statistics``: 5-minute long-term statistics of ``visitors_today`` (Home Assistant's
+7. ``home-assistant.log`` has no WARNING/ERROR about mqtt, the device or templates;
+8. with ``--statistics``: 5-minute long-term statistics of ``visitors_today`` (Home Assistant's
    wall clock shifted with libfaketime so that a 5-minute boundary falls early in the run).
 
-It is a script, not a pytest module (minutes, a 0.8 GB venv, Python >= 3.13). Run it with the
-project's venv (``.venv/bin/python tests/ha/check_ha.py run``). Exit status: 0 when every
-assertion held, 1 when one failed (the temporary directory is kept), 2 on a setup error, 3 when
-no Python >= 3.13 is available (SKIPPED). The last stdout line is a JSON summary.
+A failed assertion in 4 is recorded and the later phases still run. It is a script, not a pytest
+module (a minute or two, a 0.8 GB venv, Python >= 3.13). Run it with the project's venv
+(``.venv/bin/python tests/ha/check_ha.py run``). Exit status: 0 when every assertion held, 1 when
+one failed (the temporary directory is kept), 2 on a setup error, 3 when no Python >= 3.13 is
+available (SKIPPED). The last stdout line is a JSON summary.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -607,7 +612,7 @@ class Watcher:
         self.birth_at: float | None = None
         self.windows: list[tuple[float, dict[str, Any]]] = []  # (arrival, payload)
         self.configs: dict[str, dict[str, Any]] = {}  # retained discovery config topic -> config
-        self.cleared: list[str] = []  # config topics that received an empty payload
+        self.config_events: list[tuple[float, str, bool]] = []  # (arrival, topic, config or empty payload)
         self.status: list[tuple[float, str]] = []
         self.filters = [
             f"{DISCOVERY_PREFIX}/status",
@@ -635,7 +640,7 @@ class Watcher:
                     self.configs[msg.topic] = json.loads(msg.payload)
                 else:
                     self.configs.pop(msg.topic, None)
-                    self.cleared.append(msg.topic)
+                self.config_events.append((now, msg.topic, bool(msg.payload)))
             elif msg.topic == f"edge/{DEVICE_ID}/counts":
                 self.windows.append((now, json.loads(msg.payload)))
             elif msg.topic == f"edge/{DEVICE_ID}/status":
@@ -719,6 +724,15 @@ def problems(text: str) -> list[str]:
     return [rec for lvl, rec in log_records(text) if lvl in ("WARNING", "ERROR", "CRITICAL")]
 
 
+def distinct(records: list[str]) -> list[str]:
+    """Records without their timestamps, each once, with how often it occurred."""
+    counts: dict[str, int] = {}
+    for rec in records:
+        key = LOG_RECORD.sub(lambda m: m.group(1) + " ", rec, count=1)[:800]
+        counts[key] = counts.get(key, 0) + 1
+    return [f"{n}x {key}" for key, n in counts.items()]
+
+
 # --------------------------------------------------------------------------- the check
 
 
@@ -773,7 +787,13 @@ class Check:
         self.workdir: Path
         self.killed_checkpoint: str | None = None  # window start of the checkpoint a SIGKILL left behind
         self.windows_at_kill = 0
+        self.failures: list[str] = []  # assertions that failed without stopping the later phases
         self.first_today_at: datetime | None = None  # HA clock: visitors_today's first numeric state
+
+    def soft_fail(self, msg: str) -> None:
+        """Record a failed assertion and go on: the later phases still have something to say."""
+        log(f"FAILED (going on): {msg}")
+        self.failures.append(msg)
 
     def mark(self, name: str, since: float) -> float:
         self.timings[name] = round(time.monotonic() - since, 2)
@@ -802,20 +822,24 @@ class Check:
         self.workdir = Path(tempfile.mkdtemp(prefix="edge-ha-check-"))
         config_dir = self.workdir / "config"
         config_dir.mkdir()
-        broker = Mosquitto(self.workdir)
+        broker: Mosquitto | None = None
         ha: HomeAssistantProc | None = None
         ok = False
         try:
+            broker = Mosquitto(self.workdir)
             t = time.monotonic()
             video = write_scene(self.workdir / "scene.avi")
             self.mark("scene_video_s", t)
             ha = HomeAssistantProc(venv, config_dir, skip_pip=args.skip_pip, clock_offset_s=offset)
             log(f"HA on :{ha.port}, mosquitto on :{broker.port}, work dir {self.workdir}")
             self.check(ha, broker, video, offset is not None)
-            ok = True
+            ok = not self.failures
         except CheckFailed as exc:
             log(f"FAILED: {exc}")
-            self.findings["failure"] = str(exc)
+            self.failures.append(str(exc))
+        except Exception as exc:  # noqa: BLE001 - a bug here or an unexpected answer: still clean up and report
+            traceback.print_exc()
+            self.failures.append(f"{type(exc).__name__}: {exc}")
         finally:
             for daemon in self.daemons:
                 daemon.close()
@@ -826,8 +850,10 @@ class Check:
             if ha:
                 self.timings["ha_stop_s"] = round(ha.stop(), 2)
                 ok = self.read_log(ha) and ok
-            broker.stop()
+            if broker:
+                broker.stop()
             self.findings["daemon_log_problems"] = [p for d in self.daemons for p in d.problems()]
+            self.findings["failures"] = self.failures
             self.timings["total_s"] = round(time.monotonic() - self.t0, 1)
             if args.keep or not ok:
                 log(f"kept {self.workdir}")
@@ -843,9 +869,10 @@ class Check:
         configs_a, ids_a = self.phase_discovery(video, broker)
         self.phase_windows("first run", configs_a, ids_a, windows=3)
         self.phase_kill(ids_a)
-        configs_b, ids_b = self.phase_restart_without_gender(video, broker, configs_a, ids_a)
+        restarted = time.monotonic()
+        configs_b, ids_b = self.phase_restart_without_gender(video, broker, ids_a)
         self.phase_windows("restart without gender", configs_b, ids_b, windows=2)
-        self.assert_gender_stays_away()
+        self.assert_gender_stays_away(restarted)
         self.phase_freeze(ids_b)
         if statistics:
             self.phase_statistics(ids_b)
@@ -1117,7 +1144,7 @@ class Check:
             self.findings["status_after_sigkill"] = self.watcher.status[-1][1] if self.watcher.status else None
 
     def phase_restart_without_gender(
-        self, video: Path, broker: Mosquitto, configs_a: dict[str, dict[str, Any]], ids_a: dict[str, str]
+        self, video: Path, broker: Mosquitto, ids_a: dict[str, str]
     ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
         gender = {u: e for u, e in ids_a.items() if u.startswith(f"{DEVICE_ID}_gender_")}
         kept = {u: e for u, e in ids_a.items() if u not in gender}
@@ -1125,34 +1152,49 @@ class Check:
         # min_cell 3 as well: suppressed cells (null in the payload) must show as "unknown", not fail a template
         self.start_daemon(video, broker, "daemon-b", min_cell=3, gender=False)
 
-        def removed_and_back() -> bool:
-            self.daemons[-1].alive_or_fail()
-            ids = self.registry()
-            states = self.api.states()
-            gone = not any(u in ids for u in gender) and not any(e in states for e in gender.values())
-            back = all(states.get(e, {}).get("state") not in (None, "unavailable") for e in kept.values())
-            return gone and back
-
-        wait_for("gender entities removed and the others available again", removed_and_back, 120, 0.3)
-        self.findings["restart_to_gender_removed_s"] = self.mark("restart_to_gender_removed_s", t)
-
-        # The killed run's checkpointed window comes first (made with gender on, so it carries gender counts).
+        # The killed run's checkpointed window comes first (made with gender on: it carries gender counts).
         def recovered() -> dict[str, Any] | None:
             self.daemons[-1].alive_or_fail()
             after_kill = self.watcher.snapshot()[1][self.windows_at_kill :]
             return next((w for _, w in after_kill if w["window"]["start"] == self.killed_checkpoint), None)
 
-        window = wait_for("the killed run's checkpointed window, published by the restarted daemon", recovered, 60)
+        window = wait_for("the killed run's checkpointed window, published by the restarted daemon", recovered, 90)
         self.findings["recovered_window"] = {
             "seq": window["seq"],
             "start": window["window"]["start"],
             "partial": window["window"]["partial"],
             "carries_gender": "gender" in window,
         }
-        configs_b = {t: c for t, c in self.watcher.snapshot()[0].items() if "_gender_" not in c["unique_id"]}
-        with self.watcher.cv:
-            self.findings["gender_configs_cleared"] = sorted({c.split("/")[-2] for c in self.watcher.cleared})
+
+        def back() -> bool:
+            self.daemons[-1].alive_or_fail()
+            states = self.api.states()
+            return all(states.get(e, {}).get("state") not in (None, "unavailable") for e in kept.values())
+
+        wait_for("the entities the new config keeps available again", back, 60, 0.3)
+        self.mark("restart_to_available_s", t)
+
+        def removed() -> bool:
+            ids = self.registry()
+            states = self.api.states()
+            return not any(u in ids for u in gender) and not any(e in states for e in gender.values())
+
+        try:
+            wait_for("the gender entities removed from HA", removed, 20, 0.3)
+            self.findings["restart_to_gender_removed_s"] = self.mark("restart_to_gender_removed_s", t)
+        except CheckFailed as exc:
+            self.soft_fail(f"{exc}; gender discovery configs on the broker since the restart:\n" + self.timeline(t))
+        self.findings["gender_configs_since_restart"] = self.timeline(t).splitlines()
+        configs_b = {k: c for k, c in self.watcher.snapshot()[0].items() if "_gender_" not in c["unique_id"]}
         return configs_b, kept
+
+    def timeline(self, since: float, part: str = "/gender_") -> str:
+        with self.watcher.cv:
+            events = [e for e in self.watcher.config_events if e[0] >= since and part in e[1]]
+        return "\n".join(
+            f"+{at - since:.2f} s {topic}: {'config (retained)' if present else 'empty payload (cleared)'}"
+            for at, topic, present in events
+        )
 
     def phase_freeze(self, ids: dict[str, str]) -> None:
         """A hung daemon (or a dead network) leaves its socket open: the broker notices after 1.5 keepalives
@@ -1180,17 +1222,18 @@ class Check:
         wait_for("every entity available again after SIGCONT (reconnect, status online)", available, 60)
         self.findings["sigcont_to_available_s"] = self.mark("sigcont_to_available_s", t)
 
-    def assert_gender_stays_away(self) -> None:
-        """After windows of the restarted daemon (the first is the checkpointed window of the killed run,
-        made with gender on): no gender config on the broker, no gender entity in HA."""
+    def assert_gender_stays_away(self, restarted: float) -> None:
+        """After windows of the restarted daemon: no gender config on the broker, no gender entity in HA."""
         ids = self.registry()
         back = sorted(ids[u] for u in ids if u.startswith(f"{DEVICE_ID}_gender_"))
-        retained = sorted(t for t, c in self.watcher.snapshot()[0].items() if "_gender_" in c["unique_id"])
+        retained = sorted(
+            k.split("/")[-2] for k, c in self.watcher.snapshot()[0].items() if "_gender_" in c["unique_id"]
+        )
         if back or retained:
-            raise CheckFailed(
-                f"gender entities came back after the restart with gender: false: HA {back}, "
-                f"retained configs {retained}"
-            )
+            msg = f"gender entities present after the restart with gender: false: HA {back}, retained {retained}"
+            if not any(f.startswith("timed out") and "gender" in f for f in self.failures):
+                self.soft_fail(msg + "\n" + self.timeline(restarted))
+            self.findings["gender_after_restart"] = {"ha": back, "retained_configs": retained}
 
     # ------------------------------------------------------------------ long-term statistics
 
@@ -1291,16 +1334,16 @@ class Check:
             "file": str(ha.log_file),
             "ha_initialized_in_s": float(init.group(1)) if init else None,
             "warnings_errors": len(found),
-            "about_mqtt_device_or_templates": [p[:800] for p in relevant],
-            "other": [p.splitlines()[0][:300] for p in other],
+            "about_mqtt_device_or_templates": distinct(relevant),
+            "other": distinct(other),
             "pip_installs": installs,
         }
-        for p in relevant:
-            log(f"HA LOG PROBLEM: {p[:800]}")
-        for p in other:
-            log(f"HA log (other, not a failure): {p.splitlines()[0][:300]}")
+        for line in self.findings["ha_log"]["about_mqtt_device_or_templates"]:
+            log(f"HA LOG PROBLEM: {line}")
+        for line in self.findings["ha_log"]["other"]:
+            log(f"HA log (other, not a failure): {line}")
         if relevant:
-            self.findings.setdefault("failure", f"{len(relevant)} WARNING/ERROR record(s) in home-assistant.log")
+            self.failures.append(f"{len(relevant)} WARNING/ERROR record(s) about mqtt/the device/templates in HA's log")
         return not relevant
 
 
@@ -1329,9 +1372,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also check 5-minute long-term statistics (HA's clock shifted with libfaketime; skipped without it)",
     )
-    pr.add_argument(
-        "--stats-lead", type=float, default=120, help="seconds from HA start to its first 5-minute boundary"
-    )
+    pr.add_argument("--stats-lead", type=float, default=90, help="seconds from HA start to its first 5-minute boundary")
     pr.add_argument("--skip-pip", action="store_true", help="start HA with --skip-pip")
     pr.add_argument("--keep", action="store_true", help="keep the temporary directory (always kept on failure)")
     pr.add_argument("--start-timeout", type=float, default=180, help="seconds for HA to start")
