@@ -518,9 +518,20 @@ class DiscoveryConfig:
     prefix: str = _leaf("homeassistant", _text("a topic prefix without + or #", r"[^+#]+"))
 
 
+# MQTT topics are at most 65,535 bytes; a prefix far below that leaves room for the topic names
+# and for Home Assistant's discovery topics.
+_TOPIC_PREFIX_MAX_BYTES = 1024
+
+
 def _topic_prefix(v: Any, ctx: _Ctx) -> str:
     if not isinstance(v, str) or not v or any(c in v for c in "+#\x00"):
         raise _Invalid
+    try:
+        size = len(v.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise _Invalid("a topic prefix that is valid UTF-8 text") from exc
+    if size > _TOPIC_PREFIX_MAX_BYTES:
+        raise _Invalid(f"a topic prefix of at most {_TOPIC_PREFIX_MAX_BYTES} bytes")
     return v if v.endswith("/") else v + "/"
 
 
@@ -588,7 +599,8 @@ class MqttSinkConfig(SinkConfig):
     host: str = _leaf("localhost", _Check(_HOST, _broker_host))
     port: int = _leaf(1883, _integer("a TCP port 1..65535", lo=1, hi=65535))
     protocol: str = _leaf("5", _choice("5", "3.1.1"))
-    keepalive: int = _leaf(60, _integer("a keepalive in whole seconds >= 1", lo=1))
+    # MQTT encodes the keepalive in 16 bits.
+    keepalive: int = _leaf(60, _integer("a keepalive in whole seconds from 1 to 65535", lo=1, hi=65535))
     topic_prefix: str = _derived(
         _Check("a topic prefix without + or #", _topic_prefix), lambda ctx: f"edge/{ctx.device_id}/"
     )
