@@ -285,10 +285,14 @@ def test_windows_in_order_status_and_discovery(
         "model": "Edge face analytics",
         "sw_version": "1.2.3",
     }
-    # Home Assistant subscribes at QoS 1 and gets readable entity ids ("age_65_plus", not "age_65").
+    # Home Assistant subscribes at QoS 1. Entity ids read well ("age_65_and_over", not "age_65") and are
+    # the same whether Home Assistant honours default_entity_id (2025.10+) or derives it from the names.
     assert female["qos"] == 1 and "expire_after" not in female  # no window length given here
-    assert configs["age_65_plus"]["default_entity_id"] == f"sensor.{DEVICE.lower().replace('-', '_')}_age_65_plus"
-    assert configs["age_65_plus"]["name"] == "Age 65+"
+    assert configs["age_65_plus"]["name"] == "Age 65 and over"
+    for config in configs.values():
+        from_names = re.sub(r"[^a-z0-9]+", "_", f"{DEVICE} {config['name']}".lower()).strip("_")
+        assert config["default_entity_id"] == f"sensor.{from_names}"
+    assert configs["age_65_plus"]["default_entity_id"] == f"sensor.{DEVICE}_age_65_and_over"
     assert female["state_class"] == "measurement" and female["force_update"] is True
     today = configs["visitors_today"]
     assert today["state_class"] == "total_increasing" and today["value_template"] == "{{ value_json.today.visitors }}"
@@ -655,3 +659,23 @@ def test_forget_names_an_unreachable_broker(tmp_path: Path) -> None:
         port = s.getsockname()[1]  # nothing listens here once the socket closes
     with pytest.raises(SinkError, match=f"{HOST}:{port}"):
         forget_device(settings(port), DEVICE, timeout_s=2.0)
+
+
+def test_a_window_from_an_older_config_gets_no_entities_the_current_config_does_not_produce(
+    mqtt_broker: Broker, tmp_path: Path, subscribers: Callable[..., Subscriber]
+) -> None:
+    # Gender is switched off now, but a window recovered from a checkpoint (or spooled) under the
+    # old config still carries it.
+    cells = tuple(("age", a) for a in ("0-17", "18-24", "25-34", "35-44", "45-54", "55-64", "65+", "unknown"))
+    cells += tuple(("expression", e) for e in ("neutral", "happy", "sad", "angry", "fearful", "disgusted"))
+    cells += (("expression", "surprised"), ("expression", "unknown"))
+    sub = subscribers(mqtt_broker.port, ["homeassistant/#", COUNTS])
+    spool = Spool(tmp_path / "spool.db", 100)
+    with MqttSink(settings(mqtt_broker.port, discovery_cells=cells), spool, DEVICE, "1") as sink:
+        assert sink.wait_connected(WAIT)
+        sink.publish_window(window(1))  # has gender
+        assert sub.wait_for(lambda ms: any(m.topic == COUNTS for m in ms))
+        assert sink.wait_idle(WAIT)
+    configs = {m.topic for m in sub.messages if m.topic.startswith("homeassistant/") and m.payload}
+    assert configs and not {t for t in configs if "/gender_" in t}
+    spool.close()

@@ -103,13 +103,16 @@ def entity_configs(
     }
     sensors = list(_BASE_SENSORS) if base else []
     for group, key in cells:
-        sensors.append((f"{group}_{slug(key)}", f"{_GROUP_NAMES.get(group, group)} {key}", (group, key), {}))
+        name = f"{_GROUP_NAMES.get(group, group)} {key.replace('+', ' and over')}"
+        sensors.append((f"{group}_{slug(key)}", name, (group, key), {}))
     out = []
     for obj, name, path, extra in sensors:
         config: dict[str, Any] = {
             "name": name,
             "unique_id": f"{device.device_id}_{obj}",
-            "default_entity_id": f"sensor.{slug(device.device_id)}_{obj}",
+            # What Home Assistant before 2025.10 derives from the device and entity names anyway,
+            # so the entity id is the same on every version.
+            "default_entity_id": f"sensor.{slug(device.name)}_{slug(name)}",
             "state_topic": device.counts_topic,
             "value_template": _template(*path),
             "state_class": "measurement",

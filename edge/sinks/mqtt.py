@@ -519,8 +519,11 @@ class MqttSink(Sink):
     def _announce_new_cells(self, payload: Mapping[str, Any]) -> None:
         if not self.settings.discovery:
             return
+        # A window made under another config (spooled, or recovered from a checkpoint) may carry
+        # breakdowns the current config does not produce: they get no entity.
+        configured = set(self.settings.discovery_cells)
         with self._cells_lock:
-            new = [c for c in cells_of(payload) if c not in self._cells]
+            new = [c for c in cells_of(payload) if c not in self._cells and (not configured or c in configured)]
             self._cells.update(dict.fromkeys(new))
             configs = entity_configs(self.discovery, new, base=False) if new else []
             self._wanted.update(topic for topic, _ in configs)
