@@ -447,13 +447,14 @@ def main(argv: list[str] | None = None) -> int:
     from edge.config import ConfigError
     from edge.sinks import SinkError
     from edge.sources import SourceError
+    from edge.state_lock import StateDirBusy
 
     try:
         return int(args.func(args))
     except ConfigError as exc:
         sys.stderr.write(f"{exc}\n")
         return 2
-    except (ModelError, BackendUnavailable, SourceError, SinkError, ValueError) as exc:
+    except (ModelError, BackendUnavailable, SourceError, SinkError, StateDirBusy, ValueError) as exc:
         sys.stderr.write(f"edge {args.command}: {exc}\n")
         return 2
 

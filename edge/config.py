@@ -199,6 +199,10 @@ def _text(expected: str, pattern: str | None = None) -> _Check:
     def convert(v: Any, ctx: _Ctx) -> str:
         if not isinstance(v, str) or not v or "\x00" in v:
             raise _Invalid
+        try:
+            v.encode("utf-8")  # a lone surrogate would pass here and fail at the first publish
+        except UnicodeEncodeError as exc:
+            raise _Invalid(f"{expected} in valid UTF-8 text") from exc
         if regex is not None and not regex.fullmatch(v):
             raise _Invalid
         return v
@@ -285,14 +289,15 @@ def _register(registry: dict[str, type[T]]) -> Callable[[type[T]], type[T]]:
 # --------------------------------------------------------------------------- schema
 
 _POSITIVE_S = "a positive number of seconds"
+_BACKOFF_S = "a positive number of seconds, at most 86400 (a day)"
 
 
 @dataclass(frozen=True, kw_only=True)
 class BackoffConfig:
     """Reconnect delays: start at ``initial``, double per failure, cap at ``max``."""
 
-    initial: float = _leaf(1.0, _number(_POSITIVE_S, lo=0, lo_open=True))
-    max: float = _leaf(30.0, _number(_POSITIVE_S, lo=0, lo_open=True))
+    initial: float = _leaf(1.0, _number(_BACKOFF_S, lo=0, hi=86400, lo_open=True))
+    max: float = _leaf(30.0, _number(_BACKOFF_S, lo=0, hi=86400, lo_open=True))
 
     def _problems(self) -> Iterator[tuple[str, Any, str]]:
         if self.max < self.initial:
@@ -386,7 +391,7 @@ class ModelsConfig:
 @dataclass(frozen=True, kw_only=True)
 class RuntimeConfig:
     backend: str = _leaf("auto", _choice("auto", "litert", "tflite_runtime", "tensorflow"))
-    threads: int | None = _leaf(None, _optional(_integer("a thread count >= 1", lo=1), "all cores"))
+    threads: int | None = _leaf(None, _optional(_integer("a thread count from 1 to 256", lo=1, hi=256), "all cores"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -526,6 +531,8 @@ _TOPIC_PREFIX_MAX_BYTES = 1024
 def _topic_prefix(v: Any, ctx: _Ctx) -> str:
     if not isinstance(v, str) or not v or any(c in v for c in "+#\x00"):
         raise _Invalid
+    if v.startswith("$"):
+        raise _Invalid("a topic prefix not starting with '$' (brokers reserve those topics, e.g. $SYS)")
     try:
         size = len(v.encode("utf-8"))
     except UnicodeEncodeError as exc:

@@ -32,6 +32,7 @@ from edge.pipeline import FramePipeline
 from edge.sink_factory import build_sink
 from edge.sinks import Sink, pi_health
 from edge.spool import SeqStore, Spool
+from edge.state_lock import StateLock
 from edge.tracker import Tracker, TrackerConfig, TrackerUpdate
 
 log = logging.getLogger(__name__)
@@ -129,17 +130,24 @@ class Daemon:
         self.config = config
         self.stop = stop
         Path(config.state_dir).mkdir(parents=True, exist_ok=True)
-        self.analyzer = Analyzer(analyzer_config(config))
-        self.tracker = Tracker(tracker_config(config))
-        self.pipeline = FramePipeline(self.analyzer, self.tracker)
-        self.seq = SeqStore(Path(config.state_dir) / "seq.sqlite3")
-        self.aggregator = Aggregator(
-            window_config(config), config.device_id, config.site, self.seq.peek(), stream=self.seq.stream
-        )
-        self.spool: Spool | None = None
-        if sink is None:
-            sink, self.spool = build_sink(config, breakdown_cells(window_config(config)))
-        self.sink = sink
+        # First, so a second daemon on the same state directory stops before it touches anything.
+        self.lock = StateLock(Path(config.state_dir))
+        self.lock.acquire()
+        try:
+            self.analyzer = Analyzer(analyzer_config(config))
+            self.tracker = Tracker(tracker_config(config))
+            self.pipeline = FramePipeline(self.analyzer, self.tracker)
+            self.seq = SeqStore(Path(config.state_dir) / "seq.sqlite3")
+            self.aggregator = Aggregator(
+                window_config(config), config.device_id, config.site, self.seq.peek(), stream=self.seq.stream
+            )
+            self.spool: Spool | None = None
+            if sink is None:
+                sink, self.spool = build_sink(config, breakdown_cells(window_config(config)))
+            self.sink = sink
+        except BaseException:
+            self.lock.release()
+            raise
         self.stats = Stats(started=time.monotonic())
 
     # -- windows
@@ -287,6 +295,7 @@ class Daemon:
                 if self.spool is not None:
                     self.spool.close()
                 self.seq.close()
+                self.lock.release()
         if feed is not None and feed.error is not None:
             log.error("the %s source gave up: %s", config.source.type, feed.error)
             return 1
@@ -295,7 +304,11 @@ class Daemon:
 
 
 def install_signal_handlers(stop: threading.Event) -> None:
-    """SIGTERM and SIGINT set ``stop``; the loop then closes the open window and returns."""
+    """SIGTERM, SIGINT and SIGHUP set ``stop``; the loop then closes the open window and returns.
+
+    SIGHUP (a closed terminal, ``systemctl kill -s HUP``) would otherwise end the process on the
+    spot and lose the open window; the daemon has no configuration to reload.
+    """
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s: closing the open window", signal.Signals(signum).name)
@@ -303,3 +316,4 @@ def install_signal_handlers(stop: threading.Event) -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGHUP, handler)

@@ -223,6 +223,13 @@ def test_wrong_type_names_path_value_and_expectation() -> None:
         ({"models": {"detector_input": 416}}, "models.detector_input"),
         ({"runtime": {"threads": 0}}, "runtime.threads"),
         ({"runtime": {"backend": "onnx"}}, "runtime.backend"),
+        ({"runtime": {"threads": 100000}}, "runtime.threads"),
+        (
+            {"source": {"type": "file", "path": "x.avi", "reopen_backoff_s": {"initial": 1e300}}},
+            "source.reopen_backoff_s.initial",
+        ),
+        ({"site": "lobby \udc80"}, "site"),
+        ({"sink": {"type": "mqtt", "topic_prefix": "$SYS/edge/"}}, "sink.topic_prefix"),
         ({"detector": {"score_threshold": 1.5}}, "detector.score_threshold"),
         ({"detector": {"min_face_px": -1}}, "detector.min_face_px"),
         ({"attributes": {"age": 1}}, "attributes.age"),

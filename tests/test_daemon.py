@@ -207,6 +207,36 @@ def test_sigkill_loses_at_most_the_time_since_the_last_checkpoint(tmp_path: Path
     assert saved_checkpoint(state_db) is None  # a clean stop leaves none
 
 
+def test_a_second_daemon_on_the_same_state_dir_is_refused_and_sighup_closes_the_window(tmp_path: Path) -> None:
+    video = write_video(Scene(640, 480, 10.0, 6.0, (walker(1.0, 4.0, 0.5),)), tmp_path / "loop.avi")
+    doc = config(
+        tmp_path,
+        video,
+        source={"type": "file", "path": str(video), "realtime": True, "loop": True},
+        aggregation={"window_s": 3600, "min_cell": 1},
+    )
+    first = spawn_daemon(tmp_path, doc)
+    seen: list[str] = []
+    try:
+        assert watch(first.stderr, "ready: models loaded", seen).wait(60), "".join(seen)
+        second = subprocess.run(
+            [sys.executable, "-m", "edge.cli", "run", "--config", str(tmp_path / "config.yaml")],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert second.returncode == 2, second.stderr
+        assert f"in use by another edge daemon (pid {first.pid})" in second.stderr
+        first.send_signal(signal.SIGHUP)  # a closed terminal: close the window, do not just die
+        assert first.wait(timeout=30) == 0, "".join(seen)
+    finally:
+        first.kill()
+    windows = [json.loads(line) for line in (tmp_path / "windows.jsonl").read_text().splitlines()]
+    assert windows and windows[-1]["window"]["partial"] is True
+    assert "received SIGHUP" in "".join(seen)
+
+
 def test_missing_camera_is_reported_and_retried(tmp_path: Path) -> None:
     doc = config(
         tmp_path,
@@ -248,9 +278,16 @@ def test_logs_and_state_hold_no_per_person_data(tmp_path: Path, caplog: pytest.L
     for record in caplog.records:
         text = record.getMessage().lower()
         assert "box" not in text and "track_key" not in text and "detection(" not in text, text
-    # The state directory holds the sequence counter only: no images, no tracks.
+    # The state directory holds the durable counters (seq, stream, day total, the open window's
+    # aggregate checkpoint) and the instance lock (a pid): no images, no tracks.
     files = sorted(p.name for p in (tmp_path / "state").iterdir())
-    assert all(name.startswith("seq.sqlite3") for name in files), files
+    assert all(name.startswith("seq.sqlite3") or name == "daemon.lock" for name in files), files
+    assert (tmp_path / "state" / "daemon.lock").read_text().strip().isdigit()
+    with closing(sqlite3.connect(tmp_path / "state" / "seq.sqlite3")) as db:
+        keys = {k for (k,) in db.execute("SELECT key FROM text_state")} | {
+            k for (k,) in db.execute("SELECT key FROM seq_state")
+        }
+    assert keys <= {"next", "stream", "day", "checkpoint"}, keys
 
 
 def test_switched_off_attributes_are_left_out_of_the_windows(tmp_path: Path) -> None:
