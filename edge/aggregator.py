@@ -223,6 +223,17 @@ class Aggregator:
             w.observed += stop - t
             t = stop
 
+    def step_clock(self) -> None:
+        """The wall clock was stepped (NTP correcting a board without a real-time clock): close the
+        open window now as partial, and count on in the window holding the next frame's new wall
+        time, without filling the gap (forward) or counting into a window of the old clock (back)."""
+        if self._closed or self._open is None:
+            return
+        w, self._open = self._open, None
+        w.partial = True
+        self._ready.append(self._publish(w))
+        self._last_frame = None
+
     def snapshot(self) -> dict[str, Any] | None:
         """The open window's payload as if it closed now (partial, suppressed, without taking a
         seq): the durable checkpoint a run that dies without closing it leaves for the next run."""

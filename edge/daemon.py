@@ -107,6 +107,17 @@ class Stats:
         self.attributes_ms += a * (attributes_ms - self.attributes_ms)
 
 
+# A wall clock that moves this much more or less than the monotonic clock between two frames was
+# stepped (NTP on a board without a real-time clock), not drifting.
+CLOCK_STEP_S = 5.0
+
+
+def clock_step(last_wall: float, last_mono: float, wall: float, mono: float) -> float:
+    """How far the wall clock jumped between two frames, beyond the time that passed (0: no step)."""
+    step = (wall - last_wall) - (mono - last_mono)
+    return step if abs(step) > CLOCK_STEP_S else 0.0
+
+
 def local_date(iso_utc: str) -> str:
     """The device's local date (its time zone, e.g. ``timedatectl set-timezone``) at a UTC instant."""
     moment = datetime.fromisoformat(iso_utc.replace("Z", "+00:00"))
@@ -235,6 +246,7 @@ class Daemon:
         feed: Feed | None = None  # for the finally clause: open_feed itself may fail
         last_wall = time.time()
         last_mono = time.monotonic()
+        seen_frame = False
         ready = False
         try:
             self._recover()
@@ -245,8 +257,15 @@ class Daemon:
                 frame = live.get(timeout=0.5)
                 now = time.monotonic()
                 if frame is not None:
+                    if seen_frame and (step := clock_step(last_wall, last_mono, frame.wall, frame.monotonic)):
+                        log.warning(
+                            "the wall clock stepped %+.0f s (NTP?): the open window is closed as partial and "
+                            "counting resumes on the new clock",
+                            step,
+                        )
+                        self.aggregator.step_clock()
                     self._process(frame.pixels, frame.monotonic, frame.wall)
-                    last_wall, last_mono = frame.wall, frame.monotonic
+                    last_wall, last_mono, seen_frame = frame.wall, frame.monotonic, True
                 elif live.ended():
                     break
                 else:  # a live source without frames: time still passes, tracks still expire

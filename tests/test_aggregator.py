@@ -357,3 +357,31 @@ def test_snapshot_is_suppressed_like_a_published_window() -> None:
     a.observe(TrackerUpdate(new_visitors=started(2), active=2), NOON)
     snap = a.snapshot()
     assert snap is not None and snap["visitors"] is None and "visitors" in snap["suppressed"]
+
+
+def test_a_forward_clock_step_closes_the_window_without_a_burst_of_empty_ones() -> None:
+    a = agg(window_s=60, min_cell=1)
+    a.observe(TrackerUpdate(new_visitors=started(2), active=2), NOON + 10)
+    a.step_clock()  # NTP moved the clock an hour ahead
+    a.observe(TrackerUpdate(new_visitors=started(1), active=1), NOON + 3610)
+    out = a.tick(NOON + 3700)
+    assert [(p["window"]["start"], p["window"]["partial"], p["visitors"]) for p in out] == [
+        ("2024-05-01T12:00:00Z", True, 2),  # closed early by the step
+        ("2024-05-01T13:00:00Z", True, 1),  # counting resumed mid-window on the new clock
+    ]
+    assert [p["seq"] for p in out] == [7, 8]
+
+
+def test_a_backward_clock_step_closes_the_window_and_counts_on_in_the_earlier_one() -> None:
+    a = agg(window_s=60, min_cell=1)
+    a.observe(TrackerUpdate(new_visitors=started(2), active=2), NOON + 3610)
+    a.step_clock()  # the board booted an hour fast; NTP set it back
+    a.observe(TrackerUpdate(new_visitors=started(1), active=1), NOON + 10)
+    (first,) = a.tick(NOON + 30)
+    assert (first["window"]["start"], first["window"]["partial"], first["visitors"]) == (
+        "2024-05-01T13:00:00Z",
+        True,
+        2,
+    )
+    (second,) = a.tick(NOON + 61)  # the new clock's window closes on the new clock, a minute later
+    assert (second["window"]["start"], second["visitors"], second["seq"]) == ("2024-05-01T12:00:00Z", 1, 8)

@@ -16,7 +16,7 @@ from daemon_proc import spawn_daemon, watch
 from payload_schema import check
 
 from edge.config import parse_config
-from edge.daemon import Daemon
+from edge.daemon import CLOCK_STEP_S, Daemon, clock_step
 from edge.scenes import Scene, Visitor, random_scene, write_video
 from edge.sinks import JsonlSettings, JsonlSink
 
@@ -315,3 +315,11 @@ def test_a_source_that_gives_up_exits_1_with_the_reason(tmp_path: Path) -> None:
     assert "picamera2 is not installed" in log and "gave up" in log
     windows = [json.loads(line) for line in (tmp_path / "windows.jsonl").read_text().splitlines()]
     assert windows[-1]["window"]["partial"] is True and windows[-1]["visitors"] == 0
+
+
+def test_clock_steps_are_told_from_time_passing() -> None:
+    assert clock_step(1000.0, 50.0, 1000.2, 50.2) == 0.0  # a frame later
+    assert clock_step(1000.0, 50.0, 1030.0, 80.0) == 0.0  # a 30 s camera outage: both clocks moved
+    assert clock_step(1000.0, 50.0, 1000.0 + CLOCK_STEP_S - 1, 50.1) == 0.0  # drift and jitter
+    assert clock_step(1000.0, 50.0, 4600.2, 50.2) == pytest.approx(3600.0)  # NTP set the clock forward
+    assert clock_step(4600.0, 50.0, 1000.2, 50.2) == pytest.approx(-3600.0)  # and back
