@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -134,6 +136,18 @@ def _with_today(window: dict, date: str, visitors: int) -> dict:
     return out
 
 
+# Finished windows kept in memory while storage fails: a week of minute windows, about 10 MB.
+MAX_HELD_WINDOWS = 10080
+
+
+@dataclass
+class _Held:
+    """A finished window waiting to be numbered and handed to the sink."""
+
+    window: dict
+    numbered: bool = False
+
+
 class Daemon:
     """The processing loop; construct, then ``run()`` until ``stop`` is set or the file ends."""
 
@@ -160,18 +174,51 @@ class Daemon:
             self.lock.release()
             raise
         self.stats = Stats(started=time.monotonic())
+        self._held: deque[_Held] = deque()  # finished windows waiting for storage, oldest first
+        self._storage_failed = False
 
     # -- windows
 
     def _emit(self, windows: list[dict]) -> None:
-        for window in windows:
-            # The durable store numbers windows (committed before anyone sees them), so a
-            # number is never reused after a crash, whatever happened to earlier windows; the
-            # same transaction drops the window's checkpoint and adds its visitors to the day's.
-            start = window["window"]["start"]
-            window["seq"], today = self.seq.number(start, local_date(start), window["visitors"])
-            window = _with_today(window, local_date(start), today)
-            self.sink.publish_window(window)
+        """Number and hand over finished windows, oldest first. When the state store or the sink
+        cannot write (disk full, read-only, I/O error) they wait in memory, in order, and are
+        retried on every loop pass: a finished window is not lost while the process lives."""
+        self._held.extend(_Held(window) for window in windows)
+        if windows and self._storage_failed:
+            log.debug("window %s held (%d held)", windows[-1]["window"]["start"], len(self._held))
+        while self._held:
+            held = self._held[0]
+            try:
+                if not held.numbered:
+                    # The durable store numbers windows (committed before anyone sees them), so a
+                    # number is never reused after a crash; the same transaction drops the window's
+                    # checkpoint and adds its visitors to the day's.
+                    start = held.window["window"]["start"]
+                    seq, today = self.seq.number(start, local_date(start), held.window["visitors"])
+                    held.window = _with_today(held.window, local_date(start), today)
+                    held.window["seq"], held.numbered = seq, True
+                self.sink.publish_window(held.window)
+            except (sqlite3.Error, OSError) as exc:
+                if not self._storage_failed:
+                    log.error(
+                        "cannot store window %s..%s: %s; holding finished windows in memory (at most %d) "
+                        "and retrying until storage works again",
+                        held.window["window"]["start"],
+                        held.window["window"]["end"],
+                        exc,
+                        MAX_HELD_WINDOWS,
+                    )
+                self._storage_failed = True
+                while len(self._held) > MAX_HELD_WINDOWS:
+                    lost = self._held.popleft()
+                    log.error(
+                        "dropped held window %s: more than %d held", lost.window["window"]["start"], MAX_HELD_WINDOWS
+                    )
+                return
+            window = self._held.popleft().window
+            if self._storage_failed:
+                log.warning("storage works again: window %s stored; %d still held", window["seq"], len(self._held))
+                self._storage_failed = bool(self._held)
             self.stats.windows += 1
             log.info(
                 "window %s %s..%s: %s visitors%s",
@@ -199,8 +246,13 @@ class Daemon:
 
     def _checkpoint(self) -> None:
         snapshot = self.aggregator.snapshot()
-        if snapshot is not None:
+        if snapshot is None:
+            return
+        try:
             self.seq.save_checkpoint(snapshot)
+        except (sqlite3.Error, OSError) as exc:
+            log.debug("checkpoint not saved: %s", exc)  # the window itself is held when it finishes
+        else:
             log.debug(
                 "checkpoint of window %s: %s visitors so far, %s s observed",
                 snapshot["window"]["start"],
@@ -226,6 +278,7 @@ class Daemon:
             "dropped_frames": dropped,
             "uptime_s": round(time.monotonic() - self.stats.started, 1),
             "windows": self.stats.windows,
+            "held_windows": len(self._held),
             "version": __version__,
         }
         fields.update(pi_health(None))  # CPU temperature and throttling on a Pi, None elsewhere
@@ -307,6 +360,8 @@ class Daemon:
                 self.aggregator.observe(self.tracker.flush(last_mono), last_wall)
                 self._emit(self.aggregator.tick(last_wall))
                 self._emit([self.aggregator.close(last_wall)])
+                if self._held:
+                    log.error("%d finished window(s) could not be stored and end with this process", len(self._held))
             finally:
                 if feed is not None:
                     feed.close()

@@ -40,3 +40,32 @@ def watch(stream: TextIO, needle: str, seen: list[str]) -> threading.Event:
 
     threading.Thread(target=reader, daemon=True).start()
     return found
+
+
+class LogLines:
+    """Reads a child's log in a thread (so it never blocks on a full pipe) and lets a test wait,
+    on a condition rather than a sleep, for a line containing a given text."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.lines: list[str] = []
+        self._cv = threading.Condition()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: TextIO) -> None:
+        for line in stream:
+            with self._cv:
+                self.lines.append(line)
+                self._cv.notify_all()
+
+    def wait_for(self, needle: str, timeout: float, after: int = 0) -> bool:
+        """Whether a line from index ``after`` on contains ``needle`` within ``timeout`` seconds."""
+        with self._cv:
+            return self._cv.wait_for(lambda: any(needle in line for line in self.lines[after:]), timeout)
+
+    def count(self, needle: str) -> int:
+        with self._cv:
+            return sum(needle in line for line in self.lines)
+
+    def text(self) -> str:
+        with self._cv:
+            return "".join(self.lines)

@@ -8,11 +8,13 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from contextlib import closing
+from datetime import datetime
 from pathlib import Path
 
 import pytest
-from daemon_proc import spawn_daemon, watch
+from daemon_proc import LogLines, spawn_daemon, watch
 from payload_schema import check
 
 from edge.config import parse_config
@@ -235,6 +237,64 @@ def test_a_second_daemon_on_the_same_state_dir_is_refused_and_sighup_closes_the_
     windows = [json.loads(line) for line in (tmp_path / "windows.jsonl").read_text().splitlines()]
     assert windows and windows[-1]["window"]["partial"] is True
     assert "received SIGHUP" in "".join(seen)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MB tmpfs (needs root, as in CI): a state directory whose disk can really fill up."""
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def fill(folder: Path) -> Path:
+    """Write a file until the disk is full."""
+    filler = folder / "filler"
+    with filler.open("wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def test_a_full_disk_holds_finished_windows_in_memory_until_space_returns(tmp_path: Path, small_disk: Path) -> None:
+    video = write_video(Scene(640, 480, 10.0, 6.0, (walker(1.0, 4.0, 0.5),)), tmp_path / "loop.avi")
+    doc = config(
+        tmp_path,
+        video,
+        source={"type": "file", "path": str(video), "realtime": True, "loop": True},
+        aggregation={"window_s": 1, "min_cell": 1, "checkpoint_s": 0.5},
+        state_dir=str(small_disk / "state"),
+    )
+    proc = spawn_daemon(tmp_path, doc, "-v")
+    log = LogLines(proc.stderr)
+    try:
+        assert log.wait_for("window 3 ", 60), log.text()
+        filler = fill(small_disk)
+        assert log.wait_for("cannot store window", 30), log.text()
+        stored = log.count("window ")
+        # Later windows finish while the disk is full: held, not lost, and the error is logged once.
+        assert log.wait_for("(3 held)", 30), log.text()
+        filler.unlink()  # space returns
+        assert log.wait_for("storage works again", 30), log.text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log.text()
+    finally:
+        proc.kill()
+    assert log.count("cannot store window") == 1 and stored >= 3
+    windows = [json.loads(line) for line in (tmp_path / "windows.jsonl").read_text().splitlines()]
+    assert [w["seq"] for w in windows] == list(range(1, len(windows) + 1))
+    starts = [datetime.fromisoformat(w["window"]["start"].replace("Z", "+00:00")).timestamp() for w in windows]
+    assert all(b - a == 1 for a, b in zip(starts, starts[1:])), starts  # no finished window missing
 
 
 def test_missing_camera_is_reported_and_retried(tmp_path: Path) -> None:

@@ -85,6 +85,7 @@ def test_health_messages_match_the_schema(tmp_path: Path) -> None:
         "dropped_frames": 4,
         "uptime_s": 66.0,
         "windows": 1,
+        "held_windows": 0,
         "version": "0.1.0",
         **pi_health(None),
     }
