@@ -217,8 +217,10 @@ class Daemon:
                 return
             window = self._held.popleft().window
             if self._storage_failed:
-                log.warning("storage works again: window %s stored; %d still held", window["seq"], len(self._held))
-                self._storage_failed = bool(self._held)
+                log.warning(
+                    "storage works again: window %s stored; %d held window(s) follow", window["seq"], len(self._held)
+                )
+                self._storage_failed = False
             self.stats.windows += 1
             log.info(
                 "window %s %s..%s: %s visitors%s",
