@@ -251,8 +251,7 @@ class Aggregator:
             {k: Counter(v) for k, v in w.breakdowns.items()},
             w.observed,
         )
-        payload = self._payload(copy, seq=None)
-        return payload
+        return self._payload(copy, seq=None)
 
     def tick(self, wall: float) -> list[dict[str, Any]]:
         """Payloads of every window that ended at or before ``wall``, oldest first."""

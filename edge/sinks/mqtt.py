@@ -189,6 +189,7 @@ class MqttSink(Sink):
         self.refused = 0  # windows the broker rejected (MQTT 5 PUBACK failure); dropped so later ones can go
         self._cells_lock = threading.Lock()
         self._cells: dict[tuple[str, str], None] = dict.fromkeys(settings.discovery_cells)
+        self._configured = frozenset(settings.discovery_cells)  # empty: any cell a window carries
         self.discovery = DiscoveryDevice(
             device_id=device_id,
             name=settings.device_name or device_id,
@@ -521,9 +522,10 @@ class MqttSink(Sink):
             return
         # A window made under another config (spooled, or recovered from a checkpoint) may carry
         # breakdowns the current config does not produce: they get no entity.
-        configured = set(self.settings.discovery_cells)
         with self._cells_lock:
-            new = [c for c in cells_of(payload) if c not in self._cells and (not configured or c in configured)]
+            new = [
+                c for c in cells_of(payload) if c not in self._cells and (not self._configured or c in self._configured)
+            ]
             self._cells.update(dict.fromkeys(new))
             configs = entity_configs(self.discovery, new, base=False) if new else []
             self._wanted.update(topic for topic, _ in configs)
