@@ -256,11 +256,11 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def fill(folder: Path) -> Path:
     """Write a file until the disk is full."""
     filler = folder / "filler"
-    with filler.open("wb") as fh:
+    # Unbuffered: every write reaches the disk, so the full disk shows there and not at close.
+    with filler.open("wb", buffering=0) as fh:
         try:
             while True:
                 fh.write(b"\0" * 65536)
-                fh.flush()
         except OSError:
             pass
     return filler
