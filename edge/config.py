@@ -44,11 +44,52 @@ _MISSING_KEY = _Missing()
 _URL_SECRET = re.compile(r"(\w[\w+.-]*://[^/@\s:]*:)[^@\s]*@")
 
 
+_RENDER_CHARS = 80
+
+
+class _Oversized:
+    """A YAML integer too long to be a setting (Python refuses to convert over 4,300 digits anyway)."""
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"an integer of {self.digits} digits"
+
+
+def _sketch(value: Any, budget: int) -> str:
+    """``repr``-like text of ``value`` that stops after about ``budget`` characters.
+
+    Never walks more of a structure than it prints, so an alias bomb or a 50 MB string in a
+    config costs nothing to name in an error message.
+    """
+    if isinstance(value, str):
+        return repr(value[: budget + 1])
+    if isinstance(value, (dict, list, tuple)):
+        items = value.items() if isinstance(value, dict) else value
+        opening, closing = ("{", "}") if isinstance(value, dict) else ("[", "]")
+        parts: list[str] = []
+        used = 1
+        for n, item in enumerate(items):
+            if used >= budget:
+                parts.append(f"... {len(value) - n} more")
+                break
+            if isinstance(value, dict):
+                key, val = item
+                text = f"{_sketch(key, budget - used)}: {_sketch(val, budget - used)}"
+            else:
+                text = _sketch(item, budget - used)
+            parts.append(text)
+            used += len(text) + 2
+        return opening + ", ".join(parts) + closing
+    return repr(value)
+
+
 def _render(value: Any) -> str:
     if isinstance(value, _Missing):
         return "nothing (the key is required)"
-    text = _URL_SECRET.sub(r"\1***@", repr(value))  # never echo a password typed into a URL
-    return text if len(text) <= 80 else text[:77] + "..."
+    text = _URL_SECRET.sub(r"\1***@", _sketch(value, _RENDER_CHARS))  # never echo a password typed into a URL
+    return text if len(text) <= _RENDER_CHARS else text[: _RENDER_CHARS - 3] + "..."
 
 
 class ConfigError(ValueError):
@@ -868,6 +909,50 @@ def _construct_map(loader: _LineLoader, node: yaml.MappingNode) -> Iterator[dict
 
 _LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 
+# An integer longer than this is no setting; it becomes an _Oversized value that fails validation
+# under its key (Python itself refuses int() of more than 4,300 digits, with no key or line).
+_MAX_INT_CHARS = 64
+
+
+def _construct_int(loader: _LineLoader, node: yaml.ScalarNode) -> Any:
+    text = str(node.value)
+    if len(text) > _MAX_INT_CHARS:
+        return _Oversized(sum(c.isdigit() for c in text))
+    return yaml.SafeLoader.construct_yaml_int(loader, node)
+
+
+_LineLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+# A config is a few kilobytes; these bounds keep a hostile or broken file from costing minutes
+# or gigabytes before it is refused.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_NODES = 100_000  # values in the document with every alias expanded
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many values the document holds with aliases expanded (an alias bomb's true size),
+    counted without expanding anything: each distinct node is visited once."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if key in sizes and not children_done:
+            continue
+        if isinstance(node, yaml.ScalarNode):
+            sizes[key] = 1
+            continue
+        kids: list[yaml.Node] = (
+            [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else list(node.value)
+        )
+        if children_done:
+            sizes[key] = min(1 + sum(sizes.get(id(k), 0) for k in kids), MAX_CONFIG_NODES + 1)
+        else:
+            sizes[key] = 0  # in progress: a node that contains itself counts once
+            stack.append((node, True))
+            stack.extend((k, False) for k in kids if id(k) not in sizes)
+    return sizes[id(root)]
+
 
 # --------------------------------------------------------------------------- entry points
 
@@ -918,13 +1003,27 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     path = Path(path)
     name = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                name, None, f"a config file of at most {MAX_CONFIG_BYTES >> 20} MB", got=f"{path.stat().st_size} bytes"
+            )
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError(name, None, "a readable UTF-8 YAML config file", got=reason) from exc
     loader = _LineLoader(text)
     try:
-        data = loader.get_single_data()
+        node = loader.get_single_node()
+        if node is not None and _expanded_size(node) > MAX_CONFIG_NODES:
+            raise ConfigError(
+                name,
+                None,
+                f"at most {MAX_CONFIG_NODES} values with YAML aliases (*name) expanded",
+                got=f"more than {MAX_CONFIG_NODES}",
+            )
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
