@@ -447,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     from edge.config import ConfigError
     from edge.sinks import SinkError
     from edge.sources import SourceError
+    from edge.spool import StorageError
     from edge.state_lock import StateDirBusy
 
     try:
@@ -457,6 +458,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelError, BackendUnavailable, SourceError, SinkError, StateDirBusy, ValueError) as exc:
         sys.stderr.write(f"edge {args.command}: {exc}\n")
         return 2
+    except StorageError as exc:  # may clear by itself (a full disk): 1, so the service manager retries
+        sys.stderr.write(f"edge {args.command}: {exc}\n")
+        return 1
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ import logging
 import signal
 import sqlite3
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,11 +27,13 @@ from edge.aggregator import AggregationConfig as WindowConfig
 from edge.aggregator import Aggregator, breakdown_cells
 from edge.analyzer import Analyzer, AnalyzerConfig
 from edge.attributes import AttributeSwitches
+from edge.clock import Clock, SystemClock
 from edge.config import AttributesConfig, Config, DetectorConfig, TrackingConfig
 from edge.feeds import Feed, ReplayFeed, open_feed
 from edge.pipeline import FramePipeline
 from edge.sink_factory import build_sink
 from edge.sinks import Sink, pi_health
+from edge.sources import SourceError
 from edge.spool import SeqStore, Spool
 from edge.state_lock import StateLock
 from edge.tracker import Tracker, TrackerConfig, TrackerUpdate
@@ -151,9 +152,12 @@ class _Held:
 class Daemon:
     """The processing loop; construct, then ``run()`` until ``stop`` is set or the file ends."""
 
-    def __init__(self, config: Config, stop: threading.Event, sink: Sink | None = None) -> None:
+    def __init__(
+        self, config: Config, stop: threading.Event, sink: Sink | None = None, clock: Clock | None = None
+    ) -> None:
         self.config = config
         self.stop = stop
+        self.clock: Clock = clock or SystemClock()
         Path(config.state_dir).mkdir(parents=True, exist_ok=True)
         # First, so a second daemon on the same state directory stops before it touches anything.
         self.lock = StateLock(Path(config.state_dir))
@@ -173,7 +177,7 @@ class Daemon:
         except BaseException:
             self.lock.release()
             raise
-        self.stats = Stats(started=time.monotonic())
+        self.stats = Stats(started=self.clock.monotonic())
         self._held: deque[_Held] = deque()  # finished windows waiting for storage, oldest first
         self._storage_failed = False
 
@@ -278,7 +282,7 @@ class Daemon:
             "tracker_ms": round(self.stats.track_ms, 3),
             "attributes_ms": round(self.stats.attributes_ms, 2),
             "dropped_frames": dropped,
-            "uptime_s": round(time.monotonic() - self.stats.started, 1),
+            "uptime_s": round(self.clock.monotonic() - self.stats.started, 1),
             "windows": self.stats.windows,
             "held_windows": len(self._held),
             "version": __version__,
@@ -289,8 +293,8 @@ class Daemon:
     def run(self) -> int:
         """Process frames until stopped or the source ends; always closes the last window.
 
-        Returns 0 on a clean stop or the end of a file, 1 when the source gave up (so
-        ``Restart=on-failure`` brings the service back).
+        Returns 0 on a clean stop or the end of a file, 1 when the source gave up or the sink
+        failed (so ``Restart=on-failure`` brings the service back).
         """
         config = self.config
         health_every = getattr(config.sink, "health_interval_s", 30.0)
@@ -299,33 +303,48 @@ class Daemon:
         # attempt); a capture stuck inside a driver then gets the service restarted.
         stall_s = 2 * config.source.reopen_backoff_s.max + 10.0
         feed: Feed | None = None  # for the finally clause: open_feed itself may fail
-        last_wall = time.time()
-        last_mono = time.monotonic()
-        seen_frame = False
+        last_wall = self.clock.wall()
+        last_mono = self.clock.monotonic()
+        timed = False  # the first frame sets the clocks' baseline (a replay starts on a window boundary)
         ready = False
+        sink_failure: str | None = None
         try:
             self._recover()
-            feed = live = open_feed(config.source, self.stop, config.aggregation.window_s)
-            started = last_progress_at = next_health = next_checkpoint = time.monotonic()
+            try:
+                feed = live = open_feed(config.source, self.stop, config.aggregation.window_s, self.clock)
+            except SourceError as exc:  # a replayed file that cannot be read: nothing was counted
+                log.error("the %s source cannot be read: %s", config.source.type, exc)
+                return 1
+            started = last_progress_at = next_health = next_checkpoint = self.clock.monotonic()
             last_progress = -1
             while not self.stop.is_set():
+                if (sink_failure := self.sink.failure) is not None:
+                    # Spooling on unseen would look healthy and publish nothing: stop, and let the
+                    # service manager restart a daemon that delivers the spooled windows.
+                    log.critical("%s; stopping (finished windows stay in the spool for the next start)", sink_failure)
+                    break
                 frame = live.get(timeout=0.5)
-                now = time.monotonic()
+                now = self.clock.monotonic()
                 if frame is not None:
-                    if seen_frame and (step := clock_step(last_wall, last_mono, frame.wall, frame.monotonic)):
-                        log.warning(
-                            "the wall clock stepped %+.0f s (NTP?): the open window is closed as partial and "
-                            "counting resumes on the new clock",
-                            step,
-                        )
-                        self.aggregator.step_clock()
-                    self._process(frame.pixels, frame.monotonic, frame.wall)
-                    last_wall, last_mono, seen_frame = frame.wall, frame.monotonic, True
+                    wall, mono = frame.wall, frame.monotonic
                 elif live.ended():
                     break
                 else:  # a live source without frames: time still passes, tracks still expire
-                    last_wall, last_mono = max(last_wall, time.time()), now
-                    self.aggregator.observe(self.tracker.expire(now), last_wall)
+                    wall, mono = self.clock.wall(), now
+                if timed and (step := clock_step(last_wall, last_mono, wall, mono)):
+                    log.warning(
+                        "the wall clock stepped %+.0f s (NTP?): the open window is closed as partial and "
+                        "counting resumes on the new clock",
+                        step,
+                    )
+                    self.aggregator.step_clock()
+                elif timed:
+                    wall = max(wall, last_wall)  # a small slew back never reopens an older window
+                if frame is not None:
+                    self._process(frame.pixels, mono, wall)
+                else:
+                    self.aggregator.observe(self.tracker.expire(mono), wall)
+                last_wall, last_mono, timed = wall, mono, True
                 if not ready and (frame is not None or now - started >= 10.0):
                     # READY once the source delivers, or after 10 s without it (a camera
                     # unplugged at boot): systemd then supervises a daemon that keeps retrying
@@ -357,11 +376,14 @@ class Daemon:
         finally:
             sd_notify.stopping("closing the open window")
             if not isinstance(feed, ReplayFeed):
-                last_wall, last_mono = max(last_wall, time.time()), time.monotonic()
+                wall, mono = self.clock.wall(), self.clock.monotonic()
+                if not clock_step(last_wall, last_mono, wall, mono):
+                    last_wall, last_mono = max(last_wall, wall), mono
             try:
-                self.aggregator.observe(self.tracker.flush(last_mono), last_wall)
-                self._emit(self.aggregator.tick(last_wall))
-                self._emit([self.aggregator.close(last_wall)])
+                if feed is not None:  # else nothing was observed: no window to close
+                    self.aggregator.observe(self.tracker.flush(last_mono), last_wall)
+                    self._emit(self.aggregator.tick(last_wall))
+                    self._emit([self.aggregator.close(last_wall)])
                 if self._held:
                     log.error("%d finished window(s) could not be stored and end with this process", len(self._held))
             finally:
@@ -372,6 +394,8 @@ class Daemon:
                     self.spool.close()
                 self.seq.close()
                 self.lock.release()
+        if sink_failure is not None:
+            return 1
         if feed is not None and feed.error is not None:
             log.error("the %s source gave up: %s", config.source.type, feed.error)
             return 1

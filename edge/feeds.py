@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Protocol
 
+from edge.clock import Clock
 from edge.config import FileSourceConfig, SourceConfig
 from edge.records import Frame
 from edge.sources import Capture, FileSource, make_source
@@ -41,8 +42,8 @@ class Feed(Protocol):
 
 
 class LiveFeed:
-    def __init__(self, config: SourceConfig, stop: threading.Event) -> None:
-        self._capture = Capture.from_config(config, stop)
+    def __init__(self, config: SourceConfig, stop: threading.Event, clock: Clock | None = None) -> None:
+        self._capture = Capture.from_config(config, stop, clock=clock)
         self._capture.start()
 
     @property
@@ -114,7 +115,9 @@ class ReplayFeed:
         self._source.close()
 
 
-def open_feed(config: SourceConfig, stop: threading.Event, window_s: float | None = None) -> Feed:
+def open_feed(
+    config: SourceConfig, stop: threading.Event, window_s: float | None = None, clock: Clock | None = None
+) -> Feed:
     """A replay starts its media clock on the next window boundary, so media second t of the
     file falls in window t // window_s: replayed counts line up with the recording's timeline."""
     if isinstance(config, FileSourceConfig) and not config.realtime:
@@ -122,4 +125,4 @@ def open_feed(config: SourceConfig, stop: threading.Event, window_s: float | Non
         if window_s:
             start = (int(start // window_s) + 1) * window_s
         return ReplayFeed(config, start_wall=start)
-    return LiveFeed(config, stop)
+    return LiveFeed(config, stop, clock)

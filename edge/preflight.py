@@ -125,6 +125,7 @@ def _models(config: Config) -> Iterator[Finding]:
         manifest = Manifest(models.dir)
         for model_key in keys:
             manifest.info(model_key, models.variant)
+        manifest.anchors(keys[0])  # the detector's box priors are checked against the manifest too
     except ModelError as exc:
         yield Finding("error", "models.dir" if models.variant == "int8" else "models.variant", str(exc))
 

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 import cv2
 import numpy as np
 
+from edge.clock import Clock, SystemClock
 from edge.config import (
     FileSourceConfig,
     Picamera2SourceConfig,
@@ -59,6 +60,12 @@ class SourceError(RuntimeError):
 
 class SourceUnavailable(SourceError):
     """The source could not be opened (missing device, file, package or stream)."""
+
+
+def _named(source: FrameSource, exc: BaseException) -> str:
+    """``exc`` as a log message that names the source once (SourceError texts already do)."""
+    text, name = str(exc), source.describe()
+    return text if text.startswith(name) else f"{name} failed: {text or type(exc).__name__}"
 
 
 def _to_rgb(image: np.ndarray) -> np.ndarray:
@@ -387,9 +394,16 @@ class Capture:
     _FPS_WINDOW_S = 2.0
 
     def __init__(
-        self, source: FrameSource, stop: threading.Event, *, name: str = "capture", join_timeout_s: float = 5.0
+        self,
+        source: FrameSource,
+        stop: threading.Event,
+        *,
+        name: str = "capture",
+        join_timeout_s: float = 5.0,
+        clock: Clock | None = None,
     ) -> None:
         self.source = source
+        self.clock: Clock = clock or SystemClock()  # stamps frames
         self.backoff = source.config.reopen_backoff_s
         self.ended = threading.Event()
         self.error: BaseException | None = None  # why the source gave up, if it did
@@ -479,14 +493,13 @@ class Capture:
                     self._close_source()  # idempotent; frees whatever a failed open() left
                     if not self.source.live or (isinstance(exc, SourceError) and not exc.retryable):
                         self.error = exc
-                        log.error("%s: %s; giving up", self.source.describe(), exc)
+                        log.error("%s; giving up", _named(self.source, exc))
                         return
                     if self.frames > delivered_before:
                         delay = self.backoff.initial  # it worked for a while: start the backoff afresh
                     log.warning(
-                        "%s failed: %s; reopening in %.3g s (retry %d)",
-                        self.source.describe(),
-                        exc,
+                        "%s; reopening in %.3g s (retry %d)",
+                        _named(self.source, exc),
                         delay,
                         self.reopens + 1,
                     )
@@ -512,7 +525,7 @@ class Capture:
                     raise SourceError(f"{self.source.describe()} returned no frame")
                 log.info("%s ended after %d frames", self.source.describe(), self.frames)
                 return
-            mono, wall = time.monotonic(), time.time()
+            mono, wall = self.clock.monotonic(), self.clock.wall()
             with self._cond:
                 if self._slot is not None:
                     self.dropped += 1

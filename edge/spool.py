@@ -20,8 +20,11 @@ by the checkpoint.
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
+import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -36,12 +39,66 @@ log = logging.getLogger(__name__)
 _BUSY_TIMEOUT_MS = 10_000  # another process (a previous instance) may still hold the file briefly
 
 
+class StorageError(RuntimeError):
+    """A state file cannot be opened or set up; the message names the file and the likely cause."""
+
+
+def _explain(path: Path, exc: BaseException) -> str:
+    """``exc`` on ``path`` with what the operator can do about it."""
+    folder = path.parent
+    text = f"state file {path} cannot be opened: {getattr(exc, 'strerror', None) or exc}"
+    if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        return f"{text} (the folder {folder} is not writable for user {getpass.getuser()!r})"
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        return f"{text} (the file is not readable and writable for user {getpass.getuser()!r})"
+    return f"{text} (the disk holding {folder} is full)" if _disk_full(folder) else text
+
+
+def _disk_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < 256 * 1024
+    except OSError:
+        return False
+
+
 def _connect(path: Path) -> sqlite3.Connection:
-    """Open ``path`` in autocommit mode with the durability settings both stores need."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Open ``path`` in autocommit mode with the durability settings both stores need.
+
+    On a full disk SQLite cannot create the WAL index file (``-shm``) a shared WAL database
+    needs; the store is then opened in exclusive locking mode (the index lives in memory; only
+    this process may use the file, which the state lock guarantees anyway), so a restart on a
+    full disk keeps counting instead of dying.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(_explain(path, exc)) from exc
+    try:
+        return _open(path, exclusive=False)
+    except sqlite3.Error as exc:
+        if not path.exists() or not _disk_full(path.parent):
+            raise StorageError(_explain(path, exc)) from exc
+        log.warning("%s; opening it for this process alone, which needs no new file", _explain(path, exc))
+        try:
+            return _open(path, exclusive=True)
+        except sqlite3.Error as again:
+            raise StorageError(_explain(path, again)) from again
+
+
+def _open(path: Path, exclusive: bool) -> sqlite3.Connection:
     # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a commit is exactly where we say.
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_MS / 1000)
+    try:
+        return _configure(conn, path, exclusive)
+    except BaseException:
+        conn.close()
+        raise
+
+
+def _configure(conn: sqlite3.Connection, path: Path, exclusive: bool) -> sqlite3.Connection:
     conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+    if exclusive:
+        conn.execute("PRAGMA locking_mode=EXCLUSIVE")
     mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
     if str(mode).lower() != "wal":
         log.warning(
@@ -90,16 +147,20 @@ class Spool:
         self.max_windows = max_windows
         self._lock = threading.Lock()
         self._conn = _connect(self.path)
-        with self._tx() as c:
-            c.execute(
-                "CREATE TABLE IF NOT EXISTS windows ("
-                " seq INTEGER PRIMARY KEY, payload TEXT NOT NULL, stored_at REAL NOT NULL)"
-            )
-            c.execute("CREATE TABLE IF NOT EXISTS spool_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
-            c.execute("INSERT OR IGNORE INTO spool_meta (key, value) VALUES ('evicted', 0)")
-        # The bound may have been lowered since the last run: apply it now, not at the next put.
-        with self._tx() as c:
-            self._evict(c)
+        try:
+            with self._tx() as c:
+                c.execute(
+                    "CREATE TABLE IF NOT EXISTS windows ("
+                    " seq INTEGER PRIMARY KEY, payload TEXT NOT NULL, stored_at REAL NOT NULL)"
+                )
+                c.execute("CREATE TABLE IF NOT EXISTS spool_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+                c.execute("INSERT OR IGNORE INTO spool_meta (key, value) VALUES ('evicted', 0)")
+            # The bound may have been lowered since the last run: apply it now, not at the next put.
+            with self._tx() as c:
+                self._evict(c)
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise StorageError(_explain(self.path, exc)) from exc
 
     def _tx(self) -> _Transaction:
         return _Transaction(self._conn, self._lock)
@@ -199,12 +260,16 @@ class SeqStore:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._conn = _connect(self.path)
-        with _Transaction(self._conn, self._lock) as c:
-            c.execute("CREATE TABLE IF NOT EXISTS seq_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
-            c.execute("INSERT OR IGNORE INTO seq_state (key, value) VALUES ('next', ?)", (start,))
-            c.execute("CREATE TABLE IF NOT EXISTS text_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            c.execute("INSERT OR IGNORE INTO text_state (key, value) VALUES ('stream', ?)", (str(uuid.uuid4()),))
-            self.stream: str = c.execute("SELECT value FROM text_state WHERE key = 'stream'").fetchone()[0]
+        try:
+            with _Transaction(self._conn, self._lock) as c:
+                c.execute("CREATE TABLE IF NOT EXISTS seq_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+                c.execute("INSERT OR IGNORE INTO seq_state (key, value) VALUES ('next', ?)", (start,))
+                c.execute("CREATE TABLE IF NOT EXISTS text_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+                c.execute("INSERT OR IGNORE INTO text_state (key, value) VALUES ('stream', ?)", (str(uuid.uuid4()),))
+                self.stream: str = c.execute("SELECT value FROM text_state WHERE key = 'stream'").fetchone()[0]
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise StorageError(_explain(self.path, exc)) from exc
 
     def peek(self) -> int:
         """The number ``next()`` would return, without taking it."""

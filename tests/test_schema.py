@@ -92,6 +92,8 @@ def test_health_messages_match_the_schema(tmp_path: Path) -> None:
     check("health", build_health(fields, device_id="lobby-1"))
     with Spool(tmp_path / "spool.sqlite3", 10) as spool:
         msg = build_health(fields, device_id="lobby-1", spool=spool)
-    msg["mqtt"] = {"connected": True, "in_flight": 0, "refused": 0}
+    msg["mqtt"] = {"connected": True, "in_flight": 0, "refused": 0, "refused_window": None}
     check("health", msg)
+    held = {"seq": 7, "reason": "Not authorized (reason code 135)", "since": "2026-11-30T12:00:00Z"}
+    check("health", dict(msg, mqtt=dict(msg["mqtt"], refused=3, refused_window=held)))
     assert validator("health").is_valid(msg)

@@ -28,6 +28,12 @@ class Sink(ABC):
         """Report device health; sinks without a health channel ignore it."""
         return None
 
+    @property
+    def failure(self) -> str | None:
+        """Why the sink can no longer deliver anything (a dead worker thread), or None while it works
+        or honestly retries. The daemon then stops with a non-zero status so it is restarted."""
+        return None
+
     @abstractmethod
     def close(self) -> None:
         """Flush and release resources; idempotent."""

@@ -11,6 +11,14 @@
 * reconnects back off exponentially, and every failed attempt is logged once
   with its cause (refused credentials, an untrusted certificate, ...) rather
   than crashing the service;
+* a window the broker refuses (an ACL, a quota) stays in the spool: it is
+  retried alone every ``refused_retry_s`` and on every reconnect, later windows
+  wait behind it, and ``health`` names it; over MQTT 3.1.1, where a broker
+  acknowledges publishes its ACL drops, the sink reads its own windows back
+  and treats one that does not come back as refused;
+* paho's network thread is supervised: if it dies (a bug, or a value paho
+  cannot encode), ``failure`` says why and the daemon exits non-zero so the
+  service manager restarts it, rather than spooling for ever unseen;
 * ``status`` (retained, with a Last Will) and Home Assistant discovery make the
   device appear and disappear in dashboards without configuration there; the
   discovery configs follow the current config (``edge.sinks.discovery``).
@@ -23,14 +31,17 @@ so a callback that took our lock could deadlock against a publishing thread).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -49,6 +60,7 @@ _paho_log = logging.getLogger(__name__ + ".paho")
 
 _DRAIN_RETRY_S = 5.0
 _REFUSED_CREDENTIALS = {134, 135}  # MQTT 5 reason codes; paho maps 3.1.1 CONNACK 4/5 onto them
+_SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT: another client connected with this client id
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,6 +99,38 @@ class MqttSettings:
     reconnect_max_s: float = 120.0
     max_inflight: int = 10  # windows sent but not yet acknowledged
     close_timeout_s: float = 5.0  # on close: wait this long for in-flight windows and `offline`
+    refused_retry_s: float = 60.0  # a window the broker refused is offered again this often
+    echo_timeout_s: float = 30.0  # MQTT 3.1.1: an acknowledged window must come back within this
+
+
+@dataclass(frozen=True)
+class RefusedWindow:
+    """The window the broker refuses right now; later windows wait behind it."""
+
+    seq: int
+    reason: str
+    since: float  # wall clock of the first refusal
+
+
+class _SupervisedClient(mqtt.Client):
+    """A paho client whose network loop (run by ``loop_start``) records why it ended.
+
+    Paho lets an unexpected exception (an IDNA error on a host name, a packet it cannot encode)
+    end its thread silently; the sink would then spool for ever while looking healthy.
+    """
+
+    loop_error: BaseException | None = None
+    loop_ended: bool = False
+
+    def loop_forever(self, timeout: float = 1.0, retry_first_connection: bool = False) -> mqtt.MQTTErrorCode:
+        try:
+            return super().loop_forever(timeout, retry_first_connection)
+        except BaseException as exc:
+            self.loop_error = exc
+            log.critical("the MQTT network thread died: %s: %s", type(exc).__name__, exc, exc_info=exc)
+            return mqtt.MQTTErrorCode.MQTT_ERR_UNKNOWN
+        finally:
+            self.loop_ended = True
 
 
 def read_password(settings: MqttSettings) -> str | None:
@@ -152,6 +196,22 @@ def secure(client: mqtt.Client, settings: MqttSettings, password: str | None) ->
             log.warning("MQTT TLS host name checking is OFF (insecure: true); the certificate chain is still checked")
 
 
+def _iso(wall: float) -> str:
+    return datetime.fromtimestamp(wall, tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass
+class _Delivery:
+    """The drain thread's own view of what is on the wire (no other thread touches it)."""
+
+    connected: bool = False
+    inflight: dict[int, int] = field(default_factory=dict)  # mid -> seq, awaiting PUBACK, in send order
+    barrier: set[int] = field(default_factory=set)  # mids paho re-sends itself after a reconnect
+    awaiting: dict[int, float] = field(default_factory=dict)  # MQTT 3.1.1: seq -> deadline for its echo
+    echoed: set[int] = field(default_factory=set)  # echoes that overtook their PUBACK
+    retry_at: float = 0.0  # monotonic time the refused window may be offered again
+
+
 class MqttSink(Sink):
     """Publishes windows over MQTT with durable store-and-forward (see the module docstring).
 
@@ -186,7 +246,12 @@ class MqttSink(Sink):
         self._idle_cv = threading.Condition()
         self._idle = spool.depth() == 0
         self._in_flight = 0
-        self.refused = 0  # windows the broker rejected (MQTT 5 PUBACK failure); dropped so later ones can go
+        self.refused = 0  # refusals so far (a window the broker rejected, counted per attempt)
+        self.refused_window: RefusedWindow | None = None  # the window held back now, if any
+        # MQTT 3.1.1 cannot refuse a publish: windows count as delivered when they come back.
+        self._echo = settings.protocol == "3.1.1"
+        self._echo_denied = False
+        self._echo_mid: int | None = None
         self._cells_lock = threading.Lock()
         self._cells: dict[tuple[str, str], None] = dict.fromkeys(settings.discovery_cells)
         self._configured = frozenset(settings.discovery_cells)  # empty: any cell a window carries
@@ -205,7 +270,7 @@ class MqttSink(Sink):
         self.connect_attempts = 0
         self._refused = False  # set by a refused CONNACK, so the disconnect that follows is not logged twice
 
-        self._client = self._make_client(read_password(settings))
+        self._client: _SupervisedClient = self._make_client(read_password(settings))
         self._drain = threading.Thread(target=self._drain_main, name=f"mqtt-drain-{device_id}", daemon=True)
         self._drain.start()
         if settings.protocol == "5":
@@ -216,10 +281,10 @@ class MqttSink(Sink):
 
     # ----------------------------------------------------------------- setup
 
-    def _make_client(self, password: str | None) -> mqtt.Client:
+    def _make_client(self, password: str | None) -> _SupervisedClient:
         s = self.settings
         v5 = s.protocol == "5"
-        client = mqtt.Client(
+        client = _SupervisedClient(
             CallbackAPIVersion.VERSION2,
             client_id=self.device_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
@@ -237,6 +302,7 @@ class MqttSink(Sink):
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     # ----------------------------------------------------------------- public API
@@ -250,6 +316,19 @@ class MqttSink(Sink):
     def in_flight(self) -> int:
         """Windows sent and awaiting the broker's acknowledgement."""
         return self._in_flight
+
+    @property
+    def failure(self) -> str | None:
+        """Why this sink can no longer deliver (its network or drain thread ended), or None."""
+        if self._closing:
+            return None
+        if self._client.loop_ended:
+            error = self._client.loop_error
+            cause = f"{type(error).__name__}: {error}" if error is not None else "it returned"
+            return f"the MQTT network thread for {self._where} stopped ({cause})"
+        if not self._drain.is_alive():
+            return "the MQTT drain thread stopped"
+        return None
 
     def wait_connected(self, timeout: float) -> bool:
         """Block until connected or ``timeout`` seconds pass."""
@@ -272,7 +351,15 @@ class MqttSink(Sink):
     def publish_health(self, health: Mapping[str, Any]) -> None:
         """Publish retained health (caller's fields + spool figures); the latest is re-sent on reconnect."""
         msg = build_health(health, device_id=self.device_id, spool=self.spool)
-        msg["mqtt"] = {"connected": self.connected, "in_flight": self._in_flight, "refused": self.refused}
+        held = self.refused_window
+        msg["mqtt"] = {
+            "connected": self.connected,
+            "in_flight": self._in_flight,
+            "refused": self.refused,
+            "refused_window": None
+            if held is None
+            else {"seq": held.seq, "reason": held.reason, "since": _iso(held.since)},
+        }
         self._last_health = dumps(msg)
         if self._connected.is_set():
             self._client.publish(self.health_topic, self._last_health, qos=1, retain=True)
@@ -317,7 +404,10 @@ class MqttSink(Sink):
         if reason_code.is_failure:
             hint = ""
             if reason_code.value in _REFUSED_CREDENTIALS:
-                hint = f"; check the MQTT user name ({self.settings.username!r}) and password"
+                if self.settings.username is None:
+                    hint = "; the broker wants credentials: set sink.username and a password"
+                else:
+                    hint = f"; check the MQTT user name ({self.settings.username!r}) and password"
             log.error(
                 "MQTT broker %s refused the connection: %s (reason code %d)%s; retrying with backoff",
                 self._where,
@@ -347,6 +437,9 @@ class MqttSink(Sink):
             # Retained configs of this device arrive after the SUBACK; any the current config does
             # not produce are cleared in _on_message.
             client.subscribe(self.discovery.config_filter, qos=1)
+        if self._echo and not self._echo_denied:
+            # Sent before any window on this connection, so the broker applies it to all of them.
+            self._echo_mid = client.subscribe(self.counts_topic, qos=1)[1]
         if self._last_health is not None:
             client.publish(self.health_topic, self._last_health, qos=1, retain=True)
         self._events.put(("connected",))
@@ -370,12 +463,16 @@ class MqttSink(Sink):
                 ca,
                 retry,
             )
-        elif isinstance(exc, ssl.SSLError):
+        elif tls is not None and isinstance(exc, (ssl.SSLError, ConnectionResetError, ConnectionAbortedError)):
+            plain = isinstance(exc, (ssl.SSLEOFError, ConnectionResetError, ConnectionAbortedError))
             log.error(
-                "MQTT TLS handshake with %s failed: %s (CA: %s); %s",
+                "MQTT TLS handshake with %s failed: %s (CA: %s)%s; %s",
                 self._where,
                 exc,
-                tls.ca_file if tls is not None and tls.ca_file else "system CA store",
+                tls.ca_file if tls.ca_file else "system CA store",
+                f"; is port {self.settings.port} a TLS listener? A plain MQTT port closes a TLS handshake"
+                if plain
+                else "",
                 retry,
             )
         else:
@@ -406,20 +503,57 @@ class MqttSink(Sink):
             return  # a refused CONNACK was already logged with its reason
         if was:
             log.warning(
-                "lost connection to MQTT broker %s (%s); windows are spooled, reconnecting with backoff",
+                "lost connection to MQTT broker %s: %s; windows are spooled, reconnecting with backoff",
                 self._where,
-                reason_code,
+                self._disconnect_cause(flags, reason_code),
             )
         else:
+            hint = ""
+            if self.settings.tls is None and not flags.is_disconnect_packet_from_server:
+                hint = f" (if port {self.settings.port} is a TLS listener, configure sink.tls)"
             log.warning(
-                "MQTT broker %s did not complete the connection (%s); retrying with backoff (up to %g s)",
+                "MQTT broker %s did not complete the connection: %s%s; retrying with backoff (up to %g s)",
                 self._where,
-                reason_code,
+                self._disconnect_cause(flags, reason_code),
+                hint,
                 self.settings.reconnect_max_s,
             )
 
+    def _disconnect_cause(self, flags: mqtt.DisconnectFlags, reason_code: ReasonCode) -> str:
+        """Why a connection ended, in words an operator can act on."""
+        if flags.is_disconnect_packet_from_server:
+            text = f"the broker closed it: {reason_code} (reason code {reason_code.value})"
+            if reason_code.value == _SESSION_TAKEN_OVER:
+                text += (
+                    f"; another client connected with the client id {self.device_id!r}: two devices or two "
+                    "daemons share this device_id"
+                )
+            return text
+        if str(reason_code) == "Keep alive timeout":
+            return (
+                f"no reply from the broker within the keepalive ({self.settings.keepalive} s): "
+                "the network or the broker stopped answering"
+            )
+        return "the connection was closed or reset (network, broker restart, or a client id taken over over MQTT 3.1.1)"
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        if mid == self._echo_mid and reason_codes and reason_codes[0].is_failure:
+            self._echo_denied = True
+            self._events.put(("echo_denied", str(reason_codes[0])))
+
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        """A retained discovery config of this device: clear it when the current config does not produce it."""
+        """Our own window read back (MQTT 3.1.1 delivery check), or a retained discovery config of
+        this device: cleared when the current config does not produce it."""
+        if message.topic == self.counts_topic:
+            self._events.put(("echo", message.payload))
+            return
         if not message.payload:
             return  # already cleared (by us or by `edge forget`)
         with self._cells_lock:
@@ -438,14 +572,12 @@ class MqttSink(Sink):
     # ----------------------------------------------------------------- drain thread
 
     def _drain_main(self) -> None:
-        """Own the mid -> seq map; publish pending windows in order while connected."""
-        inflight: dict[int, int] = {}  # mid -> seq, in send order
-        barrier: set[int] = set()  # mids paho re-sends itself after a reconnect
-        connected = False
+        """Own the delivery state; publish pending windows in order while connected."""
+        d = _Delivery()
         while True:
             try:
                 # The timeout re-runs the drain now and then, so a transient failure is retried
-                # even when no new window or acknowledgement arrives.
+                # and a refused window offered again even when no event arrives.
                 batch = [self._events.get(timeout=_DRAIN_RETRY_S)]
             except queue.Empty:
                 batch = []
@@ -454,55 +586,134 @@ class MqttSink(Sink):
                     batch.append(self._events.get_nowait())
                 except queue.Empty:
                     break
-            for event in batch:
-                kind = event[0]
-                if kind == "stop":
-                    return
-                if kind == "connected":
-                    connected = True
-                    # Paho re-sends its unacknowledged messages after on_connect returns; sending newer
-                    # windows before those are acknowledged could reorder them on the wire.
-                    barrier = set(inflight)
-                elif kind == "disconnected":
-                    connected = False
-                elif kind == "ack":
-                    self._handle_ack(inflight, barrier, event[1], event[2])
             try:
-                if connected and not barrier:
-                    self._send_pending(inflight)
-                idle = not inflight and self.spool.depth() == 0
+                for event in batch:
+                    kind = event[0]
+                    if kind == "stop":
+                        return
+                    if kind == "connected":
+                        d.connected = True
+                        # Paho re-sends its unacknowledged messages after on_connect returns; sending newer
+                        # windows before those are acknowledged could reorder them on the wire.
+                        d.barrier = set(d.inflight)
+                        d.retry_at = 0.0  # a refused window is offered again at once on a new connection
+                    elif kind == "disconnected":
+                        d.connected = False
+                        d.awaiting.clear()  # their echo may be lost with the link: send them again
+                    elif kind == "ack":
+                        self._handle_ack(d, event[1], event[2])
+                    elif kind == "echo":
+                        self._handle_echo(d, event[1])
+                    elif kind == "echo_denied":
+                        self._echo_unavailable(d, event[1])
+                self._check_echo_deadlines(d)
+                if d.connected and not d.barrier:
+                    self._send_pending(d)
+                idle = not d.inflight and not d.awaiting and self.spool.depth() == 0
             except Exception:  # noqa: BLE001 - the thread must survive (e.g. a transient SQLite error)
                 log.exception("MQTT drain failed; will retry on the next event")
                 idle = False
-            self._in_flight = len(inflight)
+            self._in_flight = len(d.inflight) + len(d.awaiting)
             with self._idle_cv:
                 if idle and self._events.empty():
                     self._idle = True
                     self._idle_cv.notify_all()
 
-    def _handle_ack(self, inflight: dict[int, int], barrier: set[int], mid: int, reason_code: ReasonCode) -> None:
-        barrier.discard(mid)
-        seq = inflight.pop(mid, None)
+    def _handle_ack(self, d: _Delivery, mid: int, reason_code: ReasonCode) -> None:
+        d.barrier.discard(mid)
+        seq = d.inflight.pop(mid, None)
         if seq is None:
             return  # status/discovery/health, or a window from before a restart of this object
         if reason_code.is_failure:
-            # Retrying cannot help (e.g. ACL denies the topic) and would block every later window.
-            self.refused += 1
-            log.error(
-                "MQTT broker %s refused window seq %d on %s: %s (reason code %d); dropping it",
+            self._refuse(d, seq, f"{reason_code} (reason code {reason_code.value})")
+        elif self._echo and not self._echo_denied and seq not in d.echoed:
+            d.awaiting[seq] = time.monotonic() + self.settings.echo_timeout_s
+        else:
+            d.echoed.discard(seq)
+            self._delivered(seq)
+
+    def _handle_echo(self, d: _Delivery, raw: bytes) -> None:
+        try:
+            payload = json.loads(raw)
+            seq = payload["seq"] if payload.get("device") == self.device_id else None
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return
+        if not isinstance(seq, int):
+            return  # not one of our windows
+        if seq in d.awaiting:
+            del d.awaiting[seq]
+            self._delivered(seq)
+        elif seq in d.inflight.values():
+            d.echoed.add(seq)  # came back before its PUBACK was handled
+
+    def _echo_unavailable(self, d: _Delivery, reason: str) -> None:
+        log.warning(
+            "the broker does not let this device read back its windows on %s (%s): over MQTT 3.1.1 a window "
+            "the broker's ACL drops cannot be told from a delivered one; grant read access to that topic or "
+            "use protocol '5'",
+            self.counts_topic,
+            reason,
+        )
+        for seq in list(d.awaiting):
+            self._delivered(seq)
+        d.awaiting.clear()
+
+    def _check_echo_deadlines(self, d: _Delivery) -> None:
+        now = time.monotonic()
+        for seq, deadline in list(d.awaiting.items()):
+            if now >= deadline:
+                del d.awaiting[seq]
+                self._refuse(
+                    d,
+                    seq,
+                    f"acknowledged but not delivered within {self.settings.echo_timeout_s:g} s "
+                    "(over MQTT 3.1.1 a broker acknowledges publishes its ACL denies)",
+                )
+
+    def _refuse(self, d: _Delivery, seq: int, reason: str) -> None:
+        """Keep a refused window; offer it again, alone, later (fixing the broker needs no restart)."""
+        self.refused += 1
+        d.retry_at = time.monotonic() + self.settings.refused_retry_s
+        held = self.refused_window
+        if held is not None and held.seq <= seq:
+            log.debug("window seq %d refused again: %s", seq, reason)
+            return
+        self.refused_window = RefusedWindow(seq=seq, reason=reason, since=time.time())
+        log.error(
+            "MQTT broker %s refused window seq %d on %s: %s; it stays in the spool and is offered again every "
+            "%g s and on every reconnect, later windows wait behind it (allow this client to publish to %s, "
+            "e.g. in the broker's ACL, or change sink.topic_prefix)",
+            self._where,
+            seq,
+            self.counts_topic,
+            reason,
+            self.settings.refused_retry_s,
+            self.counts_topic,
+        )
+
+    def _delivered(self, seq: int) -> None:
+        self.spool.ack(seq)
+        held = self.refused_window
+        if held is not None and seq >= held.seq:
+            self.refused_window = None
+            log.warning(
+                "MQTT broker %s accepted window seq %d after refusing it for %.0f s; the windows behind it follow",
                 self._where,
                 seq,
-                self.counts_topic,
-                reason_code,
-                reason_code.value,
+                time.time() - held.since,
             )
-        self.spool.ack(seq)
 
-    def _send_pending(self, inflight: dict[int, int]) -> None:
-        room = self.settings.max_inflight - len(inflight)
+    def _send_pending(self, d: _Delivery) -> None:
+        if self.refused_window is not None:
+            # Offer only the oldest window, and only when its retry is due and nothing is out.
+            if d.inflight or d.awaiting or time.monotonic() < d.retry_at:
+                return
+            room = 1
+        else:
+            room = self.settings.max_inflight - len(d.inflight) - len(d.awaiting)
         if room <= 0:
             return
-        sent = set(inflight.values())
+        sent = set(d.inflight.values()) | set(d.awaiting)
         for seq, payload in self.spool.pending(limit=room + len(sent)):
             if seq in sent:
                 continue
@@ -514,7 +725,7 @@ class MqttSink(Sink):
                 log.warning("could not queue window seq %d: %s; will retry", seq, mqtt.error_string(info.rc))
                 return
             # MQTT_ERR_NO_CONN: paho keeps the message and sends it on reconnect; track it like the others.
-            inflight[info.mid] = seq
+            d.inflight[info.mid] = seq
             room -= 1
 
     def _announce_new_cells(self, payload: Mapping[str, Any]) -> None:
