@@ -647,6 +647,10 @@ class MqttSinkConfig(SinkConfig):
     host: str = _leaf("localhost", _Check(_HOST, _broker_host))
     port: int = _leaf(1883, _integer("a TCP port 1..65535", lo=1, hi=65535))
     protocol: str = _leaf("5", _choice("5", "3.1.1"))
+    # MQTT 3.1.1 cannot refuse a publish (a broker acknowledges what its ACL drops): with read_back
+    # a window counts as delivered when it comes back on the device's own subscription. Needs
+    # read access to the counts topic; false trusts the acknowledgement. Ignored for MQTT 5.
+    read_back: bool = _leaf(True, _boolean())
     # MQTT encodes the keepalive in 16 bits.
     keepalive: int = _leaf(60, _integer("a keepalive in whole seconds from 1 to 65535", lo=1, hi=65535))
     topic_prefix: str = _derived(

@@ -35,6 +35,7 @@ def mqtt_settings(config: Config, sink: MqttSinkConfig, cells: Cells) -> MqttSet
         host=sink.host,
         port=sink.port,
         protocol=sink.protocol,
+        read_back=sink.read_back,
         keepalive=sink.keepalive,
         topic_prefix=sink.topic_prefix,
         qos=sink.qos,

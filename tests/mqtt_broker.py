@@ -145,6 +145,7 @@ class Broker:
         users: dict[str, str] | None = None,
         tls: TlsFiles | None = None,
         persistence: bool = False,
+        acl: str | None = None,
     ) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
@@ -173,6 +174,10 @@ class Broker:
             lines += ["allow_anonymous false", f"password_file {pw}"]
         else:
             lines.append("allow_anonymous true")
+        self.acl_path = workdir / "acl"
+        if acl is not None:
+            self.acl_path.write_text(acl)
+            lines.append(f"acl_file {self.acl_path}")
         if tls is not None:
             lines += [
                 f"listener {self.tls_port} {HOST}",
@@ -219,13 +224,21 @@ class Broker:
             self._proc.send_signal(sig)
             self._proc.wait(timeout=timeout)
 
+    def set_acl(self, acl: str) -> None:
+        """Replace the ACL and make the running broker re-read it (SIGHUP), as an operator would."""
+        self.acl_path.write_text(acl)
+        if self.running:
+            assert self._proc is not None
+            self._proc.send_signal(signal.SIGHUP)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 @pytest.fixture()
 def broker_factory(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
-    """``broker_factory(start=True, users=..., tls=..., persistence=...)`` -> a Broker; all are killed at teardown."""
+    """``broker_factory(start=True, users=..., tls=..., persistence=..., acl=...)`` -> a Broker; all are
+    killed at teardown."""
     if MOSQUITTO_MISSING:
         pytest.skip(MOSQUITTO_MISSING)
     brokers: list[Broker] = []

@@ -14,9 +14,9 @@ import pytest
 import yaml
 from daemon_proc import spawn_daemon, watch
 from mqtt_broker import HOST, Broker
+from mqtt_clients import Subscriber
 from paho.mqtt.enums import CallbackAPIVersion
 from payload_schema import check
-from test_mqtt_sink import Subscriber
 
 from edge.cli import main
 from edge.config import parse_config

@@ -80,6 +80,7 @@ class MqttSettings:
     host: str = "localhost"
     port: int = 1883
     protocol: str = "5"  # "5" | "3.1.1"
+    read_back: bool = True  # MQTT 3.1.1: a window is delivered when it comes back (needs read access)
     keepalive: int = 60
     topic_prefix: str | None = None  # None: "edge/<device_id>/"
     qos: int = 1  # for counts; at-least-once needs >= 1
@@ -126,7 +127,7 @@ class _SupervisedClient(mqtt.Client):
         try:
             return super().loop_forever(timeout, retry_first_connection)
         except BaseException as exc:
-            self.loop_error = exc
+            self.loop_error, self.loop_ended = exc, True
             log.critical("the MQTT network thread died: %s: %s", type(exc).__name__, exc, exc_info=exc)
             return mqtt.MQTTErrorCode.MQTT_ERR_UNKNOWN
         finally:
@@ -249,7 +250,12 @@ class MqttSink(Sink):
         self.refused = 0  # refusals so far (a window the broker rejected, counted per attempt)
         self.refused_window: RefusedWindow | None = None  # the window held back now, if any
         # MQTT 3.1.1 cannot refuse a publish: windows count as delivered when they come back.
-        self._echo = settings.protocol == "3.1.1"
+        self._echo = settings.protocol == "3.1.1" and settings.read_back
+        if settings.protocol == "3.1.1" and not settings.read_back:
+            log.warning(
+                "MQTT 3.1.1 with read_back off: a window the broker's ACL drops is acknowledged and lost "
+                "without notice; prefer protocol '5'"
+            )
         self._echo_denied = False
         self._echo_mid: int | None = None
         self._cells_lock = threading.Lock()
@@ -534,7 +540,10 @@ class MqttSink(Sink):
                 f"no reply from the broker within the keepalive ({self.settings.keepalive} s): "
                 "the network or the broker stopped answering"
             )
-        return "the connection was closed or reset (network, broker restart, or a client id taken over over MQTT 3.1.1)"
+        return (
+            "the connection was closed or reset (the network, a broker restart, or another client connecting "
+            f"with the client id {self.device_id!r}: two devices or two daemons sharing a device_id)"
+        )
 
     def _on_subscribe(
         self,
@@ -666,8 +675,9 @@ class MqttSink(Sink):
                 self._refuse(
                     d,
                     seq,
-                    f"acknowledged but not delivered within {self.settings.echo_timeout_s:g} s "
-                    "(over MQTT 3.1.1 a broker acknowledges publishes its ACL denies)",
+                    f"acknowledged but not read back within {self.settings.echo_timeout_s:g} s: over MQTT "
+                    "3.1.1 a broker acknowledges a publish its ACL drops; if this client may publish but "
+                    f"not read {self.counts_topic}, grant read access or set sink.read_back: false",
                 )
 
     def _refuse(self, d: _Delivery, seq: int, reason: str) -> None:
