@@ -34,7 +34,7 @@ from edge.pipeline import FramePipeline
 from edge.sink_factory import build_sink
 from edge.sinks import Sink, pi_health
 from edge.sources import SourceError
-from edge.spool import SeqStore, Spool
+from edge.spool import SeqStore, Spool, StorageError
 from edge.state_lock import StateLock
 from edge.tracker import Tracker, TrackerConfig, TrackerUpdate
 
@@ -158,7 +158,10 @@ class Daemon:
         self.config = config
         self.stop = stop
         self.clock: Clock = clock or SystemClock()
-        Path(config.state_dir).mkdir(parents=True, exist_ok=True)
+        try:
+            Path(config.state_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"state directory {config.state_dir} cannot be created: {exc.strerror or exc}") from exc
         # First, so a second daemon on the same state directory stops before it touches anything.
         self.lock = StateLock(Path(config.state_dir))
         self.lock.acquire()

@@ -1,7 +1,9 @@
-"""Run ``edge run`` as a real process (for signals: SIGTERM, SIGKILL) and follow its log."""
+"""Daemon test helpers: a config for a generated video, the daemon in-process or as a real
+process (for signals: SIGTERM, SIGKILL), and its log followed without sleeps."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +13,37 @@ from typing import TextIO
 
 import yaml
 
+from edge.config import parse_config
+from edge.daemon import Daemon
+from edge.scenes import Visitor
+from edge.sinks import JsonlSettings, JsonlSink
+
 REPO = Path(__file__).resolve().parent.parent
+
+
+def config(tmp_path: Path, video: Path, **overrides: object) -> dict:
+    doc = {
+        "device_id": "test-cam",
+        "site": "lab",
+        "source": {"type": "file", "path": str(video), "realtime": False},
+        "aggregation": {"window_s": 10, "min_cell": 1},
+        "sink": {"type": "jsonl", "path": str(tmp_path / "windows.jsonl")},
+        "state_dir": str(tmp_path / "state"),
+    }
+    doc.update(overrides)  # a section given replaces the default one whole
+    return doc
+
+
+def run_daemon(tmp_path: Path, doc: dict) -> list[dict]:
+    cfg = parse_config(doc)
+    out = tmp_path / "windows.jsonl"
+    with JsonlSink(JsonlSettings(path=str(out))) as sink:
+        assert Daemon(cfg, threading.Event(), sink=sink).run() == 0
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def walker(enter: float, dwell: float, lane: float, mirror: bool = False) -> Visitor:
+    return Visitor(enter, enter + dwell, lane, 60.0, 1 if lane < 0.5 else -1, mirror, (1.0, 1.0, 1.0))
 
 
 def spawn_daemon(tmp_path: Path, config: dict, *options: str) -> subprocess.Popen:

@@ -1,0 +1,444 @@
+"""Faults a Pi in a shop meets, against the real daemon: signals (SIGTERM, SIGKILL, SIGHUP), a
+second instance, a full disk (during a run and at start), a read-only state directory, a missing
+camera, a source that gives up, an unreadable file, a corrupt model, a sink whose network thread
+dies, and wall-clock steps (through the daemon's injected clock, not by patching libc).
+
+Each test asserts what was published (seqs contiguous, windows not lost) and what was logged."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import yaml
+from daemon_proc import REPO, LogLines, config, run_daemon, spawn_daemon, walker, watch
+from mqtt_clients import LogWaiter
+
+from edge.cli import main
+from edge.config import parse_config
+from edge.daemon import Daemon
+from edge.scenes import Scene, write_video
+from edge.sinks import JsonlSettings, JsonlSink, MqttSettings, MqttSink
+from edge.spool import Spool
+
+
+def test_sigterm_closes_a_partial_window_and_exits_zero(tmp_path: Path) -> None:
+    scene = Scene(640, 480, 10.0, 6.0, (walker(1.0, 4.0, 0.5),))
+    video = write_video(scene, tmp_path / "loop.avi")
+    out = tmp_path / "windows.jsonl"
+    doc = config(
+        tmp_path,
+        video,
+        source={"type": "file", "path": str(video), "realtime": True, "loop": True},
+        aggregation={"window_s": 3600, "min_cell": 1},
+    )
+    proc = spawn_daemon(tmp_path, doc)
+    seen: list[str] = []
+    try:
+        assert watch(proc.stderr, "ready: models loaded", seen).wait(60), "".join(seen)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, "".join(seen)
+    finally:
+        proc.kill()
+    windows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert windows and windows[-1]["window"]["partial"] is True
+
+
+def saved_checkpoint(state_db: Path) -> dict | None:
+    """The open window's checkpoint as the daemon last saved it (read-only, beside the writer)."""
+    if not state_db.exists():
+        return None
+    with closing(sqlite3.connect(f"file:{state_db}?mode=ro", uri=True, timeout=10)) as db:
+        try:
+            row = db.execute("SELECT value FROM text_state WHERE key = 'checkpoint'").fetchone()
+        except sqlite3.OperationalError:  # the tables are not created yet
+            return None
+    return None if row is None else json.loads(row[0])
+
+
+def test_sigkill_loses_at_most_the_time_since_the_last_checkpoint(tmp_path: Path) -> None:
+    video = write_video(Scene(640, 480, 10.0, 6.0, (walker(0.5, 4.0, 0.5),)), tmp_path / "loop.avi")
+    out = tmp_path / "windows.jsonl"
+    doc = config(
+        tmp_path,
+        video,
+        source={"type": "file", "path": str(video), "realtime": True, "loop": True},
+        aggregation={"window_s": 3600, "min_cell": 1, "checkpoint_s": 0.5},
+    )
+    proc = spawn_daemon(tmp_path, doc, "-v")
+    seen: list[str] = []
+    state_db = tmp_path / "state" / "seq.sqlite3"
+    try:
+        assert watch(proc.stderr, ": 1 visitors so far", seen).wait(90), "".join(seen)  # a checkpoint with a visitor
+        proc.kill()  # no chance to close the window
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+    saved = saved_checkpoint(state_db)
+    assert saved is not None
+    before = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+
+    # The next run (here on an empty recording) publishes the interrupted window first, as partial.
+    empty = write_video(Scene(640, 480, 10.0, 2.0, ()), tmp_path / "empty.avi")
+    run_daemon(tmp_path, dict(doc, source={"type": "file", "path": str(empty), "realtime": False}))
+    windows = [json.loads(line) for line in out.read_text().splitlines()]
+    recovered = windows[len(before)]
+    assert recovered["window"]["start"] == saved["window"]["start"] and recovered["window"]["partial"] is True
+    assert recovered["visitors"] >= saved["visitors"] >= 1 and recovered["observed_s"] > 0
+    assert [w["seq"] for w in windows] == list(range(1, len(windows) + 1))
+    assert len({w["stream"] for w in windows}) == 1
+    assert saved_checkpoint(state_db) is None  # a clean stop leaves none
+
+
+def test_a_second_daemon_on_the_same_state_dir_is_refused_and_sighup_closes_the_window(tmp_path: Path) -> None:
+    video = write_video(Scene(640, 480, 10.0, 6.0, (walker(1.0, 4.0, 0.5),)), tmp_path / "loop.avi")
+    doc = config(
+        tmp_path,
+        video,
+        source={"type": "file", "path": str(video), "realtime": True, "loop": True},
+        aggregation={"window_s": 3600, "min_cell": 1},
+    )
+    first = spawn_daemon(tmp_path, doc)
+    seen: list[str] = []
+    try:
+        assert watch(first.stderr, "ready: models loaded", seen).wait(60), "".join(seen)
+        second = subprocess.run(
+            [sys.executable, "-m", "edge.cli", "run", "--config", str(tmp_path / "config.yaml")],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert second.returncode == 2, second.stderr
+        assert f"in use by another edge daemon (pid {first.pid})" in second.stderr
+        first.send_signal(signal.SIGHUP)  # a closed terminal: close the window, do not just die
+        assert first.wait(timeout=30) == 0, "".join(seen)
+    finally:
+        first.kill()
+    windows = [json.loads(line) for line in (tmp_path / "windows.jsonl").read_text().splitlines()]
+    assert windows and windows[-1]["window"]["partial"] is True
+    assert "received SIGHUP" in "".join(seen)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MB tmpfs (needs root, as in CI): a state directory whose disk can really fill up."""
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def fill(folder: Path) -> Path:
+    """Write a file until the disk is full."""
+    filler = folder / "filler"
+    # Unbuffered: every write reaches the disk, so the full disk shows there and not at close.
+    with filler.open("wb", buffering=0) as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+        except OSError:
+            pass
+    return filler
+
+
+def test_a_full_disk_holds_finished_windows_in_memory_until_space_returns(tmp_path: Path, small_disk: Path) -> None:
+    video = write_video(Scene(640, 480, 10.0, 6.0, (walker(1.0, 4.0, 0.5),)), tmp_path / "loop.avi")
+    doc = config(
+        tmp_path,
+        video,
+        source={"type": "file", "path": str(video), "realtime": True, "loop": True},
+        aggregation={"window_s": 1, "min_cell": 1, "checkpoint_s": 0.5},
+        state_dir=str(small_disk / "state"),
+    )
+    proc = spawn_daemon(tmp_path, doc, "-v")
+    log = LogLines(proc.stderr)
+    try:
+        assert log.wait_for("window 3 ", 60), log.text()
+        filler = fill(small_disk)
+        assert log.wait_for("cannot store window", 30), log.text()
+        stored = log.count("window ")
+        # Later windows finish while the disk is full: held, not lost, and the error is logged once.
+        assert log.wait_for("(3 held)", 30), log.text()
+        filler.unlink()  # space returns
+        assert log.wait_for("storage works again", 30), log.text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log.text()
+    finally:
+        proc.kill()
+    assert log.count("cannot store window") == 1 and stored >= 3
+    windows = [json.loads(line) for line in (tmp_path / "windows.jsonl").read_text().splitlines()]
+    assert [w["seq"] for w in windows] == list(range(1, len(windows) + 1))
+    starts = [datetime.fromisoformat(w["window"]["start"].replace("Z", "+00:00")).timestamp() for w in windows]
+    assert all(b - a == 1 for a, b in zip(starts, starts[1:])), starts  # no finished window missing
+
+
+def test_missing_camera_is_reported_and_retried(tmp_path: Path) -> None:
+    doc = config(
+        tmp_path,
+        Path("unused"),
+        source={"type": "v4l2", "device": "/dev/video99", "reopen_backoff_s": {"initial": 0.05, "max": 0.1}},
+    )
+    proc = spawn_daemon(tmp_path, doc)
+    seen: list[str] = []
+    try:
+        assert watch(proc.stderr, "retry 3", seen).wait(60), "".join(seen)
+        assert any("camera /dev/video99 not found" in line for line in seen)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, "".join(seen)
+    finally:
+        proc.kill()
+
+
+def test_a_source_that_gives_up_exits_1_with_the_reason(tmp_path: Path) -> None:
+    try:
+        import picamera2  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("picamera2 is installed here; this test needs it missing")
+    proc = spawn_daemon(tmp_path, config(tmp_path, Path("unused"), source={"type": "picamera2"}))
+    try:
+        _, log = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, log
+    assert "picamera2 is not installed" in log and "gave up" in log
+    windows = [json.loads(line) for line in (tmp_path / "windows.jsonl").read_text().splitlines()]
+    assert windows[-1]["window"]["partial"] is True and windows[-1]["visitors"] == 0
+
+
+def test_starting_on_a_full_disk_counts_and_stores_once_space_returns(tmp_path: Path, small_disk: Path) -> None:
+    """A device rebooted with its disk full used to die in a restart loop; now it starts, holds
+    finished windows in memory and stores them, in order, when space returns."""
+    video = write_video(Scene(640, 480, 10.0, 6.0, (walker(1.0, 4.0, 0.5),)), tmp_path / "loop.avi")
+    state = small_disk / "state"
+    run_daemon(tmp_path, config(tmp_path, video, state_dir=str(state)))  # an earlier life of the device
+    before = len((tmp_path / "windows.jsonl").read_text().splitlines())
+    filler = fill(small_disk)
+    doc = config(
+        tmp_path,
+        video,
+        source={"type": "file", "path": str(video), "realtime": True, "loop": True},
+        aggregation={"window_s": 1, "min_cell": 1},
+        state_dir=str(state),
+    )
+    proc = spawn_daemon(tmp_path, doc, "-v")
+    log = LogLines(proc.stderr)
+    try:
+        assert log.wait_for("opening it for this process alone", 60), log.text()
+        assert log.wait_for("(2 held)", 60), log.text()
+        filler.unlink()
+        assert log.wait_for("storage works again", 30), log.text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log.text()
+    finally:
+        proc.kill()
+    windows = [json.loads(line) for line in (tmp_path / "windows.jsonl").read_text().splitlines()]
+    assert len(windows) - before >= 3
+    assert [w["seq"] for w in windows] == list(range(1, len(windows) + 1))
+    later = windows[before:]
+    starts = [datetime.fromisoformat(w["window"]["start"].replace("Z", "+00:00")).timestamp() for w in later]
+    assert all(b - a == 1 for a, b in zip(starts, starts[1:])), starts
+
+
+def test_a_read_only_state_directory_is_named(tmp_path: Path) -> None:
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(read_only)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here (needs root): {done.stderr.decode().strip()}")
+    try:
+        video = write_video(Scene(640, 480, 10.0, 1.0, ()), tmp_path / "empty.avi")
+        for state in (read_only, read_only / "state"):
+            proc = spawn_daemon(tmp_path, config(tmp_path, video, state_dir=str(state)))
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode in (1, 2), err
+            assert str(state) in err and "Read-only file system" in err and "Traceback" not in err, err
+    finally:
+        subprocess.run(["umount", "-l", str(read_only)], check=False)
+
+
+def test_an_unreadable_file_exits_1_and_publishes_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    proc = spawn_daemon(tmp_path, config(tmp_path, bad))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err  # not 2: the config is fine, the file is not
+    assert f"video file {bad} could not be opened" in err and err.count(f"video file {bad}") == 1, err
+    assert not (tmp_path / "windows.jsonl").exists() or not (tmp_path / "windows.jsonl").read_text()
+
+
+def test_a_corrupt_model_is_refused_by_check_and_run_with_both_checksums(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(REPO / "models", models, ignore=shutil.ignore_patterns("*float32*"))
+    target = models / "age_gender_int8.tflite"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte: a bad SD card sector
+    target.write_bytes(bytes(data))
+    video = write_video(Scene(640, 480, 10.0, 1.0, ()), tmp_path / "empty.avi")
+    doc = config(tmp_path, video, models={"dir": str(models)})
+    for command in ("check", "run"):
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        done = subprocess.run(
+            [sys.executable, "-m", "edge.cli", command, "--config", str(path)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2, (command, done.stderr)
+        assert f"model file {target} does not match the manifest" in done.stderr, (command, done.stderr)
+        assert "expected sha256" in done.stderr and "file has" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("sink.host", "broker..local"),
+        ("sink.keepalive", 70000),
+        ("sink.topic_prefix", "e" * 70000),
+        ("sink.topic_prefix", "$SYS/edge/"),
+        ("runtime.threads", 100000),
+        ("source.reopen_backoff_s.initial", 1e300),
+        ("site", "lobby \ud800"),
+    ],
+)
+def test_values_that_used_to_crash_at_run_time_fail_edge_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str, value: object
+) -> None:
+    doc: dict = {
+        "device_id": "cam",
+        "source": {"type": "file", "path": str(REPO / "edge" / "data" / "astronaut.jpg")},
+        "sink": {"type": "mqtt"},
+    }
+    *parents, leaf = key.split(".")
+    node = doc
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=False), encoding="utf-8")
+    assert main(["check", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{key}: expected" in err and "line" in err, err
+    assert len(err) < 1000  # a long value is cut, never echoed whole
+
+
+# --------------------------------------------------------------------------- the sink dies
+
+
+def test_a_sink_whose_network_thread_dies_stops_the_daemon_with_1(tmp_path: Path) -> None:
+    """Spooling on for ever while nothing is published would look healthy; the daemon stops with 1
+    (systemd restarts it) and the finished window waits in the spool."""
+    video = write_video(Scene(640, 480, 10.0, 6.0, (walker(1.0, 4.0, 0.5),)), tmp_path / "loop.avi")
+    doc = config(tmp_path, video, source={"type": "file", "path": str(video), "realtime": True, "loop": True})
+    handler = LogWaiter()
+    logging.getLogger("edge").addHandler(handler)
+    try:
+        # A value validation refuses, given to the sink directly: the way a paho bug would kill the thread.
+        settings = MqttSettings(host="broker..local", port=1883, reconnect_min_s=0.1, reconnect_max_s=0.5)
+        with Spool(tmp_path / "spool.db", 100) as spool:
+            sink = MqttSink(settings, spool, "cam", "t")
+            stop, result = threading.Event(), []
+            daemon = Daemon(parse_config(doc), stop, sink=sink)
+            runner = threading.Thread(target=lambda: result.append(daemon.run()))
+            runner.start()
+            runner.join(timeout=60)
+            stop.set()  # a daemon that did not notice is stopped here, and the test fails below
+            runner.join(timeout=60)
+            assert result == [1], handler.lines
+            assert spool.depth() == 1  # the window closed at the stop is kept for the next start
+    finally:
+        logging.getLogger("edge").removeHandler(handler)
+    (line,) = [x for x in handler.lines if "stopping (finished windows stay in the spool" in x]
+    assert "the MQTT network thread for broker..local:1883 stopped (UnicodeError" in line
+
+
+# --------------------------------------------------------------------------- clock steps
+
+
+class SteppableClock:
+    """The machine's clocks, with a wall clock the test can step the way NTP does."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def wall(self) -> float:
+        return time.time() + self.offset
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+def test_clock_steps_close_the_window_and_counting_resumes_on_the_new_clock(tmp_path: Path) -> None:
+    """A Pi boots on a stale clock and NTP steps it: +1 h used to publish 3,600 empty windows in a
+    burst, -1 h to hold one window open for an hour."""
+    video = write_video(Scene(640, 480, 10.0, 6.0, (walker(1.0, 4.0, 0.5),)), tmp_path / "loop.avi")
+    doc = config(
+        tmp_path,
+        video,
+        source={"type": "file", "path": str(video), "realtime": True, "loop": True},
+        aggregation={"window_s": 1, "min_cell": 1},
+    )
+    clock, stop = SteppableClock(), threading.Event()
+    handler = LogWaiter()
+    logger = logging.getLogger("edge.daemon")
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    out = tmp_path / "windows.jsonl"
+    try:
+        with JsonlSink(JsonlSettings(path=str(out))) as sink:
+            daemon = Daemon(parse_config(doc), stop, sink=sink, clock=clock)
+            runner = threading.Thread(target=lambda: daemon.run())
+            runner.start()
+            try:
+                assert handler.wait_for(r"^window 2 ", timeout=60), handler.lines
+                stepped_at = time.time()
+                clock.offset = 3600.0
+                assert handler.wait_for("the wall clock stepped", timeout=30), handler.lines
+                n = len(handler.lines)
+                assert len(handler.wait_for(r"^window \d+ ", count=2, since=n, timeout=30)) >= 2, handler.lines
+                clock.offset = 0.0
+                assert len(handler.wait_for("the wall clock stepped", count=2, timeout=30)) == 2, handler.lines
+                n = len(handler.lines)
+                assert len(handler.wait_for(r"^window \d+ ", count=2, since=n, timeout=30)) >= 2, handler.lines
+            finally:
+                stop.set()
+                runner.join(timeout=60)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    steps = [x for x in handler.lines if "the wall clock stepped" in x]
+    assert steps[0].startswith("the wall clock stepped +3600 s") and steps[1].startswith(
+        "the wall clock stepped -3600 s"
+    )
+    windows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [w["seq"] for w in windows] == list(range(1, len(windows) + 1))
+    assert len(windows) < 60  # no burst of empty windows for the hour that did not pass
+    starts = [datetime.fromisoformat(w["window"]["start"].replace("Z", "+00:00")).timestamp() for w in windows]
+    ahead = [i for i, s in enumerate(starts) if s >= stepped_at + 3000]
+    assert ahead, starts  # counted on the new clock
+    first, last = ahead[0], ahead[-1]
+    assert windows[first - 1]["window"]["partial"] is True  # the window open at the step
+    assert windows[last]["window"]["partial"] is True  # and the one open at the step back
+    assert last + 1 < len(windows) and starts[last + 1] < stepped_at + 600  # back on the old clock
