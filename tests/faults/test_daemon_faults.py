@@ -34,16 +34,16 @@ from edge.sinks import JsonlSettings, JsonlSink, MqttSettings, MqttSink
 from edge.spool import Spool
 
 
+def live_config(tmp_path: Path, **overrides: object) -> dict:
+    """A config replaying a looping clip of one walker in real time, as a camera delivers frames."""
+    video = write_video(Scene(640, 480, 10.0, 6.0, (walker(1.0, 4.0, 0.5),)), tmp_path / "loop.avi")
+    source = {"type": "file", "path": str(video), "realtime": True, "loop": True}
+    return config(tmp_path, video, source=source, **overrides)
+
+
 def test_sigterm_closes_a_partial_window_and_exits_zero(tmp_path: Path) -> None:
-    scene = Scene(640, 480, 10.0, 6.0, (walker(1.0, 4.0, 0.5),))
-    video = write_video(scene, tmp_path / "loop.avi")
     out = tmp_path / "windows.jsonl"
-    doc = config(
-        tmp_path,
-        video,
-        source={"type": "file", "path": str(video), "realtime": True, "loop": True},
-        aggregation={"window_s": 3600, "min_cell": 1},
-    )
+    doc = live_config(tmp_path, aggregation={"window_s": 3600, "min_cell": 1})
     proc = spawn_daemon(tmp_path, doc)
     seen: list[str] = []
     try:
@@ -103,13 +103,7 @@ def test_sigkill_loses_at_most_the_time_since_the_last_checkpoint(tmp_path: Path
 
 
 def test_a_second_daemon_on_the_same_state_dir_is_refused_and_sighup_closes_the_window(tmp_path: Path) -> None:
-    video = write_video(Scene(640, 480, 10.0, 6.0, (walker(1.0, 4.0, 0.5),)), tmp_path / "loop.avi")
-    doc = config(
-        tmp_path,
-        video,
-        source={"type": "file", "path": str(video), "realtime": True, "loop": True},
-        aggregation={"window_s": 3600, "min_cell": 1},
-    )
+    doc = live_config(tmp_path, aggregation={"window_s": 3600, "min_cell": 1})
     first = spawn_daemon(tmp_path, doc)
     seen: list[str] = []
     try:
@@ -160,13 +154,8 @@ def fill(folder: Path) -> Path:
 
 
 def test_a_full_disk_holds_finished_windows_in_memory_until_space_returns(tmp_path: Path, small_disk: Path) -> None:
-    video = write_video(Scene(640, 480, 10.0, 6.0, (walker(1.0, 4.0, 0.5),)), tmp_path / "loop.avi")
-    doc = config(
-        tmp_path,
-        video,
-        source={"type": "file", "path": str(video), "realtime": True, "loop": True},
-        aggregation={"window_s": 1, "min_cell": 1, "checkpoint_s": 0.5},
-        state_dir=str(small_disk / "state"),
+    doc = live_config(
+        tmp_path, aggregation={"window_s": 1, "min_cell": 1, "checkpoint_s": 0.5}, state_dir=str(small_disk / "state")
     )
     proc = spawn_daemon(tmp_path, doc, "-v")
     log = LogLines(proc.stderr)
@@ -228,18 +217,11 @@ def test_a_source_that_gives_up_exits_1_with_the_reason(tmp_path: Path) -> None:
 def test_starting_on_a_full_disk_counts_and_stores_once_space_returns(tmp_path: Path, small_disk: Path) -> None:
     """A device rebooted with its disk full used to die in a restart loop; now it starts, holds
     finished windows in memory and stores them, in order, when space returns."""
-    video = write_video(Scene(640, 480, 10.0, 6.0, (walker(1.0, 4.0, 0.5),)), tmp_path / "loop.avi")
     state = small_disk / "state"
-    run_daemon(tmp_path, config(tmp_path, video, state_dir=str(state)))  # an earlier life of the device
+    doc = live_config(tmp_path, aggregation={"window_s": 1, "min_cell": 1}, state_dir=str(state))
+    run_daemon(tmp_path, dict(doc, source=dict(doc["source"], realtime=False, loop=False)))  # an earlier life
     before = len((tmp_path / "windows.jsonl").read_text().splitlines())
     filler = fill(small_disk)
-    doc = config(
-        tmp_path,
-        video,
-        source={"type": "file", "path": str(video), "realtime": True, "loop": True},
-        aggregation={"window_s": 1, "min_cell": 1},
-        state_dir=str(state),
-    )
     proc = spawn_daemon(tmp_path, doc, "-v")
     log = LogLines(proc.stderr)
     try:
@@ -349,8 +331,7 @@ def test_values_that_used_to_crash_at_run_time_fail_edge_check(
 def test_a_sink_whose_network_thread_dies_stops_the_daemon_with_1(tmp_path: Path) -> None:
     """Spooling on for ever while nothing is published would look healthy; the daemon stops with 1
     (systemd restarts it) and the finished window waits in the spool."""
-    video = write_video(Scene(640, 480, 10.0, 6.0, (walker(1.0, 4.0, 0.5),)), tmp_path / "loop.avi")
-    doc = config(tmp_path, video, source={"type": "file", "path": str(video), "realtime": True, "loop": True})
+    doc = live_config(tmp_path)
     handler = LogWaiter()
     logging.getLogger("edge").addHandler(handler)
     try:
@@ -392,13 +373,7 @@ class SteppableClock:
 def test_clock_steps_close_the_window_and_counting_resumes_on_the_new_clock(tmp_path: Path) -> None:
     """A Pi boots on a stale clock and NTP steps it: +1 h used to publish 3,600 empty windows in a
     burst, -1 h to hold one window open for an hour."""
-    video = write_video(Scene(640, 480, 10.0, 6.0, (walker(1.0, 4.0, 0.5),)), tmp_path / "loop.avi")
-    doc = config(
-        tmp_path,
-        video,
-        source={"type": "file", "path": str(video), "realtime": True, "loop": True},
-        aggregation={"window_s": 1, "min_cell": 1},
-    )
+    doc = live_config(tmp_path, aggregation={"window_s": 1, "min_cell": 1})
     clock, stop = SteppableClock(), threading.Event()
     handler = LogWaiter()
     logger = logging.getLogger("edge.daemon")
