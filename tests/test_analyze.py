@@ -15,6 +15,7 @@ from edge.analyzer import Analyzer, AnalyzerConfig
 from edge.attributes import AttributeSwitches
 from edge.boxes import iou_matrix
 from edge.cli import main
+from edge.commands.evaluate import Outcome, Sample, parity, parity_table
 from edge.models import DEFAULT_DIR
 from edge.records import Face
 from edge.synthetic import crowd_frame
@@ -150,7 +151,7 @@ def test_corrupt_model_is_refused_with_both_checksums(tmp_path: Path, astronaut:
     assert str(target) in err and manifest["models"]["detector"]["sha256"] in err and "file has" in err
 
 
-def test_eval_on_a_small_labelled_folder(tmp_path: Path, astronaut: np.ndarray, capsys) -> None:
+def small_labelled_folder(tmp_path: Path, astronaut: np.ndarray) -> Path:
     folder = tmp_path / "faces"
     folder.mkdir()
     rows = []
@@ -165,9 +166,15 @@ def test_eval_on_a_small_labelled_folder(tmp_path: Path, astronaut: np.ndarray, 
         writer = csv.DictWriter(fh, fieldnames=["file", "age", "gender", "race"])
         writer.writeheader()
         writer.writerows(rows)
+    return folder
+
+
+def test_eval_on_a_small_labelled_folder(tmp_path: Path, astronaut: np.ndarray, capsys) -> None:
+    folder = small_labelled_folder(tmp_path, astronaut)
     code, out, err = run_cli(capsys, "eval", "--utkface", str(folder), "--json", "--int8-only")
     assert code == 0, err
     doc = json.loads(out)
+    assert "parity" not in doc  # int8 only: nothing to compare with
     assert {"n", "detected", "gender_accuracy", "age_mae", "age_mae_adult", "groups"} <= set(doc)
     assert doc["n"] == 4 and doc["detected"] == 3
     assert doc["gender_accuracy"] == 1.0
@@ -312,3 +319,41 @@ def test_bench_pipeline_reports_the_plan_and_frames_per_resolution(capsys) -> No
 def test_bench_refuses_a_bad_resolution(capsys) -> None:
     assert main(["bench", "--pipeline", "--resolution", "640by480"]) == 2
     assert "--resolution" in capsys.readouterr().err
+
+
+def test_eval_compares_int8_with_float_face_by_face(tmp_path: Path, astronaut: np.ndarray, capsys) -> None:
+    folder = small_labelled_folder(tmp_path, astronaut)
+    code, out, err = run_cli(capsys, "eval", "--utkface", str(folder), "--json")
+    assert code == 0, err
+    parity = json.loads(out)["parity"]
+    assert parity["overall"]["n"] == 3  # the faces both variants found
+    assert parity["overall"]["gender"]["reference"] == parity["overall"]["gender"]["candidate"] == 1.0
+    assert parity["overall"]["gender_agreement"]["value"] == 1.0
+    assert set(parity["groups"]["race_x_gender"]) == {"white female"}
+    code, out, err = run_cli(capsys, "eval", "--utkface", str(folder))
+    assert "Quantisation parity: int8 against float on the same faces" in out
+    assert "| white female | 3 | 100.0 | 100.0 |" in out
+
+
+def test_parity_holds_groups_to_the_bar_with_a_paired_interval() -> None:
+    def faces(race: str, gender: str, n: int, flipped: int) -> tuple[list[Outcome], list[Outcome]]:
+        other = "female" if gender == "male" else "male"
+        samples = [Sample(f"{race}-{gender}-{i}.jpg", 30, gender, race) for i in range(n)]
+        reference = [Outcome(s, True, 30.0, gender, expression="happy") for s in samples]
+        candidate = [
+            Outcome(s, True, 31.0, other if i < flipped else gender, expression="happy") for i, s in enumerate(samples)
+        ]
+        return reference, candidate
+
+    big_ref, big_int8 = faces("asian", "male", 50, 10)  # loses 20 points: over the bar
+    small_ref, small_int8 = faces("black", "female", 20, 5)  # loses 25 points, but too few faces to hold
+    fine_ref, fine_int8 = faces("white", "female", 60, 1)  # loses 1.7 points: within
+    p = parity(big_ref + small_ref + fine_ref, big_int8 + small_int8 + fine_int8)
+    groups = p["groups"]["race_x_gender"]
+    big = groups["asian male"]["gender"]
+    assert big["change"] == pytest.approx(-0.2) and big["ci95"][1] < 0
+    assert groups["asian male"]["age_mae_change"]["value"] == pytest.approx(1.0)
+    assert groups["white female"]["expression_agreement"]["value"] == 1.0
+    assert p["bar"]["groups_over"] == ["asian male"]
+    assert p["weakest"]["gender_change"] == "asian male"
+    assert "asian male" in parity_table(p, "float", "int8").splitlines()[-2]

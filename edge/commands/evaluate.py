@@ -69,6 +69,7 @@ class Outcome:
     gender_score: float | None = None
     box_short_side: float | None = None
     detector_score: float | None = None
+    expression: str | None = None
 
 
 # UTKFace's own file names: AGE_GENDER_RACE_DATE.jpg, gender 0 male / 1 female, race 0..4 as RACES.
@@ -146,7 +147,17 @@ def labelled_face(s: Sample, faces: list[Face], region: tuple[int, int, int, int
         return Outcome(s, False)
     best = max(inside, key=lambda f: f.detection.score)
     a, (x1, y1, x2, y2) = best.attributes, best.detection.box
-    return Outcome(s, True, a.age, a.gender, a.ethnicity, a.gender_score, min(x2 - x1, y2 - y1), best.detection.score)
+    return Outcome(
+        s,
+        True,
+        a.age,
+        a.gender,
+        a.ethnicity,
+        a.gender_score,
+        min(x2 - x1, y2 - y1),
+        best.detection.score,
+        a.expression,
+    )
 
 
 def wilson(k: int, n: int) -> tuple[float, float]:
@@ -251,6 +262,133 @@ def evaluate(
     return outcomes, problems
 
 
+# Quantisation parity (int8 against float on the same faces). Children are split finely: near the
+# 0.5 gender boundary a small shift of the logit flips many of them.
+PARITY_AGE_BANDS = ((0, 5), (6, 12), (13, 17), (18, 29), (30, 44), (45, 59), (60, 75), (76, 200))
+PARITY_BAR_POINTS = 3.0  # a group may lose at most this much gender accuracy to quantisation
+PARITY_MIN_N = 40  # groups smaller than this are shown but not held to the bar
+
+
+def paired_change(pairs: list[tuple[bool, bool]]) -> dict:
+    """Accuracy of a reference and a candidate on the same faces, and the candidate's change.
+
+    The change's 95% CI is the normal approximation of the mean paired difference (each face
+    contributes -1, 0 or +1), which is tighter and more honest than comparing two independent CIs.
+    """
+    n = len(pairs)
+    if n == 0:
+        return {"n": 0, "reference": None, "candidate": None, "change": None, "ci95": None}
+    d = np.array([int(c) - int(r) for r, c in pairs], dtype=np.float64)
+    change = float(d.mean())
+    half = 1.96 * float(d.std(ddof=1)) / math.sqrt(n) if n > 1 else math.nan
+    return {
+        "n": n,
+        "reference": sum(r for r, _ in pairs) / n,
+        "candidate": sum(c for _, c in pairs) / n,
+        "change": change,
+        "ci95": [change - half, change + half],
+    }
+
+
+def parity(reference: list[Outcome], candidate: list[Outcome]) -> dict:
+    """What quantisation costs each group: candidate (int8) against reference (float), face by face."""
+    by_file = {o.sample.file: o for o in candidate if o.detected}
+    pairs = [(r, by_file[r.sample.file]) for r in reference if r.detected and r.sample.file in by_file]
+
+    def stats(rows: list[tuple[Outcome, Outcome]]) -> dict:
+        gendered = [(r, c) for r, c in rows if r.gender and c.gender]
+        aged = [(r, c) for r, c in rows if r.age is not None and c.age is not None]
+        expressed = [(r, c) for r, c in rows if r.expression and c.expression]
+        return {
+            "n": len(rows),
+            "gender": paired_change([(r.gender == r.sample.gender, c.gender == c.sample.gender) for r, c in gendered]),
+            "gender_agreement": proportion([r.gender == c.gender for r, c in gendered]),
+            "age_mae_change": mean_error(
+                [abs(c.age - c.sample.age) - abs(r.age - r.sample.age) for r, c in aged]  # type: ignore[operator]
+            ),
+            "expression_agreement": proportion([r.expression == c.expression for r, c in expressed]),
+        }
+
+    groups: dict[str, dict] = {"race_x_gender": {}, "age_band": {}}
+    for race in RACES:
+        for gender in ("female", "male"):
+            members = [(r, c) for r, c in pairs if r.sample.race == race and r.sample.gender == gender]
+            if members:
+                groups["race_x_gender"][f"{race} {gender}"] = stats(members)
+    for lo, hi in PARITY_AGE_BANDS:
+        members = [(r, c) for r, c in pairs if lo <= r.sample.age <= hi]
+        if members:
+            groups["age_band"][f"{lo}-{hi}" if hi < 200 else f"{lo}+"] = stats(members)
+    held = {k: g for k, g in groups["race_x_gender"].items() if g["gender"]["n"] >= PARITY_MIN_N}
+    over = sorted(k for k, g in held.items() if -100 * g["gender"]["change"] > PARITY_BAR_POINTS)
+
+    def lowest(key: str, field: str) -> str | None:
+        rated = {k: g[key][field] for k, g in held.items() if g[key][field] is not None}
+        return min(rated, key=lambda k: rated[k]) if rated else None
+
+    return {
+        "overall": stats(pairs),
+        "groups": groups,
+        "bar": {"max_loss_points": PARITY_BAR_POINTS, "min_n": PARITY_MIN_N, "groups_over": over},
+        "weakest": {
+            "gender_accuracy": lowest("gender", "candidate"),
+            "gender_change": lowest("gender", "change"),
+            "gender_agreement": lowest("gender_agreement", "value"),
+            "expression_agreement": lowest("expression_agreement", "value"),
+        },
+    }
+
+
+def parity_table(p: dict, reference: str, candidate: str) -> str:
+    """Markdown: per group, gender accuracy of both, the change with its CI, agreement, age MAE change."""
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.1f}"
+
+    def change(cell: dict) -> str:
+        if cell["change"] is None:
+            return "-"
+        lo, hi = cell["ci95"]
+        ci = f" [{100 * lo:+.1f}, {100 * hi:+.1f}]" if not math.isnan(lo) else ""
+        return f"{100 * cell['change']:+.1f}{ci}"
+
+    def years(cell: dict) -> str:
+        if cell["value"] is None:
+            return "-"
+        lo, hi = cell["ci95"]
+        return f"{cell['value']:+.2f}" + (f" [{lo:+.2f}, {hi:+.2f}]" if not math.isnan(lo) else "")
+
+    head = (
+        f"| group | n | gender acc % ({reference}) | gender acc % ({candidate}) | change, points [95% CI] "
+        f"| gender agreement % | age MAE change, years [95% CI] | expression agreement % |"
+    )
+    lines = [
+        f"Quantisation parity: {candidate} against {reference} on the same faces (paired)",
+        "",
+    ]
+    for kind, title in (("race_x_gender", "By race x gender (UTKFace labels)"), ("age_band", "By age band")):
+        lines += [title, "", head, "|" + "---|" * 8]
+        for name, g in [("all", p["overall"])] + list(p["groups"][kind].items()):
+            lines.append(
+                f"| {name} | {g['n']} | {pct(g['gender']['reference'])} | {pct(g['gender']['candidate'])} "
+                f"| {change(g['gender'])} | {pct(g['gender_agreement']['value'])} | {years(g['age_mae_change'])} "
+                f"| {pct(g['expression_agreement']['value'])} |"
+            )
+        lines.append("")
+    bar, weakest = p["bar"], p["weakest"]
+    over = ", ".join(bar["groups_over"]) or "none"
+    lines.append(
+        f"Race x gender groups of at least {bar['min_n']} faces losing more than {bar['max_loss_points']:g} "
+        f"points of gender accuracy: {over}."
+    )
+    lines.append(
+        f"Weakest groups ({candidate}): gender accuracy {weakest['gender_accuracy']}, largest gender loss "
+        f"{weakest['gender_change']}, lowest gender agreement {weakest['gender_agreement']}, lowest "
+        f"expression agreement {weakest['expression_agreement']}."
+    )
+    return "\n".join(lines) + "\n"
+
+
 def _fmt(cell: dict, pct: bool) -> str:
     if cell["value"] is None:
         return "-"
@@ -323,19 +461,28 @@ def run(
     if limit:
         samples = samples[:limit]
     results: dict[str, dict] = {}
+    outcomes_by: dict[str, list[Outcome]] = {}
     for variant in variants:
         outcomes, problems = evaluate(make_analyzer(variant), folder, samples, canvas, variant, err)
         for p in problems:
             err.write(f"edge eval: {p}\n")
         results[variant] = summarise(outcomes, ethnicity)
         results[variant]["unreadable"] = len(problems)
+        outcomes_by[variant] = outcomes
+    quantisation = None
+    if "int8" in outcomes_by and "float" in outcomes_by:
+        quantisation = parity(outcomes_by["float"], outcomes_by["int8"])
     if as_json:
         doc = dict(results[variants[0]], variant=variants[0], canvas=canvas)
         doc["variants"] = results
+        if quantisation is not None:
+            doc["parity"] = quantisation
         out.write(json.dumps(doc) + "\n")
     else:
         out.write(f"{len(samples)} images from {folder}, canvas {canvas or 'off'}\n\n")
         out.write(table(results, ethnicity))
+        if quantisation is not None:
+            out.write("\n" + parity_table(quantisation, "float", "int8"))
     return 0
 
 
