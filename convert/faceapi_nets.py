@@ -16,6 +16,10 @@ _FACE_MEAN_RGB = np.array([122.782, 117.001, 104.298], dtype=np.float32)
 
 DETECTOR_INPUT = 512
 AGE_RANGE_YEARS = 110.0
+# Age/gender layers kept in float in the "int8" file: with ranges calibrated on the pinned photos'
+# young adults, int8 activations there clip on faces unlike them (babies reach 3-13x the calibrated
+# maximum) and shift gender toward female, costing some groups up to 11 points (models/README.md).
+FLOAT_TAIL_SCOPE = "float_tail"
 FACE_INPUT = 112
 EXPRESSION_LABELS = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
 
@@ -254,8 +258,13 @@ class AgeGenderNet(_Equalizable):
         out = tf.nn.relu(self._l.conv(x, "entry_flow/conv_in", 2))
         out = self._reduction(out, "entry_flow/reduction_block_0", activate_input=False)
         out = self._reduction(out, "entry_flow/reduction_block_1")
-        for i in range(2):
-            out = self._main(out, f"middle_flow/main_block_{i}")
+        out = self._main(out, "middle_flow/main_block_0")
+        # The deep layers stay float in the int8 file (see FLOAT_TAIL_SCOPE): the scope names them.
+        with tf.name_scope(FLOAT_TAIL_SCOPE):
+            return self._tail(out)
+
+    def _tail(self, out: tf.Tensor) -> dict[str, tf.Tensor]:
+        out = self._main(out, "middle_flow/main_block_1")
         out = self._reduction(out, "exit_flow/reduction_block")
         out = tf.nn.relu(self._l.sep(out, "exit_flow/separable_conv", 1))
         pooled = tf.reshape(tf.nn.avg_pool2d(out, 7, 2, "VALID"), [-1, 512])

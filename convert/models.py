@@ -15,6 +15,7 @@ from .faceapi_nets import (
     DETECTOR_INPUT,
     EXPRESSION_LABELS,
     FACE_INPUT,
+    FLOAT_TAIL_SCOPE,
     AgeGenderNet,
     FaceExpressionNet,
     SsdMobilenetV1,
@@ -58,6 +59,7 @@ class ModelDef:
     opt_in: bool = False
     float_input_shape: list[int | None] | None = None  # when the float model takes other sizes too
     float_stem: str | None = None  # reuse another model's float file instead of writing one
+    float_scope: str | None = None  # ops in this TF name scope stay float32 in the "int8" file
 
 
 def _faceapi(name: str, cls: type) -> Callable[[Path], tf.Module]:
@@ -135,6 +137,7 @@ AGE_GENDER = ModelDef(
     },
     bars=(Bar("gender_agreement", ">=", 0.98), Bar("age_mean_abs_change_years", "<=", 1.0)),
     crop=CropSpec(size=FACE_INPUT, margin=0.0, square="pad"),
+    float_scope=FLOAT_TAIL_SCOPE,
 )
 
 EXPRESSION = ModelDef(

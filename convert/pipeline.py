@@ -154,7 +154,10 @@ def convert_model(
     t0 = time.monotonic()
     if mdef.float_stem is None:
         write_atomic(float_path, to_float_tflite(module, mdef.float_input_shape or mdef.input_shape))
-    write_atomic(int8_path, to_int8_tflite(int8_module or module, mdef.input_shape, ds.pin_input_range(calibration)))
+    int8 = to_int8_tflite(
+        int8_module or module, mdef.input_shape, ds.pin_input_range(calibration), float_scope=mdef.float_scope
+    )
+    write_atomic(int8_path, int8)
     log.info("%s: converted in %.1f s (%d calibration samples)", mdef.key, time.monotonic() - t0, len(calibration))
     return float_path, int8_path
 

@@ -27,26 +27,73 @@ def to_float_tflite(module: tf.Module, input_shape: list[int | None]) -> bytes:
 
 
 def to_int8_tflite(
-    module: tf.Module, input_shape: list[int | None], calibration: np.ndarray, per_channel: bool = True
+    module: tf.Module,
+    input_shape: list[int | None],
+    calibration: np.ndarray,
+    per_channel: bool = True,
+    float_scope: str | None = None,
 ) -> bytes:
     """Full-integer model: uint8 pixel input, int8 everything else.
 
-    ``calibration`` is float32 [N, H, W, 3] in 0..255, fed one sample at a time.
+    ``calibration`` is float32 [N, H, W, 3] in 0..255, fed one sample at a time. With
+    ``float_scope``, the ops whose tensors carry that name scope stay float32 (selective
+    quantisation); the input stays uint8 and the outputs computed there are float32.
     """
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete(module, input_shape)], module)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.uint8
-    converter.inference_output_type = tf.int8
-    if not per_channel:
-        converter._experimental_disable_per_channel = True  # noqa: SLF001 (diagnostics only)
+
+    def converter() -> tf.lite.TFLiteConverter:
+        c = tf.lite.TFLiteConverter.from_concrete_functions([concrete(module, input_shape)], module)
+        c.optimizations = [tf.lite.Optimize.DEFAULT]
+        c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        c.inference_input_type = tf.uint8
+        c.inference_output_type = tf.int8
+        if not per_channel:
+            c._experimental_disable_per_channel = True  # noqa: SLF001 (diagnostics only)
+        c.representative_dataset = representative
+        return c
 
     def representative() -> object:
         for sample in calibration:
             yield [sample[None].astype(np.float32)]
 
-    converter.representative_dataset = representative
-    return converter.convert()
+    full = converter().convert()
+    if float_scope is None:
+        return full
+    names = [t["name"] for t in tf.lite.Interpreter(model_content=full).get_tensor_details()]
+    keep_float = [n for n in names if f"{float_scope}/" in n]
+    if not keep_float:
+        raise ValueError(f"no tensor of the model lies in the name scope {float_scope!r}")
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=keep_float)
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter(),
+        debug_dataset=lambda: ([s[None].astype(np.float32)] for s in calibration[:2]),
+        debug_options=options,
+    )
+    return _uint8_pixels_in(bytes(debugger.get_nondebug_quantized_model()))
+
+
+def _uint8_pixels_in(model: bytes) -> bytes:
+    """Give a selectively quantised model the uint8 pixel input of the full-integer ones.
+
+    The debugger leaves a float32 input feeding a QUANTIZE op; QUANTIZE also requantises uint8,
+    so the input becomes uint8 with scale 1 and zero point 0 (raw pixels, as everywhere else).
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    m = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
+    graph = m.subgraphs[0]
+    (index,) = graph.inputs
+    consumers = [op for op in graph.operators if index in list(op.inputs)]
+    codes = [m.operatorCodes[op.opcodeIndex] for op in consumers]
+    quantize = schema.BuiltinOperator.QUANTIZE
+    if len(consumers) != 1 or max(codes[0].builtinCode, codes[0].deprecatedBuiltinCode) != quantize:
+        raise ValueError("expected the float input to feed exactly one QUANTIZE op")
+    tensor = graph.tensors[index]
+    tensor.type = schema.TensorType.UINT8
+    q = schema.QuantizationParametersT()
+    q.scale, q.zeroPoint = [1.0], [0]
+    tensor.quantization = q
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(m))
 
 
 def write_atomic(path: Path, data: bytes) -> None:
