@@ -307,6 +307,9 @@ def parity(reference: list[Outcome], candidate: list[Outcome]) -> dict:
                 [abs(c.age - c.sample.age) - abs(r.age - r.sample.age) for r, c in aged]  # type: ignore[operator]
             ),
             "expression_agreement": proportion([r.expression == c.expression for r, c in expressed]),
+            "ethnicity_agreement": proportion(
+                [r.ethnicity == c.ethnicity for r, c in rows if r.ethnicity and c.ethnicity]
+            ),
         }
 
     groups: dict[str, dict] = {"race_x_gender": {}, "age_band": {}}
@@ -335,6 +338,7 @@ def parity(reference: list[Outcome], candidate: list[Outcome]) -> dict:
             "gender_change": lowest("gender", "change"),
             "gender_agreement": lowest("gender_agreement", "value"),
             "expression_agreement": lowest("expression_agreement", "value"),
+            "ethnicity_agreement": lowest("ethnicity_agreement", "value"),
         },
     }
 
@@ -384,7 +388,8 @@ def parity_table(p: dict, reference: str, candidate: str) -> str:
     lines.append(
         f"Weakest groups ({candidate}): gender accuracy {weakest['gender_accuracy']}, largest gender loss "
         f"{weakest['gender_change']}, lowest gender agreement {weakest['gender_agreement']}, lowest "
-        f"expression agreement {weakest['expression_agreement']}."
+        f"expression agreement {weakest['expression_agreement']}"
+        + (f", lowest ethnicity agreement {weakest['ethnicity_agreement']}." if weakest["ethnicity_agreement"] else ".")
     )
     return "\n".join(lines) + "\n"
 
