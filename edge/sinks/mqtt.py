@@ -704,14 +704,21 @@ class MqttSink(Sink):
     def _delivered(self, seq: int) -> None:
         self.spool.ack(seq)
         held = self.refused_window
-        if held is not None and seq >= held.seq:
-            self.refused_window = None
-            log.warning(
-                "MQTT broker %s accepted window seq %d after refusing it for %.0f s; the windows behind it follow",
-                self._where,
-                seq,
-                time.time() - held.since,
-            )
+        if held is None:
+            return
+        if seq != held.seq:
+            # A later window got through (it was out before the refusal): the held one is still
+            # refused unless the spool has since evicted it.
+            oldest = self.spool.pending(limit=1)
+            if oldest and oldest[0][0] <= held.seq:
+                return
+        self.refused_window = None
+        log.warning(
+            "MQTT broker %s accepted window seq %d after refusing it for %.0f s; the windows behind it follow",
+            self._where,
+            seq,
+            time.time() - held.since,
+        )
 
     def _send_pending(self, d: _Delivery) -> None:
         if self.refused_window is not None:
