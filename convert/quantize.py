@@ -33,7 +33,7 @@ def to_int8_tflite(
     per_channel: bool = True,
     float_scope: str | None = None,
 ) -> bytes:
-    """Full-integer model: uint8 pixel input, int8 everything else.
+    """Integer model: uint8 pixel input, int8 everything else (full-integer unless ``float_scope``).
 
     ``calibration`` is float32 [N, H, W, 3] in 0..255, fed one sample at a time. With
     ``float_scope``, the ops whose tensors carry that name scope stay float32 (selective
