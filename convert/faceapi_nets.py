@@ -16,9 +16,10 @@ _FACE_MEAN_RGB = np.array([122.782, 117.001, 104.298], dtype=np.float32)
 
 DETECTOR_INPUT = 512
 AGE_RANGE_YEARS = 110.0
-# Age/gender layers kept in float in the "int8" file: with ranges calibrated on the pinned photos'
-# young adults, int8 activations there clip on faces unlike them (babies reach 3-13x the calibrated
-# maximum) and shift gender toward female, costing some groups up to 11 points (models/README.md).
+# Layers kept in float in the "int8" files of age/gender and expression: with ranges calibrated on
+# the pinned photos' young adults, int8 activations there clip on faces unlike them (babies reach
+# 3-13x the calibrated maximum), which shifted gender toward female, costing some groups up to 11
+# points, and lowered expression agreement for babies and the old (models/README.md).
 FLOAT_TAIL_SCOPE = "float_tail"
 FACE_INPUT = 112
 EXPRESSION_LABELS = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
@@ -302,7 +303,10 @@ class FaceExpressionNet(_Equalizable):
     def __call__(self, pixels: tf.Tensor) -> dict[str, tf.Tensor]:
         x = self._l.normalise(pixels)
         out = self._dense4(x, "dense0", first=True)
-        for name in ("dense1", "dense2", "dense3"):
-            out = self._dense4(out, name)
-        pooled = tf.reshape(tf.nn.avg_pool2d(out, 7, 2, "VALID"), [-1, 256])
-        return {"expression": tf.nn.softmax(self._l.fc(pooled, "fc"))}
+        out = self._dense4(out, "dense1")
+        # As in age/gender, the deep blocks stay float in the "int8" file (see FLOAT_TAIL_SCOPE).
+        with tf.name_scope(FLOAT_TAIL_SCOPE):
+            for name in ("dense2", "dense3"):
+                out = self._dense4(out, name)
+            pooled = tf.reshape(tf.nn.avg_pool2d(out, 7, 2, "VALID"), [-1, 256])
+            return {"expression": tf.nn.softmax(self._l.fc(pooled, "fc"))}

@@ -152,6 +152,7 @@ EXPRESSION = ModelDef(
     outputs={"expression": {"shape": [-1, 7], "meaning": "softmax", "labels": list(EXPRESSION_LABELS)}},
     bars=(Bar("expression_agreement", ">=", 0.95),),
     crop=CropSpec(size=FACE_INPUT, margin=0.0, square="pad"),
+    float_scope=FLOAT_TAIL_SCOPE,
 )
 
 ETHNICITY = ModelDef(
