@@ -234,16 +234,21 @@ def _boolean() -> _Check:
     return _Check("true or false", convert)
 
 
+def _utf8(v: str, expected: str) -> bytes:
+    """``v`` encoded; a lone surrogate would pass every other check and fail at the first publish."""
+    try:
+        return v.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise _Invalid(f"{expected} in valid UTF-8 text") from exc
+
+
 def _text(expected: str, pattern: str | None = None) -> _Check:
     regex = re.compile(pattern) if pattern else None
 
     def convert(v: Any, ctx: _Ctx) -> str:
         if not isinstance(v, str) or not v or "\x00" in v:
             raise _Invalid
-        try:
-            v.encode("utf-8")  # a lone surrogate would pass here and fail at the first publish
-        except UnicodeEncodeError as exc:
-            raise _Invalid(f"{expected} in valid UTF-8 text") from exc
+        _utf8(v, expected)
         if regex is not None and not regex.fullmatch(v):
             raise _Invalid
         return v
@@ -574,11 +579,7 @@ def _topic_prefix(v: Any, ctx: _Ctx) -> str:
         raise _Invalid
     if v.startswith("$"):
         raise _Invalid("a topic prefix not starting with '$' (brokers reserve those topics, e.g. $SYS)")
-    try:
-        size = len(v.encode("utf-8"))
-    except UnicodeEncodeError as exc:
-        raise _Invalid("a topic prefix that is valid UTF-8 text") from exc
-    if size > _TOPIC_PREFIX_MAX_BYTES:
+    if len(_utf8(v, "a topic prefix")) > _TOPIC_PREFIX_MAX_BYTES:
         raise _Invalid(f"a topic prefix of at most {_TOPIC_PREFIX_MAX_BYTES} bytes")
     return v if v.endswith("/") else v + "/"
 

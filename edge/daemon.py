@@ -334,15 +334,16 @@ class Daemon:
                     break
                 else:  # a live source without frames: time still passes, tracks still expire
                     wall, mono = self.clock.wall(), now
-                if timed and (step := clock_step(last_wall, last_mono, wall, mono)):
-                    log.warning(
-                        "the wall clock stepped %+.0f s (NTP?): the open window is closed as partial and "
-                        "counting resumes on the new clock",
-                        step,
-                    )
-                    self.aggregator.step_clock()
-                elif timed:
-                    wall = max(wall, last_wall)  # a small slew back never reopens an older window
+                if timed:
+                    if step := clock_step(last_wall, last_mono, wall, mono):
+                        log.warning(
+                            "the wall clock stepped %+.0f s (NTP?): the open window is closed as partial and "
+                            "counting resumes on the new clock",
+                            step,
+                        )
+                        self.aggregator.step_clock()
+                    else:
+                        wall = max(wall, last_wall)  # a small slew back never reopens an older window
                 if frame is not None:
                     self._process(frame.pixels, mono, wall)
                 else:

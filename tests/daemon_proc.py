@@ -46,11 +46,19 @@ def walker(enter: float, dwell: float, lane: float, mirror: bool = False) -> Vis
     return Visitor(enter, enter + dwell, lane, 60.0, 1 if lane < 0.5 else -1, mirror, (1.0, 1.0, 1.0))
 
 
+EDGE = [sys.executable, "-m", "edge.cli"]  # the command line from this checkout
+
+
+def run_edge(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``edge ARGS`` to the end, as an operator runs it; the exit status and output come back."""
+    return subprocess.run([*EDGE, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
 def spawn_daemon(tmp_path: Path, config: dict, *options: str) -> subprocess.Popen:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "run", "--config", str(path), *options],
+        [*EDGE, "run", "--config", str(path), *options],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

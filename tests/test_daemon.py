@@ -5,19 +5,16 @@ Its behaviour under faults (signals, full disk, clock steps, ...) is in tests/fa
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 from contextlib import closing
 from pathlib import Path
 
 import pytest
-from daemon_proc import config, run_daemon, walker
+from daemon_proc import config, run_daemon, run_edge, walker
 from payload_schema import check
 
 from edge.daemon import CLOCK_STEP_S, clock_step
 from edge.scenes import Scene, Visitor, random_scene, write_video
 
-REPO = Path(__file__).resolve().parent.parent
 ALLOWED_KEYS = {
     "schema",
     "device",
@@ -115,13 +112,7 @@ def test_malformed_config_exits_2_with_the_key_path(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("device_id: cam\nsource: {type: file, path: x.avi}\naggregation: {window_s: -5}\n")
     for command in ("check", "run"):
-        proc = subprocess.run(
-            [sys.executable, "-m", "edge.cli", command, "--config", str(path)],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        proc = run_edge(command, "--config", str(path), timeout=60)
         assert proc.returncode == 2
         assert "aggregation.window_s" in proc.stderr and "-5" in proc.stderr
 

@@ -13,17 +13,16 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 import yaml
-from daemon_proc import REPO, LogLines, config, run_daemon, spawn_daemon, walker, watch
+from daemon_proc import REPO, LogLines, config, run_daemon, run_edge, spawn_daemon, walker, watch
 from mqtt_clients import LogWaiter
 
 from edge.cli import main
@@ -108,13 +107,7 @@ def test_a_second_daemon_on_the_same_state_dir_is_refused_and_sighup_closes_the_
     seen: list[str] = []
     try:
         assert watch(first.stderr, "ready: models loaded", seen).wait(60), "".join(seen)
-        second = subprocess.run(
-            [sys.executable, "-m", "edge.cli", "run", "--config", str(tmp_path / "config.yaml")],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        second = run_edge("run", "--config", str(tmp_path / "config.yaml"))
         assert second.returncode == 2, second.stderr
         assert f"in use by another edge daemon (pid {first.pid})" in second.stderr
         first.send_signal(signal.SIGHUP)  # a closed terminal: close the window, do not just die
@@ -126,18 +119,24 @@ def test_a_second_daemon_on_the_same_state_dir_is_refused_and_sighup_closes_the_
     assert "received SIGHUP" in "".join(seen)
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MB tmpfs (needs root, as in CI): a state directory whose disk can really fill up."""
-    mount_point = tmp_path / "small-disk"
+@contextmanager
+def tmpfs(mount_point: Path, options: str) -> Iterator[Path]:
+    """A real tmpfs mounted at ``mount_point`` for the block (needs root, as in CI; skips otherwise)."""
     mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)], capture_output=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)], capture_output=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.decode().strip()}")
     try:
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MB tmpfs: a state directory whose disk can really fill up."""
+    with tmpfs(tmp_path / "small-disk", "size=4m") as mount_point:
+        yield mount_point
 
 
 def fill(folder: Path) -> Path:
@@ -242,20 +241,13 @@ def test_starting_on_a_full_disk_counts_and_stores_once_space_returns(tmp_path: 
 
 
 def test_a_read_only_state_directory_is_named(tmp_path: Path) -> None:
-    read_only = tmp_path / "ro"
-    read_only.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(read_only)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs here (needs root): {done.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "ro", "ro,size=1m") as read_only:
         video = write_video(Scene(640, 480, 10.0, 1.0, ()), tmp_path / "empty.avi")
         for state in (read_only, read_only / "state"):
             proc = spawn_daemon(tmp_path, config(tmp_path, video, state_dir=str(state)))
             _, err = proc.communicate(timeout=60)
             assert proc.returncode in (1, 2), err
             assert str(state) in err and "Read-only file system" in err and "Traceback" not in err, err
-    finally:
-        subprocess.run(["umount", "-l", str(read_only)], check=False)
 
 
 def test_an_unreadable_file_exits_1_and_publishes_nothing(tmp_path: Path) -> None:
@@ -280,13 +272,7 @@ def test_a_corrupt_model_is_refused_by_check_and_run_with_both_checksums(tmp_pat
     for command in ("check", "run"):
         path = tmp_path / "config.yaml"
         path.write_text(yaml.safe_dump(doc))
-        done = subprocess.run(
-            [sys.executable, "-m", "edge.cli", command, "--config", str(path)],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        done = run_edge(command, "--config", str(path))
         assert done.returncode == 2, (command, done.stderr)
         assert f"model file {target} does not match the manifest" in done.stderr, (command, done.stderr)
         assert "expected sha256" in done.stderr and "file has" in done.stderr
