@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import logging
 
-import cv2
 import numpy as np
 
 from edge.boxes import frame_detections, nms
 from edge.detection_plan import DetectionPass, DetectionPlan, plan_detection
 from edge.interpreter import TfliteModel
 from edge.models import Manifest
-from edge.preprocess import Letterbox, letterbox
+from edge.preprocess import Letterbox, letterbox, resize
 from edge.records import Detection
 
 log = logging.getLogger(__name__)
@@ -122,8 +121,7 @@ class FaceDetector:
             region = frame_rgb[p.y : p.y + p.h, p.x : p.x + p.w]
             nw, nh = min(size, round(p.w * p.scale)), min(size, round(p.h * p.scale))
             pixels = np.zeros((size, size, 3), dtype=np.uint8)
-            interp = cv2.INTER_AREA if p.scale < 1.0 else cv2.INTER_LINEAR
-            pixels[:nh, :nw] = cv2.resize(region, (nw, nh), interpolation=interp)
+            pixels[:nh, :nw] = resize(region, (nw, nh))
             lb = Letterbox(pixels, p.scale)
         boxes, scores = self._run(model, anchors, size, lb, (p.w, p.h))
         boxes = boxes + np.array([p.x, p.y, p.x, p.y], dtype=np.float32)
