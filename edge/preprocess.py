@@ -57,8 +57,12 @@ def resize(image: np.ndarray, dsize: tuple[int, int]) -> np.ndarray:
     h, w = image.shape[:2]
     if dsize[0] >= w and dsize[1] >= h:
         return cv2.resize(image, dsize, interpolation=cv2.INTER_LINEAR_EXACT)
-    averaged = cv2.resize(image.astype(np.float64), dsize, interpolation=cv2.INTER_AREA)
-    return np.floor(averaged + (0.5 + _TIE_MARGIN)).astype(np.uint8)
+    wide = np.empty(image.shape, dtype=np.float64)
+    wide[...] = image
+    averaged = np.asarray(cv2.resize(wide, dsize, interpolation=cv2.INTER_AREA), dtype=np.float64)
+    averaged += 0.5 + _TIE_MARGIN  # in place: a fresh frame-sized temporary costs more than the filter
+    np.floor(averaged, out=averaged)
+    return averaged.astype(np.uint8)
 
 
 @dataclass(frozen=True)
