@@ -271,7 +271,7 @@ def restore_userland(cache: Path, root: Path, mirror: str, requirements: dict, q
 # --- the checks --------------------------------------------------------------------------------
 
 
-def pictures(cache: Path) -> list[Path]:
+def pictures() -> list[Path]:
     """The packaged astronaut and face-api's six demo photos (fetched and verified from the
     pinned npm package, as the converter does)."""
     from edge_convert.sources import FACE_API, fetch
@@ -310,6 +310,16 @@ def daemon_config(video: str, out: str, state: str) -> str:
     return json.dumps(doc)  # JSON is YAML
 
 
+def copy_checkout(dest: Path) -> None:
+    """The working tree as git sees it (tracked and untracked, not ignored), into the guest."""
+    listing = run(["git", "ls-files", "-co", "--exclude-standard", "-z"], 60, cwd=REPO, capture_output=True)
+    dest.mkdir()
+    pack = run(["tar", "--null", "-T", "-", "-cf", "-"], 300, cwd=REPO, input=listing.stdout, capture_output=True)
+    unpack = run(["tar", "-xf", "-", "-C", str(dest)], 300, input=pack.stdout)
+    if listing.returncode or pack.returncode or unpack.returncode:
+        raise SetupError(f"could not copy this checkout into {dest}")
+
+
 def host_edge(venv: Path) -> Path:
     return REPO / venv / "bin" / "edge"
 
@@ -334,6 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except SetupError as err:
             print(f"FAILED: aarch64 set-up: {err}", flush=True)
             return 2
+        except subprocess.TimeoutExpired as err:
+            print(f"FAILED: aarch64 check: {' '.join(map(str, err.cmd))[:300]} ran past {err.timeout:g} s", flush=True)
+            return 1
 
 
 def checks(args: argparse.Namespace, started: float) -> int:
@@ -343,14 +356,10 @@ def checks(args: argparse.Namespace, started: float) -> int:
     log(f"{state} in {time.monotonic() - started:.0f} s; QEMU_CPU={args.qemu_cpu}")
 
     src = root / "src"
-    files = run(["git", "ls-files", "-co", "--exclude-standard", "-z"], 60, cwd=REPO, capture_output=True).stdout
-    src.mkdir()
-    run(["tar", "--null", "-T", "-", "-cf", str(root / "src.tar")], 300, cwd=REPO, input=files)
-    run(["tar", "-xf", str(root / "src.tar"), "-C", str(src)], 300)
-    (root / "src.tar").unlink()
+    copy_checkout(src)
     work = src / ".aarch64"
     work.mkdir()
-    pics = pictures(args.cache)
+    pics = pictures()
     for p in pics:
         shutil.copy2(p, work / p.name)
     video = clip(work / "clip.avi")
@@ -358,7 +367,8 @@ def checks(args: argparse.Namespace, started: float) -> int:
     guest = Guest(root, args.qemu_cpu)
     failures: list[str] = []
     for venv in ("litert", "tflite"):
-        guest.check(f"cd /src && /opt/{venv}/bin/pip install -q --no-deps --no-build-isolation -e .", 900, "edge")
+        install = f"cd /src && /opt/{venv}/bin/pip install -q --no-deps --no-build-isolation -e ."
+        guest.check(install, 900, f"installing this checkout in the {venv} venv")
 
     tests = " ".join(args.tests)
     timings = {}
