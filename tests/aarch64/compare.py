@@ -1,10 +1,11 @@
 """x86-64 against aarch64: ``edge analyze --json`` records and ``edge run`` windows side by side.
 
 The tolerances are the ones the README states for LiteRT: the same faces in every picture, box
-corners within 2 px, ages within 3 years and every label equal.  Boxes may move a little because
-OpenCV's resize rounds differently on ARM (a pixel or two of the detector's input change by one);
-labels may not: a flipped label is what a broken build (a wrong qemu CPU model, a miscompiled
-kernel) looks like.  The same comparison is printed, not enforced, for tflite-runtime 2.14, whose
+corners within 2 px, ages within 3 years and every label equal.  With the pre-processing giving
+the same bytes on both architectures (edge/preprocess.py) LiteRT's outputs are measured identical;
+the tolerances leave room for a kernel that rounds one quantisation step otherwise, not for a
+flipped label, which is what a broken build (a wrong qemu CPU model, a miscompiled kernel) looks
+like.  The same comparison is printed, not enforced, for tflite-runtime 2.14, whose
 integer kernels are measured to differ more between the two architectures.
 """
 
