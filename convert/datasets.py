@@ -19,6 +19,10 @@ from edge.preprocess import CropSpec, crop_face, letterbox
 
 CALIBRATION_PHOTOS = ("sample1.jpg", "sample3.jpg", "sample5.jpg")
 VERIFICATION_PHOTOS = ("sample2.jpg", "sample4.jpg", "sample6.jpg")
+# The six demo photos show only young women (the float age/gender model calls all 23 faces
+# female, ages 19-40). The package's screenshots add 16 faces, 14 of them men aged 39-84: the
+# per-group parity check needs them, or its "male" group would hold one face.
+GROUP_PHOTOS = ("screenshot-images.png", "screenshot-webcam.png")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 

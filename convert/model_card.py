@@ -47,6 +47,27 @@ CARDS = {
 EVALUATION_MARKER = "<!-- evaluation: kept across conversions; produced by `edge eval` -->"
 
 
+def group_lines(proof: dict) -> list[str]:
+    """The per-group parity table (convert/parity.py): one row per capture condition."""
+    rows = proof.get("groups")
+    if not rows:
+        return []
+    output = next(iter(rows[0]["agreement"]))
+    groups = list(dict.fromkeys(r["group"] for r in rows))
+    cells: dict[str, dict[str, str]] = {}
+    for r in rows:
+        cells.setdefault(r["condition"], {})[r["group"]] = f"{100 * r['agreement'][output]:.1f} ({r['n']})"
+    lines = [
+        f"- Per group, int8 against float ({output} agreement %, n crops), verification and screenshot faces' crops re-rendered per "
+        f"capture condition and split by the float model's call; weakest: {proof[f'weakest_group_{output}']}:",
+        "",
+        "  | condition | " + " | ".join(groups) + " |",
+        "  |---|" + "---|" * len(groups),
+    ]
+    lines += [f"  | {c} | " + " | ".join(by.get(g, "-") for g in groups) + " |" for c, by in cells.items()]
+    return lines
+
+
 def write_model_card(manifest: dict, table: str, path: Path) -> None:
     """Regenerate the card; an evaluation section below the marker is carried over untouched."""
     kept = ""
@@ -126,6 +147,7 @@ def write_model_card(manifest: dict, table: str, path: Path) -> None:
                 for k, v in entry["outputs"].items()
             ),
             f"- Known limits: {limits}",
+            *group_lines(entry["proof"]),
             "- Bars: "
             + ", ".join(
                 f"{b['metric']} {b['op']} {b['limit']} ({'holds' if b['holds'] else 'MISSED'})" for b in entry["bars"]

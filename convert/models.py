@@ -20,6 +20,7 @@ from .faceapi_nets import (
     FaceExpressionNet,
     SsdMobilenetV1,
 )
+from .parity import GENDER_AGREEMENT_BAR, GROUP_SLACK
 from .sources import FACE_API, HUMAN_MODELS, NpmSource
 from .tfjs_graph import GraphModel
 from .tfjs_weights import load_faceapi_weights
@@ -60,6 +61,10 @@ class ModelDef:
     float_input_shape: list[int | None] | None = None  # when the float model takes other sizes too
     float_stem: str | None = None  # reuse another model's float file instead of writing one
     float_scope: str | None = None  # ops in this TF name scope stay float32 in the "int8" file
+    # Per-group parity (convert/parity.py): outputs compared per group, and the output whose
+    # float call splits each condition into groups (None: conditions only).
+    group_outputs: tuple[str, ...] = ()
+    group_split: str | None = None
 
 
 def _faceapi(name: str, cls: type) -> Callable[[Path], tf.Module]:
@@ -135,9 +140,15 @@ AGE_GENDER = ModelDef(
         "age": {"shape": [-1, 1], "meaning": "estimated age in years"},
         "gender": {"shape": [-1, 2], "meaning": "softmax", "labels": ["male", "female"]},
     },
-    bars=(Bar("gender_agreement", ">=", 0.98), Bar("age_mean_abs_change_years", "<=", 1.0)),
+    bars=(
+        Bar("gender_agreement", ">=", 0.98),
+        Bar("age_mean_abs_change_years", "<=", 1.0),
+        Bar("weakest_group_gender_agreement", ">=", GENDER_AGREEMENT_BAR),
+    ),
     crop=CropSpec(size=FACE_INPUT, margin=0.0, square="pad"),
     float_scope=FLOAT_TAIL_SCOPE,
+    group_outputs=("gender",),
+    group_split="gender",
 )
 
 EXPRESSION = ModelDef(
@@ -150,9 +161,13 @@ EXPRESSION = ModelDef(
     input_shape=[None, FACE_INPUT, FACE_INPUT, 3],
     input_spec=FACE_INPUT_SPEC,
     outputs={"expression": {"shape": [-1, 7], "meaning": "softmax", "labels": list(EXPRESSION_LABELS)}},
-    bars=(Bar("expression_agreement", ">=", 0.95),),
+    bars=(
+        Bar("expression_agreement", ">=", 0.95),
+        Bar("weakest_group_expression_agreement", ">=", round(0.95 - GROUP_SLACK, 4)),
+    ),
     crop=CropSpec(size=FACE_INPUT, margin=0.0, square="pad"),
     float_scope=FLOAT_TAIL_SCOPE,
+    group_outputs=("expression",),
 )
 
 ETHNICITY = ModelDef(
@@ -174,9 +189,11 @@ ETHNICITY = ModelDef(
             "weights": list(GEAR_AGE_WEIGHTS),
         },
     },
-    bars=(Bar("race_agreement", ">=", 0.95),),
+    bars=(Bar("race_agreement", ">=", 0.95), Bar("weakest_group_race_agreement", ">=", round(0.95 - GROUP_SLACK, 4))),
     crop=CropSpec(size=198, margin=0.0, square="expand"),
     opt_in=True,
+    group_outputs=("race",),
+    group_split="gender",
 )
 
 ALL = (DETECTOR, DETECTOR_320, AGE_GENDER, EXPRESSION, ETHNICITY)

@@ -15,7 +15,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from edge.interpreter import TfliteModel
 from edge.preprocess import letterbox
 
 from . import datasets as ds
+from . import parity
 from .anchors import anchor_shapes
 from .anchors import generate as generate_anchors
 from .faceapi_nets import DETECTOR_INPUT
@@ -47,9 +48,15 @@ FACEAPI_DEMO_FACES = {
     "sample6.jpg": 4,
 }
 SCORE_THRESHOLD = 0.5
-SEEDS = {"detector_calibration": 1, "detector_verification": 2, "face_calibration": 3, "face_verification": 4}
+SEEDS = {
+    "detector_calibration": 1,
+    "detector_verification": 2,
+    "face_calibration": 3,
+    "face_verification": 4,
+    "face_conditions": 6,
+}
 DETECTOR_FRAMES_PER_PHOTO = {"calibration": 12, "verification": 24}
-FACE_VARIANTS = {"calibration": 12, "verification": 32}
+FACE_VARIANTS = {"calibration": 12, "verification": 32, "groups": 16}
 # Range balancing before int8 conversion (see SsdMobilenetV1.equalize, _SeparableConvs.equalize):
 # per-layer analysis showed no single bad layer, only activation tensors whose one int8 scale
 # is set by a few wide channels. The values were picked from a handful of tries (detector
@@ -244,6 +251,27 @@ def face_proofs(mdef: ModelDef, ref: dict[str, np.ndarray], q: dict[str, np.ndar
     raise KeyError(mdef.key)
 
 
+def group_proofs(mdef: ModelDef, m_float: TfliteModel, m_int8: TfliteModel, crops: np.ndarray) -> dict:
+    """int8 against float per capture condition and float call (see convert/parity.py)."""
+    views = parity.conditions(crops, SEEDS["face_conditions"])
+    outputs = {name: (run_tflite(m_float, x), run_tflite(m_int8, x)) for name, x in views.items()}
+    split_by = mdef.group_split
+
+    def split(ref: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if split_by is None:
+            return {}
+        calls = np.argmax(ref[split_by], axis=1)
+        return {label: calls == i for i, label in enumerate(mdef.outputs[split_by]["labels"])}
+
+    rows = parity.group_rows(outputs, split, mdef.group_outputs)
+    proof: dict = {"groups": [asdict(r) for r in rows]}
+    for output in mdef.group_outputs:
+        w = parity.weakest(rows, output)
+        proof[f"weakest_group_{output}_agreement"] = w.agreement[output]
+        proof[f"weakest_group_{output}"] = f"{w.condition} / {w.group} (n={w.n})"
+    return proof
+
+
 def input_entry(mdef: ModelDef, model: TfliteModel) -> dict:
     spec = dict(mdef.input_spec)
     spec.update(
@@ -358,7 +386,16 @@ def run(out_dir: Path, cache_dir: Path, calib_dir: Path | None, only: set[str]) 
     verif_faces = [
         (p.rgb, b) for p, boxes in zip(verif_photos, detect(det_float, anchors, verif_photos)) for b in boxes
     ]
-    log.info("faces for calibration: %d, for verification: %d", len(calib_faces), len(verif_faces))
+    screenshots = ds.demo_photos(face_api, ds.GROUP_PHOTOS)
+    group_faces = verif_faces + [
+        (p.rgb, b) for p, boxes in zip(screenshots, detect(det_float, anchors, screenshots)) for b in boxes
+    ]
+    log.info(
+        "faces for calibration: %d, for verification: %d, for the per-group check: %d",
+        len(calib_faces),
+        len(verif_faces),
+        len(group_faces),
+    )
     if not calib_faces:
         raise SystemExit("no faces found in the calibration images; attribute models cannot be calibrated")
 
@@ -391,13 +428,26 @@ def run(out_dir: Path, cache_dir: Path, calib_dir: Path | None, only: set[str]) 
         # Informational: greyscale/blurred/badly exposed crops (no bar; see the model card).
         stress_proof = face_proofs(mdef, run_tflite(m_float, stress), run_tflite(m_int8, stress))
         proof.update({f"stress_{k}": v for k, v in stress_proof.items()})
+        if mdef.group_outputs:
+            faces = ds.face_variants(group_faces, mdef.crop, FACE_VARIANTS["groups"], SEEDS["face_verification"])
+            proof.update(group_proofs(mdef, m_float, m_int8, faces))
         report.add(mdef.key, "float tflite vs TF max |diff|", proof["tf_vs_float_tflite_max_abs"])
         for metric, value in proof.items():
-            if metric.startswith("tf_vs") or metric == "verification_crops" or metric.endswith("max_abs_change_years"):
+            if (
+                metric.startswith("tf_vs")
+                or metric == "verification_crops"
+                or not isinstance(value, float)
+                or metric.endswith("max_abs_change_years")
+            ):
                 continue
             bar = next((b for b in mdef.bars if b.metric == metric), None)
+            where = proof.get(metric.removesuffix("_agreement")) if metric.startswith("weakest_group_") else None
             report.add(
-                mdef.key, metric, float(value), bar.describe() if bar else "", bar.holds(float(value)) if bar else True
+                mdef.key,
+                f"{metric}: {where}" if where else metric,
+                float(value),
+                bar.describe() if bar else "",
+                bar.holds(float(value)) if bar else True,
             )
         entries[mdef.key] = manifest_entry(mdef, int8_path, float_path, m_int8, proof, len(calib), calib_dir)
 
