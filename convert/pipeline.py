@@ -51,11 +51,12 @@ SCORE_THRESHOLD = 0.5
 SEEDS = {
     "detector_calibration": 1,
     "detector_verification": 2,
+    "detector_close_ups": 5,
     "face_calibration": 3,
     "face_verification": 4,
     "face_conditions": 6,
 }
-DETECTOR_FRAMES_PER_PHOTO = {"calibration": 12, "verification": 24}
+DETECTOR_FRAMES_PER_PHOTO = {"calibration": 12, "verification": 24, "close_ups": 6}
 FACE_VARIANTS = {"calibration": 12, "verification": 32, "groups": 16}
 # Range balancing before int8 conversion (see SsdMobilenetV1.equalize, _SeparableConvs.equalize):
 # per-layer analysis showed no single bad layer, only activation tensors whose one int8 scale
@@ -359,6 +360,8 @@ def run(out_dir: Path, cache_dir: Path, calib_dir: Path | None, only: set[str]) 
     calib_frames = ds.frame_variants(
         calib_photos, DETECTOR_FRAMES_PER_PHOTO["calibration"], SEEDS["detector_calibration"]
     )
+    framed = [ds.Photo(p.name, p.rgb, tf_detect(det_module, anchors, p)) for p in calib_photos]
+    calib_frames += ds.close_ups(framed, DETECTOR_FRAMES_PER_PHOTO["close_ups"], SEEDS["detector_close_ups"])
     verif_frames = ds.frame_variants(
         verif_photos, DETECTOR_FRAMES_PER_PHOTO["verification"], SEEDS["detector_verification"]
     )

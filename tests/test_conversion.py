@@ -1,8 +1,8 @@
 """Reproducibility: re-running the whole conversion gives the committed proof figures.
 
 Runs the real pipeline end to end (npm pack, TensorFlow rebuild, equalisation, calibration,
-TFLite conversion, verification): 2.5-3 minutes on an idle 2-core x86 machine, 8-10 minutes
-on a loaded one (measured 486 s beside two busy loops, 625 s beside other jobs), plus the npm
+TFLite conversion, verification, the per-group check): about 8 minutes on a 2-core x86 machine
+(482 s measured; before the per-group check 2.5-3 minutes idle and 486-625 s loaded), plus the npm
 download on a first run.
 
 What it promises: every proof bar comes out as committed (and the converter exits 0 exactly
@@ -84,7 +84,7 @@ def test_full_conversion_reproduces_committed_figures(tmp_path: Path) -> None:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=1800,  # measured 2.5-3 min idle, 8-10.5 min loaded; generous for slower CI machines
+        timeout=1800,  # measured about 8 min (482 s); generous for loaded or slower CI machines
     )
     all_hold = all(b["holds"] for e in COMMITTED["models"].values() for b in e["bars"])
     assert proc.returncode == (0 if all_hold else 1), proc.stderr[-3000:]
