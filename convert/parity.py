@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .verify import top1_agreement
+
 MIN_GROUP = 40  # smaller groups are reported, not held to a bar
 GENDER_AGREEMENT_BAR = 0.97  # 1 - 0.97: at most 3 points of accuracy lost in any group
 # Expression and ethnicity have more classes and lower overall bars (0.95); a group may fall
@@ -108,10 +110,7 @@ def group_rows(
                     condition,
                     group,
                     int(mask.sum()),
-                    {
-                        k: float(np.mean(np.argmax(ref[k][mask], 1) == np.argmax(q[k][mask], 1))) if mask.any() else 1.0
-                        for k in compared
-                    },
+                    {k: top1_agreement(ref[k][mask], q[k][mask]) if mask.any() else 1.0 for k in compared},
                 )
             )
     return rows
