@@ -93,6 +93,40 @@ def _run(args: argparse.Namespace) -> int:
     return Daemon(config, stop).run()
 
 
+def _collect(args: argparse.Namespace) -> int:
+    """The fleet collector: windows from the broker into PostgreSQL until SIGTERM/SIGINT."""
+    import threading
+
+    from edge.daemon import install_signal_handlers
+    from edge.fleet.collector import Collector
+    from edge.fleet.config import load_fleet_config
+
+    config = load_fleet_config(args.config)
+    if not args.verbose:
+        logging.getLogger().setLevel(config.log_level)
+    stop = threading.Event()
+    install_signal_handlers(stop, "committing and acknowledging what has arrived, then stopping")
+    Collector(config, stop).run()
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    """The read-only fleet dashboard over the collector's database."""
+    import threading
+
+    from edge.daemon import install_signal_handlers
+    from edge.fleet.config import load_fleet_config
+    from edge.fleet.dashboard import serve
+
+    config = load_fleet_config(args.config)
+    if not args.verbose:
+        logging.getLogger().setLevel(config.log_level)
+    stop = threading.Event()
+    install_signal_handlers(stop, "stopping the dashboard")
+    serve(config, stop)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from edge.commands import demo
 
@@ -325,6 +359,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", type=Path, default=None, help="where the video, broker config and state go")
     p.set_defaults(func=_demo)
 
+    p = sub.add_parser(
+        parents=[verbose], name="collect", help="fleet: store every device's windows from the broker in PostgreSQL"
+    )
+    p.add_argument("--config", type=Path, required=True, help="collector YAML (see edge/fleet/collector.example.yaml)")
+    p.set_defaults(func=_collect)
+
+    p = sub.add_parser(parents=[verbose], name="dashboard", help="fleet: a read-only web page of the collected windows")
+    p.add_argument("--config", type=Path, required=True, help="the collector's YAML (its database and dashboard)")
+    p.set_defaults(func=_dashboard)
+
     p = sub.add_parser(parents=[verbose], name="check", help="validate a config file without starting anything")
     p.add_argument("--config", type=Path, required=True)
     p.set_defaults(func=_check)
@@ -442,7 +486,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    level = logging.DEBUG if args.verbose else logging.INFO if args.command == "run" else logging.WARNING
+    level = (
+        logging.DEBUG
+        if args.verbose
+        else logging.INFO
+        if args.command in ("run", "collect", "dashboard")
+        else logging.WARNING
+    )
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
     from edge.config import ConfigError
     from edge.sinks import SinkError

@@ -669,11 +669,7 @@ class MqttSinkConfig(SinkConfig):
     discovery: DiscoveryConfig = _section(DiscoveryConfig)
 
     def _problems(self) -> Iterator[tuple[str, Any, str]]:
-        given = [k for k in _PASSWORD_SOURCES if getattr(self, k) is not None]
-        if len(given) > 1:
-            yield given[1], getattr(self, given[1]), f"only one of {', '.join(_PASSWORD_SOURCES)} (also got {given[0]})"
-        if given and self.username is None:
-            yield "username", None, f"a user name when {given[0]} is set"
+        yield from password_problems(self)
 
     def password(self) -> str | None:
         """Read the broker password from its configured place (None when none is set).
@@ -681,37 +677,52 @@ class MqttSinkConfig(SinkConfig):
         Read on demand, not at parse time, so the secret is not kept in the
         config object (which may be logged).
         """
-        if self.password_file is not None:
-            return self._read_secret("sink.password_file", self.password_file)
-        if self.password_env is not None:
-            value = os.environ.get(self.password_env)
-            if value is None:
-                raise ConfigError(
-                    "sink.password_env",
-                    self.password_env,
-                    "the name of a set environment variable",
-                    got=f"{self.password_env} (not set)",
-                )
-            return value
-        if self.password_credential is not None:
-            creds = os.environ.get("CREDENTIALS_DIRECTORY")
-            if not creds:
-                raise ConfigError(
-                    "sink.password_credential",
-                    self.password_credential,
-                    "to run under systemd with LoadCredential=/SetCredential= (CREDENTIALS_DIRECTORY is not set)",
-                )
-            return self._read_secret("sink.password_credential", Path(creds) / self.password_credential)
-        return None
+        return read_password(self, "sink")
 
-    @staticmethod
-    def _read_secret(key: str, path: Path) -> str:
-        try:
-            return path.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
+
+def password_problems(section: Any) -> Iterator[tuple[str, Any, str]]:
+    """At most one password source, and a user name with it (``_problems`` of a section that has them)."""
+    given = [k for k in _PASSWORD_SOURCES if getattr(section, k) is not None]
+    if len(given) > 1:
+        yield given[1], getattr(section, given[1]), f"only one of {', '.join(_PASSWORD_SOURCES)} (also got {given[0]})"
+    if given and section.username is None:
+        yield "username", None, f"a user name when {given[0]} is set"
+
+
+def read_password(section: Any, path: str) -> str | None:
+    """The password named by ``section``'s password_file/_env/_credential (None when none is set);
+    errors name the key as ``<path>.password_...``."""
+    if section.password_file is not None:
+        return _read_secret(f"{path}.password_file", section.password_file)
+    if section.password_env is not None:
+        value = os.environ.get(section.password_env)
+        if value is None:
             raise ConfigError(
-                key, str(path), "a readable file holding the password", got=f"{path} ({exc.strerror or exc})"
-            ) from exc
+                f"{path}.password_env",
+                section.password_env,
+                "the name of a set environment variable",
+                got=f"{section.password_env} (not set)",
+            )
+        return value
+    if section.password_credential is not None:
+        creds = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not creds:
+            raise ConfigError(
+                f"{path}.password_credential",
+                section.password_credential,
+                "to run under systemd with LoadCredential=/SetCredential= (CREDENTIALS_DIRECTORY is not set)",
+            )
+        return _read_secret(f"{path}.password_credential", Path(creds) / section.password_credential)
+    return None
+
+
+def _read_secret(key: str, path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(
+            key, str(path), "a readable file holding the password", got=f"{path} ({exc.strerror or exc})"
+        ) from exc
 
 
 def _default_state_dir() -> Path:
@@ -979,9 +990,12 @@ def _parse(
     base_dir: Path | None,
     lines: dict[int, dict[Any, int]],
     duplicates: dict[int, list[tuple[Any, int]]],
-) -> Config:
+    root: type[T],
+) -> T:
     if not isinstance(mapping, dict):
-        raise ConfigError(_ROOT, mapping, "a mapping with at least device_id and source", source=source)
+        names = ", ".join(f.name for f in fields(root))  # type: ignore[arg-type]
+        wanted = "a mapping with at least device_id and source" if root is Config else f"a mapping of {names}"
+        raise ConfigError(_ROOT, mapping, wanted, source=source)
     ctx = _Ctx(
         source=source,
         base_dir=base_dir,
@@ -990,7 +1004,7 @@ def _parse(
         lines=lines,
         duplicates=duplicates,
     )
-    config = _build(Config, mapping, _ROOT, ctx, None)
+    config = _build(root, mapping, _ROOT, ctx, None)
     if ctx.errors:
         # File order reads best; errors without a line (dict input) keep discovery order.
         ordered = sorted(ctx.errors, key=lambda e: (e.line is None, e.line or 0))
@@ -1000,11 +1014,21 @@ def _parse(
 
 def parse_config(mapping: Mapping[str, Any], source: str = "<dict>") -> Config:
     """Validate an already-loaded mapping (relative paths stay relative to the working directory)."""
-    return _parse(dict(mapping) if isinstance(mapping, Mapping) else mapping, source, None, {}, {})
+    return parse_typed(mapping, Config, source)
+
+
+def parse_typed(mapping: Mapping[str, Any], root: type[T], source: str = "<dict>") -> T:
+    """``parse_config`` for another schema ``root`` (the fleet collector's), same rules and messages."""
+    return _parse(dict(mapping) if isinstance(mapping, Mapping) else mapping, source, None, {}, {}, root)
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read and validate one YAML config file; raises ``ConfigError`` listing every problem."""
+    return load_typed(path, Config)
+
+
+def load_typed(path: str | os.PathLike[str], root: type[T]) -> T:
+    """``load_config`` for another schema ``root`` (the fleet collector's), same rules and messages."""
     path = Path(path)
     name = str(path)
     try:
@@ -1042,4 +1066,4 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         ) from exc
     finally:
         loader.dispose()
-    return _parse(data, name, path.resolve().parent, loader.key_lines, loader.duplicates)
+    return _parse(data, name, path.resolve().parent, loader.key_lines, loader.duplicates, root)

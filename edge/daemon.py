@@ -407,7 +407,7 @@ class Daemon:
         return 0
 
 
-def install_signal_handlers(stop: threading.Event) -> None:
+def install_signal_handlers(stop: threading.Event, action: str = "closing the open window") -> None:
     """SIGTERM, SIGINT and SIGHUP set ``stop``; the loop then closes the open window and returns.
 
     SIGHUP (a closed terminal, ``systemctl kill -s HUP``) would otherwise end the process on the
@@ -415,7 +415,7 @@ def install_signal_handlers(stop: threading.Event) -> None:
     """
 
     def handler(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s: closing the open window", signal.Signals(signum).name)
+        log.info("received %s: %s", signal.Signals(signum).name, action)
         stop.set()
 
     signal.signal(signal.SIGTERM, handler)

@@ -16,3 +16,4 @@ def astronaut() -> np.ndarray:
 # Real-mosquitto fixtures for the MQTT sink tests (see tests/mqtt_broker.py).
 from mqtt_broker import broker_factory, mqtt_broker, tls_files  # noqa: E402,F401
 from mqtt_clients import sink_log, subscribers  # noqa: E402,F401
+from pg_database import pg_database, pg_databases  # noqa: E402,F401

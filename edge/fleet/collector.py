@@ -1,0 +1,373 @@
+"""``edge collect``: windows from the broker into PostgreSQL, each exactly once.
+
+How nothing is lost and nothing doubled:
+
+* the MQTT 5 session is persistent (fixed client id, clean start off, a
+  session expiry): while the collector is down the broker queues the windows
+  for it, and the ones it had received but not acknowledged are redelivered;
+* QoS 1 with manual acknowledgement: paho's network thread only queues a
+  message; the writer commits a batch in one transaction and only then sends
+  the batch's PUBACKs, in the order the messages arrived (as MQTT requires);
+* the table's key is the de-duplication key the payload documents, ``(device,
+  stream, seq)``, inserted with ``ON CONFLICT DO NOTHING``: a window committed
+  but not yet acknowledged when the collector died is stored once when it
+  comes again;
+* a PUBACK belongs to a connection: messages received on a connection that
+  has since dropped are not acknowledged on the new one (the broker sends
+  them again, and the key absorbs the copy);
+* a database outage stops the acknowledgements, not the collector: the batch
+  is retried with back-off, the broker holds back further windows (Receive
+  Maximum), and the health message says so.
+
+Several collectors can share the stream with an MQTT 5 shared subscription
+(``mqtt.share_group``); each window goes to one of them. Device status and
+health are subscribed unshared (each collector sees every device, and retained
+messages arrive on subscribe); they are upserts and need no de-duplication.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge import __version__
+from edge.config import read_password
+from edge.fleet.config import FleetConfig
+from edge.fleet.messages import DeviceStatus, Incoming, Rejected, WindowRow, device_of, parse_window
+from edge.fleet.schema import migrate, set_min_cell
+from edge.fleet.store import WindowStore
+
+log = logging.getLogger(__name__)
+
+ONLINE = "online"
+OFFLINE = "offline"
+_DB_RETRY_MAX_S = 30.0
+
+
+@dataclass
+class Counters:
+    """The collector's running figures (published in its health message)."""
+
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    statuses: int = 0
+    below_min_cell: int = 0
+    batches: int = 0
+    db_errors: int = 0
+    stale_acks: int = 0  # messages of a dropped connection: the broker redelivers them
+    last_commit_ms: float = 0.0
+    connected: bool = False
+    db_ok: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+
+class Collector:
+    """One collector process: a paho client feeding a single writer thread (the caller's).
+
+    ``run`` blocks until ``stop`` is set; it then commits and acknowledges what it holds,
+    publishes ``offline`` and disconnects. ``connect_db`` is a seam for the caller to choose
+    how the database is reached (the config's ``conninfo`` by default).
+    """
+
+    def __init__(
+        self,
+        config: FleetConfig,
+        stop: threading.Event,
+        connect_db: Callable[[], psycopg.Connection] | None = None,
+    ) -> None:
+        self.config = config
+        self.stop = stop
+        self.counters = Counters()
+        self._connect_db = connect_db or (lambda: psycopg.connect(**config.database.conninfo(), autocommit=True))
+        self._queue: queue.Queue[Incoming] = queue.Queue(maxsize=config.batch.queue)
+        self._generation = 0
+        self._gen_lock = threading.Lock()
+        self._subscribed = threading.Event()
+        m = config.mqtt
+        self._status_topic = m.own_prefix + "status"
+        self._health_topic = m.own_prefix + "health"
+        self._client = self._make_client()
+
+    # ------------------------------------------------------------------ MQTT side (paho's thread)
+
+    def _make_client(self) -> mqtt.Client:
+        m = self.config.mqtt
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=m.client_id, protocol=mqtt.MQTTv5, manual_ack=True)
+        client.enable_logger(logging.getLogger(__name__ + ".paho"))
+        if m.username is not None:
+            client.username_pw_set(m.username, read_password(m, "mqtt"))
+        if m.tls is not None:
+            ctx = ssl.create_default_context(cafile=str(m.tls.ca_file) if m.tls.ca_file else None)
+            if m.tls.cert_file is not None and m.tls.key_file is not None:
+                ctx.load_cert_chain(str(m.tls.cert_file), str(m.tls.key_file))
+            ctx.check_hostname = not m.tls.insecure
+            client.tls_set_context(ctx)
+        client.will_set(self._status_topic, OFFLINE, qos=1, retain=True)
+        client.reconnect_delay_set(1, int(max(1, m.reconnect_max_s)))
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        return client
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
+        if reason.is_failure:
+            log.error("broker %s:%s refused the collector: %s", self.config.mqtt.host, self.config.mqtt.port, reason)
+            return
+        with self._gen_lock:
+            self._generation += 1
+        self.counters.connected = True
+        m = self.config.mqtt
+        resumed = bool(getattr(flags, "session_present", False))
+        log.info(
+            "connected to %s:%s as %s (%s)",
+            m.host,
+            m.port,
+            m.client_id,
+            "session resumed: queued windows follow" if resumed else "new session",
+        )
+        client.publish(self._status_topic, ONLINE, qos=1, retain=True)
+        client.subscribe(
+            [
+                (m.subscription(m.topics.counts), mqtt.SubscribeOptions(qos=1)),
+                (m.topics.status, mqtt.SubscribeOptions(qos=1)),
+                (m.topics.health, mqtt.SubscribeOptions(qos=1)),
+            ]
+        )
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[ReasonCode], props: Any
+    ) -> None:
+        failed = [str(r) for r in reasons if r.is_failure]
+        if failed:
+            log.error("broker refused a subscription: %s", ", ".join(failed))
+        self._subscribed.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
+        self.counters.connected = False
+        if not self.stop.is_set():
+            log.warning("lost the broker (%s); reconnecting, unacknowledged windows will be redelivered", reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        with self._gen_lock:
+            generation = self._generation
+        item = Incoming(message.topic, bytes(message.payload), message.mid, message.qos, generation, time.monotonic())
+        # Blocks paho's thread while the writer is behind (the broker then holds further windows back);
+        # a message not queued because we are stopping is not acknowledged, so the broker keeps it.
+        while not self.stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    # ------------------------------------------------------------------ writer side (the caller's thread)
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        return self._subscribed.wait(timeout)
+
+    def run(self) -> None:
+        """Connect, then commit and acknowledge batches until ``stop`` is set."""
+        store = self._open_store()
+        m = self.config.mqtt
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = m.session_expiry_s
+        props.ReceiveMaximum = m.receive_maximum
+        self._client.connect_async(m.host, m.port, keepalive=m.keepalive, clean_start=False, properties=props)
+        self._client.loop_start()
+        next_health = 0.0
+        try:
+            while True:
+                batch = self._take_batch()
+                if batch:
+                    store = self._commit(store, batch)
+                now = time.monotonic()
+                if now >= next_health:
+                    self._publish_health(store)
+                    next_health = now + self.config.health_interval_s
+                if self.stop.is_set() and self._queue.empty():
+                    break
+        finally:
+            self._shutdown(store)
+
+    def _open_store(self) -> WindowStore | None:
+        try:
+            conn = self._connect_db()
+            migrate(conn)
+            set_min_cell(conn, self.config.min_cell)
+        except psycopg.OperationalError as exc:
+            self.counters.db_ok = False
+            self.counters.db_errors += 1
+            log.error("database %s unreachable: %s", self._db_name(), str(exc).strip())
+            return None
+        self.counters.db_ok = True
+        log.info("database %s ready (min_cell %d)", self._db_name(), self.config.min_cell)
+        return WindowStore(conn, self.config.mqtt.client_id)
+
+    def _db_name(self) -> str:
+        d = self.config.database
+        return f"{d.dbname} on {d.host}:{d.port}"
+
+    def _take_batch(self) -> list[Incoming]:
+        """Up to ``batch.max_rows`` messages: wait for the first, then at most ``max_wait_s`` for more."""
+        try:
+            first = self._queue.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.config.batch.max_wait_s
+        while len(batch) < self.config.batch.max_rows:
+            left = deadline - time.monotonic()
+            try:
+                batch.append(self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _sort(self, batch: list[Incoming]) -> tuple[list[WindowRow], list[Rejected], list[DeviceStatus]]:
+        topics = self.config.mqtt.topics
+        windows: list[WindowRow] = []
+        rejected: list[Rejected] = []
+        statuses: list[DeviceStatus] = []
+        for item in batch:
+            if device_of(item.topic, topics.status) is not None:
+                text = item.payload.decode("utf-8", "replace").strip()
+                statuses.append(DeviceStatus(device_of(item.topic, topics.status) or "", status=text[:16]))
+            elif device_of(item.topic, topics.health) is not None:
+                device = device_of(item.topic, topics.health) or ""
+                try:
+                    doc = json.loads(item.payload)
+                except (UnicodeDecodeError, json.JSONDecodeError):
+                    log.warning("health message on %s is not JSON; ignored", item.topic)
+                    continue
+                if item.payload.strip():
+                    statuses.append(DeviceStatus(device, health=json.dumps(doc)))
+            else:
+                parsed = parse_window(item.topic, item.payload)
+                if isinstance(parsed, Rejected):
+                    log.warning("rejected a message on %s: %s", item.topic, parsed.reason)
+                    rejected.append(parsed)
+                else:
+                    if parsed.below_min_cell(self.config.min_cell):
+                        self.counters.below_min_cell += 1
+                        log.warning(
+                            "device %s publishes counts below the fleet's min_cell %d (its own min_cell is smaller)",
+                            parsed.device,
+                            self.config.min_cell,
+                        )
+                    windows.append(parsed)
+        return windows, rejected, statuses
+
+    def _commit(self, store: WindowStore | None, batch: list[Incoming]) -> WindowStore | None:
+        """Store ``batch`` (retrying while the database is down), then acknowledge it in order."""
+        self.counters.received += len(batch)
+        windows, rejected, statuses = self._sort(batch)
+        delay = 1.0
+        while True:
+            if store is None or store.closed:
+                store = self._open_store()
+            if store is not None:
+                t0 = time.monotonic()
+                try:
+                    result = store.write(windows, rejected, statuses)
+                except psycopg.OperationalError as exc:
+                    self.counters.db_errors += 1
+                    self.counters.db_ok = False
+                    log.error("database write failed (%s); the batch is kept and retried", str(exc).strip())
+                    store.close()
+                    store = None
+                else:
+                    c = self.counters
+                    c.db_ok = True
+                    c.last_commit_ms = (time.monotonic() - t0) * 1000.0
+                    c.stored += result.stored
+                    c.duplicates += result.duplicates
+                    c.rejected += result.rejected
+                    c.statuses += result.statuses
+                    c.batches += 1
+                    break
+            # Nothing is acknowledged meanwhile, so the broker keeps (and holds back) the windows.
+            if self.stop.wait(delay):
+                log.warning("stopping with the database down: %d message(s) left to the broker", len(batch))
+                return store
+            delay = min(delay * 2, _DB_RETRY_MAX_S)
+        self._ack(batch)
+        return store
+
+    def _ack(self, batch: list[Incoming]) -> None:
+        with self._gen_lock:
+            generation = self._generation
+        for item in batch:
+            if item.qos == 0:
+                continue
+            if item.generation != generation or not self.counters.connected:
+                self.counters.stale_acks += 1  # its connection is gone: the broker redelivers it
+                continue
+            self._client.ack(item.mid, item.qos)
+
+    def health(self) -> dict[str, Any]:
+        c = self.counters
+        return {
+            "schema": 1,
+            "collector": self.config.mqtt.client_id,
+            "ts": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - c.started, 1),
+            "connected": c.connected,
+            "database_ok": c.db_ok,
+            "received": c.received,
+            "stored": c.stored,
+            "duplicates": c.duplicates,
+            "rejected": c.rejected,
+            "statuses": c.statuses,
+            "below_min_cell": c.below_min_cell,
+            "batches": c.batches,
+            "db_errors": c.db_errors,
+            "stale_acks": c.stale_acks,
+            "queue": self._queue.qsize(),
+            "last_commit_ms": round(c.last_commit_ms, 2),
+        }
+
+    def _publish_health(self, store: WindowStore | None) -> None:
+        doc = self.health()
+        log.debug("health %s", doc)
+        if self.counters.connected:
+            self._client.publish(self._health_topic, json.dumps(doc), qos=1, retain=True)
+
+    def _shutdown(self, store: WindowStore | None) -> None:
+        try:
+            if self.counters.connected:
+                info = self._client.publish(self._status_topic, OFFLINE, qos=1, retain=True)
+                info.wait_for_publish(timeout=5.0)
+            self._client.disconnect()
+        except (RuntimeError, ValueError) as exc:
+            log.warning("could not say offline to the broker: %s", exc)
+        finally:
+            self._client.loop_stop()
+            if store is not None:
+                store.close()
+        c = self.counters
+        log.info(
+            "collector stopped: %d received, %d stored, %d duplicates, %d rejected",
+            c.received,
+            c.stored,
+            c.duplicates,
+            c.rejected,
+        )

@@ -1,0 +1,252 @@
+"""The collector's database schema: versioned, idempotent migrations applied at start-up.
+
+Every migration runs once, in its own transaction, under an advisory lock, so
+two collectors starting together (a shared subscription) cannot race, and a
+collector of an older version refuses a database a newer one has migrated.
+
+What the views guarantee (the minimum-cell rule after summing)
+--------------------------------------------------------------
+Devices publish a count of 1..k-1 as null (``edge.aggregator``). The views
+sum only published values, then apply the rule again with the fleet's
+``min_cell`` (``fleet_settings``, set from the collector's config):
+
+* every count a view returns is null, 0 or >= ``min_cell``;
+* in a breakdown row set (one period, site/device and attribute), the total
+  ``n`` minus the published cells is 0 or >= ``min_cell``: whatever is hidden
+  (cells null on the devices, plus cells hidden here) is never 1..k-1 people,
+  and a lone hidden cell never occurs (complementary suppression);
+* the views only add published numbers: when every device's ``min_cell`` is
+  at least the fleet's, combining rows (a day minus its hours) reveals nothing
+  a device did not publish itself. A device with a smaller ``min_cell``
+  publishes small counts; each row still obeys the rule, but a difference of
+  rows of different periods could expose one of them. The collector counts
+  such windows (``below_min_cell`` in its health) and logs the device.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+# pg_advisory_xact_lock key: any constant unique to this application.
+_LOCK_KEY = 0x65646765_666C7400 & 0x7FFFFFFFFFFFFFFF
+
+
+class SchemaError(ValueError):
+    """The database holds a schema this collector cannot use (newer than it knows): exit 2, like a bad config."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    sql: str
+
+
+_TABLES = """
+CREATE TABLE fleet_settings (
+    key text PRIMARY KEY,
+    value jsonb NOT NULL
+);
+INSERT INTO fleet_settings VALUES ('min_cell', '5');
+
+CREATE TABLE windows (
+    device text NOT NULL,
+    stream uuid NOT NULL,
+    seq bigint NOT NULL,
+    site text NOT NULL,
+    window_start timestamptz NOT NULL,
+    window_end timestamptz NOT NULL,
+    partial boolean NOT NULL,
+    observed_s double precision NOT NULL,
+    visitors integer,            -- null: 1..k-1, suppressed on the device
+    faces_peak integer,
+    dwell_n integer,
+    dwell_mean double precision,
+    dwell_p50 double precision,
+    dwell_p90 double precision,
+    payload jsonb NOT NULL,      -- the window as published (schema 2)
+    topic text NOT NULL,
+    collector text NOT NULL,     -- client id of the collector that stored it
+    stored_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (device, stream, seq)
+);
+CREATE INDEX windows_by_start ON windows (window_start);
+CREATE INDEX windows_by_site_start ON windows (site, window_start);
+
+-- Messages on a counts topic that are not a valid window: kept (and acknowledged) so nothing
+-- vanishes unexplained; the reason names what was wrong.
+CREATE TABLE rejected (
+    id bigserial PRIMARY KEY,
+    topic text NOT NULL,
+    reason text NOT NULL,
+    payload bytea NOT NULL,
+    collector text NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+
+CREATE TABLE devices (
+    device text PRIMARY KEY,
+    site text,
+    status text,                 -- online | offline (the device's retained status / Last Will)
+    status_at timestamptz,
+    health jsonb,                -- the device's last health message
+    health_at timestamptz,
+    last_window_end timestamptz,
+    last_seen timestamptz NOT NULL
+);
+"""
+
+_FUNCTIONS = """
+CREATE FUNCTION fleet_min_cell() RETURNS integer LANGUAGE sql STABLE AS
+$$ SELECT coalesce((SELECT (value #>> '{}')::integer FROM fleet_settings WHERE key = 'min_cell'), 5) $$;
+
+-- A summed count under the minimum-cell rule: null when 1..k-1.
+CREATE FUNCTION fleet_cell(total bigint, k integer) RETURNS bigint LANGUAGE sql IMMUTABLE AS
+$$ SELECT CASE WHEN total BETWEEN 1 AND k - 1 THEN NULL ELSE total END $$;
+
+-- Summed breakdown cells (published values only; a cell null everywhere is null) with total n:
+-- the same primary and complementary suppression as the device (edge.aggregator.suppressed_cells),
+-- counting what the devices already hid (n minus the published cells) as hidden.
+CREATE FUNCTION fleet_suppress(cells jsonb, n bigint, k integer) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    result jsonb := cells;
+    hidden bigint;
+    pick record;
+BEGIN
+    IF cells IS NULL OR n IS NULL OR n = 0 THEN
+        RETURN cells;
+    END IF;
+    IF n < k THEN
+        RETURN (SELECT jsonb_object_agg(key, NULL) FROM jsonb_each(cells));
+    END IF;
+    hidden := n - (SELECT coalesce(sum(value::bigint), 0) FROM jsonb_each_text(cells) WHERE value IS NOT NULL);
+    FOR pick IN SELECT key, value::bigint AS v FROM jsonb_each_text(cells)
+                WHERE value IS NOT NULL AND value::bigint BETWEEN 1 AND k - 1 LOOP
+        result := jsonb_set(result, ARRAY[pick.key], 'null'::jsonb);
+        hidden := hidden + pick.v;
+    END LOOP;
+    WHILE hidden > 0 AND hidden < k LOOP
+        SELECT key, value::bigint AS v INTO pick FROM jsonb_each_text(result)
+        WHERE value IS NOT NULL AND value::bigint > 0 ORDER BY value::bigint, key LIMIT 1;
+        EXIT WHEN NOT FOUND;
+        result := jsonb_set(result, ARRAY[pick.key], 'null'::jsonb);
+        hidden := hidden + pick.v;
+    END LOOP;
+    RETURN result;
+END $$;
+"""
+
+
+def _visitor_view(name: str, period: str, by_device: bool) -> str:
+    device_col = "device" if by_device else "NULL::text AS device"
+    group = "1, site, device" if by_device else "1, site"
+    return f"""
+CREATE VIEW {name} AS
+SELECT date_trunc('{period}', window_start, 'UTC') AS period_start,
+       site, {device_col},
+       count(*) AS windows,
+       count(*) FILTER (WHERE partial) AS windows_partial,
+       count(*) FILTER (WHERE visitors IS NULL) AS windows_suppressed,
+       sum(observed_s) AS observed_s,
+       fleet_cell(sum(visitors), fleet_min_cell()) AS visitors,
+       fleet_cell(sum(dwell_n), fleet_min_cell()) AS dwell_n,
+       CASE WHEN fleet_cell(sum(dwell_n) FILTER (WHERE dwell_mean IS NOT NULL), fleet_min_cell()) > 0
+            THEN sum(dwell_n * dwell_mean) FILTER (WHERE dwell_mean IS NOT NULL)
+                 / sum(dwell_n) FILTER (WHERE dwell_mean IS NOT NULL) END AS dwell_mean_s
+FROM windows
+GROUP BY {group};
+"""
+
+
+_MIX_FUNCTION = """
+-- Gender, age, expression (and opt-in ethnicity) mix of ended visitors between two instants,
+-- per site (device null) or per site and device, under the minimum-cell rule after summing.
+CREATE FUNCTION fleet_mix(t_from timestamptz, t_to timestamptz, per_device boolean DEFAULT false)
+RETURNS TABLE (site text, device text, attribute text, cell text, visitors bigint, n bigint)
+LANGUAGE sql STABLE AS $$
+WITH chosen AS (
+    SELECT w.site, CASE WHEN per_device THEN w.device END AS device, w.dwell_n, w.payload
+    FROM windows w
+    WHERE w.window_start >= t_from AND w.window_start < t_to
+),
+totals AS (
+    SELECT c.site, c.device, sum(c.dwell_n) AS n FROM chosen c GROUP BY 1, 2
+),
+cells AS (
+    SELECT c.site, c.device, a.attribute, e.key AS cell, sum((e.value #>> '{}')::bigint) AS total
+    FROM chosen c
+    CROSS JOIN (VALUES ('gender'), ('age'), ('expression'), ('ethnicity')) AS a(attribute)
+    CROSS JOIN LATERAL jsonb_each(c.payload -> a.attribute) AS e
+    WHERE c.dwell_n IS NOT NULL
+    GROUP BY 1, 2, 3, 4
+),
+summed AS (
+    SELECT cells.site, cells.device, cells.attribute, t.n,
+           fleet_suppress(jsonb_object_agg(cells.cell, cells.total), t.n, fleet_min_cell()) AS shown
+    FROM cells JOIN totals t ON t.site = cells.site AND t.device IS NOT DISTINCT FROM cells.device
+    GROUP BY 1, 2, 3, 4
+)
+SELECT s.site, s.device, s.attribute, e.key, (e.value #>> '{}')::bigint, fleet_cell(s.n, fleet_min_cell())
+FROM summed s CROSS JOIN LATERAL jsonb_each(s.shown) AS e
+$$;
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "windows, rejected messages, devices, settings", _TABLES),
+    Migration(
+        2,
+        "minimum-cell functions; visitors per hour and day per site and device; mix over a period",
+        _FUNCTIONS
+        + _visitor_view("visitors_hourly", "hour", by_device=True)
+        + _visitor_view("visitors_daily", "day", by_device=True)
+        + _visitor_view("visitors_hourly_site", "hour", by_device=False)
+        + _visitor_view("visitors_daily_site", "day", by_device=False)
+        + _MIX_FUNCTION,
+    ),
+)
+
+LATEST = MIGRATIONS[-1].version
+
+
+def migrate(conn: psycopg.Connection, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[int]:
+    """Bring the database to the latest version; returns the versions applied now (empty: none due)."""
+    applied: list[int] = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS fleet_schema ("
+            " version integer PRIMARY KEY, description text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        row = conn.execute("SELECT max(version) FROM fleet_schema").fetchone()
+        current = (row[0] if row else None) or 0
+        known = migrations[-1].version if migrations else 0
+        if current > known:
+            raise SchemaError(
+                f"the database is at schema version {current}, newer than this collector knows ({known}); "
+                "upgrade the collector"
+            )
+        for m in migrations:
+            if m.version <= current:
+                continue
+            log.info("database: applying migration %d (%s)", m.version, m.description)
+            conn.execute(m.sql)  # our own constant SQL, several statements in one call
+            conn.execute("INSERT INTO fleet_schema (version, description) VALUES (%s, %s)", (m.version, m.description))
+            applied.append(m.version)
+    return applied
+
+
+def set_min_cell(conn: psycopg.Connection, k: int) -> None:
+    """Record the fleet's minimum cell size, which every view applies after summing."""
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO fleet_settings (key, value) VALUES ('min_cell', to_jsonb(%s::integer))"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (k,),
+        )

@@ -1,0 +1,117 @@
+"""Writes parsed messages to PostgreSQL, one transaction per batch.
+
+The collector acknowledges a batch's messages only after ``write`` returns, so
+everything here must be all-or-nothing: a failure rolls the whole batch back
+and the broker redelivers it. Windows are keyed by ``(device, stream, seq)``
+and inserted with ``ON CONFLICT DO NOTHING``: a redelivered window (a collector
+killed between commit and PUBACK, a device re-sending after a lost PUBACK) is
+counted as a duplicate and stored once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import psycopg
+
+from edge.fleet.messages import DeviceStatus, Rejected, WindowRow
+
+log = logging.getLogger(__name__)
+
+_INSERT_WINDOW = """
+INSERT INTO windows (device, stream, seq, site, window_start, window_end, partial, observed_s, visitors,
+                     faces_peak, dwell_n, dwell_mean, dwell_p50, dwell_p90, payload, topic, collector)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)
+ON CONFLICT (device, stream, seq) DO NOTHING
+"""
+
+_SEEN_WINDOW = """
+INSERT INTO devices AS d (device, site, last_window_end, last_seen) VALUES (%s, %s, %s, now())
+ON CONFLICT (device) DO UPDATE SET site = excluded.site, last_seen = now(),
+    last_window_end = greatest(d.last_window_end, excluded.last_window_end)
+"""
+
+_STATUS = """
+INSERT INTO devices AS d (device, status, status_at, last_seen) VALUES (%s, %s, now(), now())
+ON CONFLICT (device) DO UPDATE SET status = excluded.status, status_at = now(), last_seen = now()
+"""
+
+_HEALTH = """
+INSERT INTO devices AS d (device, health, health_at, last_seen) VALUES (%s, %s::jsonb, now(), now())
+ON CONFLICT (device) DO UPDATE SET health = excluded.health, health_at = now(), last_seen = now()
+"""
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    stored: int  # new windows
+    duplicates: int  # windows already in the table
+    rejected: int
+    statuses: int
+
+
+class WindowStore:
+    """The collector's one database connection (reconnected by the caller after an error)."""
+
+    def __init__(self, conn: psycopg.Connection, collector: str) -> None:
+        self._conn = conn
+        self._collector = collector
+
+    @property
+    def closed(self) -> bool:
+        return self._conn.closed
+
+    def write(
+        self, windows: Sequence[WindowRow], rejected: Sequence[Rejected], statuses: Sequence[DeviceStatus]
+    ) -> BatchResult:
+        """Store one batch in one transaction; raises ``psycopg.Error`` with nothing stored."""
+        stored = 0
+        with self._conn.transaction(), self._conn.cursor() as cur:
+            if windows:
+                cur.executemany(
+                    _INSERT_WINDOW,
+                    [
+                        (
+                            w.device,
+                            w.stream,
+                            w.seq,
+                            w.site,
+                            w.start,
+                            w.end,
+                            w.partial,
+                            w.observed_s,
+                            w.visitors,
+                            w.faces_peak,
+                            w.dwell_n,
+                            w.dwell_mean,
+                            w.dwell_p50,
+                            w.dwell_p90,
+                            w.payload,
+                            w.topic,
+                            self._collector,
+                        )
+                        for w in windows
+                    ],
+                )
+                stored = max(cur.rowcount, 0)
+                latest: dict[str, WindowRow] = {}
+                for w in windows:
+                    if w.device not in latest or w.end > latest[w.device].end:
+                        latest[w.device] = w
+                cur.executemany(_SEEN_WINDOW, [(w.device, w.site, w.end) for w in latest.values()])
+            if rejected:
+                cur.executemany(
+                    "INSERT INTO rejected (topic, reason, payload, collector) VALUES (%s, %s, %s, %s)",
+                    [(r.topic, r.reason, r.payload, self._collector) for r in rejected],
+                )
+            for s in statuses:
+                if s.status is not None:
+                    cur.execute(_STATUS, (s.device, s.status))
+                if s.health is not None:
+                    cur.execute(_HEALTH, (s.device, s.health))
+        return BatchResult(stored, len(windows) - stored, len(rejected), len(statuses))
+
+    def close(self) -> None:
+        self._conn.close()

@@ -1,0 +1,166 @@
+"""Shared by the fleet tests: window payloads, collector configs, a collector in a child process
+(so a test can SIGKILL it), devices that publish through the real MQTT sink and spool, and a
+bounded wait on a database condition (never a sleep)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+from mqtt_broker import HOST
+from pg_database import connect, server_params
+
+from edge.sinks import MqttSettings, MqttSink
+from edge.spool import Spool
+
+REPO = Path(__file__).resolve().parents[1]
+WAIT = 60.0  # upper bound for a wait on a loaded machine; normally seconds
+
+
+def window_payload(
+    device: str, stream: str, seq: int, *, site: str = "shop", minute: int | None = None, visitors: int | None = 7
+) -> dict[str, Any]:
+    """A schema-2 window (edge/schemas/window.schema.json) with breakdowns that obey min_cell 5."""
+    start = datetime(2026, 12, 1, tzinfo=timezone.utc) + timedelta(minutes=seq if minute is None else minute)
+    iso = "%Y-%m-%dT%H:%M:%SZ"
+    return {
+        "schema": 2,
+        "device": device,
+        "site": site,
+        "stream": stream,
+        "seq": seq,
+        "window": {"start": start.strftime(iso), "end": (start + timedelta(minutes=1)).strftime(iso), "partial": False},
+        "observed_s": 60.0,
+        "visitors": visitors,
+        "today": {"date": start.strftime("%Y-%m-%d"), "visitors": 0},
+        "faces": {"peak": 5, "mean": 1.5},
+        "dwell_s": {"n": 10, "mean": 12.0, "p50": 10.0, "p90": 25.0},
+        "gender": {"female": 5, "male": 5, "unknown": 0},
+        "age": {"18-24": 5, "25-34": None, "35-44": None, "unknown": 0},
+        "suppressed": ([] if visitors is not None else ["visitors"]) + ["age.25-34", "age.35-44"],
+    }
+
+
+def fleet_config(port: int, dbname: str, **mqtt: Any) -> dict[str, Any]:
+    return {
+        "mqtt": {"host": HOST, "port": port, "keepalive": 5, "reconnect_max_s": 1, **mqtt},
+        "database": {**server_params(), "dbname": dbname, "sslmode": "disable"},
+        "batch": {"max_wait_s": 0.05},
+        "health_interval_s": 1,
+    }
+
+
+def wait_until(predicate: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    """Poll ``predicate`` (a database query) every 50 ms until true; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        pause.wait(0.05)
+
+
+def stored_keys(dbname: str) -> list[tuple[str, str, int]]:
+    with connect(dbname) as conn:
+        rows = conn.execute("SELECT device, stream::text, seq FROM windows").fetchall()
+    return [(d, s, q) for d, s, q in rows]
+
+
+def stored_count(dbname: str) -> int:
+    with connect(dbname) as conn:
+        try:
+            row = conn.execute("SELECT count(*) FROM windows").fetchone()
+        except Exception:  # the collector has not created the table yet
+            return 0
+    return int(row[0]) if row else 0
+
+
+class CollectorProcess:
+    """``edge collect`` as a child process (the real command line), killable with SIGKILL."""
+
+    def __init__(self, workdir: Path, config: dict[str, Any], name: str = "collector") -> None:
+        self.config_path = workdir / f"{name}.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.log_path = workdir / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "edge.cli", "collect", "--config", str(self.config_path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def terminate(self) -> int:
+        assert self.proc is not None
+        self.proc.terminate()
+        return self.proc.wait(timeout=60)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@contextmanager
+def collector_process(workdir: Path, config: dict[str, Any], name: str = "collector") -> Iterator[CollectorProcess]:
+    proc = CollectorProcess(workdir, config, name)
+    try:
+        yield proc
+    finally:
+        if proc.proc is not None and proc.proc.poll() is None:
+            proc.kill()
+
+
+class Device:
+    """A device's real MQTT sink with its on-disk spool; records every window it was handed."""
+
+    def __init__(self, workdir: Path, name: str, port: int) -> None:
+        self.name = name
+        self.stream = str(uuid.uuid4())
+        self.spool = Spool(workdir / f"{name}.spool.sqlite3", 100_000)
+        settings = MqttSettings(
+            host=HOST,
+            port=port,
+            keepalive=5,
+            reconnect_min_s=0.1,
+            reconnect_max_s=0.5,
+            close_timeout_s=5.0,
+            discovery=False,
+            topic_prefix=f"edge/{name}/",
+            max_inflight=20,
+        )
+        self.sink = MqttSink(settings, self.spool, name, "test")
+        self.handed: list[tuple[str, str, int]] = []
+        self._seq = 0
+
+    def publish(self, n: int) -> None:
+        for _ in range(n):
+            self._seq += 1
+            self.sink.publish_window(window_payload(self.name, self.stream, self._seq))
+            self.handed.append((self.name, self.stream, self._seq))
+
+    def close(self) -> None:
+        self.sink.close()
+        self.spool.close()
+
+
+def json_payload(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, separators=(",", ":"))

@@ -1,0 +1,199 @@
+"""The fleet collector against the real thing: mosquitto, PostgreSQL, the device's MQTT sink and
+spool, and ``edge collect`` as a process that is killed with SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.publish as mqtt_publish
+import pytest
+from fleet_parts import (
+    Device,
+    collector_process,
+    fleet_config,
+    stored_count,
+    stored_keys,
+    wait_until,
+    window_payload,
+)
+from mqtt_broker import HOST, Broker
+from mqtt_clients import Subscriber
+from pg_database import connect
+
+from edge.config import ConfigError
+from edge.fleet.collector import Collector
+from edge.fleet.config import load_fleet_config, parse_fleet_config
+
+
+def _online(sub: Subscriber, client_id: str, count: int) -> None:
+    """Wait until the collector's retained status has said ``online`` ``count`` times in all."""
+    topic = f"fleet/collectors/{client_id}/status"
+    ok = sub.wait_for(lambda ms: sum(m.topic == topic and m.payload == "online" for m in ms) >= count, 60)
+    assert ok, f"collector {client_id} did not come online (#{count})"
+
+
+def test_exactly_once_across_kill9_twice_and_a_broker_restart(
+    tmp_path: Path, broker_factory: Callable[..., Broker], pg_database: str, subscribers: Callable[..., Subscriber]
+) -> None:
+    broker = broker_factory(persistence=True)
+    status = subscribers(broker.port, ["fleet/collectors/+/status"])
+    config = fleet_config(broker.port, pg_database, client_id="c-exact")
+    devices = [Device(tmp_path, f"cam{i}", broker.port) for i in range(3)]
+    try:
+        with collector_process(tmp_path, config) as collector:
+            collector.start()  # first: the broker keeps windows for its session from now on
+            _online(status, "c-exact", 1)
+
+            for d in devices:
+                d.publish(60)
+            wait_until(lambda: stored_count(pg_database) >= 40, "the first windows stored")
+            collector.kill()  # 1: in the middle of the stream
+
+            for d in devices:  # published while no collector runs: queued in its session
+                d.publish(60)
+            collector.start()
+            _online(status, "c-exact", 2)
+            wait_until(lambda: stored_count(pg_database) >= 200, "queued windows arriving")
+            collector.kill()  # 2: while it works through the queue
+
+            for d in devices:
+                d.publish(40)
+            broker.stop()  # a broker restart (sessions and queued windows persist)
+            broker.start()
+            for d in devices:
+                d.publish(40)
+            collector.start()
+
+            expected = sorted(k for d in devices for k in d.handed)
+            wait_until(lambda: stored_count(pg_database) >= len(expected), f"{len(expected)} windows stored")
+            wait_until(lambda: all(d.spool.depth() == 0 for d in devices), "every device's spool acknowledged")
+            assert collector.terminate() == 0, collector.log()
+        # What the devices' spools say they published (all acknowledged, none evicted) is exactly
+        # what the table holds, each once.
+        assert all(d.spool.evicted == 0 for d in devices)
+        keys = stored_keys(pg_database)
+        assert len(keys) == len(set(keys))
+        assert sorted(keys) == expected, (len(keys), len(expected))
+        log = collector.log()
+        assert log.count("session resumed") >= 2, log
+    finally:
+        for d in devices:
+            d.close()
+
+
+def _run_in_thread(config: dict[str, Any]) -> tuple[Collector, threading.Event, threading.Thread]:
+    stop = threading.Event()
+    collector = Collector(parse_fleet_config(config), stop)
+    thread = threading.Thread(target=collector.run, name=f"collector-{config['mqtt']['client_id']}")
+    thread.start()
+    assert collector.wait_subscribed(30), "collector did not subscribe"
+    return collector, stop, thread
+
+
+def test_two_collectors_share_the_stream_without_loss_or_duplicates(
+    tmp_path: Path, mqtt_broker: Broker, pg_database: str
+) -> None:
+    running = [
+        _run_in_thread(fleet_config(mqtt_broker.port, pg_database, client_id=f"c-share-{i}", share_group="fleet"))
+        for i in range(2)
+    ]
+    devices = [Device(tmp_path, f"cam{i}", mqtt_broker.port) for i in range(4)]
+    try:
+        for d in devices:
+            d.publish(50)
+        expected = sorted(k for d in devices for k in d.handed)
+        wait_until(lambda: stored_count(pg_database) >= len(expected), "all windows stored")
+        wait_until(lambda: all(d.spool.depth() == 0 for d in devices), "spools drained")
+    finally:
+        for _, stop, thread in running:
+            stop.set()
+            thread.join(30)
+        for d in devices:
+            d.close()
+    assert sorted(stored_keys(pg_database)) == expected
+    with connect(pg_database) as conn:
+        per_collector = dict(conn.execute("SELECT collector, count(*) FROM windows GROUP BY 1").fetchall())
+    # The broker split the windows between the two members of the group.
+    assert set(per_collector) == {"c-share-0", "c-share-1"}, per_collector
+    assert sum(per_collector.values()) == len(expected)
+    assert sum(c.counters.duplicates for c, _, _ in running) == 0
+
+
+def test_bad_messages_are_kept_with_a_reason_and_do_not_stall_the_stream(
+    mqtt_broker: Broker, pg_database: str, subscribers: Callable[..., Subscriber]
+) -> None:
+    health = subscribers(mqtt_broker.port, ["fleet/collectors/c-bad/health"])
+    collector, stop, thread = _run_in_thread(fleet_config(mqtt_broker.port, pg_database, client_id="c-bad"))
+    good = window_payload("cam9", "6f1c2b4e-8a1d-4f7e-9a53-0d6f4c1e2b3a", 1)
+    old_schema = {**good, "schema": 1}
+    try:
+        mqtt_publish.multiple(
+            [
+                {"topic": "edge/cam9/counts", "payload": b"\xff not json", "qos": 1},
+                {"topic": "edge/cam9/counts", "payload": json.dumps(old_schema), "qos": 1},
+                {"topic": "edge/cam9/counts", "payload": json.dumps({**good, "seq": 0}), "qos": 1},
+                {"topic": "edge/cam9/counts", "payload": json.dumps(good), "qos": 1},
+                {"topic": "edge/cam9/counts", "payload": json.dumps(good), "qos": 1},  # a redelivery
+                {"topic": "edge/cam9/status", "payload": "online", "qos": 1, "retain": True},
+                {"topic": "edge/cam9/health", "payload": json.dumps({"spool": {"depth": 4}}), "qos": 1},
+            ],
+            hostname=HOST,
+            port=mqtt_broker.port,
+            protocol=5,
+        )
+        wait_until(lambda: collector.counters.received >= 7, "seven messages handled")
+        ok = health.wait_for(lambda ms: any(json.loads(m.payload)["received"] >= 7 for m in ms), 30)
+        assert ok, "the collector's health did not report the messages"
+    finally:
+        stop.set()
+        thread.join(30)
+    with connect(pg_database) as conn:
+        reasons = [r for (r,) in conn.execute("SELECT reason FROM rejected ORDER BY id")]
+        windows = conn.execute("SELECT device, seq, visitors FROM windows").fetchall()
+        device = conn.execute("SELECT status, health->'spool'->>'depth' FROM devices WHERE device='cam9'").fetchone()
+    assert len(reasons) == 3
+    assert reasons[0].startswith("not JSON")
+    assert "schema is 1" in reasons[1]
+    assert "seq is 0" in reasons[2]
+    assert windows == [("cam9", 1, 7)]
+    assert collector.counters.duplicates == 1
+    assert device == ("online", "4")
+
+
+def test_config_errors_name_the_key_the_value_and_what_was_expected(tmp_path: Path) -> None:
+    path = tmp_path / "collector.yaml"
+    path.write_text(
+        "mqtt:\n  host: mqtt://broker:1883\n  client_id: 'two words'\n  password: secret\n"
+        "database:\n  dbnmae: x\nmin_cell: 0\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_fleet_config(path)
+    text = str(err.value)
+    assert "mqtt.host: expected only the broker host, not a URL" in text
+    assert "mqtt.client_id: expected 1 to 64 letters" in text
+    assert "mqtt.password: expected no clear-text password" in text and "secret" not in text
+    assert "database.dbnmae" in text and "did you mean 'dbname'" in text
+    assert "min_cell: expected a minimum cell size >= 1, got 0" in text
+    assert f"{path}" in text and "line 2" in text
+
+
+def test_the_database_password_comes_from_a_file_and_a_missing_file_is_named(tmp_path: Path) -> None:
+    secret = tmp_path / "db.pass"
+    secret.write_text("s3cret\n")
+    config = parse_fleet_config({"database": {"username": "edge", "password_file": str(secret)}})
+    assert config.database.conninfo()["password"] == "s3cret"
+    secret.unlink()
+    with pytest.raises(ConfigError, match=r"database.password_file: expected a readable file"):
+        config.database.conninfo()
+    with pytest.raises(ConfigError, match=r"database.username: expected a user name when password_env is set"):
+        parse_fleet_config({"database": {"password_env": "PGPASS"}})
+
+
+def test_the_shipped_example_config_is_valid() -> None:
+    example = Path(__file__).resolve().parents[1] / "edge" / "fleet" / "collector.example.yaml"
+    config = load_fleet_config(example)
+    assert config.mqtt.client_id == "edge-collector" and config.min_cell == 5
