@@ -123,7 +123,12 @@ def _dashboard(args: argparse.Namespace) -> int:
         logging.getLogger().setLevel(config.log_level)
     stop = threading.Event()
     install_signal_handlers(stop, "stopping the dashboard")
-    serve(config, stop)
+    try:
+        serve(config, stop)
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        d = config.dashboard
+        sys.stderr.write(f"edge dashboard: cannot listen on {d.bind}:{d.port}: {exc.strerror or exc}\n")
+        return 2
     return 0
 
 

@@ -1,0 +1,580 @@
+"""``edge dashboard``: the API against a real PostgreSQL database, and the page in real chromium.
+
+The database holds three days of 5-minute windows from three devices on two sites, built as the
+devices build them (``edge.aggregator.suppressed_cells``, payloads that follow window.schema.json):
+
+* ``lobby-1`` never has a count of 1..4, so its day totals are exact sums of what was inserted;
+* ``lobby-2`` has small counts, published as null (suppressed on the device);
+* ``shop-1`` is the only device of its site and has one hour in which every window was suppressed.
+
+The page test loads the page in Debian's chromium through chromedriver, waits for the page to say
+it has drawn everything, and looks at the pixels of every chart and at the browser's console.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import http.client
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import threading
+import urllib.error
+import urllib.request
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from datetime import date, datetime, timedelta, timezone
+from hashlib import sha256
+from pathlib import Path
+from typing import Any
+
+import pytest
+from edge_convert.sources import NpmSource, SourceError, fetch
+from payload_schema import check as check_schema
+from pg_database import connect, server_params
+from psycopg.types.json import Jsonb
+
+from edge.aggregator import AggregationConfig, breakdown_cells, suppressed_cells
+from edge.fleet.config import DashboardAuthConfig, FleetConfig, parse_fleet_config
+from edge.fleet.dashboard import CSP, make_server, serve
+from edge.fleet.schema import migrate
+
+REPO = Path(__file__).resolve().parent.parent
+VENDOR = REPO / "edge" / "fleet" / "static" / "vendor"
+CHART_JS = NpmSource(
+    name="chart.js",
+    version="4.6.1",
+    integrity="sha512-hJyniucsFmq//EvXYvJ6c6mahPoI3kaxdjVH8awTaJ/fDNWeSqqqArixMJWkWNN6fcYvPU3HneSANFNYtRi61g==",
+    license="MIT",
+    upstream="https://github.com/chartjs/Chart.js",
+)
+CHART_JS_SHA256 = "87364cc2b2a76a6684929e7d6b80b18a897794db38400caff1fcf1791c6925d2"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+K = 5  # the devices' and the fleet's min_cell
+WINDOW_S = 300
+DAYS_OF_DATA = 3
+AGG = AggregationConfig(window_s=WINDOW_S, min_cell=K)
+CELLS = breakdown_cells(AGG)
+# Shares of ended visitors per cell (the last cell of each is "unknown").
+WEIGHTS = {
+    "gender": [0.47, 0.43, 0.10],
+    "age": [0.04, 0.16, 0.24, 0.2, 0.15, 0.1, 0.07, 0.04],
+    "expression": [0.5, 0.25, 0.04, 0.02, 0.01, 0.01, 0.07, 0.1],
+}
+DEVICES = {"lobby-1": "lobby", "lobby-2": "lobby", "shop-1": "shop"}
+
+
+# --- the vendored chart library -----------------------------------------------------------------
+
+
+def test_vendored_chart_js_is_the_pinned_file() -> None:
+    data = (VENDOR / "chart.umd.min.js").read_bytes()
+    assert sha256(data).hexdigest() == CHART_JS_SHA256
+    assert data.startswith(b"/*!\n * Chart.js v4.6.1\n")
+    readme = (VENDOR / "README.md").read_text()
+    assert CHART_JS_SHA256 in readme and CHART_JS.integrity in readme and CHART_JS.version in readme
+    assert "MIT License" in (VENDOR / "chart.js-LICENSE.md").read_text()
+
+
+def test_vendored_chart_js_matches_the_npm_tarball() -> None:
+    cache = REPO / ".cache" / "npm"
+    if not (cache / CHART_JS.tarball_name).exists() and shutil.which("npm") is None:
+        pytest.skip(f"{CHART_JS.spec} is not in {cache} and npm is not installed to fetch it")
+    try:
+        package = fetch(CHART_JS, cache)
+    except SourceError as exc:
+        if (cache / CHART_JS.tarball_name).exists():
+            raise  # fetched, but not the pinned tarball: a failure, never a skip
+        pytest.skip(f"cannot fetch {CHART_JS.spec}: {exc}")
+    assert (package / "dist" / "chart.umd.min.js").read_bytes() == (VENDOR / "chart.umd.min.js").read_bytes()
+    assert (package / "LICENSE.md").read_bytes() == (VENDOR / "chart.js-LICENSE.md").read_bytes()
+
+
+# --- a database with three days of windows -------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Fleet:
+    """What was inserted, for the expected values."""
+
+    dbname: str
+    now: datetime
+    suppressed_hour: datetime  # shop-1's hour of suppressed-only windows
+    visitors: dict[tuple[str, datetime], int | None]  # (device, window start) -> published visitors
+    dwell: dict[tuple[str, datetime], tuple[int | None, float | None]]
+
+
+def _breakdowns(rng: random.Random, ended: int) -> tuple[dict[str, dict[str, int | None]], list[str]]:
+    """Each ended visitor's cells, then the device's suppression (primary and complementary)."""
+    out: dict[str, dict[str, int | None]] = {}
+    paths: list[str] = []
+    for name, labels in CELLS.items():
+        counts = Counter(rng.choices(labels, weights=WEIGHTS[name], k=ended))
+        cells = {label: counts.get(label, 0) for label in labels}
+        hidden = suppressed_cells(cells, K)
+        out[name] = {c: (None if c in hidden else v) for c, v in cells.items()}
+        paths += [f"{name}.{c}" for c in labels if c in hidden]
+    return out, paths
+
+
+def _visitors(rng: random.Random, device: str, start: datetime, suppressed_hour: datetime) -> int:
+    """A plausible day shape: quiet at night, busy in the afternoon (UTC)."""
+    hour = start.hour + start.minute / 60
+    level = max(0.0, math.sin((hour - 6) / 16 * math.pi)) if 6 <= hour <= 22 else 0.0
+    if device == "lobby-1":
+        v = round(rng.gauss(4 + 22 * level, 3))
+        return 0 if v <= 0 else max(v, K)  # never 1..k-1: every window published
+    if device == "lobby-2":
+        return max(0, round(rng.gauss(1 + 8 * level, 2)))  # often 1..4
+    if start.replace(minute=0) == suppressed_hour:
+        return rng.randint(1, K - 1)
+    return rng.randint(K, 20)
+
+
+def _insert(dbname: str) -> Fleet:
+    rng = random.Random(20240601)
+    now = datetime.now(timezone.utc)
+    end = datetime.fromtimestamp(int(now.timestamp()) // WINDOW_S * WINDOW_S, timezone.utc)
+    first = end - timedelta(days=DAYS_OF_DATA)
+    suppressed_hour = end.replace(minute=0, second=0, microsecond=0) - timedelta(hours=6)
+    visitors: dict[tuple[str, datetime], int | None] = {}
+    dwell: dict[tuple[str, datetime], tuple[int | None, float | None]] = {}
+    rows: list[tuple[Any, ...]] = []
+    for device, site in DEVICES.items():
+        stream = str(uuid.uuid4())
+        today: dict[date, int] = defaultdict(int)
+        start, seq = first, 1
+        while start < end:
+            true_v = _visitors(rng, device, start, suppressed_hour)
+            published_v = None if 1 <= true_v < K else true_v
+            ended = true_v  # about as many tracks end as start in a 5-minute window
+            times = sorted(rng.uniform(2, 90) for _ in range(ended))
+            dwell_n = None if 1 <= ended < K else ended
+            mean = round(sum(times) / ended, 2) if dwell_n else None
+            cells, paths = _breakdowns(rng, ended)
+            peak = min(true_v, rng.randint(1, 6)) if true_v else 0
+            peak_published = None if 1 <= peak < K else peak
+            today[start.date()] += published_v or 0
+            suppressed = (["visitors"] if published_v is None else []) + (
+                ["faces.peak", "faces.mean"] if peak_published is None else []
+            )
+            if dwell_n is None and ended:
+                suppressed += ["dwell_s.n", "dwell_s.mean", "dwell_s.p50", "dwell_s.p90"]
+            payload = {
+                "schema": 2,
+                "device": device,
+                "site": site,
+                "stream": stream,
+                "seq": seq,
+                "window": {
+                    "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "end": (start + timedelta(seconds=WINDOW_S)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "partial": False,
+                },
+                "observed_s": float(WINDOW_S),
+                "visitors": published_v,
+                "today": {"date": start.date().isoformat(), "visitors": today[start.date()]},
+                "faces": {"peak": peak_published, "mean": None if peak_published is None else round(peak / 2, 2)},
+                "dwell_s": {
+                    "n": dwell_n,
+                    "mean": mean,
+                    "p50": round(times[len(times) // 2], 2) if dwell_n else None,
+                    "p90": round(times[int(len(times) * 0.9)], 2) if dwell_n else None,
+                },
+                **cells,
+                "suppressed": suppressed + paths,
+            }
+            if seq % 97 == 1:
+                check_schema("window", payload)
+            visitors[(device, start)] = published_v
+            dwell[(device, start)] = (dwell_n, mean)
+            d = payload["dwell_s"]
+            rows.append(
+                (device, stream, seq, site, start, start + timedelta(seconds=WINDOW_S), False, float(WINDOW_S))
+                + (published_v, peak_published, d["n"], d["mean"], d["p50"], d["p90"], Jsonb(payload))
+            )
+            start += timedelta(seconds=WINDOW_S)
+            seq += 1
+    health = {
+        "schema": 1,
+        "device": "lobby-1",
+        "ts": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "fps": 9.8,
+        "processed_frames": 1_000_000,
+        "detector_ms": 41.0,
+        "tracker_ms": 0.4,
+        "attributes_ms": 12.0,
+        "dropped_frames": 12,
+        "uptime_s": 259_200.0,
+        "windows": 864,
+        "held_windows": 0,
+        "version": "0.1.0",
+        "cpu_temp_c": 55.2,
+        "throttled": None,
+        "spool": {"depth": 3, "oldest_age_s": 40.0, "evicted": 0, "max_windows": 100_000},
+    }
+    check_schema("health", health)
+    with connect(dbname) as conn:
+        migrate(conn)
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO windows (device, stream, seq, site, window_start, window_end, partial, observed_s,"
+                " visitors, faces_peak, dwell_n, dwell_mean, dwell_p50, dwell_p90, payload, topic, collector)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+                " 'edge/' || %s || '/counts', 'edge-collector')",
+                [r + (r[0],) for r in rows],
+            )
+        silent, gone = now - timedelta(minutes=20), now - timedelta(hours=2)
+        devices = [
+            # Online and reporting; an MQTT device, so its health has a spool.
+            ("lobby-1", "lobby", "online", now, Jsonb(health), now, end, now),
+            # Says online (retained) but silent for 20 minutes: shown offline.
+            ("lobby-2", "lobby", "online", now - timedelta(hours=3), None, None, silent, silent),
+            # Its Last Will said offline two hours ago; a health without a spool (jsonl sink).
+            ("shop-1", "shop", "offline", gone, Jsonb({**health, "device": "shop-1", "spool": None}), gone, gone, gone),
+        ]
+        conn.cursor().executemany(
+            "INSERT INTO devices (device, site, status, status_at, health, health_at, last_window_end, last_seen)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            devices,
+        )
+    return Fleet(dbname, now, suppressed_hour, visitors, dwell)
+
+
+@pytest.fixture(scope="module")
+def fleet(pg_databases: Callable[[], str]) -> Fleet:
+    return _insert(pg_databases())
+
+
+def _config(dbname: str, **dashboard: Any) -> FleetConfig:
+    config = parse_fleet_config({"database": {**server_params(), "dbname": dbname, "connect_timeout_s": 5}})
+    return dataclasses.replace(config, dashboard=dataclasses.replace(config.dashboard, port=0, **dashboard))
+
+
+@pytest.fixture(scope="module")
+def base_url(fleet: Fleet) -> Iterator[str]:
+    url, stop = _start(_config(fleet.dbname))
+    yield url
+    stop()
+
+
+def _start(config: FleetConfig) -> tuple[str, Callable[[], None]]:
+    server = make_server(config)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        server.shutdown()
+        thread.join(5)
+        server.server_close()
+
+    return f"http://127.0.0.1:{server.server_address[1]}/", stop
+
+
+def _get(url: str, headers: dict[str, str] | None = None, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def _raw(base_url: str, method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+    """A request with the path exactly as given (urllib may tidy it)."""
+    host, port = base_url.split("//")[1].rstrip("/").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request(method, path)
+        response = conn.getresponse()
+        return response.status, dict(response.headers), response.read()
+    finally:
+        conn.close()
+
+
+# --- the API ---------------------------------------------------------------------------------------
+
+
+def test_summary_matches_the_inserted_windows(fleet: Fleet, base_url: str) -> None:
+    status, headers, body = _get(base_url + "api/summary")
+    assert status == 200, body
+    assert headers["Content-Type"] == "application/json"
+    assert headers["Cache-Control"] == "no-store"
+    data = json.loads(body)
+    assert data["min_cell"] == K and data["days"] == 14
+    assert len(data["hourly"]["hours"]) == 48 and len(data["daily"]["days"]) == 14
+
+    # A day of lobby-1 (never suppressed) is the exact sum of what was inserted.
+    daily = {s["name"]: s for s in data["daily"]["series"]}
+    assert set(daily) == set(DEVICES) and daily["lobby-1"]["site"] == "lobby"
+    sums: dict[str, int] = defaultdict(int)
+    for (device, start), v in fleet.visitors.items():
+        if device == "lobby-1":
+            sums[start.date().isoformat()] += v or 0
+    assert len(sums) >= DAYS_OF_DATA
+    for i, day in enumerate(data["daily"]["days"]):
+        assert daily["lobby-1"]["values"][i] == sums.get(day), day
+        assert not daily["lobby-1"]["hidden"][i]
+
+    # shop-1's suppressed-only hour is a gap marked withheld; the hour before it has a count.
+    hourly = {s["name"]: s for s in data["hourly"]["series"]}
+    hours = [datetime.fromisoformat(h.replace("Z", "+00:00")) for h in data["hourly"]["hours"]]
+    i = hours.index(fleet.suppressed_hour)
+    assert hourly["shop"]["values"][i] is None and hourly["shop"]["hidden"][i]
+    before = sum(
+        v or 0 for (d, s), v in fleet.visitors.items() if d == "shop-1" and s.replace(minute=0) == hours[i - 1]
+    )
+    assert hourly["shop"]["values"][i - 1] == before and before >= K
+    # A site hour sums both lobby devices' published counts, then applies the rule again.
+    # (An hour with no window at all, e.g. one begun since the insert, is a gap too.)
+    lobby: dict[datetime, int] = defaultdict(int)
+    for (d, s), v in fleet.visitors.items():
+        if DEVICES[d] == "lobby":
+            lobby[s.replace(minute=0)] += v or 0
+    assert hourly["lobby"]["values"] == [None if h not in lobby or 1 <= lobby[h] < K else lobby[h] for h in hours]
+    # Every count returned is null, 0 or >= k.
+    for part in ("hourly", "daily"):
+        for s in data[part]["series"]:
+            assert all(v is None or v == 0 or v >= K for v in s["values"]), s
+
+    # Mean dwell of a day and site: the mean of the published means weighted by their n.
+    dwell = {s["name"]: s for s in data["dwell"]["series"]}
+    day = data["dwell"]["days"].index(fleet.suppressed_hour.date().isoformat())
+    pairs = [
+        nm for (d, s), nm in fleet.dwell.items() if DEVICES[d] == "shop" and s.date() == fleet.suppressed_hour.date()
+    ]
+    expected = sum(n * m for n, m in pairs if m is not None) / sum(n for n, m in pairs if m is not None)
+    assert dwell["shop"]["values"][day] == pytest.approx(expected, abs=0.051)
+
+    # Gender and age mix: n is the site's published ended visitors; cells null or >= k, never above n.
+    mix = {(m["site"], m["attribute"]): m for m in data["mix"]}
+    assert set(mix) == {(s, a) for s in ("lobby", "shop") for a in ("gender", "age", "expression")}
+    shop_n = sum(n or 0 for (d, _s), (n, _m) in fleet.dwell.items() if d == "shop-1")
+    assert mix[("shop", "gender")]["n"] == shop_n
+    assert list(mix[("shop", "gender")]["cells"]) == ["female", "male", "unknown"]
+    assert list(mix[("lobby", "age")]["cells"]) == list(AGG.age_labels) + ["unknown"]
+    for m in data["mix"]:
+        published = [v for v in m["cells"].values() if v is not None]
+        assert all(v == 0 or v >= K for v in published) and sum(published) <= m["n"]
+        assert m["n"] - sum(published) == 0 or m["n"] - sum(published) >= K
+
+    devices = {d["device"]: d for d in data["devices"]}
+    assert devices["lobby-1"]["online"] is True and devices["lobby-1"]["spool_depth"] == 3
+    assert devices["lobby-1"]["fps"] == 9.8 and devices["lobby-1"]["version"] == "0.1.0"
+    assert devices["lobby-2"]["online"] is False and devices["lobby-2"]["status"] == "online"
+    assert devices["shop-1"]["online"] is False and devices["shop-1"]["spool_depth"] is None
+    assert devices["lobby-1"]["last_seen"].endswith("Z")
+
+
+def test_days_parameter(fleet: Fleet, base_url: str) -> None:
+    status, _, body = _get(base_url + "api/summary?days=2")
+    assert status == 200
+    data = json.loads(body)
+    assert data["days"] == 2 and len(data["daily"]["days"]) == 2
+    assert data["daily"]["days"][-1] == data["generated_at"][:10]  # today (UTC) is the last day
+    for bad in ("0", "367", "x", "-1", "%C2%B2", "1e2"):
+        status, _, body = _get(base_url + f"api/summary?days={bad}")
+        assert status == 400 and "days" in json.loads(body)["error"]
+
+
+def test_http_surface(base_url: str) -> None:
+    status, headers, body = _get(base_url)
+    assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
+    assert headers["Content-Security-Policy"] == CSP and "default-src 'self'" in CSP
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    page = body.decode()
+    assert '<link rel="icon" href="data:,">' in page
+    assert "http://" not in page and "https://" not in page and "<script>" not in page and "style=" not in page
+    for path, ctype in (
+        ("static/dashboard.js", "text/javascript; charset=utf-8"),
+        ("static/dashboard.css", "text/css; charset=utf-8"),
+        ("static/vendor/chart.umd.min.js", "text/javascript; charset=utf-8"),
+    ):
+        status, headers, body = _get(base_url + path)
+        assert status == 200 and headers["Content-Type"] == ctype and body, path
+    js = (REPO / "edge" / "fleet" / "static" / "dashboard.js").read_text()
+    assert "http://" not in js and "https://" not in js
+
+    status, headers, body = _get(base_url, method="HEAD")
+    assert status == 200 and body == b"" and int(headers["Content-Length"]) > 0
+    status, headers, body = _get(base_url + "healthz")
+    assert (status, body) == (200, b"ok\n")
+    for method in ("POST", "PUT", "DELETE"):
+        status, headers, _ = _raw(base_url, method, "/api/summary")
+        assert status == 405 and headers["Allow"] == "GET, HEAD", method
+    for path in (
+        "/static/../dashboard.py",
+        "/static/%2e%2e/dashboard.py",
+        "/static/vendor/../../dashboard.py",
+        "/static/..%2fdashboard.py",
+        "/static/vendor/chart.umd.min.js.map",
+        "/static/__init__.py",
+        "/static//etc/passwd",
+        "/nothing",
+    ):
+        status, _, body = _raw(base_url, "GET", path)
+        assert status == 404, path
+        assert b"import" not in body
+
+
+def test_database_errors_are_503(fleet: Fleet) -> None:
+    url, stop = _start(_config(fleet.dbname + "_missing"))
+    try:
+        for path in ("api/summary", "healthz"):
+            status, headers, body = _get(url + path)
+            assert status == 503 and headers["Content-Type"] == "application/json", path
+            assert "does not exist" in json.loads(body)["error"]
+        assert _get(url)[0] == 200  # the page itself still loads and shows the error
+    finally:
+        stop()
+
+
+def test_serve_until_stopped(fleet: Fleet) -> None:
+    """``serve`` (what ``edge dashboard`` runs) answers, and returns and closes its port once stopped."""
+    started = threading.Event()
+    urls: list[str] = []
+
+    class Started(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("dashboard on "):
+                urls.append(record.getMessage().split()[2])
+                started.set()
+
+    handler = Started()
+    logger = logging.getLogger("edge.fleet.dashboard")
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    stop = threading.Event()
+    thread = threading.Thread(target=serve, args=(_config(fleet.dbname), stop), daemon=True)
+    try:
+        thread.start()
+        assert started.wait(10), "serve() did not log its address"
+        status, _, body = _get(urls[0] + "healthz")
+        assert (status, body) == (200, b"ok\n")
+    finally:
+        stop.set()
+        thread.join(10)
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    assert not thread.is_alive()
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(urls[0] + "healthz", timeout=5)
+
+
+def test_basic_auth(fleet: Fleet, tmp_path: Path) -> None:
+    secret = tmp_path / "dashboard.password"
+    secret.write_text("s3cret pass\n")
+    auth = DashboardAuthConfig(username="viewer", password_file=secret)
+    url, stop = _start(_config(fleet.dbname, auth=auth))
+    try:
+        for path in ("", "api/summary", "static/dashboard.js", "healthz"):
+            status, headers, _ = _get(url + path)
+            assert status == 401 and headers["WWW-Authenticate"].startswith("Basic realm="), path
+        for user, password in (("viewer", "wrong"), ("other", "s3cret pass"), ("viewer", "")):
+            token = base64.b64encode(f"{user}:{password}".encode()).decode()
+            assert _get(url, {"Authorization": f"Basic {token}"})[0] == 401
+        assert _get(url, {"Authorization": "Basic !!!"})[0] == 401
+        token = base64.b64encode(b"viewer:s3cret pass").decode()
+        for path in ("", "api/summary"):
+            assert _get(url + path, {"Authorization": f"Basic {token}"})[0] == 200, path
+    finally:
+        stop()
+
+
+# --- the page in chromium --------------------------------------------------------------------------
+
+CANVASES = ("chart-hourly", "chart-daily", "chart-dwell", "chart-gender", "chart-age", "chart-spool")
+# A colour each chart must contain: the first site's or device's series, the female share, ...
+SERIES_COLOUR = {
+    "chart-hourly": "#2563eb",
+    "chart-daily": "#2563eb",
+    "chart-dwell": "#2563eb",
+    "chart-gender": "#db2777",
+    "chart-age": "#3b82f6",
+    "chart-spool": "#0891b2",
+}
+_PIXELS_JS = """
+const out = {};
+for (const [id, hex] of Object.entries(arguments[0])) {
+  const c = document.getElementById(id);
+  if (!c) { out[id] = null; continue; }
+  const want = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+  const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  const colours = new Set();
+  let opaque = 0, series = 0;
+  for (let i = 0; i < px.length; i += 4) {
+    if (px[i + 3] === 0) continue;
+    opaque++;
+    colours.add((px[i] << 16) | (px[i + 1] << 8) | px[i + 2]);
+    if (px[i + 3] === 255 && px[i] === want[0] && px[i + 1] === want[1] && px[i + 2] === want[2]) series++;
+  }
+  out[id] = {width: c.width, height: c.height, opaque, colours: colours.size, series};
+}
+return out;
+"""
+
+
+@pytest.fixture()
+def browser() -> Iterator[Any]:
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        pytest.skip(f"the page test needs Debian's chromium and chromium-driver: {', '.join(missing)} missing")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1800"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_page_draws_every_chart(base_url: str, browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(base_url)
+    WebDriverWait(browser, 20).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") != "0")
+    body = browser.find_element(By.TAG_NAME, "body")
+    assert body.get_attribute("data-ready") == "1", browser.find_element(By.ID, "error").text
+
+    shot = tmp_path / "dashboard.png"
+    height = int(browser.execute_script("return document.documentElement.scrollHeight"))
+    if height > 1800:  # the whole page in the screenshot (the charts keep their size: fixed heights)
+        browser.set_window_size(1400, height + 40)
+    assert browser.save_screenshot(str(shot))
+    if os.environ.get("EDGE_DASHBOARD_SCREENSHOT"):
+        shutil.copyfile(shot, os.environ["EDGE_DASHBOARD_SCREENSHOT"])
+
+    pixels = browser.execute_script(_PIXELS_JS, SERIES_COLOUR)
+    for canvas in CANVASES:
+        p = pixels[canvas]
+        assert p is not None, f"no canvas {canvas}"
+        area = p["width"] * p["height"]
+        assert area > 100_000, (canvas, p)
+        assert p["opaque"] > 0.01 * area and p["colours"] > 20, (canvas, p)
+        assert p["series"] > 30, f"{canvas}: its data colour {SERIES_COLOUR[canvas]} is not drawn: {p}"
+
+    privacy = browser.find_element(By.ID, "privacy").text
+    assert "1 to 4" in privacy and "k = 5" in privacy
+    rows = browser.find_elements(By.CSS_SELECTOR, "#devices tbody tr")
+    status = {r.get_attribute("data-device"): r.find_element(By.CSS_SELECTOR, ".pill").text for r in rows}
+    assert status == {"lobby-1": "online", "lobby-2": "offline", "shop-1": "offline"}
+    assert not browser.find_element(By.ID, "error").is_displayed()
+
+    logs = browser.get_log("browser")
+    severe = [entry for entry in logs if entry["level"] == "SEVERE"]
+    assert not severe, "browser console errors:\n" + "\n".join(e["message"] for e in severe)
