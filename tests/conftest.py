@@ -16,4 +16,10 @@ def astronaut() -> np.ndarray:
 # Real-mosquitto fixtures for the MQTT sink tests (see tests/mqtt_broker.py).
 from mqtt_broker import broker_factory, mqtt_broker, tls_files  # noqa: E402,F401
 from mqtt_clients import sink_log, subscribers  # noqa: E402,F401
-from pg_database import pg_database, pg_databases  # noqa: E402,F401
+
+try:  # the fleet tests' PostgreSQL fixtures; the tflite-runtime venv (model tests only) has no psycopg
+    import psycopg  # noqa: F401
+except ImportError:
+    pass
+else:
+    from pg_database import pg_database, pg_databases  # noqa: F401

@@ -56,6 +56,14 @@ def test_wheel_carries_the_int8_models_and_no_generic_top_level_names(wheel: Pat
         if "anchors" in entry:
             assert f"edge/model_files/{entry['anchors']['file']}" in names, key
     assert not [n for n in names if n.endswith("_float32.tflite")], "float32 models stay in the checkout"
+    # The fleet side works from an install too: its page, the vendored chart library, the example.
+    for part in (
+        "static/index.html",
+        "static/dashboard.js",
+        "static/vendor/chart.umd.min.js",
+        "collector.example.yaml",
+    ):
+        assert f"edge/fleet/{part}" in names, part
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"edge", "edge_convert"}, tops
     assert wheel.stat().st_size < PYPI_LIMIT_MB * 1e6

@@ -106,11 +106,14 @@ class WindowStore:
                     "INSERT INTO rejected (topic, reason, payload, collector) VALUES (%s, %s, %s, %s)",
                     [(r.topic, r.reason, r.payload, self._collector) for r in rejected],
                 )
-            for s in statuses:
-                if s.status is not None:
-                    cur.execute(_STATUS, (s.device, s.status))
-                if s.health is not None:
-                    cur.execute(_HEALTH, (s.device, s.health))
+            # Only each device's latest status and health in the batch matter (an upsert per device,
+            # not per message: 10,000 devices send a health message every 30 s).
+            latest_status = {st.device: st.status for st in statuses if st.status is not None}
+            latest_health = {st.device: st.health for st in statuses if st.health is not None}
+            if latest_status:
+                cur.executemany(_STATUS, list(latest_status.items()))
+            if latest_health:
+                cur.executemany(_HEALTH, list(latest_health.items()))
         return BatchResult(stored, len(windows) - stored, len(rejected), len(statuses))
 
     def close(self) -> None:
