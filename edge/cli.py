@@ -106,7 +106,13 @@ def _collect(args: argparse.Namespace) -> int:
         logging.getLogger().setLevel(config.log_level)
     stop = threading.Event()
     install_signal_handlers(stop, "committing and acknowledging what has arrived, then stopping")
-    Collector(config, stop).run()
+    import psycopg
+
+    try:
+        Collector(config, stop).run()
+    except psycopg.Error as exc:  # e.g. the role may not create tables: retrying will not help
+        sys.stderr.write(f"edge collect: database {config.database.dbname}: {str(exc).strip()}\n")
+        return 1
     return 0
 
 

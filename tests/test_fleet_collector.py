@@ -136,6 +136,15 @@ def test_bad_messages_are_kept_with_a_reason_and_do_not_stall_the_stream(
                 {"topic": "edge/cam9/counts", "payload": b"\xff not json", "qos": 1},
                 {"topic": "edge/cam9/counts", "payload": json.dumps(old_schema), "qos": 1},
                 {"topic": "edge/cam9/counts", "payload": json.dumps({**good, "seq": 0}), "qos": 1},
+                # Values the database cannot hold must not block the stream (redelivered for ever).
+                {"topic": "edge/cam9/counts", "payload": json.dumps({**good, "seq": 2, "visitors": 3 << 30}), "qos": 1},
+                {"topic": "edge/cam9/counts", "payload": json.dumps({**good, "seq": 3, "site": "a\x00b"}), "qos": 1},
+                {
+                    "topic": "edge/cam9/counts",
+                    "payload": json.dumps({**good, "seq": 4, "observed_s": float("nan")}),
+                    "qos": 1,
+                },
+                {"topic": "edge/cam9/health", "payload": '{"fps": NaN}', "qos": 1},
                 {"topic": "edge/cam9/counts", "payload": json.dumps(good), "qos": 1},
                 {"topic": "edge/cam9/counts", "payload": json.dumps(good), "qos": 1},  # a redelivery
                 {"topic": "edge/cam9/status", "payload": "online", "qos": 1, "retain": True},
@@ -145,8 +154,8 @@ def test_bad_messages_are_kept_with_a_reason_and_do_not_stall_the_stream(
             port=mqtt_broker.port,
             protocol=5,
         )
-        wait_until(lambda: collector.counters.received >= 7, "seven messages handled")
-        ok = health.wait_for(lambda ms: any(json.loads(m.payload)["received"] >= 7 for m in ms), 30)
+        wait_until(lambda: collector.counters.received >= 11, "eleven messages handled")
+        ok = health.wait_for(lambda ms: any(json.loads(m.payload)["received"] >= 11 for m in ms), 30)
         assert ok, "the collector's health did not report the messages"
     finally:
         stop.set()
@@ -155,10 +164,17 @@ def test_bad_messages_are_kept_with_a_reason_and_do_not_stall_the_stream(
         reasons = [r for (r,) in conn.execute("SELECT reason FROM rejected ORDER BY id")]
         windows = conn.execute("SELECT device, seq, visitors FROM windows").fetchall()
         device = conn.execute("SELECT status, health->'spool'->>'depth' FROM devices WHERE device='cam9'").fetchone()
-    assert len(reasons) == 3
-    assert reasons[0].startswith("not JSON")
-    assert "schema is 1" in reasons[1]
-    assert "seq is 0" in reasons[2]
+    assert len(reasons) == 6, reasons
+    expected = [
+        "not JSON: 'utf-8' codec can't decode",
+        "schema is 1",
+        "seq is 0",
+        "not JSON: NaN is not a JSON number",
+        "refused by the database: integer out of range",
+        "refused by the database: PostgreSQL text fields cannot contain NUL",
+    ]
+    for text in expected:
+        assert sum(r.startswith(text) for r in reasons) == 1, (text, reasons)
     assert windows == [("cam9", 1, 7)]
     assert collector.counters.duplicates == 1
     assert device == ("online", "4")

@@ -78,6 +78,20 @@ class Counters:
     started: float = field(default_factory=time.monotonic)
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _health_json(payload: bytes) -> str | None:
+    """The health message as JSON text for a jsonb column, or None (NaN, NUL, not an object)."""
+    try:
+        doc = json.loads(payload, parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    text = json.dumps(doc)
+    return text if isinstance(doc, dict) and "\\u0000" not in text else None
+
+
 class Collector:
     """One collector process: a paho client feeding a single writer thread (the caller's).
 
@@ -248,17 +262,15 @@ class Collector:
         statuses: list[DeviceStatus] = []
         for item in batch:
             if device_of(item.topic, topics.status) is not None:
-                text = item.payload.decode("utf-8", "replace").strip()
+                text = item.payload.decode("utf-8", "replace").replace("\x00", "").strip()
                 statuses.append(DeviceStatus(device_of(item.topic, topics.status) or "", status=text[:16]))
             elif device_of(item.topic, topics.health) is not None:
                 device = device_of(item.topic, topics.health) or ""
-                try:
-                    doc = json.loads(item.payload)
-                except (UnicodeDecodeError, json.JSONDecodeError):
-                    log.warning("health message on %s is not JSON; ignored", item.topic)
+                health = _health_json(item.payload)
+                if health is None:
+                    log.warning("health message on %s is not a JSON object PostgreSQL can hold; ignored", item.topic)
                     continue
-                if item.payload.strip():
-                    statuses.append(DeviceStatus(device, health=json.dumps(doc)))
+                statuses.append(DeviceStatus(device, health=health))
             else:
                 parsed = parse_window(item.topic, item.payload)
                 if isinstance(parsed, Rejected):

@@ -81,6 +81,11 @@ class _Bad(ValueError):
     pass
 
 
+def _refuse_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON (Python accepts them; PostgreSQL's jsonb does not)."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def _int(doc: dict[str, Any], key: str, *, nullable: bool) -> int | None:
     v = doc.get(key)
     if v is None and nullable:
@@ -112,8 +117,8 @@ def parse_window(topic: str, payload: bytes) -> WindowRow | Rejected:
     """A schema-2 window (``edge/schemas/window.schema.json``), or why it is not one."""
     try:
         text = payload.decode("utf-8")
-        doc = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        doc = json.loads(text, parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
         return Rejected(topic, f"not JSON: {exc}", payload)
     try:
         if not isinstance(doc, dict):

@@ -63,48 +63,75 @@ class WindowStore:
     def closed(self) -> bool:
         return self._conn.closed
 
+    def _row(self, w: WindowRow) -> tuple[object, ...]:
+        return (
+            w.device,
+            w.stream,
+            w.seq,
+            w.site,
+            w.start,
+            w.end,
+            w.partial,
+            w.observed_s,
+            w.visitors,
+            w.faces_peak,
+            w.dwell_n,
+            w.dwell_mean,
+            w.dwell_p50,
+            w.dwell_p90,
+            w.payload,
+            w.topic,
+            self._collector,
+        )
+
     def write(
         self, windows: Sequence[WindowRow], rejected: Sequence[Rejected], statuses: Sequence[DeviceStatus]
     ) -> BatchResult:
-        """Store one batch in one transaction; raises ``psycopg.Error`` with nothing stored."""
+        """Store one batch in one transaction; raises ``psycopg.Error`` with nothing stored.
+
+        A window the database refuses (a value it cannot hold) must not block the stream: it
+        would be redelivered and refused for ever. Then the batch is written again window by
+        window, and the refused ones go to ``rejected`` with the database's reason.
+        """
+        try:
+            return self._write(windows, rejected, statuses, one_by_one=False)
+        except psycopg.DataError as exc:
+            log.warning("the database refused a value in a batch (%s); storing it window by window", exc)
+            return self._write(windows, rejected, statuses, one_by_one=True)
+
+    def _write(
+        self,
+        windows: Sequence[WindowRow],
+        rejected: Sequence[Rejected],
+        statuses: Sequence[DeviceStatus],
+        one_by_one: bool,
+    ) -> BatchResult:
         stored = 0
+        refused: list[Rejected] = []
         with self._conn.transaction(), self._conn.cursor() as cur:
-            if windows:
-                cur.executemany(
-                    _INSERT_WINDOW,
-                    [
-                        (
-                            w.device,
-                            w.stream,
-                            w.seq,
-                            w.site,
-                            w.start,
-                            w.end,
-                            w.partial,
-                            w.observed_s,
-                            w.visitors,
-                            w.faces_peak,
-                            w.dwell_n,
-                            w.dwell_mean,
-                            w.dwell_p50,
-                            w.dwell_p90,
-                            w.payload,
-                            w.topic,
-                            self._collector,
-                        )
-                        for w in windows
-                    ],
-                )
+            if windows and not one_by_one:
+                cur.executemany(_INSERT_WINDOW, [self._row(w) for w in windows])
                 stored = max(cur.rowcount, 0)
+            elif windows:
+                for w in windows:
+                    try:
+                        with self._conn.transaction():  # a savepoint
+                            cur.execute(_INSERT_WINDOW, self._row(w))
+                            stored += max(cur.rowcount, 0)
+                    except psycopg.DataError as exc:
+                        reason = f"refused by the database: {str(exc).splitlines()[0]}"
+                        refused.append(Rejected(w.topic, reason, w.payload.encode()))
+                windows = [w for w in windows if all(r.payload != w.payload.encode() for r in refused)]
+            if windows:
                 latest: dict[str, WindowRow] = {}
                 for w in windows:
                     if w.device not in latest or w.end > latest[w.device].end:
                         latest[w.device] = w
                 cur.executemany(_SEEN_WINDOW, [(w.device, w.site, w.end) for w in latest.values()])
-            if rejected:
+            if rejected or refused:
                 cur.executemany(
                     "INSERT INTO rejected (topic, reason, payload, collector) VALUES (%s, %s, %s, %s)",
-                    [(r.topic, r.reason, r.payload, self._collector) for r in rejected],
+                    [(r.topic, r.reason, r.payload, self._collector) for r in [*rejected, *refused]],
                 )
             # Only each device's latest status and health in the batch matter (an upsert per device,
             # not per message: 10,000 devices send a health message every 30 s).
@@ -114,7 +141,7 @@ class WindowStore:
                 cur.executemany(_STATUS, list(latest_status.items()))
             if latest_health:
                 cur.executemany(_HEALTH, list(latest_health.items()))
-        return BatchResult(stored, len(windows) - stored, len(rejected), len(statuses))
+        return BatchResult(stored, len(windows) - stored, len(rejected) + len(refused), len(statuses))
 
     def close(self) -> None:
         self._conn.close()
