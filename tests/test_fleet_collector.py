@@ -213,3 +213,30 @@ def test_the_shipped_example_config_is_valid() -> None:
     example = Path(__file__).resolve().parents[1] / "edge" / "fleet" / "collector.example.yaml"
     config = load_fleet_config(example)
     assert config.mqtt.client_id == "edge-collector" and config.min_cell == 5
+
+
+def test_the_collector_talks_tls_to_the_broker_and_refuses_an_untrusted_one(
+    broker_factory: Callable[..., Broker], tls_files: Any, pg_database: str
+) -> None:
+    broker = broker_factory(tls=tls_files)
+    good = window_payload("cam7", "0b9c6a52-3f1e-4d8a-8e55-2f7d9b1c4a60", 1)
+    trusted = fleet_config(broker.tls_port, pg_database, client_id="c-tls", tls={"ca_file": str(tls_files.ca)})
+    collector, stop, thread = _run_in_thread(trusted)
+    try:
+        mqtt_publish.single("edge/cam7/counts", json.dumps(good), qos=1, hostname=HOST, port=broker.port, protocol=5)
+        wait_until(lambda: stored_count(pg_database) == 1, "the window stored over TLS")
+    finally:
+        stop.set()
+        thread.join(30)
+    # A broker whose certificate no configured CA signed: no connection, so nothing is acknowledged.
+    untrusted = fleet_config(broker.tls_port, pg_database, client_id="c-tls2", tls={"ca_file": str(tls_files.wrong_ca)})
+    stop2 = threading.Event()
+    other = Collector(parse_fleet_config(untrusted), stop2)
+    thread2 = threading.Thread(target=other.run)
+    thread2.start()
+    try:
+        assert not other.wait_subscribed(3), "connected to a broker it should not trust"
+    finally:
+        stop2.set()
+        thread2.join(30)
+    assert not other.counters.connected
