@@ -164,3 +164,34 @@ class Device:
 
 def json_payload(doc: dict[str, Any]) -> str:
     return json.dumps(doc, separators=(",", ":"))
+
+
+def rollup_mismatches(dbname: str) -> int:
+    """Hours and cells where the roll-ups differ from what the stored windows add up to (0: none);
+    a window counted twice (a redelivery) or not at all shows here."""
+    with connect(dbname) as conn:
+        hours = conn.execute(
+            """
+            SELECT count(*) FROM (
+                SELECT date_trunc('hour', window_start, 'UTC') AS hour, site, device, count(*) AS w,
+                       sum(visitors) AS v, sum(dwell_n) AS n
+                FROM windows GROUP BY 1, 2, 3) a
+            FULL JOIN hourly b ON a.hour = b.hour AND a.site = b.site AND a.device = b.device
+            WHERE a.w IS DISTINCT FROM b.windows OR a.v IS DISTINCT FROM b.visitors OR a.n IS DISTINCT FROM b.dwell_n
+            """
+        ).fetchone()
+        cells = conn.execute(
+            """
+            SELECT count(*) FROM (
+                SELECT date_trunc('hour', w.window_start, 'UTC') AS hour, w.site, w.device, a.attribute,
+                       e.key AS cell, sum((e.value #>> '{}')::bigint) AS v
+                FROM windows w
+                CROSS JOIN (VALUES ('gender'), ('age'), ('expression'), ('ethnicity')) AS a(attribute)
+                CROSS JOIN LATERAL jsonb_each(w.payload -> a.attribute) AS e
+                WHERE w.dwell_n IS NOT NULL GROUP BY 1, 2, 3, 4, 5) a
+            FULL JOIN hourly_cells b ON a.hour = b.hour AND a.site = b.site AND a.device = b.device
+                AND a.attribute = b.attribute AND a.cell = b.cell
+            WHERE a.v IS DISTINCT FROM b.visitors
+            """
+        ).fetchone()
+    return int(hours[0] if hours else -1) + int(cells[0] if cells else -1)

@@ -42,7 +42,9 @@ from psycopg.types.json import Jsonb
 from edge.aggregator import AggregationConfig, breakdown_cells, suppressed_cells
 from edge.fleet.config import DashboardAuthConfig, FleetConfig, parse_fleet_config
 from edge.fleet.dashboard import CSP, make_server, serve
+from edge.fleet.messages import WindowRow, parse_window
 from edge.fleet.schema import migrate
+from edge.fleet.store import WindowStore
 
 REPO = Path(__file__).resolve().parent.parent
 VENDOR = REPO / "edge" / "fleet" / "static" / "vendor"
@@ -146,7 +148,7 @@ def _insert(dbname: str) -> Fleet:
     suppressed_hour = end.replace(minute=0, second=0, microsecond=0) - timedelta(hours=6)
     visitors: dict[tuple[str, datetime], int | None] = {}
     dwell: dict[tuple[str, datetime], tuple[int | None, float | None]] = {}
-    rows: list[tuple[Any, ...]] = []
+    rows: list[WindowRow] = []
     for device, site in DEVICES.items():
         stream = str(uuid.uuid4())
         today: dict[date, int] = defaultdict(int)
@@ -195,11 +197,9 @@ def _insert(dbname: str) -> Fleet:
                 check_schema("window", payload)
             visitors[(device, start)] = published_v
             dwell[(device, start)] = (dwell_n, mean)
-            d = payload["dwell_s"]
-            rows.append(
-                (device, stream, seq, site, start, start + timedelta(seconds=WINDOW_S), False, float(WINDOW_S))
-                + (published_v, peak_published, d["n"], d["mean"], d["p50"], d["p90"], Jsonb(payload))
-            )
+            row = parse_window(f"edge/{device}/counts", json.dumps(payload).encode())
+            assert isinstance(row, WindowRow), row
+            rows.append(row)
             start += timedelta(seconds=WINDOW_S)
             seq += 1
     health = {
@@ -223,14 +223,7 @@ def _insert(dbname: str) -> Fleet:
     check_schema("health", health)
     with connect(dbname) as conn:
         migrate(conn)
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO windows (device, stream, seq, site, window_start, window_end, partial, observed_s,"
-                " visitors, faces_peak, dwell_n, dwell_mean, dwell_p50, dwell_p90, payload, topic, collector)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
-                " 'edge/' || %s || '/counts', 'edge-collector')",
-                [r + (r[0],) for r in rows],
-            )
+        WindowStore(conn, "edge-collector").write(rows, [], [])  # the collector's own store
         silent, gone = now - timedelta(minutes=20), now - timedelta(hours=2)
         devices = [
             # Online and reporting; an MQTT device, so its health has a spool.
@@ -242,7 +235,11 @@ def _insert(dbname: str) -> Fleet:
         ]
         conn.cursor().executemany(
             "INSERT INTO devices (device, site, status, status_at, health, health_at, last_window_end, last_seen)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+            # The store has already recorded each device's last window; this sets the state to show.
+            " ON CONFLICT (device) DO UPDATE SET site = excluded.site, status = excluded.status,"
+            " status_at = excluded.status_at, health = excluded.health, health_at = excluded.health_at,"
+            " last_window_end = excluded.last_window_end, last_seen = excluded.last_seen",
             devices,
         )
     return Fleet(dbname, now, suppressed_hour, visitors, dwell)

@@ -156,7 +156,7 @@ def test_summed_views_never_show_or_let_one_derive_a_count_below_min_cell(views_
         rows.append(row)
         true_visitors[(site, f"cam{d}")] += truth["visitors"]
     with connect(views_db) as conn:
-        conn.execute("TRUNCATE windows")
+        conn.execute("TRUNCATE windows, hourly, hourly_cells")
         set_min_cell(conn, k)
         WindowStore(conn, "prop").write(rows, [], [])
         for view in ("visitors_hourly", "visitors_daily", "visitors_hourly_site", "visitors_daily_site"):
@@ -202,7 +202,7 @@ def test_with_every_device_at_the_fleets_min_cell_the_views_hide_nothing_more(vi
         for i, t in enumerate(truths)
     ]
     with connect(views_db) as conn:
-        conn.execute("TRUNCATE windows")
+        conn.execute("TRUNCATE windows, hourly, hourly_cells")
         set_min_cell(conn, 5)
         WindowStore(conn, "prop").write(rows, [], [])  # type: ignore[arg-type]
         hourly = conn.execute("SELECT windows, windows_suppressed, visitors, dwell_n FROM visitors_hourly").fetchall()

@@ -89,6 +89,34 @@ CREATE TABLE rejected (
     received_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 
+-- Hourly roll-ups of the windows, kept in the transaction that stores each new window (the store's
+-- INSERT ... RETURNING feeds them, so a duplicate never counts twice). The views read these, not
+-- the raw windows: a page over weeks of a large fleet reads hours, not millions of windows.
+-- Sums are of published values only; null while no window of the hour published one.
+CREATE TABLE hourly (
+    hour timestamptz NOT NULL,
+    site text NOT NULL,
+    device text NOT NULL,
+    windows integer NOT NULL,
+    windows_partial integer NOT NULL,
+    windows_suppressed integer NOT NULL,   -- windows whose visitors were null (1..k-1)
+    observed_s double precision NOT NULL,
+    visitors bigint,
+    dwell_n bigint,
+    dwell_mean_n bigint,                   -- ended visits of windows that published a mean
+    dwell_total_s double precision,        -- sum of n * mean over those windows
+    PRIMARY KEY (hour, site, device)
+);
+CREATE TABLE hourly_cells (
+    hour timestamptz NOT NULL,
+    site text NOT NULL,
+    device text NOT NULL,
+    attribute text NOT NULL,               -- gender, age, expression, ethnicity
+    cell text NOT NULL,
+    visitors bigint,                       -- null: hidden in every window of the hour
+    PRIMARY KEY (hour, site, device, attribute, cell)
+);
+
 CREATE TABLE devices (
     device text PRIMARY KEY,
     site text,
@@ -104,6 +132,13 @@ CREATE TABLE devices (
 _FUNCTIONS = """
 CREATE FUNCTION fleet_min_cell() RETURNS integer LANGUAGE sql STABLE AS
 $$ SELECT coalesce((SELECT (value #>> '{}')::integer FROM fleet_settings WHERE key = 'min_cell'), 5) $$;
+
+-- Adds two sums of published values; null only while both are (nothing was published).
+CREATE FUNCTION fleet_add(a bigint, b bigint) RETURNS bigint LANGUAGE sql IMMUTABLE AS
+$$ SELECT CASE WHEN a IS NULL THEN b WHEN b IS NULL THEN a ELSE a + b END $$;
+CREATE FUNCTION fleet_add(a double precision, b double precision) RETURNS double precision
+LANGUAGE sql IMMUTABLE AS
+$$ SELECT CASE WHEN a IS NULL THEN b WHEN b IS NULL THEN a ELSE a + b END $$;
 
 -- A summed count under the minimum-cell rule: null when 1..k-1.
 CREATE FUNCTION fleet_cell(total bigint, k integer) RETURNS bigint LANGUAGE sql IMMUTABLE AS
@@ -148,42 +183,38 @@ def _visitor_view(name: str, period: str, by_device: bool) -> str:
     group = "1, site, device" if by_device else "1, site"
     return f"""
 CREATE VIEW {name} AS
-SELECT date_trunc('{period}', window_start, 'UTC') AS period_start,
+SELECT date_trunc('{period}', hour, 'UTC') AS period_start,
        site, {device_col},
-       count(*) AS windows,
-       count(*) FILTER (WHERE partial) AS windows_partial,
-       count(*) FILTER (WHERE visitors IS NULL) AS windows_suppressed,
+       sum(windows) AS windows,
+       sum(windows_partial) AS windows_partial,
+       sum(windows_suppressed) AS windows_suppressed,
        sum(observed_s) AS observed_s,
-       fleet_cell(sum(visitors), fleet_min_cell()) AS visitors,
-       fleet_cell(sum(dwell_n), fleet_min_cell()) AS dwell_n,
-       CASE WHEN fleet_cell(sum(dwell_n) FILTER (WHERE dwell_mean IS NOT NULL), fleet_min_cell()) > 0
-            THEN sum(dwell_n * dwell_mean) FILTER (WHERE dwell_mean IS NOT NULL)
-                 / sum(dwell_n) FILTER (WHERE dwell_mean IS NOT NULL) END AS dwell_mean_s
-FROM windows
+       fleet_cell(sum(visitors)::bigint, fleet_min_cell()) AS visitors,
+       fleet_cell(sum(dwell_n)::bigint, fleet_min_cell()) AS dwell_n,
+       CASE WHEN fleet_cell(sum(dwell_mean_n)::bigint, fleet_min_cell()) > 0
+            THEN sum(dwell_total_s) / sum(dwell_mean_n) END AS dwell_mean_s
+FROM hourly
 GROUP BY {group};
 """
 
 
 _MIX_FUNCTION = """
--- Gender, age, expression (and opt-in ethnicity) mix of ended visitors between two instants,
--- per site (device null) or per site and device, under the minimum-cell rule after summing.
+-- Gender, age, expression (and opt-in ethnicity) mix of ended visitors in the hours that start in
+-- [t_from, t_to), per site (device null) or per site and device, under the minimum-cell rule after
+-- summing.
 CREATE FUNCTION fleet_mix(t_from timestamptz, t_to timestamptz, per_device boolean DEFAULT false)
 RETURNS TABLE (site text, device text, attribute text, cell text, visitors bigint, n bigint)
 LANGUAGE sql STABLE AS $$
-WITH chosen AS (
-    SELECT w.site, CASE WHEN per_device THEN w.device END AS device, w.dwell_n, w.payload
-    FROM windows w
-    WHERE w.window_start >= t_from AND w.window_start < t_to
-),
-totals AS (
-    SELECT c.site, c.device, sum(c.dwell_n) AS n FROM chosen c GROUP BY 1, 2
+WITH totals AS (
+    SELECT h.site, CASE WHEN per_device THEN h.device END AS device, sum(h.dwell_n)::bigint AS n
+    FROM hourly h
+    WHERE h.hour >= t_from AND h.hour < t_to AND h.dwell_n IS NOT NULL
+    GROUP BY 1, 2
 ),
 cells AS (
-    SELECT c.site, c.device, a.attribute, e.key AS cell, sum((e.value #>> '{}')::bigint) AS total
-    FROM chosen c
-    CROSS JOIN (VALUES ('gender'), ('age'), ('expression'), ('ethnicity')) AS a(attribute)
-    CROSS JOIN LATERAL jsonb_each(c.payload -> a.attribute) AS e
-    WHERE c.dwell_n IS NOT NULL
+    SELECT c.site, CASE WHEN per_device THEN c.device END AS device, c.attribute, c.cell, sum(c.visitors)::bigint AS total
+    FROM hourly_cells c
+    WHERE c.hour >= t_from AND c.hour < t_to
     GROUP BY 1, 2, 3, 4
 ),
 summed AS (
@@ -198,7 +229,7 @@ $$;
 """
 
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "windows, rejected messages, devices, settings", _TABLES),
+    Migration(1, "windows, hourly roll-ups, rejected messages, devices, settings", _TABLES),
     Migration(
         2,
         "minimum-cell functions; visitors per hour and day per site and device; mix over a period",

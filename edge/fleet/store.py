@@ -10,9 +10,11 @@ counted as a duplicate and stored once.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 
@@ -20,11 +22,55 @@ from edge.fleet.messages import DeviceStatus, Rejected, WindowRow
 
 log = logging.getLogger(__name__)
 
-_INSERT_WINDOW = """
-INSERT INTO windows (device, stream, seq, site, window_start, window_end, partial, observed_s, visitors,
-                     faces_peak, dwell_n, dwell_mean, dwell_p50, dwell_p90, payload, topic, collector)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)
-ON CONFLICT (device, stream, seq) DO NOTHING
+# One statement per batch: insert the windows (a duplicate key is skipped), and add exactly the new
+# ones to the hourly roll-ups, in key order (two collectors of a share group lock rows in one order).
+_STORE_WINDOWS = """
+WITH batch AS (
+    SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
+        device text, stream uuid, seq bigint, site text, window_start timestamptz, window_end timestamptz,
+        partial boolean, observed_s double precision, visitors integer, faces_peak integer, dwell_n integer,
+        dwell_mean double precision, dwell_p50 double precision, dwell_p90 double precision, payload text,
+        topic text)
+),
+new AS (
+    INSERT INTO windows (device, stream, seq, site, window_start, window_end, partial, observed_s, visitors,
+                         faces_peak, dwell_n, dwell_mean, dwell_p50, dwell_p90, payload, topic, collector)
+    SELECT device, stream, seq, site, window_start, window_end, partial, observed_s, visitors, faces_peak,
+           dwell_n, dwell_mean, dwell_p50, dwell_p90, payload::jsonb, topic, %(collector)s
+    FROM batch
+    ON CONFLICT (device, stream, seq) DO NOTHING
+    RETURNING device, site, window_start, partial, observed_s, visitors, dwell_n, dwell_mean, payload
+),
+hours AS (
+    INSERT INTO hourly AS h (hour, site, device, windows, windows_partial, windows_suppressed, observed_s,
+                             visitors, dwell_n, dwell_mean_n, dwell_total_s)
+    SELECT date_trunc('hour', window_start, 'UTC'), site, device, count(*), count(*) FILTER (WHERE partial),
+           count(*) FILTER (WHERE visitors IS NULL), sum(observed_s), sum(visitors), sum(dwell_n),
+           sum(dwell_n) FILTER (WHERE dwell_mean IS NOT NULL),
+           sum(dwell_n * dwell_mean) FILTER (WHERE dwell_mean IS NOT NULL)
+    FROM new GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (hour, site, device) DO UPDATE SET
+        windows = h.windows + excluded.windows,
+        windows_partial = h.windows_partial + excluded.windows_partial,
+        windows_suppressed = h.windows_suppressed + excluded.windows_suppressed,
+        observed_s = h.observed_s + excluded.observed_s,
+        visitors = fleet_add(h.visitors, excluded.visitors),
+        dwell_n = fleet_add(h.dwell_n, excluded.dwell_n),
+        dwell_mean_n = fleet_add(h.dwell_mean_n, excluded.dwell_mean_n),
+        dwell_total_s = fleet_add(h.dwell_total_s, excluded.dwell_total_s)
+),
+cells AS (
+    INSERT INTO hourly_cells AS c (hour, site, device, attribute, cell, visitors)
+    SELECT date_trunc('hour', n.window_start, 'UTC'), n.site, n.device, a.attribute, e.key,
+           sum((e.value #>> '{}')::bigint)
+    FROM new n
+    CROSS JOIN (VALUES ('gender'), ('age'), ('expression'), ('ethnicity')) AS a(attribute)
+    CROSS JOIN LATERAL jsonb_each(n.payload -> a.attribute) AS e
+    WHERE n.dwell_n IS NOT NULL
+    GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+    ON CONFLICT (hour, site, device, attribute, cell) DO UPDATE SET visitors = fleet_add(c.visitors, excluded.visitors)
+)
+SELECT count(*) FROM new
 """
 
 _SEEN_WINDOW = """
@@ -63,26 +109,36 @@ class WindowStore:
     def closed(self) -> bool:
         return self._conn.closed
 
-    def _row(self, w: WindowRow) -> tuple[object, ...]:
-        return (
-            w.device,
-            w.stream,
-            w.seq,
-            w.site,
-            w.start,
-            w.end,
-            w.partial,
-            w.observed_s,
-            w.visitors,
-            w.faces_peak,
-            w.dwell_n,
-            w.dwell_mean,
-            w.dwell_p50,
-            w.dwell_p90,
-            w.payload,
-            w.topic,
-            self._collector,
+    @staticmethod
+    def _json(windows: Sequence[WindowRow]) -> str:
+        """The batch as one JSON array for ``jsonb_to_recordset`` (one round trip per batch)."""
+        return json.dumps(
+            [
+                {
+                    "device": w.device,
+                    "stream": w.stream,
+                    "seq": w.seq,
+                    "site": w.site,
+                    "window_start": w.start.isoformat(),
+                    "window_end": w.end.isoformat(),
+                    "partial": w.partial,
+                    "observed_s": w.observed_s,
+                    "visitors": w.visitors,
+                    "faces_peak": w.faces_peak,
+                    "dwell_n": w.dwell_n,
+                    "dwell_mean": w.dwell_mean,
+                    "dwell_p50": w.dwell_p50,
+                    "dwell_p90": w.dwell_p90,
+                    "payload": w.payload,
+                    "topic": w.topic,
+                }
+                for w in windows
+            ]
         )
+
+    def _insert(self, cur: psycopg.Cursor[Any], windows: Sequence[WindowRow]) -> int:
+        row = cur.execute(_STORE_WINDOWS, {"rows": self._json(windows), "collector": self._collector}).fetchone()
+        return int(row[0]) if row else 0
 
     def write(
         self, windows: Sequence[WindowRow], rejected: Sequence[Rejected], statuses: Sequence[DeviceStatus]
@@ -110,14 +166,12 @@ class WindowStore:
         refused: list[Rejected] = []
         with self._conn.transaction(), self._conn.cursor() as cur:
             if windows and not one_by_one:
-                cur.executemany(_INSERT_WINDOW, [self._row(w) for w in windows])
-                stored = max(cur.rowcount, 0)
+                stored = self._insert(cur, windows)
             elif windows:
                 for w in windows:
                     try:
                         with self._conn.transaction():  # a savepoint
-                            cur.execute(_INSERT_WINDOW, self._row(w))
-                            stored += max(cur.rowcount, 0)
+                            stored += self._insert(cur, [w])
                     except psycopg.DataError as exc:
                         reason = f"refused by the database: {str(exc).splitlines()[0]}"
                         refused.append(Rejected(w.topic, reason, w.payload.encode()))
