@@ -212,7 +212,8 @@ WITH totals AS (
     GROUP BY 1, 2
 ),
 cells AS (
-    SELECT c.site, CASE WHEN per_device THEN c.device END AS device, c.attribute, c.cell, sum(c.visitors)::bigint AS total
+    SELECT c.site, CASE WHEN per_device THEN c.device END AS device, c.attribute, c.cell,
+           sum(c.visitors)::bigint AS total
     FROM hourly_cells c
     WHERE c.hour >= t_from AND c.hour < t_to
     GROUP BY 1, 2, 3, 4
