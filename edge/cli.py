@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge import __version__
 from edge.analyzer import Analyzer, AnalyzerConfig
 from edge.attributes import ETHNICITY_WARNING, AttributeSwitches
 from edge.interpreter import BackendUnavailable
 from edge.models import DEFAULT_DIR, MISSING_HINT, Manifest, ModelError
+
+if TYPE_CHECKING:  # the fleet side needs psycopg, which a device does not install
+    from edge.fleet.config import FleetConfig
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -80,8 +85,6 @@ def _forget(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import threading
-
     from edge.config import load_config
     from edge.daemon import Daemon, install_signal_handlers
 
@@ -93,21 +96,26 @@ def _run(args: argparse.Namespace) -> int:
     return Daemon(config, stop).run()
 
 
-def _collect(args: argparse.Namespace) -> int:
-    """The fleet collector: windows from the broker into PostgreSQL until SIGTERM/SIGINT."""
-    import threading
-
+def _fleet_start(args: argparse.Namespace, action: str) -> tuple[FleetConfig, threading.Event]:
+    """The fleet config and a stop event that SIGTERM/SIGINT/SIGHUP set (``action`` is logged)."""
     from edge.daemon import install_signal_handlers
-    from edge.fleet.collector import Collector
     from edge.fleet.config import load_fleet_config
 
     config = load_fleet_config(args.config)
     if not args.verbose:
         logging.getLogger().setLevel(config.log_level)
     stop = threading.Event()
-    install_signal_handlers(stop, "committing and acknowledging what has arrived, then stopping")
+    install_signal_handlers(stop, action)
+    return config, stop
+
+
+def _collect(args: argparse.Namespace) -> int:
+    """The fleet collector: windows from the broker into PostgreSQL until SIGTERM/SIGINT."""
     import psycopg
 
+    from edge.fleet.collector import Collector
+
+    config, stop = _fleet_start(args, "committing and acknowledging what has arrived, then stopping")
     try:
         Collector(config, stop).run()
     except psycopg.Error as exc:  # e.g. the role may not create tables: retrying will not help
@@ -118,17 +126,9 @@ def _collect(args: argparse.Namespace) -> int:
 
 def _dashboard(args: argparse.Namespace) -> int:
     """The read-only fleet dashboard over the collector's database."""
-    import threading
-
-    from edge.daemon import install_signal_handlers
-    from edge.fleet.config import load_fleet_config
     from edge.fleet.dashboard import serve
 
-    config = load_fleet_config(args.config)
-    if not args.verbose:
-        logging.getLogger().setLevel(config.log_level)
-    stop = threading.Event()
-    install_signal_handlers(stop, "stopping the dashboard")
+    config, stop = _fleet_start(args, "stopping the dashboard")
     try:
         serve(config, stop)
     except OSError as exc:  # the port is taken, or the address is not this machine's
