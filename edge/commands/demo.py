@@ -94,12 +94,13 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
 
 
-def start_broker(binary: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_broker(binary: str, workdir: Path, extra_conf: str = "") -> tuple[subprocess.Popen[bytes], int]:
     """A private mosquitto in its own session: a terminal's Ctrl-C goes to the foreground process
-    group, and the broker must outlive the daemon's final publish, so the demo stops it itself."""
+    group, and the broker must outlive the daemon's final publish, so the demo stops it itself.
+    ``extra_conf``: more mosquitto.conf lines (the fleet load test lifts the queue limits)."""
     port = free_port()
     conf = workdir / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra_conf}")
     log_path = workdir / "mosquitto.log"  # a file, not a pipe nobody reads (a full pipe would block the broker)
     with log_path.open("wb") as broker_log:
         proc = subprocess.Popen(

@@ -33,7 +33,6 @@ import queue
 import ssl
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -96,20 +95,13 @@ class Collector:
     """One collector process: a paho client feeding a single writer thread (the caller's).
 
     ``run`` blocks until ``stop`` is set; it then commits and acknowledges what it holds,
-    publishes ``offline`` and disconnects. ``connect_db`` is a seam for the caller to choose
-    how the database is reached (the config's ``conninfo`` by default).
+    publishes ``offline`` and disconnects.
     """
 
-    def __init__(
-        self,
-        config: FleetConfig,
-        stop: threading.Event,
-        connect_db: Callable[[], psycopg.Connection] | None = None,
-    ) -> None:
+    def __init__(self, config: FleetConfig, stop: threading.Event) -> None:
         self.config = config
         self.stop = stop
         self.counters = Counters()
-        self._connect_db = connect_db or (lambda: psycopg.connect(**config.database.conninfo(), autocommit=True))
         self._queue: queue.Queue[Incoming] = queue.Queue(maxsize=config.batch.queue)
         self._generation = 0
         self._gen_lock = threading.Lock()
@@ -182,7 +174,7 @@ class Collector:
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         with self._gen_lock:
             generation = self._generation
-        item = Incoming(message.topic, bytes(message.payload), message.mid, message.qos, generation, time.monotonic())
+        item = Incoming(message.topic, bytes(message.payload), message.mid, message.qos, generation)
         # Blocks paho's thread while the writer is behind (the broker then holds further windows back);
         # a message not queued because we are stopping is not acknowledged, so the broker keeps it.
         while not self.stop.is_set():
@@ -214,7 +206,7 @@ class Collector:
                     store = self._commit(store, batch)
                 now = time.monotonic()
                 if now >= next_health:
-                    self._publish_health(store)
+                    self._publish_health()
                     next_health = now + self.config.health_interval_s
                 if self.stop.is_set() and self._queue.empty():
                     break
@@ -223,7 +215,7 @@ class Collector:
 
     def _open_store(self) -> WindowStore | None:
         try:
-            conn = self._connect_db()
+            conn = psycopg.connect(**self.config.database.conninfo(), autocommit=True)
             migrate(conn)
             set_min_cell(conn, self.config.min_cell)
         except psycopg.OperationalError as exc:
@@ -261,11 +253,10 @@ class Collector:
         rejected: list[Rejected] = []
         statuses: list[DeviceStatus] = []
         for item in batch:
-            if device_of(item.topic, topics.status) is not None:
+            if (device := device_of(item.topic, topics.status)) is not None:
                 text = item.payload.decode("utf-8", "replace").replace("\x00", "").strip()
-                statuses.append(DeviceStatus(device_of(item.topic, topics.status) or "", status=text[:16]))
-            elif device_of(item.topic, topics.health) is not None:
-                device = device_of(item.topic, topics.health) or ""
+                statuses.append(DeviceStatus(device, status=text[:16]))
+            elif (device := device_of(item.topic, topics.health)) is not None:
                 health = _health_json(item.payload)
                 if health is None:
                     log.warning("health message on %s is not a JSON object PostgreSQL can hold; ignored", item.topic)
@@ -357,7 +348,7 @@ class Collector:
             "last_commit_ms": round(c.last_commit_ms, 2),
         }
 
-    def _publish_health(self, store: WindowStore | None) -> None:
+    def _publish_health(self) -> None:
         doc = self.health()
         log.debug("health %s", doc)
         if self.counters.connected:

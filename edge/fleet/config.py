@@ -15,6 +15,7 @@ from typing import Any
 
 from edge.config import (
     _HOST,
+    _PASSWORD_SOURCES,
     _POSITIVE_S,
     TlsConfig,
     _broker_host,
@@ -34,6 +35,9 @@ from edge.config import (
     read_password,
 )
 
+_NO_PASSWORD = {
+    "password": "no clear-text password in the config file; use password_file, password_env or password_credential"
+}
 _CLIENT_ID = _text(
     "1 to 64 letters, digits, '_' or '-' (the broker keeps the session under it)", r"[A-Za-z0-9_-]{1,64}"
 )
@@ -68,9 +72,7 @@ class CollectorMqttConfig:
     """The collector's MQTT 5 session. Its client id is fixed so the broker keeps the session
     (and the windows queued in it) while the collector is down, for ``session_expiry_s``."""
 
-    _forbidden = {
-        "password": "no clear-text password in the config file; use password_file, password_env or password_credential"
-    }
+    _forbidden = _NO_PASSWORD
     host: str = _leaf("localhost", _Check(_HOST, _broker_host))
     port: int = _leaf(1883, _integer("a TCP port 1..65535", lo=1, hi=65535))
     client_id: str = _leaf("edge-collector", _CLIENT_ID)
@@ -112,9 +114,7 @@ class DatabaseConfig:
     """PostgreSQL. The password comes from a file, an environment variable or a systemd
     credential; ``PGPASSWORD``/``~/.pgpass`` also work when none is set here (libpq reads them)."""
 
-    _forbidden = {
-        "password": "no clear-text password in the config file; use password_file, password_env or password_credential"
-    }
+    _forbidden = _NO_PASSWORD
     host: str = _leaf("localhost", _text("a host name, an IP address or a Unix socket folder"))
     port: int = _leaf(5432, _integer("a TCP port 1..65535", lo=1, hi=65535))
     dbname: str = _leaf("edge_fleet", _text("a database name"))
@@ -170,7 +170,7 @@ class DashboardAuthConfig:
     password_credential: str | None = _leaf(None, _optional(_CREDENTIAL))
 
     def _problems(self) -> Iterator[tuple[str, Any, str]]:
-        given = [k for k in ("password_file", "password_env", "password_credential") if getattr(self, k)]
+        given = [k for k in _PASSWORD_SOURCES if getattr(self, k)]
         if len(given) != 1:
             yield "password_file", self.password_file, "exactly one of password_file, password_env, password_credential"
 

@@ -21,7 +21,6 @@ import logging
 import multiprocessing as mp
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,16 +37,11 @@ import psycopg
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge.commands.demo import find_mosquitto, start_broker, stop_broker
 from edge.sinks.base import dumps
 
 log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def _rss_mb(pid: int) -> float:
@@ -189,13 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    mosquitto = find_mosquitto()
+    if mosquitto is None:
+        raise SystemExit("mosquitto is not installed (apt install mosquitto)")
     work = Path(tempfile.mkdtemp(prefix="edge-load-"))
-    port = _free_port()
-    (work / "mosquitto.conf").write_text(
-        f"listener {port} {HOST}\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n"
-        f"max_inflight_messages 0\n" + ("user root\n" if os.geteuid() == 0 else "")
-    )
+    # The collector is always connected: no per-session queue or in-flight limit should throttle it.
+    broker, port = start_broker(mosquitto, work, "max_queued_messages 0\nmax_inflight_messages 0\n")
     dbname = f"edge_load_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(args.pg, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{dbname}"')
@@ -213,19 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         "health_interval_s": 30,
         "log_level": "WARNING",
     }
-    (work / "collector.yaml").write_text(yaml.safe_dump(config))
-    broker = subprocess.Popen([mosquitto, "-c", str(work / "mosquitto.conf")], stderr=subprocess.DEVNULL)
     collector: subprocess.Popen[bytes] | None = None
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection((HOST, port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("mosquitto did not start") from None
-                threading.Event().wait(0.05)
+        (work / "collector.yaml").write_text(yaml.safe_dump(config))
         collector = subprocess.Popen(
             [sys.executable, "-m", "edge.cli", "collect", "--config", str(work / "collector.yaml")],
             stdout=(work / "collector.log").open("wb"),
@@ -353,8 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         if collector is not None:
             collector.terminate()
             collector.wait(60)
-        broker.terminate()
-        broker.wait(30)
+        stop_broker(broker)
         with psycopg.connect(args.pg, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
         shutil.rmtree(work, ignore_errors=True)

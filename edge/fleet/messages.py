@@ -27,7 +27,6 @@ class Incoming:
     mid: int
     qos: int
     generation: int
-    received: float  # time.monotonic()
 
 
 @dataclass(frozen=True)
@@ -50,14 +49,12 @@ class WindowRow:
     dwell_p90: float | None
     payload: str  # the JSON text as published
     topic: str
+    cells: tuple[int, ...]  # the published (non-null) breakdown cells, every attribute
 
     def below_min_cell(self, k: int) -> bool:
         """A count of 1..k-1 published: the device runs with a smaller min_cell than the fleet."""
-        counts = [self.visitors, self.faces_peak, self.dwell_n]
-        doc = json.loads(self.payload)
-        for name in BREAKDOWNS:
-            counts += list((doc.get(name) or {}).values())
-        return any(isinstance(c, int) and 1 <= c < k for c in counts)
+        counts = (self.visitors, self.faces_peak, self.dwell_n, *self.cells)
+        return any(c is not None and 1 <= c < k for c in counts)
 
 
 @dataclass(frozen=True)
@@ -173,6 +170,7 @@ def parse_window(topic: str, payload: bytes) -> WindowRow | Rejected:
             dwell_p90=_num(dwell, "p90"),
             payload=text,
             topic=topic,
+            cells=tuple(c for name in BREAKDOWNS for c in (doc.get(name) or {}).values() if c is not None),
         )
     except _Bad as exc:
         return Rejected(topic, str(exc), payload)

@@ -168,14 +168,16 @@ class WindowStore:
             if windows and not one_by_one:
                 stored = self._insert(cur, windows)
             elif windows:
+                kept: list[WindowRow] = []
                 for w in windows:
                     try:
                         with self._conn.transaction():  # a savepoint
                             stored += self._insert(cur, [w])
+                        kept.append(w)
                     except psycopg.DataError as exc:
                         reason = f"refused by the database: {str(exc).splitlines()[0]}"
                         refused.append(Rejected(w.topic, reason, w.payload.encode()))
-                windows = [w for w in windows if all(r.payload != w.payload.encode() for r in refused)]
+                windows = kept
             if windows:
                 latest: dict[str, WindowRow] = {}
                 for w in windows:
