@@ -15,6 +15,7 @@ import numpy as np
 from edge.attributes import AttributeEstimator, AttributeSwitches
 from edge.detector import FaceDetector
 from edge.models import DEFAULT_DIR, Manifest
+from edge.preprocess import DEFAULT_VIEWS
 from edge.records import Detection, Face
 
 
@@ -27,6 +28,7 @@ class AnalyzerConfig:
     min_face_px: int = 0
     tile_interval: int = 1  # video: frames between searches of the same tile (see FaceDetector)
     attributes: AttributeSwitches = field(default_factory=AttributeSwitches)
+    attribute_views: int = DEFAULT_VIEWS  # crops averaged per estimate (edge.preprocess.face_views)
     backend: str = "auto"
     threads: int | None = None  # None: all cores
 
@@ -59,7 +61,7 @@ class Analyzer:
             tile_interval=config.tile_interval,
         )
         self.attributes = AttributeEstimator(
-            manifest, config.attributes, config.variant, config.backend, config.threads
+            manifest, config.attributes, config.variant, config.backend, config.threads, config.attribute_views
         )
         self.last_timings = Timings(0.0, 0.0)
 

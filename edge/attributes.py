@@ -15,7 +15,7 @@ import numpy as np
 
 from edge.interpreter import TfliteModel
 from edge.models import Manifest, ModelInfo
-from edge.preprocess import CropSpec, crop_face
+from edge.preprocess import CropSpec, crop_face, face_views
 from edge.records import Attributes, Detection
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,12 @@ class AttributeSwitches:
     ethnicity: bool = False
 
 
+def average_views(outputs: dict[str, np.ndarray], views: int) -> dict[str, np.ndarray]:
+    """Each face's outputs averaged over its ``views`` consecutive rows (softmax scores stay
+    distributions); the converter's proof averages the same way."""
+    return {k: v.reshape(-1, views, *v.shape[1:]).mean(axis=1) for k, v in outputs.items()}
+
+
 class _CropModel:
     def __init__(self, info: ModelInfo, model: TfliteModel) -> None:
         self.info, self.model = info, model
@@ -43,18 +49,27 @@ class _CropModel:
         self.bgr = info.input.get("colour", "RGB") == "BGR"
 
     def run(
-        self, frame_rgb: np.ndarray, detections: Sequence[Detection], crops_cache: dict[CropSpec, np.ndarray]
+        self,
+        frame_rgb: np.ndarray,
+        detections: Sequence[Detection],
+        crops_cache: dict[CropSpec, np.ndarray],
+        views: int = 1,
     ) -> dict[str, np.ndarray]:
-        """``crops_cache`` shares crops between models that want the same crop of the same faces."""
+        """Outputs per face, averaged over its ``views`` (``face_views``). ``crops_cache`` shares
+        crops between models that want the same crop of the same faces."""
         crops = crops_cache.get(self.crop)
         if crops is None:
-            crops = crops_cache[self.crop] = np.stack([crop_face(frame_rgb, d.box, self.crop) for d in detections])
+            crops = crops_cache[self.crop] = np.stack(
+                [crop_face(frame_rgb, b, self.crop) for d in detections for b in face_views(d.box, views)]
+            )
         if self.bgr:
             crops = np.ascontiguousarray(crops[..., ::-1])
         if self.model.batchable:
-            return self.model.run(crops)
-        parts = [self.model.run(c[None]) for c in crops]
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+            out = self.model.run(crops)
+        else:
+            parts = [self.model.run(c[None]) for c in crops]
+            out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return average_views(out, views)
 
 
 class AttributeEstimator:
@@ -67,8 +82,11 @@ class AttributeEstimator:
         variant: str = "int8",
         backend: str = "auto",
         threads: int | None = None,
+        views: int = 1,
     ) -> None:
         self.switches = switches
+        face_views((0, 0, 1, 1), views)  # rejects an unknown view count here, not on the first face
+        self.views = views
         self._age_gender = self._expression = self._ethnicity = None
         if switches.age or switches.gender:
             self._age_gender = _CropModel(*manifest.load("age_gender", variant, backend, threads))
@@ -93,14 +111,15 @@ class AttributeEstimator:
                 fields[i][field], fields[i][f"{field}_score"] = labels[k], float(out[output][i, k])
 
         if self._age_gender is not None:
-            out = self._age_gender.run(frame_rgb, detections, crops)
+            out = self._age_gender.run(frame_rgb, detections, crops, self.views)
             if self.switches.age:
                 for i in range(n):
                     fields[i]["age"] = float(max(0.0, out["age"][i, 0]))
             if self.switches.gender:
                 top(self._age_gender, "gender", "gender", out)
         if self._expression is not None:
-            top(self._expression, "expression", "expression", self._expression.run(frame_rgb, detections, crops))
+            out = self._expression.run(frame_rgb, detections, crops, self.views)
+            top(self._expression, "expression", "expression", out)
         if self._ethnicity is not None:
-            top(self._ethnicity, "race", "ethnicity", self._ethnicity.run(frame_rgb, detections, crops))
+            top(self._ethnicity, "race", "ethnicity", self._ethnicity.run(frame_rgb, detections, crops, self.views))
         return [Attributes(**f) for f in fields]

@@ -14,6 +14,7 @@ from edge.analyzer import Analyzer, AnalyzerConfig
 from edge.attributes import ETHNICITY_WARNING, AttributeSwitches
 from edge.interpreter import BackendUnavailable
 from edge.models import DEFAULT_DIR, MISSING_HINT, Manifest, ModelError
+from edge.preprocess import DEFAULT_VIEWS, VIEW_COUNTS
 
 if TYPE_CHECKING:  # the fleet side needs psycopg, which a device does not install
     from edge.fleet.config import FleetConfig
@@ -165,6 +166,7 @@ def _analyzer_config(args: argparse.Namespace, variant: str | None = None, size:
         attributes=AttributeSwitches(
             age=not args.no_age, gender=not args.no_gender, expression=not args.no_expression, ethnicity=args.ethnicity
         ),
+        attribute_views=args.views,
         backend=args.backend,
         threads=args.threads,
     )
@@ -326,6 +328,13 @@ def _add_analyzer_options(p: argparse.ArgumentParser, repeatable: bool = False) 
     p.add_argument("--no-age", action="store_true", help="do not estimate age")
     p.add_argument("--no-gender", action="store_true", help="do not estimate gender")
     p.add_argument("--no-expression", action="store_true", help="do not estimate facial expression")
+    p.add_argument(
+        "--views",
+        type=int,
+        choices=VIEW_COUNTS,
+        default=DEFAULT_VIEWS,
+        help=f"crops averaged per attribute estimate (default: {DEFAULT_VIEWS}, as attributes.views; 1 is fastest)",
+    )
     p.add_argument(
         "--ethnicity",
         action="store_true",

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from edge.models import DEFAULT_DIR as DEFAULT_MODEL_DIR
+from edge.preprocess import DEFAULT_VIEWS, VIEW_COUNTS
 
 DEFAULT_STATE_DIR = Path("~/.local/state/edge")
 _ROOT = "(top level)"
@@ -468,6 +469,10 @@ class AttributesConfig:
     # A gender estimate less sure than this does not vote: the visitor's gender stays unknown
     # rather than a coin toss (measured: at >= 0.8, 99% right while keeping 90-94% of faces).
     min_gender_score: float = _leaf(0.8, _number("a score between 0 and 1", lo=0, hi=1))
+    # Each estimate is the mean over this many slightly shifted and scaled crops of the face, so
+    # that box jitter (frame to frame, int8 against float) moves it less (models/README.md "Views").
+    # 1 is the cheapest; the attribute cost grows with the count (tracks ask for few estimates).
+    views: int = _leaf(DEFAULT_VIEWS, _choice(*VIEW_COUNTS))
 
 
 @dataclass(frozen=True, kw_only=True)

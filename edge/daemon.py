@@ -52,6 +52,7 @@ def analyzer_config(config: Config) -> AnalyzerConfig:
         min_face_px=config.detector.min_face_px,
         tile_interval=config.detector.tile_interval,
         attributes=AttributeSwitches(age=a.age, gender=a.gender, expression=a.expression, ethnicity=a.ethnicity),
+        attribute_views=a.views,
         backend=config.runtime.backend,
         threads=config.runtime.threads,
     )

@@ -113,6 +113,37 @@ def crop_face(frame_rgb: np.ndarray, box_xyxy: np.ndarray | tuple[float, ...], s
     return _mask_outside(out, (x1, y1, x2, y2), (sx1, sy1), scale)
 
 
+# Views of one face for the attribute models, whose outputs are averaged over them. A gender
+# estimate near 0.5 can flip when the box moves by 1-2% of its size, which is how much two
+# detector runs (int8 against float, or one video frame against the next) differ; the mean over
+# boxes shifted and scaled by VIEW_STEP varies smoothly with the box, so such jitter moves it far
+# less (models/README.md "Views": int8 against float gender agreement 95.9% -> 97.4% on
+# utkface-dev, and no group losing more than 3 points).
+VIEW_STEP = 0.04
+VIEW_COUNTS = (1, 5, 7)  # the box; + shifted left, right, up, down; + scaled up and down
+DEFAULT_VIEWS = 7
+
+
+def face_views(box_xyxy: np.ndarray | tuple[float, ...], views: int) -> np.ndarray:
+    """The ``views`` boxes [views, 4] (x1, y1, x2, y2) averaged for one detected box; the first is the box."""
+    if views not in VIEW_COUNTS:
+        raise ValueError(f"views must be one of {VIEW_COUNTS}, got {views!r}")
+    x1, y1, x2, y2 = (float(v) for v in box_xyxy)
+    w, h = x2 - x1, y2 - y1
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    # (shift x, shift y) in box widths/heights, size factor
+    offsets = [(0.0, 0.0, 1.0)]
+    if views >= 5:
+        offsets += [(-VIEW_STEP, 0.0, 1.0), (VIEW_STEP, 0.0, 1.0), (0.0, -VIEW_STEP, 1.0), (0.0, VIEW_STEP, 1.0)]
+    if views >= 7:
+        offsets += [(0.0, 0.0, 1.0 + VIEW_STEP), (0.0, 0.0, 1.0 - VIEW_STEP)]
+    out = []
+    for dx, dy, s in offsets:
+        vx, vy, vw, vh = cx + dx * w, cy + dy * h, w * s / 2, h * s / 2
+        out.append((vx - vw, vy - vh, vx + vw, vy + vh))
+    return np.asarray(out, dtype=np.float64)
+
+
 _SUBPIXEL_BITS = 5  # OpenCV's INTER_BITS: positions in 1/32 pixel
 
 

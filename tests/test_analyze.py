@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -17,6 +18,7 @@ from edge.boxes import iou_matrix
 from edge.cli import main
 from edge.commands.evaluate import Outcome, Sample, parity, parity_table
 from edge.models import DEFAULT_DIR
+from edge.preprocess import face_views
 from edge.records import Face
 from edge.synthetic import crowd_frame
 
@@ -93,6 +95,32 @@ def test_attributes_switch_off(astronaut: np.ndarray) -> None:
     (face,) = only_gender.analyze(astronaut)
     a = face.attributes
     assert a.gender in ("female", "male") and a.age is None and a.expression is None and a.ethnicity is None
+
+
+def test_views_average_the_crops_of_shifted_and_scaled_boxes() -> None:
+    """An estimate over 7 views is the mean of single-crop estimates on the 7 view boxes, face by
+    face (several faces per frame, so a mix-up of faces and views would show)."""
+    frame, _ = crowd_frame(4, 640, 480, face_px=90, seed=5)
+    config = AnalyzerConfig(attributes=AttributeSwitches(expression=False), threads=1)
+    seven = Analyzer(replace(config, attribute_views=7))
+    one = Analyzer(replace(config, attribute_views=1))
+    detections = seven.detect(frame)
+    assert len(detections) == 4
+    estimates = seven.attributes.estimate(frame, detections)
+    for d, a in zip(detections, estimates):
+        boxes = face_views(d.box, 7)
+        assert len(boxes) == 7 and np.allclose(boxes[0], d.box)
+        assert np.allclose(boxes[1:5].mean(axis=0), d.box) and not np.allclose(boxes[1], d.box)
+        singles = one.attributes.estimate(frame, [replace(d, box=tuple(b)) for b in boxes])
+        assert a.age == pytest.approx(np.mean([s.age for s in singles]), abs=1e-4)
+        male = [s.gender_score if s.gender == "male" else 1 - s.gender_score for s in singles]
+        assert (a.gender == "male") == (np.mean(male) >= 0.5)
+        assert a.gender_score == pytest.approx(max(np.mean(male), 1 - np.mean(male)), abs=1e-5)
+
+
+def test_an_unknown_view_count_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"views must be one of \(1, 5, 7\), got 3"):
+        Analyzer(AnalyzerConfig(attribute_views=3))
 
 
 def test_video_frames_are_analysed(tmp_path: Path, capsys) -> None:

@@ -234,6 +234,7 @@ def test_wrong_type_names_path_value_and_expectation() -> None:
         ({"detector": {"min_face_px": -1}}, "detector.min_face_px"),
         ({"attributes": {"age": 1}}, "attributes.age"),
         ({"attributes": {"min_gender_score": 1.2}}, "attributes.min_gender_score"),
+        ({"attributes": {"views": 3}}, "attributes.views"),
         ({"tracking": {"iou_threshold": 0}}, "tracking.iou_threshold"),
         ({"tracking": {"min_hits": 2.5}}, "tracking.min_hits"),
         ({"tracking": "fast"}, "tracking"),
