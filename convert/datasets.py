@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.preprocess import CropSpec, crop_face, letterbox
+from edge.preprocess import CropSpec, crop_face, face_views, letterbox
 
 CALIBRATION_PHOTOS = ("sample1.jpg", "sample3.jpg", "sample5.jpg")
 VERIFICATION_PHOTOS = ("sample2.jpg", "sample4.jpg", "sample6.jpg")
@@ -161,11 +161,19 @@ def detector_inputs(frames: list[Photo], size: int) -> np.ndarray:
 
 
 def face_variants(
-    faces: list[tuple[np.ndarray, np.ndarray]], spec: CropSpec, per_face: int, seed: int, harsh: bool = False
+    faces: list[tuple[np.ndarray, np.ndarray]],
+    spec: CropSpec,
+    per_face: int,
+    seed: int,
+    harsh: bool = False,
+    views: int = 1,
 ) -> np.ndarray:
     """Crops of detected faces with box jitter (as a detector would give) and photometric jitter.
 
-    ``faces`` holds (frame, box_xyxy) pairs; the first variant of each is the plain crop.
+    ``faces`` holds (frame, box_xyxy) pairs; the first variant of each is the plain crop. With
+    ``views`` > 1 each variant comes as the device's ``views`` crops of its box (``face_views``,
+    consecutive, the box first), flipped and re-lit alike; ``views`` 1 gives the same crops as
+    the first view of every variant.
     """
     rng = np.random.default_rng(seed)
     crops = []
@@ -179,12 +187,14 @@ def face_variants(
                 dx, dy = rng.uniform(-0.06, 0.06) * bw, rng.uniform(-0.06, 0.06) * bh
                 cx, cy = (x1 + x2) / 2 + dx, (y1 + y2) / 2 + dy
                 jittered = np.array([cx - bw * s / 2, cy - bh * s / 2, cx + bw * s / 2, cy + bh * s / 2])
-            crop = crop_face(frame, jittered, spec)
+            group = [crop_face(frame, b, spec) for b in face_views(jittered, views)]
             if k > 0:
-                if rng.random() < 0.5:
-                    crop = np.ascontiguousarray(crop[:, ::-1])
-                crop = _photometric(crop, rng, harsh)
-            crops.append(crop)
+                flip = rng.random() < 0.5
+                state = rng.bit_generator.state
+                for i, crop in enumerate(group):
+                    rng.bit_generator.state = state  # every view of a variant gets the same jitter
+                    group[i] = _photometric(np.ascontiguousarray(crop[:, ::-1]) if flip else crop, rng, harsh)
+            crops += group
     return np.stack(crops)
 
 

@@ -74,12 +74,20 @@ CONDITIONS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] =
 }
 
 
-def conditions(crops: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-    """The crops as captured and re-rendered under each condition (uint8, seeded)."""
+def conditions(crops: np.ndarray, seed: int, views: int = 1) -> dict[str, np.ndarray]:
+    """The crops as captured and re-rendered under each condition (uint8, seeded); each run of
+    ``views`` consecutive crops (the views of one face) is rendered alike."""
     rng = np.random.default_rng(seed)
     out = {"as captured": crops}
     for name, render in CONDITIONS.items():
-        out[name] = np.stack([np.clip(render(c.astype(np.float64), rng) + 0.5, 0, 255).astype(np.uint8) for c in crops])
+        rendered = []
+        for i, c in enumerate(crops):
+            if i % views == 0:
+                state = rng.bit_generator.state
+            else:
+                rng.bit_generator.state = state
+            rendered.append(np.clip(render(c.astype(np.float64), rng) + 0.5, 0, 255).astype(np.uint8))
+        out[name] = np.stack(rendered)
     return out
 
 

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from edge.attributes import average_views
 from edge.boxes import frame_detections
 from edge.interpreter import TfliteModel
-from edge.preprocess import letterbox
+from edge.preprocess import DEFAULT_VIEWS, letterbox
 
 from . import datasets as ds
 from . import parity
@@ -252,10 +253,14 @@ def face_proofs(mdef: ModelDef, ref: dict[str, np.ndarray], q: dict[str, np.ndar
     raise KeyError(mdef.key)
 
 
-def group_proofs(mdef: ModelDef, m_float: TfliteModel, m_int8: TfliteModel, crops: np.ndarray) -> dict:
-    """int8 against float per capture condition and float call (see convert/parity.py)."""
-    views = parity.conditions(crops, SEEDS["face_conditions"])
-    outputs = {name: (run_tflite(m_float, x), run_tflite(m_int8, x)) for name, x in views.items()}
+def group_proofs(mdef: ModelDef, m_float: TfliteModel, m_int8: TfliteModel, crops: np.ndarray, views: int) -> dict:
+    """int8 against float per capture condition and float call (see convert/parity.py); ``crops``
+    holds ``views`` consecutive crops per face, whose outputs are averaged as on the device."""
+    rendered = parity.conditions(crops, SEEDS["face_conditions"], views)
+    outputs = {
+        name: (average_views(run_tflite(m_float, x), views), average_views(run_tflite(m_int8, x), views))
+        for name, x in rendered.items()
+    }
     split_by = mdef.group_split
 
     def split(ref: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -410,9 +415,14 @@ def run(out_dir: Path, cache_dir: Path, calib_dir: Path | None, only: set[str]) 
         calib = ds.face_variants(
             calib_faces, mdef.crop, FACE_VARIANTS["calibration"], SEEDS["face_calibration"], harsh=True
         )
-        verif = ds.face_variants(verif_faces, mdef.crop, FACE_VARIANTS["verification"], SEEDS["face_verification"])
+        # Verified as the device estimates: each face is the mean over its DEFAULT_VIEWS crops
+        # (edge.preprocess.face_views); the first of them is the single crop, reported too.
+        v = DEFAULT_VIEWS
+        verif = ds.face_variants(
+            verif_faces, mdef.crop, FACE_VARIANTS["verification"], SEEDS["face_verification"], views=v
+        )
         stress = ds.face_variants(
-            verif_faces, mdef.crop, FACE_VARIANTS["verification"], SEEDS["face_verification"], harsh=True
+            verif_faces, mdef.crop, FACE_VARIANTS["verification"], SEEDS["face_verification"], harsh=True, views=v
         )
         int8_module = None
         if mdef.key in FACE_EQUALIZE_STRENGTH:
@@ -420,20 +430,27 @@ def run(out_dir: Path, cache_dir: Path, calib_dir: Path | None, only: set[str]) 
             int8_module.equalize(calib.astype(np.float32), FACE_EQUALIZE_STRENGTH[mdef.key])
         float_path, int8_path = convert_model(mdef, module, calib.astype(np.float32), out_dir, int8_module)
         m_float, m_int8 = TfliteModel(float_path), TfliteModel(int8_path)
-        ref = run_tflite(m_float, verif)
+        ref, q = run_tflite(m_float, verif), run_tflite(m_int8, verif)
         proof = {
             "tf_vs_float_tflite_max_abs": max_abs_diff(
                 run_tf(module, verif[:32].astype(np.float32)), run_tflite(m_float, verif[:32])
             ),
-            "verification_crops": len(verif),
+            "verification_crops": len(verif) // v,
+            "views": v,
         }
-        proof.update(face_proofs(mdef, ref, run_tflite(m_int8, verif)))
+        proof.update(face_proofs(mdef, average_views(ref, v), average_views(q, v)))
+        single = face_proofs(mdef, {k: x[::v] for k, x in ref.items()}, {k: x[::v] for k, x in q.items()})
+        proof.update({f"single_crop_{k}": x for k, x in single.items()})
         # Informational: greyscale/blurred/badly exposed crops (no bar; see the model card).
-        stress_proof = face_proofs(mdef, run_tflite(m_float, stress), run_tflite(m_int8, stress))
-        proof.update({f"stress_{k}": v for k, v in stress_proof.items()})
+        stress_proof = face_proofs(
+            mdef, average_views(run_tflite(m_float, stress), v), average_views(run_tflite(m_int8, stress), v)
+        )
+        proof.update({f"stress_{k}": x for k, x in stress_proof.items()})
         if mdef.group_outputs:
-            faces = ds.face_variants(group_faces, mdef.crop, FACE_VARIANTS["groups"], SEEDS["face_verification"])
-            proof.update(group_proofs(mdef, m_float, m_int8, faces))
+            faces = ds.face_variants(
+                group_faces, mdef.crop, FACE_VARIANTS["groups"], SEEDS["face_verification"], views=v
+            )
+            proof.update(group_proofs(mdef, m_float, m_int8, faces, v))
         report.add(mdef.key, "float tflite vs TF max |diff|", proof["tf_vs_float_tflite_max_abs"])
         for metric, value in proof.items():
             if (

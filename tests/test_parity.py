@@ -25,6 +25,17 @@ def test_every_condition_is_rendered_reproducibly_and_changes_the_pixels() -> No
     assert first["darker tones"].mean() < crops().mean() < first["lighter tones"].mean()
 
 
+def test_the_views_of_one_face_are_rendered_alike() -> None:
+    """Each run of ``views`` crops holds one face's views: a condition must light them the same
+    way (its random draws repeat within the run), or their average would mix conditions."""
+    same = np.repeat(crops(4), 3, axis=0)  # 4 faces, 3 identical views each
+    for name, rendered in parity.conditions(same, seed=6, views=3).items():
+        runs = rendered.reshape(4, 3, *rendered.shape[1:])
+        assert all(np.array_equal(r[0], r[k]) for r in runs for k in (1, 2)), name
+    apart = parity.conditions(same, seed=6, views=1)["side light"].reshape(4, 3, 24, 24, 3)
+    assert not all(np.array_equal(r[0], r[1]) for r in apart)  # without views, each crop draws anew
+
+
 def one_hot(calls: list[int], classes: int = 2) -> np.ndarray:
     return np.eye(classes)[calls]
 
