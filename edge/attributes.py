@@ -64,11 +64,12 @@ class _CropModel:
             )
         if self.bgr:
             crops = np.ascontiguousarray(crops[..., ::-1])
-        if self.model.batchable:
-            out = self.model.run(crops)
-        else:
-            parts = [self.model.run(c[None]) for c in crops]
-            out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        # One face's views per invocation: the input shape never changes, so the interpreter sizes
+        # its buffers once (a batch of all faces' views resized them on every new face count and
+        # grew them with it, +50 MB for 5 faces x 7 views).
+        step = views if self.model.batchable else 1
+        parts = [self.model.run(crops[i : i + step]) for i in range(0, len(crops), step)]
+        out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         return average_views(out, views)
 
 
