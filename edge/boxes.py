@@ -81,6 +81,30 @@ def nms(
     return np.asarray(keep, dtype=np.int64)
 
 
+# Box voting: each kept box becomes the score-weighted mean of the anchors' boxes that overlap it
+# by at least VOTE_IOU and score above VOTE_MIN_SCORE. One face fires several neighbouring anchors;
+# which of them wins NMS, and with it the box, changes with a small change of the scores (int8
+# against float, one frame against the next). The mean of all of them hardly moves: on utkface-dev
+# the int8 and float detectors' boxes overlap by IoU 0.982 on average instead of 0.942, and int8
+# against float gender agreement rose from 97.4% to 98.2% (models/README.md "Box voting").
+VOTE_IOU = 0.5
+VOTE_MIN_SCORE = 0.25
+
+
+def vote(boxes: np.ndarray, scores: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """The kept boxes [K, 4], each replaced by the score-weighted mean of its overlapping candidates."""
+    candidates = np.flatnonzero(scores > VOTE_MIN_SCORE)
+    out = boxes[keep].astype(np.float64)
+    if len(keep) == 0:
+        return out
+    overlap = iou_matrix(boxes[keep], boxes[candidates]) >= VOTE_IOU  # [K, C]; a kept box overlaps itself
+    weights = overlap * scores[candidates][None, :].astype(np.float64)
+    total = weights.sum(axis=1, keepdims=True)
+    voted = weights @ boxes[candidates].astype(np.float64) / np.maximum(total, 1e-12)
+    # A kept box under VOTE_MIN_SCORE (a low detector threshold) has no candidate: it stays as it is.
+    return np.where(total > 0, voted, out)
+
+
 def frame_detections(
     encodings: np.ndarray,
     scores: np.ndarray,
@@ -99,7 +123,7 @@ def frame_detections(
     boxes = decode(encodings, anchors)
     keep = nms(boxes, scores, score_threshold, iou_threshold, max_results)
     w, h = frame_wh
-    yx = boxes[keep] * (input_size / scale)
+    yx = vote(boxes, scores, keep) * (input_size / scale)
     xyxy = np.stack([yx[:, 1], yx[:, 0], yx[:, 3], yx[:, 2]], axis=1) if len(keep) else np.zeros((0, 4))
     xyxy = np.clip(xyxy, 0.0, [w, h, w, h]).astype(np.float32)
     return xyxy, scores[keep].astype(np.float32)
