@@ -117,8 +117,8 @@ def crop_face(frame_rgb: np.ndarray, box_xyxy: np.ndarray | tuple[float, ...], s
 # estimate near 0.5 can flip when the box moves by 1-2% of its size, which is how much two
 # detector runs (int8 against float, or one video frame against the next) differ; the mean over
 # boxes shifted and scaled by VIEW_STEP varies smoothly with the box, so such jitter moves it far
-# less (models/README.md "Views": int8 against float gender agreement 95.9% -> 97.4% on
-# utkface-dev, and no group losing more than 3 points).
+# less (models/README.md "Box voting and views": int8 against float gender agreement 95.9% ->
+# 97.4% on utkface-dev, and no group losing more than 3 points).
 VIEW_STEP = 0.04
 VIEW_COUNTS = (1, 5, 7)  # the box; + shifted left, right, up, down; + scaled up and down
 DEFAULT_VIEWS = 7
