@@ -15,7 +15,7 @@ import numpy as np
 
 from edge.interpreter import TfliteModel
 from edge.models import Manifest, ModelInfo
-from edge.preprocess import CropSpec, crop_face, face_views
+from edge.preprocess import CropSpec, check_views, crop_face, face_views
 from edge.records import Attributes, Detection
 
 log = logging.getLogger(__name__)
@@ -86,8 +86,7 @@ class AttributeEstimator:
         views: int = 1,
     ) -> None:
         self.switches = switches
-        face_views((0, 0, 1, 1), views)  # rejects an unknown view count here, not on the first face
-        self.views = views
+        self.views = check_views(views)  # an unknown count fails here, not on the first face
         self._age_gender = self._expression = self._ethnicity = None
         if switches.age or switches.gender:
             self._age_gender = _CropModel(*manifest.load("age_gender", variant, backend, threads))

@@ -124,24 +124,35 @@ VIEW_COUNTS = (1, 5, 7)  # the box; + shifted left, right, up, down; + scaled up
 DEFAULT_VIEWS = 7
 
 
-def face_views(box_xyxy: np.ndarray | tuple[float, ...], views: int) -> np.ndarray:
-    """The ``views`` boxes [views, 4] (x1, y1, x2, y2) averaged for one detected box; the first is the box."""
+# (shift x in box widths, shift y in box heights, size factor) of each view, in order.
+_VIEW_OFFSETS = np.array(
+    [
+        (0.0, 0.0, 1.0),
+        (-VIEW_STEP, 0.0, 1.0),
+        (VIEW_STEP, 0.0, 1.0),
+        (0.0, -VIEW_STEP, 1.0),
+        (0.0, VIEW_STEP, 1.0),
+        (0.0, 0.0, 1.0 + VIEW_STEP),
+        (0.0, 0.0, 1.0 - VIEW_STEP),
+    ]
+)
+
+
+def check_views(views: int) -> int:
+    """``views`` if it is one of ``VIEW_COUNTS``; a clear error otherwise."""
     if views not in VIEW_COUNTS:
         raise ValueError(f"views must be one of {VIEW_COUNTS}, got {views!r}")
+    return views
+
+
+def face_views(box_xyxy: np.ndarray | tuple[float, ...], views: int) -> np.ndarray:
+    """The ``views`` boxes [views, 4] (x1, y1, x2, y2) averaged for one detected box; the first is the box."""
     x1, y1, x2, y2 = (float(v) for v in box_xyxy)
     w, h = x2 - x1, y2 - y1
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    # (shift x, shift y) in box widths/heights, size factor
-    offsets = [(0.0, 0.0, 1.0)]
-    if views >= 5:
-        offsets += [(-VIEW_STEP, 0.0, 1.0), (VIEW_STEP, 0.0, 1.0), (0.0, -VIEW_STEP, 1.0), (0.0, VIEW_STEP, 1.0)]
-    if views >= 7:
-        offsets += [(0.0, 0.0, 1.0 + VIEW_STEP), (0.0, 0.0, 1.0 - VIEW_STEP)]
-    out = []
-    for dx, dy, s in offsets:
-        vx, vy, vw, vh = cx + dx * w, cy + dy * h, w * s / 2, h * s / 2
-        out.append((vx - vw, vy - vh, vx + vw, vy + vh))
-    return np.asarray(out, dtype=np.float64)
+    dx, dy, size = _VIEW_OFFSETS[: check_views(views)].T
+    cx, cy = (x1 + x2) / 2 + dx * w, (y1 + y2) / 2 + dy * h
+    half_w, half_h = w * size / 2, h * size / 2
+    return np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1)
 
 
 _SUBPIXEL_BITS = 5  # OpenCV's INTER_BITS: positions in 1/32 pixel
