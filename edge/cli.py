@@ -13,6 +13,7 @@ from edge import __version__
 from edge.analyzer import Analyzer, AnalyzerConfig
 from edge.attributes import ETHNICITY_WARNING, AttributeSwitches
 from edge.interpreter import BackendUnavailable
+from edge.memory import settle_malloc
 from edge.models import DEFAULT_DIR, MISSING_HINT, Manifest, ModelError
 from edge.preprocess import DEFAULT_VIEWS, VIEW_COUNTS
 
@@ -514,23 +515,38 @@ def main(argv: list[str] | None = None) -> int:
         else logging.WARNING
     )
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    settle_malloc()
+    try:
+        return int(args.func(args))
+    except Exception as exc:
+        reported = _operator_error(exc, args.command)
+        if reported is None:
+            raise
+        status, message = reported
+        sys.stderr.write(message + "\n")
+        return status
+
+
+def _operator_error(exc: Exception, command: str) -> tuple[int, str] | None:
+    """Exit status and message for an error an operator can act on; None for a bug (re-raised
+    with its traceback).
+
+    The error types are imported here, not at the top: ``analyze`` must not pay for the config,
+    sink (paho-mqtt) and source modules it never uses (README "Memory").
+    """
     from edge.config import ConfigError
     from edge.sinks import SinkError
     from edge.sources import SourceError
     from edge.spool import StorageError
     from edge.state_lock import StateDirBusy
 
-    try:
-        return int(args.func(args))
-    except ConfigError as exc:
-        sys.stderr.write(f"{exc}\n")
-        return 2
-    except (ModelError, BackendUnavailable, SourceError, SinkError, StateDirBusy, ValueError) as exc:
-        sys.stderr.write(f"edge {args.command}: {exc}\n")
-        return 2
-    except StorageError as exc:  # may clear by itself (a full disk): 1, so the service manager retries
-        sys.stderr.write(f"edge {args.command}: {exc}\n")
-        return 1
+    if isinstance(exc, ConfigError):  # its message names the file and line already
+        return 2, str(exc)
+    if isinstance(exc, (ModelError, BackendUnavailable, SourceError, SinkError, StateDirBusy, ValueError)):
+        return 2, f"edge {command}: {exc}"
+    if isinstance(exc, StorageError):  # may clear by itself (a full disk): 1, so the service manager retries
+        return 1, f"edge {command}: {exc}"
+    return None
 
 
 if __name__ == "__main__":

@@ -51,18 +51,44 @@ def resize(image: np.ndarray, dsize: tuple[int, int]) -> np.ndarray:
 
     Enlarging uses ``INTER_LINEAR_EXACT`` (OpenCV's bit-exact bilinear); shrinking averages
     areas as ``INTER_AREA`` does, but in float64 with explicit rounding, because the uint8
-    and float32 area paths round differently on the two architectures.  The float64 path
-    costs about 1 ms more than uint8 for a 640x480 frame on an x86-64 core.
+    and float32 area paths round differently on the two architectures.
     """
     h, w = image.shape[:2]
     if dsize[0] >= w and dsize[1] >= h:
         return cv2.resize(image, dsize, interpolation=cv2.INTER_LINEAR_EXACT)
-    wide = np.empty(image.shape, dtype=np.float64)
-    wide[...] = image
-    averaged = np.asarray(cv2.resize(wide, dsize, interpolation=cv2.INTER_AREA), dtype=np.float64)
-    averaged += 0.5 + _TIE_MARGIN  # in place: a fresh frame-sized temporary costs more than the filter
+    if dsize[0] < w and dsize[1] < h:
+        averaged = _area_shrink(image, dsize)
+    else:  # shrunk one way, enlarged the other: never asked for by the pipeline (it keeps aspect)
+        wide = np.empty(image.shape, dtype=np.float64)
+        wide[...] = image
+        averaged = np.asarray(cv2.resize(wide, dsize, interpolation=cv2.INTER_AREA), dtype=np.float64)
+    averaged += 0.5 + _TIE_MARGIN  # in place: a fresh temporary costs more than the filter
     np.floor(averaged, out=averaged)
     return averaged.astype(np.uint8)
+
+
+# Rows of the source widened to float64 at a time. A whole 1920x1280 photo in float64 is 59 MB,
+# which was the largest block of ``edge analyze``'s peak RSS; a band of 64 rows is 3 MB.
+_BAND_ROWS = 64
+
+
+def _area_shrink(image: np.ndarray, dsize: tuple[int, int]) -> np.ndarray:
+    """``INTER_AREA`` in float64, one axis at a time: each band of rows is averaged across its
+    columns, then the narrowed image down its rows. OpenCV sums the area filter one axis at a
+    time too, so the result equals the single 2-D pass but for float64 rounding (about 1e-13,
+    far inside ``_TIE_MARGIN``): the same bytes, checked on the demo photos and random images
+    (tests/test_preprocess.py). Only the narrowed image is ever held in float64."""
+    h, w = image.shape[:2]
+    extra = image.shape[2:]
+    narrow = np.empty((h, dsize[0], *extra), dtype=np.float64)
+    band = np.empty((min(_BAND_ROWS, h), w, *extra), dtype=np.float64)
+    for top in range(0, h, _BAND_ROWS):
+        rows = image[top : top + _BAND_ROWS]
+        widened = band[: len(rows)]
+        widened[...] = rows
+        target = narrow[top : top + len(rows)]
+        target[...] = cv2.resize(widened, (dsize[0], len(rows)), interpolation=cv2.INTER_AREA).reshape(target.shape)
+    return np.asarray(cv2.resize(narrow, dsize, interpolation=cv2.INTER_AREA), dtype=np.float64)
 
 
 @dataclass(frozen=True)
