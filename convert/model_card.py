@@ -59,7 +59,8 @@ def group_lines(proof: dict) -> list[str]:
         cells.setdefault(r["condition"], {})[r["group"]] = f"{100 * r['agreement'][output]:.1f} ({r['n']})"
     lines = [
         f"- Per group, int8 against float ({output} agreement %, n faces): jittered variants of the verification "
-        "and screenshot faces, each estimated over its views, re-rendered per capture condition and split by the "
+        "and screenshot faces, each estimated as the device does (views near a decision), re-rendered per capture "
+        "condition and split by the "
         "float model's call; weakest: "
         f"{proof[f'weakest_group_{output}']}:",
         "",
@@ -87,8 +88,9 @@ def write_model_card(manifest: dict, table: str, path: Path) -> None:
         "astronaut, with seeded geometric and photometric variants. Detector recall is measured against the",
         "faces the float rebuild finds in the original photos (the same counts as face-api.js), carried",
         "through every augmentation. Attribute agreement compares int8 with float32 as the device",
-        "estimates: each face's outputs averaged over its views (the box, the box shifted by 4% of its",
-        "size left, right, up and down, and scaled by 4% up and down; `attributes.views`, default 7).",
+        "estimates: each face's outputs from its box, or averaged over its views (the box, the box shifted",
+        "by 4% of its size left, right, up and down, and scaled by 4% up and down; `attributes.views`,",
+        "default 7) where the box's own estimate lies near a decision (`edge.attributes.VIEW_MARGINS`).",
         "The `single_crop_` rows compare one crop per face; the `stress_` rows add greyscale, blur and",
         "harsh exposure. Neither carries a bar.",
         "",

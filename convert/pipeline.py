@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from edge.attributes import average_views
+from edge.attributes import settle_views
 from edge.boxes import frame_detections
 from edge.interpreter import TfliteModel
 from edge.preprocess import DEFAULT_VIEWS, letterbox
@@ -253,12 +253,18 @@ def face_proofs(mdef: ModelDef, ref: dict[str, np.ndarray], q: dict[str, np.ndar
     raise KeyError(mdef.key)
 
 
+def as_device(mdef: ModelDef, outputs: dict[str, np.ndarray], views: int) -> dict[str, np.ndarray]:
+    """Each face's estimate from its ``views`` consecutive rows as the device makes it: the box's
+    crop, or the mean over the views where that is near a decision (``edge.attributes``)."""
+    return settle_views(outputs, views, [name for name, spec in mdef.outputs.items() if "labels" in spec])
+
+
 def group_proofs(mdef: ModelDef, m_float: TfliteModel, m_int8: TfliteModel, crops: np.ndarray, views: int) -> dict:
     """int8 against float per capture condition and float call (see convert/parity.py); ``crops``
-    holds ``views`` consecutive crops per face, whose outputs are averaged as on the device."""
+    holds ``views`` consecutive crops per face, combined as on the device (``as_device``)."""
     rendered = parity.conditions(crops, SEEDS["face_conditions"], views)
     outputs = {
-        name: (average_views(run_tflite(m_float, x), views), average_views(run_tflite(m_int8, x), views))
+        name: (as_device(mdef, run_tflite(m_float, x), views), as_device(mdef, run_tflite(m_int8, x), views))
         for name, x in rendered.items()
     }
     split_by = mdef.group_split
@@ -415,8 +421,8 @@ def run(out_dir: Path, cache_dir: Path, calib_dir: Path | None, only: set[str]) 
         calib = ds.face_variants(
             calib_faces, mdef.crop, FACE_VARIANTS["calibration"], SEEDS["face_calibration"], harsh=True
         )
-        # Verified as the device estimates: each face is the mean over its DEFAULT_VIEWS crops
-        # (edge.preprocess.face_views); the first of them is the single crop, reported too.
+        # Verified as the device estimates: each face over up to DEFAULT_VIEWS crops (the views,
+        # averaged near a decision: edge.attributes.settle_views); the single crop is reported too.
         v = DEFAULT_VIEWS
         verif = ds.face_variants(
             verif_faces, mdef.crop, FACE_VARIANTS["verification"], SEEDS["face_verification"], views=v
@@ -438,12 +444,12 @@ def run(out_dir: Path, cache_dir: Path, calib_dir: Path | None, only: set[str]) 
             "verification_crops": len(verif) // v,
             "views": v,
         }
-        proof.update(face_proofs(mdef, average_views(ref, v), average_views(q, v)))
+        proof.update(face_proofs(mdef, as_device(mdef, ref, v), as_device(mdef, q, v)))
         single = face_proofs(mdef, {k: x[::v] for k, x in ref.items()}, {k: x[::v] for k, x in q.items()})
         proof.update({f"single_crop_{k}": x for k, x in single.items()})
         # Informational: greyscale/blurred/badly exposed crops (no bar; see the model card).
         stress_proof = face_proofs(
-            mdef, average_views(run_tflite(m_float, stress), v), average_views(run_tflite(m_int8, stress), v)
+            mdef, as_device(mdef, run_tflite(m_float, stress), v), as_device(mdef, run_tflite(m_int8, stress), v)
         )
         proof.update({f"stress_{k}": x for k, x in stress_proof.items()})
         if mdef.group_outputs:

@@ -28,7 +28,8 @@ class AnalyzerConfig:
     min_face_px: int = 0
     tile_interval: int = 1  # video: frames between searches of the same tile (see FaceDetector)
     attributes: AttributeSwitches = field(default_factory=AttributeSwitches)
-    attribute_views: int = DEFAULT_VIEWS  # crops averaged per estimate (edge.preprocess.face_views)
+    attribute_views: int = DEFAULT_VIEWS  # crops averaged per estimate near a decision (edge.attributes)
+    gender_gate: float | None = None  # the score a gender needs to count (the daemon's min_gender_score)
     backend: str = "auto"
     threads: int | None = None  # None: all cores
 
@@ -61,7 +62,13 @@ class Analyzer:
             tile_interval=config.tile_interval,
         )
         self.attributes = AttributeEstimator(
-            manifest, config.attributes, config.variant, config.backend, config.threads, config.attribute_views
+            manifest,
+            config.attributes,
+            config.variant,
+            config.backend,
+            config.threads,
+            config.attribute_views,
+            gates={} if config.gender_gate is None else {"gender": config.gender_gate},
         )
         self.last_timings = Timings(0.0, 0.0)
 

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,7 +14,6 @@ from edge import __version__
 from edge.analyzer import Analyzer, AnalyzerConfig
 from edge.attributes import ETHNICITY_WARNING, AttributeSwitches
 from edge.interpreter import BackendUnavailable
-from edge.memory import settle_malloc
 from edge.models import DEFAULT_DIR, MISSING_HINT, Manifest, ModelError
 from edge.preprocess import DEFAULT_VIEWS, VIEW_COUNTS
 
@@ -258,9 +258,12 @@ def _bench(args: argparse.Namespace) -> int:
             args.min_face = detector.min_face_px
         if args.tile_interval is None:
             args.tile_interval = detector.tile_interval
+        attributes = AttributesConfig()
         return bench.run_pipeline(
-            lambda v, s: Analyzer(_analyzer_config(args, variant=v, size=s)),
-            tracker_settings(TrackingConfig(), detector, AttributesConfig()),
+            lambda v, s: Analyzer(
+                replace(_analyzer_config(args, variant=v, size=s), gender_gate=attributes.min_gender_score)
+            ),
+            tracker_settings(TrackingConfig(), detector, attributes),
             configs,
             _resolutions(args.resolution),
             [int(n) for n in args.faces.split(",")],
@@ -515,7 +518,6 @@ def main(argv: list[str] | None = None) -> int:
         else logging.WARNING
     )
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
-    settle_malloc()
     try:
         return int(args.func(args))
     except Exception as exc:

@@ -469,9 +469,9 @@ class AttributesConfig:
     # A gender estimate less sure than this does not vote: the visitor's gender stays unknown
     # rather than a coin toss (measured: at >= 0.8, 99% right while keeping 90-94% of faces).
     min_gender_score: float = _leaf(0.8, _number("a score between 0 and 1", lo=0, hi=1))
-    # Each estimate is the mean over this many slightly shifted and scaled crops of the face, so
-    # that box jitter (frame to frame, int8 against float) moves it less (models/README.md "Box voting and views").
-    # 1 is the cheapest; the attribute cost grows with the count (tracks ask for few estimates).
+    # An estimate near a decision (gender 0.5 or min_gender_score, the top two expressions) is the mean
+    # over this many slightly shifted and scaled crops of the face, so that box jitter (frame to frame,
+    # int8 against float) moves it less; the others use the box alone (edge.attributes.VIEW_MARGINS).
     views: int = _leaf(DEFAULT_VIEWS, _choice(*VIEW_COUNTS))
 
 

@@ -53,6 +53,7 @@ def analyzer_config(config: Config) -> AnalyzerConfig:
         tile_interval=config.detector.tile_interval,
         attributes=AttributeSwitches(age=a.age, gender=a.gender, expression=a.expression, ethnicity=a.ethnicity),
         attribute_views=a.views,
+        gender_gate=a.min_gender_score,
         backend=config.runtime.backend,
         threads=config.runtime.threads,
     )

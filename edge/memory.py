@@ -1,9 +1,9 @@
-"""Process memory: keep glibc from holding freed frame buffers, and read RSS for reports.
+"""Process memory: hand freed buffers back to the system, and read RSS for reports.
 
-glibc serves a large ``malloc`` with its own ``mmap`` and gives it back on ``free`` -- until the
-first such block is freed, after which it raises that threshold (up to 32 MB) and serves frame-sized
-blocks from the heap, which it rarely returns. Analysing photos of different sizes then ratchets RSS
-up by tens of MB (README "Memory"). Fixing the threshold keeps every frame-sized buffer returnable.
+glibc keeps memory freed in the middle of its heap mapped: after photos of different sizes, whose
+buffers land at different places, RSS ratchets up by tens of MB although little is in use (README
+"Memory"). ``release_free_memory`` returns those pages; callers run it between inputs, not per
+frame, because a page handed back costs a page fault when it is used again.
 """
 
 from __future__ import annotations
@@ -11,37 +11,38 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-# Blocks of this size and more come from mmap and go back to the system when freed. A 640x480
-# RGB frame is 900 KB; model tensors and crops stay below it and keep malloc's fast path.
-MMAP_THRESHOLD = 256 * 1024
 
-
-def settle_malloc(threshold: int = MMAP_THRESHOLD) -> bool:
-    """Fix glibc's mmap and trim thresholds for this process; False where the C library is not glibc."""
+def _malloc_trim() -> Callable[[int], int] | None:
     name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name) if name else None
-        mallopt = libc.mallopt if libc is not None else None
-    except (OSError, AttributeError):
-        mallopt = None
-    if mallopt is None:
-        log.debug("no mallopt in this C library: malloc thresholds left as they are")
-        return False
-    ok = bool(mallopt(_M_MMAP_THRESHOLD, threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, threshold))
-    log.debug("malloc mmap/trim thresholds %s at %d bytes", "set" if ok else "not set", threshold)
-    return ok
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return None
+
+
+class FreeMemory:
+    """Returns the C heap's free pages to the system on ``release()`` (glibc's ``malloc_trim``);
+    does nothing where the C library has no such call."""
+
+    def __init__(self) -> None:
+        self._trim = _malloc_trim()
+        if self._trim is None:
+            log.debug("no malloc_trim in this C library: freed heap pages stay mapped")
+
+    def release(self) -> None:
+        if self._trim is not None:
+            self._trim(0)
 
 
 def rss_mb() -> dict[str, float]:
-    """Current and peak resident memory of this process in MB, with the peak split by kind where
-    the kernel says (``RssAnon``: the process's own; ``RssFile``: mapped library and model pages,
-    which depend on how the page cache holds those files)."""
+    """Current and peak resident memory of this process in MB (``VmRSS``, ``VmHWM``), with the
+    current split by kind (``RssAnon``: the process's own; ``RssFile``: mapped library and model
+    pages, whose count depends on how the page cache holds those files)."""
     fields: dict[str, float] = {}
     try:
         for line in Path("/proc/self/status").read_text().splitlines():

@@ -56,39 +56,90 @@ def resize(image: np.ndarray, dsize: tuple[int, int]) -> np.ndarray:
     h, w = image.shape[:2]
     if dsize[0] >= w and dsize[1] >= h:
         return cv2.resize(image, dsize, interpolation=cv2.INTER_LINEAR_EXACT)
-    if dsize[0] < w and dsize[1] < h:
-        averaged = _area_shrink(image, dsize)
-    else:  # shrunk one way, enlarged the other: never asked for by the pipeline (it keeps aspect)
-        wide = np.empty(image.shape, dtype=np.float64)
-        wide[...] = image
-        averaged = np.asarray(cv2.resize(wide, dsize, interpolation=cv2.INTER_AREA), dtype=np.float64)
+    # Shrunk one way and enlarged the other: never asked for by the pipeline (it keeps the aspect).
+    averaged = _area_shrink(image, dsize) if dsize[0] < w and dsize[1] < h else _area_whole(image, dsize)
     averaged += 0.5 + _TIE_MARGIN  # in place: a fresh temporary costs more than the filter
     np.floor(averaged, out=averaged)
     return averaged.astype(np.uint8)
 
 
-# Rows of the source widened to float64 at a time. A whole 1920x1280 photo in float64 is 59 MB,
-# which was the largest block of ``edge analyze``'s peak RSS; a band of 64 rows is 3 MB.
+# Rows of the source widened to float64 at a time. A whole 1920x1280 photo in float64 is 59 MB and
+# even narrowed to the detector's width 16 MB, the largest blocks of ``edge analyze``'s memory; a
+# band of 64 rows is 3 MB, and nothing of the photo's full height is held in float64.
 _BAND_ROWS = 64
+_WHOLE_BYTES = 4 << 20  # images whose float64 copy is at most this are shrunk in one pass
 
 
 def _area_shrink(image: np.ndarray, dsize: tuple[int, int]) -> np.ndarray:
-    """``INTER_AREA`` in float64, one axis at a time: each band of rows is averaged across its
-    columns, then the narrowed image down its rows. OpenCV sums the area filter one axis at a
-    time too, so the result equals the single 2-D pass but for float64 rounding (about 1e-13,
-    far inside ``_TIE_MARGIN``): the same bytes, checked on the demo photos and random images
-    (tests/test_preprocess.py). Only the narrowed image is ever held in float64."""
+    """``INTER_AREA`` in float64, one band of rows at a time.
+
+    OpenCV's area filter is separable: each output pixel is a weighted sum over source columns,
+    then over source rows. Each band is averaged across its columns by OpenCV itself, then added
+    into the output rows it covers with OpenCV's own row weights (``_row_weights``), so the sums
+    differ from one 2-D pass only by float64 rounding (about 1e-13), far inside ``_TIE_MARGIN``:
+    the same bytes (tests/test_preprocess.py checks them against the whole-image pass).
+    """
     h, w = image.shape[:2]
+    nw, nh = dsize
+    if h % nh == 0 or w % nw == 0 or image.size * 8 <= _WHOLE_BYTES:
+        # A whole ratio on either axis takes OpenCV's integer-ratio paths, whose weights are rounded
+        # differently from its area table (1/36 in one float32, not 1/6 twice): one pass then. So
+        # does a small image (a face crop), where bands would only cost time.
+        return _area_whole(image, dsize)
     extra = image.shape[2:]
-    narrow = np.empty((h, dsize[0], *extra), dtype=np.float64)
+    out = np.zeros((nh, nw * int(np.prod(extra, dtype=np.int64))), dtype=np.float64)
     band = np.empty((min(_BAND_ROWS, h), w, *extra), dtype=np.float64)
     for top in range(0, h, _BAND_ROWS):
         rows = image[top : top + _BAND_ROWS]
         widened = band[: len(rows)]
         widened[...] = rows
-        target = narrow[top : top + len(rows)]
-        target[...] = cv2.resize(widened, (dsize[0], len(rows)), interpolation=cv2.INTER_AREA).reshape(target.shape)
-    return np.asarray(cv2.resize(narrow, dsize, interpolation=cv2.INTER_AREA), dtype=np.float64)
+        narrowed = cv2.resize(widened, (nw, len(rows)), interpolation=cv2.INTER_AREA).reshape(len(rows), -1)
+        first, weights = _row_weights(h, nh, top, len(rows))
+        target = out[first : first + len(weights)]
+        step = max(16, _ONE_THREAD_PRODUCT // weights.size)
+        for left in range(0, narrowed.shape[1], step):
+            target[:, left : left + step] += weights @ narrowed[:, left : left + step]
+    return out.reshape(nh, nw, *extra)
+
+
+# numpy's OpenBLAS runs a matrix product of more than about 260,000 multiply-adds on several
+# threads, which keep spinning after it returns; the detector's threads (XNNPACK) then share the
+# cores with them, and its next run took 23 ms instead of 12 here. Products below the threshold
+# run on the calling thread.
+_ONE_THREAD_PRODUCT = 200_000
+
+
+def _row_weights(h: int, nh: int, top: int, count: int) -> tuple[int, np.ndarray]:
+    """OpenCV's weights of source rows ``top .. top+count-1`` in an ``h`` -> ``nh`` area shrink:
+    the first output row they reach and a [rows, count] matrix. Computed as OpenCV computes its
+    area table (``computeResizeAreaTab``: cell edges in float64, each weight rounded to float32),
+    so they are its own coefficients."""
+    scale = 1.0 / (nh / h)  # OpenCV's scale_y, which need not equal h / nh to the last bit
+    # Only output rows whose cells can meet these source rows (one row of slack either side).
+    lo_row, hi_row = max(0, int(top / scale) - 1), min(nh, int((top + count) / scale) + 2)
+    rows = np.arange(lo_row, hi_row, dtype=np.float64)
+    start = rows * scale
+    end = start + scale
+    cell = np.minimum(scale, h - start)
+    first_whole = np.minimum(np.ceil(start), np.minimum(np.floor(end), h - 1))
+    last_whole = np.minimum(np.floor(end), h - 1)
+    src = np.arange(top, top + count, dtype=np.float64)[None, :]
+    lo, hi, cell_ = first_whole[:, None], last_whole[:, None], cell[:, None]
+    inside = ((src >= lo) & (src < hi)) * (1.0 / cell_).astype(np.float32)
+    head = np.where(
+        (src == lo - 1) & (lo - start[:, None] > 1e-3), ((lo - start[:, None]) / cell_).astype(np.float32), 0.0
+    )
+    tail_part = np.minimum(np.minimum(end[:, None] - hi, 1.0), cell_) / cell_
+    tail = np.where((src == hi) & (end[:, None] - hi > 1e-3), tail_part.astype(np.float32), 0.0)
+    weights = (inside + head + tail).astype(np.float64)
+    reached = np.flatnonzero(weights.any(axis=1))
+    return lo_row + int(reached[0]), weights[reached[0] : reached[-1] + 1]
+
+
+def _area_whole(image: np.ndarray, dsize: tuple[int, int]) -> np.ndarray:
+    wide = np.empty(image.shape, dtype=np.float64)
+    wide[...] = image
+    return np.asarray(cv2.resize(wide, dsize, interpolation=cv2.INTER_AREA), dtype=np.float64)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edge.analyzer import Analyzer, AnalyzerConfig
-from edge.attributes import AttributeSwitches
+from edge.attributes import VIEW_MARGINS, AttributeSwitches, settle_views
 from edge.boxes import iou_matrix
 from edge.cli import main
 from edge.commands.evaluate import Outcome, Sample, parity, parity_table
@@ -97,25 +97,52 @@ def test_attributes_switch_off(astronaut: np.ndarray) -> None:
     assert a.gender in ("female", "male") and a.age is None and a.expression is None and a.ethnicity is None
 
 
-def test_views_average_the_crops_of_shifted_and_scaled_boxes() -> None:
-    """An estimate over 7 views is the mean of single-crop estimates on the 7 view boxes, face by
-    face (several faces per frame, so a mix-up of faces and views would show)."""
+def test_views_average_the_crops_of_shifted_and_scaled_boxes_near_a_decision() -> None:
+    """An estimate over 7 views is the single-crop estimate of the box where that is far from any
+    decision, and the mean of single-crop estimates on the 7 view boxes where it is near one (a
+    gender gate at the face's own score puts every face near), face by face (several faces per
+    frame, so a mix-up of faces and views would show)."""
     frame, _ = crowd_frame(4, 640, 480, face_px=90, seed=5)
     config = AnalyzerConfig(attributes=AttributeSwitches(expression=False), threads=1)
-    seven = Analyzer(replace(config, attribute_views=7))
     one = Analyzer(replace(config, attribute_views=1))
-    detections = seven.detect(frame)
+    detections = one.detect(frame)
     assert len(detections) == 4
-    estimates = seven.attributes.estimate(frame, detections)
-    for d, a in zip(detections, estimates):
+    for d in detections:
         boxes = face_views(d.box, 7)
         assert len(boxes) == 7 and np.allclose(boxes[0], d.box)
         assert np.allclose(boxes[1:5].mean(axis=0), d.box) and not np.allclose(boxes[1], d.box)
-        singles = one.attributes.estimate(frame, [replace(d, box=tuple(b)) for b in boxes])
-        assert a.age == pytest.approx(np.mean([s.age for s in singles]), abs=1e-4)
-        male = [s.gender_score if s.gender == "male" else 1 - s.gender_score for s in singles]
-        assert (a.gender == "male") == (np.mean(male) >= 0.5)
-        assert a.gender_score == pytest.approx(max(np.mean(male), 1 - np.mean(male)), abs=1e-5)
+    singles = [
+        one.attributes.estimate(frame, [replace(d, box=tuple(b)) for b in face_views(d.box, 7)]) for d in detections
+    ]
+    margins = [abs(2 * s[0].gender_score - 1) for s in singles]  # distance between the two gender scores
+    assert any(m >= 2 * VIEW_MARGINS["gender"] for m in margins), "every face is near a decision: one case untested"
+    for gate in (None, "own"):
+        for d, views, margin in zip(detections, singles, margins):
+            gender_gate = views[0].gender_score if gate == "own" else None
+            (a,) = Analyzer(replace(config, attribute_views=7, gender_gate=gender_gate)).attributes.estimate(frame, [d])
+            if gate is None and margin >= 2 * VIEW_MARGINS["gender"]:  # far from 0.5, no gate: the box alone
+                assert (a.age, a.gender, a.gender_score) == (views[0].age, views[0].gender, views[0].gender_score)
+                continue
+            assert a.age == pytest.approx(np.mean([s.age for s in views]), abs=1e-4)
+            male = [s.gender_score if s.gender == "male" else 1 - s.gender_score for s in views]
+            assert (a.gender == "male") == (np.mean(male) >= 0.5)
+            assert a.gender_score == pytest.approx(max(np.mean(male), 1 - np.mean(male)), abs=1e-5)
+
+
+def test_settle_views_averages_only_where_the_box_alone_is_near_a_decision() -> None:
+    """The converter's proof combines views as the estimator does: the first row of each face, or
+    the mean of its rows where that first row's best two scores are close, or its best score is
+    close to a gate."""
+    margin = VIEW_MARGINS["gender"]
+    far, near = [0.9, 0.1], [0.5 + margin / 2, 0.5 - margin / 2]
+    gender = np.array([far, [0.5, 0.5], near, [0.1, 0.9], [0.6, 0.4], [0.4, 0.6]], dtype=np.float32)
+    age = np.arange(6, dtype=np.float32)[:, None]
+    out = settle_views({"gender": gender, "age": age}, 2, ["gender"])  # three faces of two views
+    assert np.allclose(out["gender"], [far, np.mean([near, [0.1, 0.9]], axis=0), [0.5, 0.5]])
+    assert np.allclose(out["age"], [[0.0], [2.5], [4.5]])
+    gated = settle_views({"gender": gender, "age": age}, 2, ["gender"], {"gender": 0.9 + margin / 2})
+    assert np.allclose(gated["age"], [[0.5], [2.5], [4.5]])  # 0.9 lies within the margin of the gate
+    assert np.allclose(settle_views({"gender": gender}, 1, ["gender"])["gender"], gender)
 
 
 def test_an_unknown_view_count_is_refused() -> None:

@@ -13,6 +13,7 @@ import numpy as np
 
 from edge.analyzer import Analyzer
 from edge.media import MediaError, expand, frames
+from edge.memory import FreeMemory
 from edge.records import Face
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,9 @@ def run(
     out, err = out or sys.stdout, err or sys.stderr
     """Analyse every input; unreadable ones are reported and skipped. Exit 1 if any failed."""
     failed = 0
+    memory = FreeMemory()
     for item in expand(paths):
+        memory.release()  # the last input's buffers, before this one's (photos differ in size)
         if isinstance(item, MediaError):
             err.write(f"edge analyze: {item}\n")
             failed += 1
