@@ -1,8 +1,9 @@
 """Attribute estimation on face crops: age, gender, expression and (opt-in) ethnicity.
 
 Each model's crop (size, margin, squaring, colour order) comes from the manifest,
-so the device feeds exactly what the converter verified. Faces are batched per
-model where the model allows it.
+so the device feeds exactly what the converter verified. Each face is estimated
+from its box first; the other views run only where they could change a decision
+(``near_decision``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 glibc keeps memory freed in the middle of its heap mapped: after photos of different sizes, whose
 buffers land at different places, RSS ratchets up by tens of MB although little is in use (README
-"Memory"). ``release_free_memory`` returns those pages; callers run it between inputs, not per
+"Memory"). ``FreeMemory.release`` returns those pages; callers run it between inputs, not per
 frame, because a page handed back costs a page fault when it is used again.
 """
 
