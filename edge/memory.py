@@ -9,7 +9,6 @@ frame, because a page handed back costs a page fault when it is used again.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -18,9 +17,10 @@ log = logging.getLogger(__name__)
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
+    """glibc's ``malloc_trim`` from the symbols already loaded into this process (no library
+    search, which would run ``ldconfig``); None where the C library has none."""
     try:
-        return ctypes.CDLL(name).malloc_trim if name else None
+        return ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):  # not glibc: nothing to do
         return None
 
