@@ -12,6 +12,9 @@ quantisation step and flip a borderline label (README "Raspberry Pi").
 
 from __future__ import annotations
 
+import functools
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -71,13 +74,16 @@ _WHOLE_BYTES = 4 << 20  # images whose float64 copy is at most this are shrunk i
 
 
 def _area_shrink(image: np.ndarray, dsize: tuple[int, int]) -> np.ndarray:
-    """``INTER_AREA`` in float64, one band of rows at a time.
+    """``INTER_AREA`` in float64, one band of rows at a time, the bands shared by two threads.
 
     OpenCV's area filter is separable: each output pixel is a weighted sum over source columns,
     then over source rows. Each band is averaged across its columns by OpenCV itself, then added
     into the output rows it covers with OpenCV's own row weights (``_row_weights``), so the sums
     differ from one 2-D pass only by float64 rounding (about 1e-13), far inside ``_TIE_MARGIN``:
     the same bytes (tests/test_preprocess.py checks them against the whole-image pass).
+    The filter is the costliest step of a photo's analysis after the detector (a 1920x1400 photo
+    is 8 million samples) and runs while the models wait, so a second thread takes every other
+    band into its own output, and the two are added at the end.
     """
     h, w = image.shape[:2]
     nw, nh = dsize
@@ -86,20 +92,51 @@ def _area_shrink(image: np.ndarray, dsize: tuple[int, int]) -> np.ndarray:
         # differently from its area table (1/36 in one float32, not 1/6 twice): one pass then. So
         # does a small image (a face crop), where bands would only cost time.
         return _area_whole(image, dsize)
-    extra = image.shape[2:]
-    out = np.zeros((nh, nw * int(np.prod(extra, dtype=np.int64))), dtype=np.float64)
-    band = np.empty((min(_BAND_ROWS, h), w, *extra), dtype=np.float64)
+    bands = _bands(h, nh)
+    width = nw * int(np.prod(image.shape[2:], dtype=np.int64))
+    if len(bands) < 4:
+        out = np.zeros((nh, width), dtype=np.float64)
+        _add_bands(image, nw, bands, out)
+    else:
+        out, other = np.zeros((nh, width), dtype=np.float64), np.zeros((nh, width), dtype=np.float64)
+        helper = threading.Thread(target=_add_bands, args=(image, nw, bands[1::2], other), name="area-shrink")
+        helper.start()
+        try:
+            _add_bands(image, nw, bands[0::2], out)
+        finally:
+            helper.join()
+        out += other
+    return out.reshape(nh, nw, *image.shape[2:])
+
+
+_Band = tuple[int, int, int, np.ndarray]  # source top row, row count, first output row, weights
+
+
+@functools.lru_cache(maxsize=16)
+def _bands(h: int, nh: int) -> tuple[_Band, ...]:
+    """The bands of an ``h`` -> ``nh`` row shrink with their weights, computed once per size."""
+    bands = []
     for top in range(0, h, _BAND_ROWS):
-        rows = image[top : top + _BAND_ROWS]
-        widened = band[: len(rows)]
-        widened[...] = rows
-        narrowed = cv2.resize(widened, (nw, len(rows)), interpolation=cv2.INTER_AREA).reshape(len(rows), -1)
-        first, weights = _row_weights(h, nh, top, len(rows))
+        count = min(_BAND_ROWS, h - top)
+        first, weights = _row_weights(h, nh, top, count)
+        weights.flags.writeable = False  # shared by every call of this size
+        bands.append((top, count, first, weights))
+    return tuple(bands)
+
+
+def _add_bands(image: np.ndarray, nw: int, bands: Sequence[_Band], out: np.ndarray) -> None:
+    """Add the area averages of ``bands`` of ``image`` (their columns shrunk to ``nw``) into ``out``."""
+    if not bands:
+        return
+    band = np.empty((max(b[1] for b in bands), *image.shape[1:]), dtype=np.float64)
+    for top, count, first, weights in bands:
+        widened = band[:count]
+        widened[...] = image[top : top + count]
+        narrowed = cv2.resize(widened, (nw, count), interpolation=cv2.INTER_AREA).reshape(count, -1)
         target = out[first : first + len(weights)]
         step = max(16, _ONE_THREAD_PRODUCT // weights.size)
         for left in range(0, narrowed.shape[1], step):
             target[:, left : left + step] += weights @ narrowed[:, left : left + step]
-    return out.reshape(nh, nw, *extra)
 
 
 # numpy's OpenBLAS runs a matrix product of more than about 260,000 multiply-adds on several
