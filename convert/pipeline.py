@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from edge.attributes import settle_views
 from edge.boxes import frame_detections
+from edge.face_check import FACE_MIN
 from edge.interpreter import TfliteModel
 from edge.preprocess import DEFAULT_VIEWS, letterbox
 
@@ -32,7 +33,7 @@ from .anchors import anchor_shapes
 from .anchors import generate as generate_anchors
 from .faceapi_nets import DETECTOR_INPUT
 from .model_card import write_model_card
-from .models import ALL, DETECTOR, DETECTOR_320, GEAR_AGE_WEIGHTS, ModelDef
+from .models import ALL, DETECTOR, DETECTOR_320, FACE_CHECK, GEAR_AGE_WEIGHTS, ModelDef
 from .quantize import to_float_tflite, to_int8_tflite, write_atomic
 from .sources import fetch
 from .verify import detection_agreement, max_abs_diff, top1_agreement
@@ -56,7 +57,10 @@ SEEDS = {
     "face_calibration": 3,
     "face_verification": 4,
     "face_conditions": 6,
+    "face_check_calibration": 7,
+    "face_check_verification": 8,
 }
+NON_FACES_PER_PHOTO = 40
 DETECTOR_FRAMES_PER_PHOTO = {"calibration": 12, "verification": 24, "close_ups": 6}
 FACE_VARIANTS = {"calibration": 12, "verification": 32, "groups": 16}
 # Range balancing before int8 conversion (see SsdMobilenetV1.equalize, _SeparableConvs.equalize):
@@ -284,6 +288,63 @@ def group_proofs(mdef: ModelDef, m_float: TfliteModel, m_int8: TfliteModel, crop
     return proof
 
 
+def convert_face_check(
+    package: Path,
+    calib_faces: list[tuple[np.ndarray, np.ndarray]],
+    calib_photos: list[ds.Photo],
+    verif_faces: list[tuple[np.ndarray, np.ndarray]],
+    verif_photos: list[ds.Photo],
+    out_dir: Path,
+    report: Report,
+    calib_dir: Path | None,
+) -> dict:
+    """The face check: calibrated on faces and on places with none, proven on both as the device
+    decides (face flag >= ``edge.face_check.FACE_MIN``)."""
+    mdef = FACE_CHECK
+    assert mdef.crop is not None
+    module = mdef.build(package)
+    calib = np.concatenate(
+        [
+            ds.face_variants(calib_faces, mdef.crop, FACE_VARIANTS["calibration"], SEEDS["face_calibration"], True),
+            ds.non_face_crops(calib_photos, mdef.crop, NON_FACES_PER_PHOTO, SEEDS["face_check_calibration"]),
+        ]
+    )
+    float_path, int8_path = convert_model(mdef, module, calib.astype(np.float32), out_dir)
+    m_float, m_int8 = TfliteModel(float_path), TfliteModel(int8_path)
+    faces = ds.face_variants(verif_faces, mdef.crop, FACE_VARIANTS["verification"], SEEDS["face_verification"])
+    others = ds.non_face_crops(verif_photos, mdef.crop, NON_FACES_PER_PHOTO, SEEDS["face_check_verification"])
+    ref_faces, q_faces = (run_tflite(m, faces)["face"][:, 0] for m in (m_float, m_int8))
+    ref_others, q_others = (run_tflite(m, others)["face"][:, 0] for m in (m_float, m_int8))
+    ref, q = np.concatenate([ref_faces, ref_others]), np.concatenate([q_faces, q_others])
+    proof: dict = {
+        "tf_vs_float_tflite_max_abs": max_abs_diff(
+            run_tf(module, faces[:32].astype(np.float32)), run_tflite(m_float, faces[:32])
+        ),
+        "verification_faces": len(faces),
+        "verification_non_faces": len(others),
+        "face_min": FACE_MIN,
+        "face_decision_agreement": float(np.mean((ref >= FACE_MIN) == (q >= FACE_MIN))),
+        "face_mean_abs_change": float(np.mean(np.abs(ref - q))),
+        "faces_confirmed_float": float(np.mean(ref_faces >= FACE_MIN)),
+        "faces_confirmed_int8": float(np.mean(q_faces >= FACE_MIN)),
+        "non_faces_refused_float": float(np.mean(ref_others < FACE_MIN)),
+        "non_faces_refused_int8": float(np.mean(q_others < FACE_MIN)),
+    }
+    report.add(mdef.key, "float tflite vs TF max |diff|", proof["tf_vs_float_tflite_max_abs"])
+    for metric in (
+        "face_decision_agreement",
+        "face_mean_abs_change",
+        "faces_confirmed_float",
+        "faces_confirmed_int8",
+        "non_faces_refused_float",
+        "non_faces_refused_int8",
+    ):
+        bar = next((b for b in mdef.bars if b.metric == metric), None)
+        value = float(proof[metric])
+        report.add(mdef.key, metric, value, bar.describe() if bar else "", bar.holds(value) if bar else True)
+    return manifest_entry(mdef, int8_path, float_path, m_int8, proof, len(calib), calib_dir)
+
+
 def input_entry(mdef: ModelDef, model: TfliteModel) -> dict:
     spec = dict(mdef.input_spec)
     spec.update(
@@ -414,7 +475,7 @@ def run(out_dir: Path, cache_dir: Path, calib_dir: Path | None, only: set[str]) 
         raise SystemExit("no faces found in the calibration images; attribute models cannot be calibrated")
 
     for mdef in ALL:
-        if mdef.key not in only or mdef.crop is None:
+        if mdef.key not in only or mdef.crop is None or mdef is FACE_CHECK:
             continue
         assert mdef.crop is not None
         module = mdef.build(packages[mdef.source.spec])
@@ -477,6 +538,11 @@ def run(out_dir: Path, cache_dir: Path, calib_dir: Path | None, only: set[str]) 
             )
         entries[mdef.key] = manifest_entry(mdef, int8_path, float_path, m_int8, proof, len(calib), calib_dir)
 
+    if FACE_CHECK.key in only:
+        entries[FACE_CHECK.key] = convert_face_check(
+            packages[FACE_CHECK.source.spec], calib_faces, framed, verif_faces, verif_photos, out_dir, report, calib_dir
+        )
+
     manifest = {
         "schema": 1,
         "generated_by": "python -m edge_convert",
@@ -525,8 +591,8 @@ def manifest_entry(
             "package": mdef.source.spec,
             "integrity": mdef.source.integrity,
             "path": mdef.source_path,
-            "upstream": mdef.source.upstream,
-            "license": mdef.source.license,
+            "upstream": mdef.upstream or mdef.source.upstream,
+            "license": mdef.license or mdef.source.license,
         },
         "input": input_entry(mdef, int8),
         "outputs": output_entries(mdef, int8),

@@ -38,6 +38,12 @@ def _fused_names(attr: dict) -> list[str]:
     return [base64.b64decode(s).decode() for s in attr.get("fused_ops", {}).get("list", {}).get("s", [])]
 
 
+def _prelu(x: tf.Tensor, alpha: tf.Tensor) -> tf.Tensor:
+    """PReLU in the form Keras writes it, which the TFLite converter fuses into one PRELU op (the
+    form max(x, 0) + alpha * min(x, 0) stays four ops, each rounded to int8)."""
+    return tf.nn.relu(x) - alpha * tf.nn.relu(-x)
+
+
 _ACTIVATIONS: dict[str, Callable[[tf.Tensor, dict], tf.Tensor]] = {
     "Relu": lambda x, a: tf.nn.relu(x),
     "Relu6": lambda x, a: tf.nn.relu6(x),
@@ -53,6 +59,8 @@ def _apply_fused(out: tf.Tensor, fused: list[str], args: list[tf.Tensor], attr: 
     for op in fused:
         if op == "BiasAdd":
             out = tf.nn.bias_add(out, args[0])
+        elif op == "Prelu":  # its slopes follow the bias among the node's inputs
+            out = _prelu(out, args[1])
         elif op == "FusedBatchNorm":
             scale, offset, mean, var = args[:4]
             eps = float(attr.get("epsilon", {}).get("f", 1e-3))
@@ -138,6 +146,8 @@ _OPS: dict[str, Callable[[dict, list[tf.Tensor]], tf.Tensor]] = {
     "BiasAdd": lambda n, i: tf.nn.bias_add(i[0], i[1]),
     "Relu": lambda n, i: tf.nn.relu(i[0]),
     "Relu6": lambda n, i: tf.nn.relu6(i[0]),
+    "Prelu": lambda n, i: _prelu(i[0], i[1]),
+    "Pad": lambda n, i: tf.pad(i[0], i[1]),
     "Sigmoid": lambda n, i: tf.sigmoid(i[0]),
     "Softmax": lambda n, i: tf.nn.softmax(i[0]),
     "Reshape": lambda n, i: tf.reshape(i[0], i[1]),

@@ -14,6 +14,8 @@ import numpy as np
 
 from edge.attributes import AttributeEstimator, AttributeSwitches
 from edge.detector import FaceDetector
+from edge.face_check import MODEL_KEY as FACE_CHECK_KEY
+from edge.face_check import FaceCheck
 from edge.models import DEFAULT_DIR, Manifest
 from edge.preprocess import DEFAULT_VIEWS
 from edge.records import Detection, Face
@@ -32,6 +34,9 @@ class AnalyzerConfig:
     gender_gate: float | None = None  # the score a gender needs to count (the daemon's min_gender_score)
     backend: str = "auto"
     threads: int | None = None  # None: all cores
+    # Confirm boxes in the detector's weak size bands with the face check (edge.face_check), when
+    # the model set has it; off: the detector's scores alone, as before it was added.
+    face_check: bool = True
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,9 @@ class Analyzer:
         self.config = config
         manifest = Manifest(config.model_dir)
         key = "detector" if config.detector_input == 512 else f"detector_{config.detector_input}"
+        check = None
+        if config.face_check and FACE_CHECK_KEY in manifest.models:  # a model set from before it: without
+            check = FaceCheck(manifest, config.variant, config.backend, config.threads)
         self.detector = FaceDetector(
             manifest,
             config.variant,
@@ -60,6 +68,7 @@ class Analyzer:
             config.threads,
             key=key,
             tile_interval=config.tile_interval,
+            face_check=check,
         )
         self.attributes = AttributeEstimator(
             manifest,

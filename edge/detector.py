@@ -21,6 +21,7 @@ import numpy as np
 
 from edge.boxes import frame_detections, nms
 from edge.detection_plan import DetectionPass, DetectionPlan, plan_detection
+from edge.face_check import CANDIDATE_MIN_PX, CANDIDATE_SCORE, CONFIRMED_SCORE, FACE_MIN, FaceCheck, promoted
 from edge.interpreter import TfliteModel
 from edge.models import Manifest
 from edge.preprocess import Letterbox, letterbox, resize
@@ -51,14 +52,20 @@ class FaceDetector:
         threads: int | None = None,
         key: str = "detector",
         tile_interval: int = 1,
+        face_check: FaceCheck | None = None,
     ) -> None:
+        """``face_check``: confirms boxes in the SSD's weak size bands (``edge.face_check``); None:
+        the detector's scores alone decide."""
         if tile_interval < 1:
             raise ValueError(f"tile_interval must be >= 1, got {tile_interval}")
         self.tile_interval = tile_interval
+        self.face_check = face_check
         self.info, self.model = manifest.load(key, variant, backend, threads)
         self.anchors = manifest.anchors(key)
         self.size = int(self.info.input["shape"][1])
         self.score_threshold = score_threshold
+        # Passes keep boxes down to the candidates' score when a face check can confirm them.
+        self._pass_threshold = score_threshold if face_check is None else min(score_threshold, CANDIDATE_SCORE)
         self.min_face_px = min_face_px
         self._tile: tuple[TfliteModel, np.ndarray, int] | None = None
         if min_face_px > 0:
@@ -89,9 +96,12 @@ class FaceDetector:
         return letterbox(frame_rgb, self.size)
 
     def infer(self, lb: Letterbox, frame_wh: tuple[int, int]) -> list[Detection]:
-        """Run the full-frame pass on a prepared input; boxes in frame pixels, smaller ones dropped."""
-        boxes, scores = self._run(self.model, self.anchors, self.size, lb, frame_wh)
-        keep = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= self.min_face_px
+        """Run the full-frame pass on a prepared input; boxes in frame pixels, smaller ones dropped.
+        The detector's own scores only: no face check (``detect`` runs it)."""
+        boxes, scores, _ = self._run(self.model, self.anchors, self.size, lb, frame_wh)
+        keep = (scores > self.score_threshold) & (
+            np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= self.min_face_px
+        )
         return _records(boxes[keep], scores[keep])
 
     def detect(self, frame_rgb: np.ndarray, frame_index: int | None = None) -> list[Detection]:
@@ -100,18 +110,38 @@ class FaceDetector:
         height, width = frame_rgb.shape[:2]
         plan = self.plan(width, height)
         if len(plan.passes) == 1:
-            return self.infer(self.prepare(frame_rgb), (width, height))
+            boxes, scores, candidate = self._run(
+                self.model, self.anchors, self.size, self.prepare(frame_rgb), (width, height)
+            )
+            boxes, scores = self._confirm(frame_rgb, boxes, scores, candidate)
+            keep = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= self.min_face_px
+            return _records(boxes[keep], scores[keep])
         passes = [(plan.passes[0], True)]
         turn = None if frame_index is None else frame_index % self.tile_interval
         passes += [(p, False) for t, p in enumerate(plan.passes[1:]) if turn is None or t % self.tile_interval == turn]
         found = [self._pass(frame_rgb, p, full) for p, full in passes]
-        boxes = np.concatenate([b for b, _ in found])
-        scores = np.concatenate([s for _, s in found])
+        boxes = np.concatenate([b for b, _, _ in found])
+        scores = np.concatenate([s for _, s, _ in found])
+        candidate = np.concatenate([c for _, _, c in found])
         keep = nms(boxes, scores, -1.0, _MERGE_IOU, max_results=len(scores), contained_threshold=_MERGE_CONTAINED)
-        small = np.minimum(boxes[keep, 2] - boxes[keep, 0], boxes[keep, 3] - boxes[keep, 1]) < plan.min_face_px * 0.5
-        return _records(boxes[keep][~small], scores[keep][~small])
+        boxes, scores = self._confirm(frame_rgb, boxes[keep], scores[keep], candidate[keep])
+        small = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) < plan.min_face_px * 0.5
+        return _records(boxes[~small], scores[~small])
 
-    def _pass(self, frame_rgb: np.ndarray, p: DetectionPass, full: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _confirm(
+        self, frame_rgb: np.ndarray, boxes: np.ndarray, scores: np.ndarray, candidate: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Candidates the face check confirms get a score from 0.5 up (``promoted``); the others keep
+        the detector's score and go if it is under the threshold."""
+        if self.face_check is not None and candidate.any():
+            scores = scores.copy()
+            (asked,) = np.nonzero(candidate)
+            confirmed = self.face_check.face_scores(frame_rgb, boxes[asked]) >= FACE_MIN
+            scores[asked[confirmed]] = [promoted(float(s)) for s in scores[asked[confirmed]]]
+        keep = scores > self.score_threshold
+        return boxes[keep], scores[keep]
+
+    def _pass(self, frame_rgb: np.ndarray, p: DetectionPass, full: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if full:
             model, anchors, size = self.model, self.anchors, self.size
             lb = self.prepare(frame_rgb)
@@ -123,21 +153,32 @@ class FaceDetector:
             pixels = np.zeros((size, size, 3), dtype=np.uint8)
             pixels[:nh, :nw] = resize(region, (nw, nh))
             lb = Letterbox(pixels, p.scale)
-        boxes, scores = self._run(model, anchors, size, lb, (p.w, p.h))
+        boxes, scores, candidate = self._run(model, anchors, size, lb, (p.w, p.h))
         boxes = boxes + np.array([p.x, p.y, p.x, p.y], dtype=np.float32)
         short = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
         cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
         x1, y1, x2, y2 = p.core
         keep = (short >= p.min_px) & (short < p.max_px) & (cx >= x1) & (cx < x2) & (cy >= y1) & (cy < y2)
-        return boxes[keep], scores[keep]
+        return boxes[keep], scores[keep], candidate[keep]
 
     def _run(
         self, model: TfliteModel, anchors: np.ndarray, size: int, lb: Letterbox, frame_wh: tuple[int, int]
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Boxes (frame pixels) over the threshold or candidates for the face check, their scores, and
+        which are candidates: in a weak size band of this pass's input and under ``CONFIRMED_SCORE``."""
         out = model.run(lb.pixels[None])
-        return frame_detections(
-            out["box_encodings"][0], out["scores"][0], anchors, size, lb.scale, frame_wh, self.score_threshold
+        boxes, scores = frame_detections(
+            out["box_encodings"][0], out["scores"][0], anchors, size, lb.scale, frame_wh, self._pass_threshold
         )
+        network_px = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) * lb.scale
+        candidate = (
+            (self.face_check is not None)
+            & (network_px >= CANDIDATE_MIN_PX)
+            & (scores >= CANDIDATE_SCORE)
+            & (scores < CONFIRMED_SCORE)
+        )
+        keep = candidate | (scores > self.score_threshold)
+        return boxes[keep], scores[keep], candidate[keep]
 
 
 def _records(boxes: np.ndarray, scores: np.ndarray) -> list[Detection]:
