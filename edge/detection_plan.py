@@ -14,9 +14,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-# Face sizes (shorter box side, network pixels) where the detector finds >= 90% of
-# faces at the weak threshold; below the band faces vanish, above it scores drop.
-RELIABLE_INPUT_PX = (36.0, 224.0)
+# Face sizes (shorter box side, network pixels) where a full-frame pass finds >= 90% of real faces at
+# the start threshold with the face check (models/README.md "Recall against face size", on real
+# faces: 89-100% from 12 to 300 px); above the band scores drop.
+RELIABLE_INPUT_PX = (16.0, 224.0)
+# What the tiles enlarge the smallest face wanted to. A face of 16-24 network px is found with its
+# head, shoulders and scene around it; a tile border cuts that context off, and a tight crop or an
+# enlarged tiny face is only found from about 36 px (models/README.md, the UTKFace crop table).
+TILE_INPUT_PX = 36.0
 # Detections are accepted from a pass a little beyond its reliable band, so a face
 # at a hand-over size is seen by both passes and merged, never by neither.
 _HANDOVER_MARGIN = 1.3
@@ -88,12 +93,13 @@ def plan_detection(
     tile_input: int,
     min_face_px: float,
     band: tuple[float, float] = RELIABLE_INPUT_PX,
+    tile_px: float = TILE_INPUT_PX,
 ) -> DetectionPlan:
     """The passes that find every face from ``min_face_px`` up (0: one full-frame pass only).
 
     The full-frame pass (``full_input`` model) keeps faces from where its reliable band starts;
     if that is above ``min_face_px``, tiles of the ``tile_input`` model enlarged so that a
-    ``min_face_px`` face reaches the band's lower edge cover the smaller faces.
+    ``min_face_px`` face measures ``tile_px`` cover the smaller faces.
     """
     lo, hi = band
     full_scale = full_input / max(frame_w, frame_h)
@@ -104,13 +110,13 @@ def plan_detection(
         return DetectionPlan(frame_w, frame_h, full_input, min_face_px, (only,))
     handover = reach * _HANDOVER_MARGIN
     full = DetectionPass(0, 0, frame_w, frame_h, full_scale, reach / _HANDOVER_MARGIN, math.inf, whole)
-    tile_scale = lo / min_face_px
+    tile_scale = tile_px / min_face_px
     if handover * tile_scale > hi:  # the band is too narrow for one enlargement: bridge it from below
         tile_scale = hi / handover
     side = math.floor(tile_input / tile_scale)
     tw, th = min(side, frame_w), min(side, frame_h)
     overlap = handover * 1.05  # a face at the hand-over size, plus its box's slack
-    reached = lo / tile_scale
+    reached = tile_px / tile_scale
     tiles = tuple(
         DetectionPass(x, y, tw, th, tile_scale, reached / _HANDOVER_MARGIN, handover, (cx1, cy1, cx2, cy2))
         for y, cy1, cy2 in _spans(frame_h, th, overlap)

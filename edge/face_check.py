@@ -19,14 +19,16 @@ from edge.preprocess import CropSpec, crop_face
 
 MODEL_KEY = "face_check"
 FACE_MIN = 0.2  # face flag from which a crop shows a face (the converter proves int8 against float here)
-CANDIDATE_SCORE = 0.35  # detector scores from here to CONFIRMED_SCORE are asked about
+CANDIDATE_SCORE = 0.25  # detector scores from here to CONFIRMED_SCORE are asked about
 CONFIRMED_SCORE = 0.5  # what a confirmed candidate's score becomes at least: the start threshold
 CANDIDATE_MIN_PX = 24.0  # shorter box side in the network input: below it false positives crowd
 
 
 def promoted(score: float) -> float:
-    """A confirmed candidate's score: ``CANDIDATE_SCORE``..0.5 stretched onto 0.5..0.6, in order."""
-    return CONFIRMED_SCORE + (score - CANDIDATE_SCORE) * 0.1 / (CONFIRMED_SCORE - CANDIDATE_SCORE)
+    """A confirmed candidate's score: ``CANDIDATE_SCORE``..0.5 stretched onto 0.51..0.6, in order
+    (above the start threshold, which a score must exceed, and under what the detector gives a
+    face it is sure of)."""
+    return CONFIRMED_SCORE + 0.01 + (score - CANDIDATE_SCORE) * 0.09 / (CONFIRMED_SCORE - CANDIDATE_SCORE)
 
 
 class FaceCheck:

@@ -22,9 +22,9 @@ def test_without_a_smallest_face_one_full_pass() -> None:
 
 
 def test_a_full_pass_alone_when_it_reaches_the_smallest_face() -> None:
-    # 480x270 at 512: scale 1.07, so the full pass alone reaches 34 px faces.
-    assert len(plan_detection(480, 270, 512, 512, 40.0).passes) == 1
-    assert len(plan_detection(480, 270, 512, 512, 20.0).passes) > 1
+    # 480x270 at 512: scale 1.07, so the full pass alone reaches faces of 15 px (16 in the network).
+    assert len(plan_detection(480, 270, 512, 512, 20.0).passes) == 1
+    assert len(plan_detection(480, 270, 512, 512, 12.0).passes) > 1
 
 
 @pytest.mark.parametrize(("width", "height"), FRAMES)
@@ -121,7 +121,7 @@ def test_tiles_take_turns_in_video_and_all_run_for_a_photo() -> None:
     plan = detector.plan(1280, 720)
     tiles = plan.passes[1:]
     # Small faces in the cores of tiles 0, 1 and 2: each tile's turn comes every third frame.
-    faces = [(28.0, (t.core[0] + t.core[2]) / 2, (t.core[1] + t.core[3]) / 2) for t in tiles[:3]]
+    faces = [(22.0, (t.core[0] + t.core[2]) / 2, (t.core[1] + t.core[3]) / 2) for t in tiles[:3]]
     frame, truth = _frame_with_faces(1280, 720, faces)
     assert len(detector.detect(frame)) == 3  # a photo: every tile
     for index in range(6):
