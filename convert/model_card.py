@@ -44,10 +44,9 @@ CARDS = {
     "face_check": (
         "MediaPipe Face Mesh (Human models' graph) reduced to its face-presence output: a second opinion on "
         "detector boxes that score in the SSD's weak size bands. 192x192 crop with a quarter of the box around it.",
-        "Google's face mesh training set (per the MediaPipe model card: faces from around the world, "
-        "phone-camera captures).",
+        "Not stated in the package; MediaPipe's model card for Face Mesh describes it.",
         "Trained on faces that fill a close crop; on crops enlarged from faces under about 20 px it says "
-        "little, and it is asked only about boxes the detector scored 0.35-0.5 from 24 px up "
+        "little, and it is asked only about boxes the detector scored 0.25-0.5 from 24 px up "
         "(`edge.face_check`). Its 468-point mesh is not exported (no proof yet).",
     ),
 }

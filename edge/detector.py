@@ -11,6 +11,10 @@ full-frame pass and every tile ``t`` with ``t % interval == i % interval``, so
 each part of the frame is searched for small faces every ``interval`` frames at
 ``1 + tiles / interval`` passes per frame. The tracker bridges the frames in
 between (``TrackerConfig.presence_frames``). Photos always get every tile.
+
+Boxes in the SSD's weak size bands (at least ``CANDIDATE_MIN_PX`` in a pass's input, scoring
+``CANDIDATE_SCORE`` up to 0.5) go to the face check (``edge.face_check``) after the passes are
+merged: confirmed, they count from 0.51; refused, they keep the detector's score.
 """
 
 from __future__ import annotations
