@@ -139,7 +139,7 @@ class FaceDetector:
     def _confirm(
         self, frame_rgb: np.ndarray, boxes: np.ndarray, scores: np.ndarray, candidate: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Candidates the face check confirms get a score from 0.5 up (``promoted``); the others keep
+        """Candidates the face check confirms get a score from 0.51 up (``promoted``); the others keep
         the detector's score and go if it is under the threshold."""
         if self.face_check is not None and candidate.any():
             scores = scores.copy()

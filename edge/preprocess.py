@@ -78,7 +78,7 @@ _SHARED_BYTES = 16 << 20
 
 
 def _area_shrink(image: np.ndarray, dsize: tuple[int, int]) -> np.ndarray:
-    """``INTER_AREA`` in float64, one band of rows at a time, the bands shared by two threads.
+    """``INTER_AREA`` in float64, one band of rows at a time (a large image: on two threads).
 
     OpenCV's area filter is separable: each output pixel is a weighted sum over source columns,
     then over source rows. Each band is averaged across its columns by OpenCV itself, then added
