@@ -22,7 +22,7 @@ from .faceapi_nets import (
 )
 from .parity import GENDER_AGREEMENT_BAR, GROUP_SLACK
 from .sources import FACE_API, HUMAN_MODELS, NpmSource
-from .tfjs_graph import GraphModel
+from .tfjs_graph import PRELU_SCOPE, GraphModel
 from .tfjs_weights import load_faceapi_weights
 from .verify import Bar
 
@@ -226,6 +226,7 @@ FACE_CHECK = ModelDef(
     input_spec={"colour": "RGB", "range": "0..255", "normalisation": "in-graph: x / 255"},
     outputs={"face": {"shape": [-1, 1], "meaning": "probability that the crop shows a face (sigmoid)"}},
     bars=(Bar("face_decision_agreement", ">=", 0.98),),
+    float_scope=PRELU_SCOPE,  # XNNPACK's PRELU is float32: int8 PRELUs ran outside it, 5x slower
     # MediaPipe feeds the mesh a square crop with a quarter of the face's size around it.
     crop=CropSpec(size=192, margin=0.25, square="expand"),
     license="Apache-2.0 (the network, Google MediaPipe Face Mesh); MIT (the package)",

