@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -152,6 +153,8 @@ _OPS: dict[str, Callable[[dict, list[tf.Tensor]], tf.Tensor]] = {
     "AddV2": lambda n, i: i[0] + i[1],
     "Sub": lambda n, i: i[0] - i[1],
     "Mul": lambda n, i: i[0] * i[1],
+    "Minimum": lambda n, i: tf.minimum(i[0], i[1]),
+    "Maximum": lambda n, i: tf.maximum(i[0], i[1]),
     "RealDiv": lambda n, i: i[0] / i[1],
     "BiasAdd": lambda n, i: tf.nn.bias_add(i[0], i[1]),
     "Relu": lambda n, i: tf.nn.relu(i[0]),
@@ -172,7 +175,7 @@ class GraphModel(tf.Module):
     """
 
     def __init__(self, model_json: Path) -> None:
-        super().__init__(name=model_json.stem)
+        super().__init__(name=re.sub(r"\W", "_", model_json.stem))  # faceres-deep -> faceres_deep
         spec = json.loads(model_json.read_text())
         if spec.get("format") != "graph-model":
             raise ValueError(f"{model_json} is not a tfjs graph model (format={spec.get('format')!r})")

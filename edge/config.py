@@ -466,8 +466,9 @@ class AttributesConfig:
     # The quality gate: smaller faces are counted but not described (their visitor lands in
     # `unknown`); measured in models/README.md "Attribute accuracy against face size".
     min_face_px: int = _leaf(36, _integer("a face size in pixels >= 0", lo=0))
-    # A gender estimate less sure than this does not vote: the visitor's gender stays unknown
-    # rather than a coin toss (measured: at >= 0.8, 99% right while keeping 90-94% of faces).
+    # A visitor's gender is published only when its kept estimates agree (three quarters name it)
+    # and one of them reaches this score, or three of them average 0.65 (edge.tracker.agreed_gender);
+    # otherwise it stays unknown rather than a coin toss (one estimate at >= 0.8: 93-99% right).
     min_gender_score: float = _leaf(0.8, _number("a score between 0 and 1", lo=0, hi=1))
     # An estimate near a decision (gender 0.5 or min_gender_score, the top two expressions) is the mean
     # over this many slightly shifted and scaled crops of the face, so that box jitter (frame to frame,

@@ -284,18 +284,21 @@ def test_combine_votes() -> None:
     c = combine_attributes(obs)
     assert c is not None
     assert c.age == pytest.approx(30.0)  # mean of known ages
-    assert (c.gender, c.gender_score) == ("male", pytest.approx(0.55))  # 1.10 > 0.95 summed score
+    assert c.gender is None  # two votes against one: they do not agree (AGREEMENT)
     assert c.expression == "sad"  # 2 votes each; summed score 1.2 > 1.1
     assert (c.ethnicity, c.ethnicity_score) == ("asian", pytest.approx(0.65))  # 2 votes beat 1
     assert combine_attributes([]) is None
     assert combine_attributes([Attributes()]) == Attributes()
 
 
-def test_score_weighted_gender_can_beat_the_majority() -> None:
-    obs = [Attributes(gender="male", gender_score=0.51)] * 2 + [Attributes(gender="female", gender_score=0.99)]
-    assert combine_attributes(obs).gender == "male"  # type: ignore[union-attr]
+def test_gender_needs_votes_that_agree() -> None:
+    male, female = Attributes(gender="male", gender_score=0.9), Attributes(gender="female", gender_score=0.9)
+    assert combine_attributes([male] * 3).gender == "male"  # type: ignore[union-attr]
+    assert combine_attributes([male] * 3 + [female]).gender == "male"  # type: ignore[union-attr]  # 3 of 4
+    assert combine_attributes([male] * 2 + [female]).gender is None  # type: ignore[union-attr]  # 2 of 3
+    # The score-weighted winner must also hold the share: 0.99 outweighs two votes of 0.3, but is one of three.
     obs = [Attributes(gender="male", gender_score=0.3)] * 2 + [Attributes(gender="female", gender_score=0.99)]
-    assert combine_attributes(obs).gender == "female"  # type: ignore[union-attr]
+    assert combine_attributes(obs).gender is None  # type: ignore[union-attr]
 
 
 def test_a_face_seen_every_third_frame_stays_in_view_between() -> None:
@@ -308,25 +311,45 @@ def test_a_face_seen_every_third_frame_stays_in_view_between() -> None:
     assert run.updates[-1].active == 0
 
 
-def test_unsure_gender_estimates_do_not_vote() -> None:
-    unsure = [Attributes(age=30.0, gender="male", gender_score=0.6)] * 3
-    assert combine_attributes(unsure).gender == "male"  # type: ignore[union-attr]
-    gated = combine_attributes(unsure, min_gender_score=0.8)
-    assert gated == Attributes(age=30.0)  # gender unknown, age still known
-    mixed = unsure + [Attributes(gender="female", gender_score=0.85)]
-    assert combine_attributes(mixed, min_gender_score=0.8) == Attributes(
-        age=30.0, gender="female", gender_score=pytest.approx(0.85)
+def test_unsure_gender_needs_three_agreeing_votes() -> None:
+    one = Attributes(age=30.0, gender="female", gender_score=0.7)
+    assert combine_attributes([one, one], min_gender_score=0.8) == Attributes(age=30.0)  # two unsure votes
+    assert combine_attributes([one] * 3, min_gender_score=0.8) == Attributes(
+        age=30.0, gender="female", gender_score=pytest.approx(0.7)
     )
+    coin = Attributes(age=30.0, gender="female", gender_score=0.6)
+    assert combine_attributes([coin] * 5, min_gender_score=0.8) == Attributes(age=30.0)  # mean under 0.65
+    # One sure vote names the gender when the others do not contradict it ...
+    sure = Attributes(age=30.0, gender="male", gender_score=0.85)
+    assert combine_attributes([sure], min_gender_score=0.8).gender == "male"  # type: ignore[union-attr]
+    assert combine_attributes([sure, sure, sure, coin], min_gender_score=0.8).gender == "male"  # type: ignore[union-attr]
+    # ... and not when they do: one sure vote against three unsure ones is no agreement.
+    unsure_male = Attributes(age=30.0, gender="male", gender_score=0.6)
+    mixed = [unsure_male] * 3 + [Attributes(gender="female", gender_score=0.85)]
+    assert combine_attributes(mixed, min_gender_score=0.8) == Attributes(age=30.0)
 
 
 def test_visitor_seen_only_with_unsure_gender_ends_with_gender_unknown() -> None:
     run = Run(TrackerConfig(min_gender_score=0.8))
     for i in range(15):
         for r in run.frame(i * DT, face(100, 100)).needs_attributes:
-            run.tracker.add_attributes(r.track_key, Attributes(age=25.0, gender="female", gender_score=0.7))
+            run.tracker.add_attributes(r.track_key, Attributes(age=25.0, gender="female", gender_score=0.6))
     run.idle(15 * DT, 2.0)
     (ended,) = run.ended
     assert ended.attributes == Attributes(age=25.0)
+
+
+def test_visitor_whose_votes_agree_ends_with_their_gender() -> None:
+    run = Run(TrackerConfig(min_gender_score=0.8))
+    answered = 0
+    for i in range(15):
+        for r in run.frame(i * DT, face(100 + i, 100, 40 + i)).needs_attributes:
+            answered += 1
+            run.tracker.add_attributes(r.track_key, Attributes(age=25.0, gender="female", gender_score=0.7))
+    run.idle(15 * DT, 2.0)
+    (ended,) = run.ended
+    assert answered >= 3
+    assert ended.attributes == Attributes(age=25.0, gender="female", gender_score=pytest.approx(0.7))
 
 
 def test_flush_ends_all_tracks() -> None:
