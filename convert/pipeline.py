@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from edge.attributes import settle_views
+from edge.attributes import REPORTED, settle_views
 from edge.boxes import frame_detections
 from edge.face_check import FACE_MIN
 from edge.interpreter import TfliteModel
@@ -257,18 +257,24 @@ def face_proofs(mdef: ModelDef, ref: dict[str, np.ndarray], q: dict[str, np.ndar
     raise KeyError(mdef.key)
 
 
-def as_device(mdef: ModelDef, outputs: dict[str, np.ndarray], views: int) -> dict[str, np.ndarray]:
-    """Each face's estimate from its ``views`` consecutive rows as the device makes it: the box's
-    crop, or the mean over the views where that is near a decision (``edge.attributes``)."""
-    return settle_views(outputs, views, [name for name, spec in mdef.outputs.items() if "labels" in spec])
+def run_as_device(mdef: ModelDef, model: TfliteModel, crops: np.ndarray, views: int) -> tuple[dict, dict]:
+    """Each face's estimate from its ``views`` consecutive crops as the device makes it
+    (``edge.attributes.settle_views``: the first crop, or the mean over the views where that is
+    near a decision; the other views run only there), and the first crops' outputs."""
+    first = run_tflite(model, crops[::views])
+
+    def more_views(near: np.ndarray) -> dict[str, np.ndarray]:
+        return run_tflite(model, crops[(near[:, None] * views + np.arange(1, views)).ravel()])
+
+    return settle_views(first, more_views, views, REPORTED[mdef.key]), first
 
 
 def group_proofs(mdef: ModelDef, m_float: TfliteModel, m_int8: TfliteModel, crops: np.ndarray, views: int) -> dict:
     """int8 against float per capture condition and float call (see convert/parity.py); ``crops``
-    holds ``views`` consecutive crops per face, combined as on the device (``as_device``)."""
+    holds ``views`` consecutive crops per face, combined as on the device (``run_as_device``)."""
     rendered = parity.conditions(crops, SEEDS["face_conditions"], views)
     outputs = {
-        name: (as_device(mdef, run_tflite(m_float, x), views), as_device(mdef, run_tflite(m_int8, x), views))
+        name: (run_as_device(mdef, m_float, x, views)[0], run_as_device(mdef, m_int8, x, views)[0])
         for name, x in rendered.items()
     }
     split_by = mdef.group_split
@@ -444,12 +450,14 @@ def run(out_dir: Path, cache_dir: Path, calib_dir: Path | None, only: set[str]) 
     for mdef in (DETECTOR, DETECTOR_320):
         if mdef.key not in only:
             continue
+        t0 = time.monotonic()
         size = int(mdef.input_shape[1])
         size_anchors = anchors if size == DETECTOR_INPUT else generate_anchors(anchor_shapes(anchors), size)
         paths, proof = convert_detector(
             mdef, face_api, det_module, size_anchors, calib_frames, verif_frames, out_dir, report, calib_dir, entries
         )
         proof["faceapi_demo_face_counts"] = counts
+        log.info("%s: converted and proved in %.0f s", mdef.key, time.monotonic() - t0)
         if mdef is DETECTOR:
             det_float_path, det_int8_path = paths
     det_float = TfliteModel(det_float_path)
@@ -478,6 +486,7 @@ def run(out_dir: Path, cache_dir: Path, calib_dir: Path | None, only: set[str]) 
         if mdef.key not in only or mdef.crop is None or mdef is FACE_CHECK:
             continue
         assert mdef.crop is not None
+        t0 = time.monotonic()
         module = mdef.build(packages[mdef.source.spec])
         calib = ds.face_variants(
             calib_faces, mdef.crop, FACE_VARIANTS["calibration"], SEEDS["face_calibration"], harsh=True
@@ -497,7 +506,7 @@ def run(out_dir: Path, cache_dir: Path, calib_dir: Path | None, only: set[str]) 
             int8_module.equalize(calib.astype(np.float32), FACE_EQUALIZE_STRENGTH[mdef.key])
         float_path, int8_path = convert_model(mdef, module, calib.astype(np.float32), out_dir, int8_module)
         m_float, m_int8 = TfliteModel(float_path), TfliteModel(int8_path)
-        ref, q = run_tflite(m_float, verif), run_tflite(m_int8, verif)
+        (ref, ref_first), (q, q_first) = (run_as_device(mdef, m, verif, v) for m in (m_float, m_int8))
         proof = {
             "tf_vs_float_tflite_max_abs": max_abs_diff(
                 run_tf(module, verif[:32].astype(np.float32)), run_tflite(m_float, verif[:32])
@@ -505,12 +514,12 @@ def run(out_dir: Path, cache_dir: Path, calib_dir: Path | None, only: set[str]) 
             "verification_crops": len(verif) // v,
             "views": v,
         }
-        proof.update(face_proofs(mdef, as_device(mdef, ref, v), as_device(mdef, q, v)))
-        single = face_proofs(mdef, {k: x[::v] for k, x in ref.items()}, {k: x[::v] for k, x in q.items()})
+        proof.update(face_proofs(mdef, ref, q))
+        single = face_proofs(mdef, ref_first, q_first)
         proof.update({f"single_crop_{k}": x for k, x in single.items()})
         # Informational: greyscale/blurred/badly exposed crops (no bar; see the model card).
         stress_proof = face_proofs(
-            mdef, as_device(mdef, run_tflite(m_float, stress), v), as_device(mdef, run_tflite(m_int8, stress), v)
+            mdef, run_as_device(mdef, m_float, stress, v)[0], run_as_device(mdef, m_int8, stress, v)[0]
         )
         proof.update({f"stress_{k}": x for k, x in stress_proof.items()})
         if mdef.group_outputs:
@@ -537,6 +546,7 @@ def run(out_dir: Path, cache_dir: Path, calib_dir: Path | None, only: set[str]) 
                 bar.holds(float(value)) if bar else True,
             )
         entries[mdef.key] = manifest_entry(mdef, int8_path, float_path, m_int8, proof, len(calib), calib_dir)
+        log.info("%s: built, converted and proved in %.0f s", mdef.key, time.monotonic() - t0)
 
     if FACE_CHECK.key in only:
         entries[FACE_CHECK.key] = convert_face_check(

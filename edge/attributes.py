@@ -37,19 +37,21 @@ class AttributeSwitches:
     ethnicity: bool = False
 
 
-def average_views(outputs: dict[str, np.ndarray], views: int) -> dict[str, np.ndarray]:
-    """Each face's outputs averaged over its ``views`` consecutive rows (softmax scores stay
-    distributions)."""
-    return {k: v.reshape(-1, views, *v.shape[1:]).mean(axis=1) for k, v in outputs.items()}
-
-
-# How far the views moved a score at most, per labelled output (236 faces of the demo photos,
-# screenshots and real clips at several scales, int8 and float; models/README.md "Views where they
-# change the answer"). A decision can change only where the first view's best two scores lie
-# within twice that of each other, or its best score within that of a gate; elsewhere the six
-# other views are not run. Outputs not measured take the largest margin.
-VIEW_MARGINS: Mapping[str, float] = {"gender": 0.16, "expression": 0.35}
+# How far the views moved a score at most, per reported output (faces of the demo photos,
+# screenshots and real clips at several scales, int8 and float; tests/view_margins.py,
+# models/README.md "Views where they change the answer"). A decision can change only where the
+# first view's best two scores lie within twice that of each other, or its best score within that
+# of a gate; elsewhere the six other views are not run. Outputs not measured take the largest margin.
+VIEW_MARGINS: Mapping[str, float] = {"gender": 0.16, "expression": 0.35, "race": 0.49}
 _WIDEST_MARGIN = max(VIEW_MARGINS.values())
+
+# The labelled outputs each model's estimate is reported by: only these decide whether a face's other
+# views run (GEAR's gender and age buckets are computed but never reported, so never pay for views).
+REPORTED: Mapping[str, tuple[str, ...]] = {
+    "age_gender": ("gender",),
+    "expression": ("expression",),
+    "ethnicity": ("race",),
+}
 
 
 def near_decision(
@@ -69,19 +71,30 @@ def near_decision(
     return near
 
 
+# The other views' outputs for some faces: (face indices) -> rows, views 1.. of each face in turn.
+MoreViews = Callable[[np.ndarray], dict[str, np.ndarray]]
+
+
 def settle_views(
-    outputs: dict[str, np.ndarray], views: int, labelled: Sequence[str], gates: Mapping[str, float] | None = None
+    first: dict[str, np.ndarray],
+    more_views: MoreViews,
+    views: int,
+    labelled: Sequence[str],
+    gates: Mapping[str, float] | None = None,
 ) -> dict[str, np.ndarray]:
-    """From ``views`` consecutive rows per face: the first row, or the mean over all of them
-    where the first is near a decision (``near_decision``). What ``AttributeEstimator`` computes
-    while running the extra views only where needed; the converter's proof uses it to compare
-    int8 with float as the device estimates."""
-    first = {k: v[::views] for k, v in outputs.items()}
-    if views == 1:
-        return first
-    near = near_decision(first, labelled, gates)
-    mean = average_views(outputs, views)
-    return {k: np.where(near.reshape(-1, *[1] * (v.ndim - 1)), mean[k], v) for k, v in first.items()}
+    """Each face's estimate from its first view's outputs (``first``, one row per face): those
+    outputs, or the mean over all ``views`` where they are near a decision (``near_decision``).
+    The other views are asked for (``more_views``) only for those faces. One routine for
+    ``AttributeEstimator`` and the converter's proof, so the proof compares int8 with float as
+    the device estimates; ``first`` is left as it was."""
+    settled = {k: v.copy() for k, v in first.items()}
+    near = np.flatnonzero(near_decision(first, labelled, gates)) if views > 1 else np.empty(0, int)
+    if near.size:
+        rest = more_views(near)
+        for k, out in settled.items():
+            shaped = rest[k].reshape(near.size, views - 1, *out.shape[1:])
+            out[near] = np.concatenate([first[k][near][:, None], shaped], axis=1).mean(axis=1)
+    return settled
 
 
 # A face's crop for a model: (crop spec, face index, view index) -> uint8 RGB image.
@@ -93,7 +106,7 @@ class _CropModel:
         self.info, self.model = info, model
         self.crop = CropSpec.from_manifest(info.input["crop"])
         self.bgr = info.input.get("colour", "RGB") == "BGR"
-        self.labelled = [name for name, spec in info.outputs.items() if "labels" in spec]
+        self.labelled = REPORTED[info.key]
         self.gates = {name: gate for name, gate in gates.items() if name in self.labelled}
 
     def run(self, crops: list[np.ndarray]) -> dict[str, np.ndarray]:
@@ -104,15 +117,13 @@ class _CropModel:
 
     def estimate(self, crop: CropOf, faces: int, views: int) -> dict[str, np.ndarray]:
         """Per face: the first view's outputs, or the mean over ``views`` where the first view is
-        near a decision (``settle_views``, computed without running views that cannot matter)."""
-        out = self.run([crop(self.crop, i, 0) for i in range(faces)])
-        if views == 1:
-            return out
-        for i in np.flatnonzero(near_decision(out, self.labelled, self.gates)):
-            rest = self.run([crop(self.crop, int(i), v) for v in range(1, views)])
-            for k in out:
-                out[k][i] = np.concatenate([out[k][i : i + 1], rest[k]]).mean(axis=0)
-        return out
+        near a decision (``settle_views``: views that cannot matter are never run)."""
+        first = self.run([crop(self.crop, i, 0) for i in range(faces)])
+
+        def more_views(near: np.ndarray) -> dict[str, np.ndarray]:
+            return self.run([crop(self.crop, int(i), v) for i in near for v in range(1, views)])
+
+        return settle_views(first, more_views, views, self.labelled, self.gates)
 
 
 class AttributeEstimator:

@@ -129,20 +129,33 @@ def test_views_average_the_crops_of_shifted_and_scaled_boxes_near_a_decision() -
             assert a.gender_score == pytest.approx(max(np.mean(male), 1 - np.mean(male)), abs=1e-5)
 
 
-def test_settle_views_averages_only_where_the_box_alone_is_near_a_decision() -> None:
-    """The converter's proof combines views as the estimator does: the first row of each face, or
-    the mean of its rows where that first row's best two scores are close, or its best score is
-    close to a gate."""
+def test_settle_views_runs_and_averages_only_where_the_first_view_is_near_a_decision() -> None:
+    """The converter's proof combines views as the estimator does: the first view of each face, or
+    the mean of its views where that first view's best two scores are close, or its best score is
+    close to a gate; the other views are asked for only for those faces."""
     margin = VIEW_MARGINS["gender"]
     far, near = [0.9, 0.1], [0.5 + margin / 2, 0.5 - margin / 2]
     gender = np.array([far, [0.5, 0.5], near, [0.1, 0.9], [0.6, 0.4], [0.4, 0.6]], dtype=np.float32)
     age = np.arange(6, dtype=np.float32)[:, None]
-    out = settle_views({"gender": gender, "age": age}, 2, ["gender"])  # three faces of two views
+    rows = {"gender": gender, "age": age}  # three faces of two views, one row per view
+    first = {k: v[::2] for k, v in rows.items()}
+    asked: list[list[int]] = []
+
+    def more_views(faces: np.ndarray) -> dict[str, np.ndarray]:
+        asked.append(faces.tolist())
+        return {k: v[faces * 2 + 1] for k, v in rows.items()}
+
+    out = settle_views(first, more_views, 2, ["gender"])
+    assert asked == [[1, 2]]
     assert np.allclose(out["gender"], [far, np.mean([near, [0.1, 0.9]], axis=0), [0.5, 0.5]])
     assert np.allclose(out["age"], [[0.0], [2.5], [4.5]])
-    gated = settle_views({"gender": gender, "age": age}, 2, ["gender"], {"gender": 0.9 + margin / 2})
-    assert np.allclose(gated["age"], [[0.5], [2.5], [4.5]])  # 0.9 lies within the margin of the gate
-    assert np.allclose(settle_views({"gender": gender}, 1, ["gender"])["gender"], gender)
+    assert np.allclose(first["age"], [[0.0], [2.0], [4.0]])  # the first views' outputs are kept
+    gated = settle_views(first, more_views, 2, ["gender"], {"gender": 0.9 + margin / 2})
+    assert asked[-1] == [0, 1, 2]  # 0.9 lies within the margin of the gate
+    assert np.allclose(gated["age"], [[0.5], [2.5], [4.5]])
+    asked.clear()
+    assert np.allclose(settle_views({"gender": gender}, more_views, 1, ["gender"])["gender"], gender)
+    assert asked == []
 
 
 def test_an_unknown_view_count_is_refused() -> None:
