@@ -95,6 +95,41 @@ def random_scene(
     return Scene(width, height, fps, duration_s, tuple(visitors), seed)
 
 
+def crossing_scene(
+    n_pairs: int,
+    fps: float = 8.0,
+    width: int = 1280,
+    height: int = 720,
+    face_px: tuple[float, float] = (50.0, 60.0),
+    seed: int = 0,
+) -> Scene:
+    """Pairs of visitors walking towards each other in one of three lanes, so one face passes in
+    front of the other (a later visitor is drawn over an earlier one): the moment a tracker loses a
+    face behind a passer-by and may count it twice. A lane's next pair comes after this one has
+    left, so nobody enters at an edge just as someone leaves there."""
+    rng = np.random.default_rng(seed)
+    lanes = (0.25, 0.5, 0.75)
+    visitors = []
+    for k in range(n_pairs):
+        start = 1.0 + 3.5 * k
+        lane = lanes[k % len(lanes)] + float(rng.uniform(-0.03, 0.03))
+        first = start + float(rng.uniform(0.0, 1.0))
+        for enter, direction in ((first, 1), (max(0.5, first + float(rng.uniform(-1.0, 1.0))), -1)):
+            visitors.append(
+                Visitor(
+                    enter,
+                    enter + float(rng.uniform(4.0, 8.0)),
+                    lane + float(rng.uniform(-0.02, 0.02)),
+                    float(rng.uniform(*face_px)),
+                    direction,
+                    bool(rng.integers(0, 2)),
+                    (1.0, 1.0, 1.0),
+                )
+            )
+    visitors.sort(key=lambda v: v.enter_s)
+    return Scene(width, height, fps, max(v.exit_s for v in visitors) + 1.0, tuple(visitors), seed)
+
+
 @lru_cache(maxsize=4)
 def _backdrop(width: int, height: int, seed: int) -> np.ndarray:
     """``background`` (full-frame noise, most of a frame's render time) is the same for every frame of a scene."""

@@ -13,7 +13,7 @@ from daemon_proc import config, run_daemon, run_edge, walker
 from payload_schema import check
 
 from edge.daemon import CLOCK_STEP_S, clock_step
-from edge.scenes import Scene, Visitor, random_scene, write_video
+from edge.scenes import Scene, Visitor, crossing_scene, random_scene, write_video
 
 ALLOWED_KEYS = {
     "schema",
@@ -82,8 +82,8 @@ def test_one_frame_false_positive_is_not_a_visitor(tmp_path: Path) -> None:
 
 def test_crowded_scenes_within_ten_percent(tmp_path: Path) -> None:
     # Three seeded crowds, summed: one seed alone decides nothing (seed 11 alone once passed a 5% bar
-    # that seeds 12 and 13 showed the daemon does not meet; measured 2026-12-03: +8% over the three,
-    # double counts in crowds are an open weakness, README "Counting in crowds").
+    # that seeds 12 and 13 showed the daemon did not meet; 2026-12-03: +8% over the three; 2026-12-04:
+    # 43, 40, 40 of 43, 40, 40, README "Counting in crowds").
     counted, truth = 0, 0
     for seed in (11, 12, 13):
         scene = random_scene(60, 90.0, fps=8.0, width=1280, height=720, face_px=(50.0, 60.0), seed=seed)
@@ -97,6 +97,24 @@ def test_crowded_scenes_within_ten_percent(tmp_path: Path) -> None:
         counted += sum(w["visitors"] for w in run_daemon(tmp_path / str(seed), doc))
         truth += len(scene.visitors)
     assert abs(counted - truth) <= 0.10 * truth, (counted, truth)
+
+
+def test_faces_passing_behind_each_other_are_counted_once(tmp_path: Path) -> None:
+    # Walkers crossing in one lane: for a few frames one face is cut to a piece or hidden by the
+    # other. Measured 2026-12-04 on these three seeds (72 people): tracks extrapolating box sizes
+    # from the last two boxes counted 99 (+38%); keeping the size, smoothing the velocity and
+    # coasting through a piece of a box: 72.
+    counted, truth = 0, 0
+    for seed in (1, 2, 3):
+        scene = crossing_scene(12, seed=seed)
+        video = write_video(scene, tmp_path / f"cross{seed}.avi")
+        doc = config(
+            tmp_path / str(seed), video, aggregation={"window_s": 30, "min_cell": 1}, detector={"min_face_px": 40}
+        )
+        (tmp_path / str(seed)).mkdir()
+        counted += sum(w["visitors"] for w in run_daemon(tmp_path / str(seed), doc))
+        truth += len(scene.visitors)
+    assert abs(counted - truth) <= 0.05 * truth, (counted, truth)
 
 
 def test_small_cells_are_suppressed_in_the_published_windows(tmp_path: Path) -> None:

@@ -125,6 +125,32 @@ def test_two_faces_crossing_paths_stay_two_visitors() -> None:
     assert sorted(map(frozenset, owner.values())) == [frozenset("a"), frozenset("b")]
 
 
+def test_a_face_that_passes_behind_another_stays_one_visitor() -> None:
+    """As a crowd shows it: the face behind is cut to a sliver for two frames (its box shrinks on
+    the side the passer-by covers), hidden for three, then whole again where it walked to. The
+    track goes on: its predicted box keeps its size (a size extrapolated from the shrinking boxes
+    collapsed to nothing and a second visitor was counted) and its velocity is smoothed."""
+    run = Run()
+    size, speed = 60.0, 220.0  # px, px/s: about a third of a face per frame at 10 fps
+    for i in range(40):
+        t = i * DT
+        cx = 100 + speed * t
+        behind = face(cx, 300, size)
+        front = face(1000 - speed * t, 305, size, score=0.95)
+        x1, y1, x2, y2 = behind.box
+        fx1, fx2 = front.box[0], front.box[2]
+        covered = max(0.0, min(x2, fx2) - max(x1, fx1))
+        if covered > 0.75 * size:
+            run.frame(t, front)  # hidden
+        elif covered > 0:  # the uncovered part: left of the front face before it passes, right after
+            part = (x1, y1, fx1, y2) if fx1 > x1 else (fx2, y1, x2, y2)
+            run.frame(t, front, Detection(part, 0.6))
+        else:
+            run.frame(t, front, behind)
+    run.idle(40 * DT, 2.0)
+    assert len(run.started) == 2 and len(run.ended) == 2
+
+
 @pytest.mark.parametrize("speed", [24.0, 30.0, 45.0])
 def test_fast_small_face_is_one_visitor(speed: float) -> None:
     # IoU between consecutive 40 px boxes is < 0.3 at these speeds: prediction and
