@@ -151,6 +151,21 @@ def test_a_face_that_passes_behind_another_stays_one_visitor() -> None:
     assert len(run.started) == 2 and len(run.ended) == 2
 
 
+def test_a_face_that_steps_up_to_the_camera_is_followed_at_its_new_size() -> None:
+    """A box of another size is taken for a piece of the face for two matches at most: a size change
+    that lasts (someone stepping closer between two detections) is the face, and the track follows."""
+    run = Run()
+    for i in range(10):
+        run.frame(i * DT, face(300, 300, 40))
+    for i in range(10, 30):
+        run.frame(i * DT, face(300, 300, 64))  # closer now: sides 1.6x as long
+    for i in range(30, 50):
+        run.frame(i * DT, face(300 + 150 * (i - 29) * DT, 300, 64))  # and walks on
+    assert run.tracker.tracks == 1
+    run.idle(50 * DT, 2.0)
+    assert len(run.started) == 1 and len(run.ended) == 1
+
+
 @pytest.mark.parametrize("speed", [24.0, 30.0, 45.0])
 def test_fast_small_face_is_one_visitor(speed: float) -> None:
     # IoU between consecutive 40 px boxes is < 0.3 at these speeds: prediction and
