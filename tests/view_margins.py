@@ -23,7 +23,7 @@ import numpy as np
 
 from edge.analyzer import Analyzer, AnalyzerConfig
 from edge.attributes import REPORTED, VIEW_MARGINS, AttributeSwitches
-from edge.media import frames, read_image
+from edge.media import IMAGE_SUFFIXES, frames, read_image
 from edge.models import Manifest
 from edge.preprocess import DEFAULT_VIEWS, CropSpec, crop_face, face_views
 
@@ -34,7 +34,7 @@ CLIP_SCALES = (1.0, 2.0)
 
 def images(photos: Path, clips: Path, every: int) -> Iterator[np.ndarray]:
     for path in sorted(photos.glob("*")):
-        if path.suffix.lower() in (".jpg", ".jpeg", ".png"):
+        if path.suffix.lower() in IMAGE_SUFFIXES:
             rgb = read_image(path)
             for s in PHOTO_SCALES:
                 yield rgb if s == 1 else cv2.resize(rgb, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
