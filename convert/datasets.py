@@ -198,6 +198,23 @@ def face_variants(
     return np.stack(crops)
 
 
+def rolled_faces(
+    faces: list[tuple[np.ndarray, np.ndarray]], seed: int, max_deg: float
+) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """Each (frame, box) with its frame turned about the box's centre by a seeded angle of up to
+    ``max_deg`` either way (a head tilted sideways), as (frame, box, angle): the box stays where it
+    was, as a detector's axis-aligned box would around the tilted face."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for frame, box in faces:
+        angle = float(rng.uniform(-max_deg, max_deg))
+        x1, y1, x2, y2 = box
+        turn = cv2.getRotationMatrix2D(((x1 + x2) / 2, (y1 + y2) / 2), angle, 1.0)
+        h, w = frame.shape[:2]
+        out.append((cv2.warpAffine(frame, turn, (w, h), borderMode=cv2.BORDER_REFLECT_101), box, angle))
+    return out
+
+
 def pin_input_range(batch: np.ndarray) -> np.ndarray:
     """Make every calibration sample span 0..255 so the integer input is raw pixels.
 

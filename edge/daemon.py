@@ -54,6 +54,7 @@ def analyzer_config(config: Config) -> AnalyzerConfig:
         attributes=AttributeSwitches(age=a.age, gender=a.gender, expression=a.expression, ethnicity=a.ethnicity),
         attribute_views=a.views,
         gender_gate=a.min_gender_score,
+        align=True,  # a track's few best observations are described: the mesh run is cheap here
         backend=config.runtime.backend,
         threads=config.runtime.threads,
     )

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.models import Manifest
-from edge.preprocess import CropSpec, crop_face
+from edge.face_mesh import FaceMesh
 
-MODEL_KEY = "face_check"
 FACE_MIN = 0.2  # face flag from which a crop shows a face (the converter proves int8 against float here)
 CANDIDATE_SCORE = 0.25  # detector scores from here to CONFIRMED_SCORE are asked about
 CONFIRMED_SCORE = 0.5  # what a confirmed candidate's score becomes at least: the start threshold
@@ -32,15 +30,11 @@ def promoted(score: float) -> float:
 
 
 class FaceCheck:
-    """The face-presence model from the manifest, run on one crop per box."""
+    """The face mesh's face-presence flag, read on one crop per box."""
 
-    def __init__(
-        self, manifest: Manifest, variant: str = "int8", backend: str = "auto", threads: int | None = None
-    ) -> None:
-        self.info, self.model = manifest.load(MODEL_KEY, variant, backend, threads)
-        self.crop = CropSpec.from_manifest(self.info.input["crop"])
+    def __init__(self, mesh: FaceMesh) -> None:
+        self.mesh = mesh
 
     def face_scores(self, frame_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """The face flag (0..1) of each box [N, 4] (x1, y1, x2, y2 in frame pixels)."""
-        flags = [self.model.run(crop_face(frame_rgb, box, self.crop)[None])["face"].reshape(-1)[0] for box in boxes]
-        return np.asarray(flags, dtype=np.float32)
+        return np.asarray([self.mesh.read(frame_rgb, box).face for box in boxes], dtype=np.float32)

@@ -13,6 +13,7 @@ quantisation step and flip a borderline label (README "Raspberry Pi").
 from __future__ import annotations
 
 import functools
+import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -205,22 +206,50 @@ class CropSpec:
         return {"size": self.size, "margin": self.margin, "square": self.square, "shift_y": self.shift_y}
 
 
+def _crop_box(box_xyxy: np.ndarray | tuple[float, ...], spec: CropSpec) -> tuple[float, float, float, float]:
+    """The frame region a crop takes for a detector box (x1, y1, x2, y2): margin, squaring, shift."""
+    x1, y1, x2, y2 = (float(v) for v in box_xyxy)
+    bw, bh = (x2 - x1) * (1 + 2 * spec.margin), (y2 - y1) * (1 + 2 * spec.margin)
+    if spec.square == "expand":
+        bw = bh = max(bw, bh)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2 + spec.shift_y * bh
+    return cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2
+
+
+def crop_square(box_xyxy: np.ndarray | tuple[float, ...], spec: CropSpec) -> tuple[float, float, float]:
+    """(left, top, side) in frame pixels of the square that ``crop_face`` resamples to ``spec.size``:
+    a point (u, v) of the crop lies at (left + u * side / size, top + v * side / size) in the frame."""
+    x1, y1, x2, y2 = _crop_box(box_xyxy, spec)
+    side = max(x2 - x1, y2 - y1)
+    return (x1 + x2) / 2 - side / 2, (y1 + y2) / 2 - side / 2, side
+
+
+def upright_patch(
+    frame_rgb: np.ndarray, box_xyxy: np.ndarray | tuple[float, ...], roll_deg: float, reach: float
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """The frame around a box, rotated about the box's centre by ``roll_deg`` (counter-clockwise on
+    screen for a positive angle, as ``edge.face_mesh.roll_degrees`` measures it) so a tilted face
+    stands upright; a square ``reach`` times the box's longer side, black outside the frame as in
+    ``crop_face``. Returns the patch and its top-left corner (whole frame pixels): a box minus that
+    corner lies on the same face in the patch. At 0 degrees the patch is the frame's pixels."""
+    x1, y1, x2, y2 = (float(v) for v in box_xyxy)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    side = max(int(math.ceil(reach * max(x2 - x1, y2 - y1))), 1)
+    left, top = int(math.floor(cx - side / 2)), int(math.floor(cy - side / 2))
+    a = math.radians(roll_deg)
+    cos, sin = math.cos(a), math.sin(a)
+    du, dv = np.meshgrid(np.arange(left, left + side, dtype=np.float64) - cx, np.arange(top, top + side) - cy)
+    return _remap(frame_rgb, cx + cos * du - sin * dv, cy + sin * du + cos * dv), (left, top)
+
+
 def crop_face(frame_rgb: np.ndarray, box_xyxy: np.ndarray | tuple[float, ...], spec: CropSpec) -> np.ndarray:
     """Cut one face out of a frame as a ``spec.size`` square uint8 RGB image.
 
     Areas outside the frame are black, as in face-api.js.
     """
-    x1, y1, x2, y2 = (float(v) for v in box_xyxy)
-    bw, bh = x2 - x1, y2 - y1
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    bw, bh = bw * (1 + 2 * spec.margin), bh * (1 + 2 * spec.margin)
-    if spec.square == "expand":
-        bw = bh = max(bw, bh)
-    cy += spec.shift_y * bh
-    x1, x2, y1, y2 = cx - bw / 2, cx + bw / 2, cy - bh / 2, cy + bh / 2
-    side = max(bw, bh)
+    x1, y1, x2, y2 = _crop_box(box_xyxy, spec)
     # Place the crop box into a square canvas (centred), then resample once.
-    sx1, sy1 = cx - side / 2, cy - side / 2
+    sx1, sy1, side = crop_square(box_xyxy, spec)
     scale = spec.size / max(side, 1e-6)
     if scale < 1.0:
         # A shrink averages areas: cut the square (black outside the frame), then resize it.
@@ -283,13 +312,19 @@ def _sample_bilinear(image: np.ndarray, x0: float, y0: float, step: float, size:
     here in float64 and handed to ``cv2.remap`` in fixed point, whose integer interpolation
     is the same on every architecture (``warpAffine``'s own position arithmetic is not).
     """
-    one = 1 << _SUBPIXEL_BITS
     offsets = np.arange(size, dtype=np.float64) * step
-    fx = np.rint((x0 + offsets) * one).astype(np.int64)
-    fy = np.rint((y0 + offsets) * one).astype(np.int64)
-    gx, gy = np.meshgrid(fx, fy)
-    whole = np.stack([gx >> _SUBPIXEL_BITS, gy >> _SUBPIXEL_BITS], axis=-1).astype(np.int16)
-    fraction = ((gy & (one - 1)) * one + (gx & (one - 1))).astype(np.uint16)
+    gx, gy = np.meshgrid(x0 + offsets, y0 + offsets)
+    return _remap(image, gx, gy)
+
+
+def _remap(image: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """The image sampled bilinearly at float64 positions (black outside it), in ``cv2.remap``'s
+    fixed point: the same bytes on every architecture."""
+    one = 1 << _SUBPIXEL_BITS
+    fx = np.rint(xs * one).astype(np.int64)
+    fy = np.rint(ys * one).astype(np.int64)
+    whole = np.stack([fx >> _SUBPIXEL_BITS, fy >> _SUBPIXEL_BITS], axis=-1).astype(np.int16)
+    fraction = ((fy & (one - 1)) * one + (fx & (one - 1))).astype(np.uint16)
     return cv2.remap(image, whole, fraction, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from edge.analyzer import Analyzer, AnalyzerConfig
 from edge.face_check import CANDIDATE_SCORE, CONFIRMED_SCORE, FACE_MIN, FaceCheck
+from edge.face_mesh import FaceMesh
 from edge.models import DEFAULT_DIR, Manifest
 
 # The astronaut's face in skimage's photo (x1, y1, x2, y2), as the detector finds it.
@@ -28,7 +29,7 @@ def placed(image: np.ndarray, scale: float, centre: tuple[float, float], size: i
 
 @pytest.fixture(scope="module")
 def check() -> FaceCheck:
-    return FaceCheck(Manifest(DEFAULT_DIR))
+    return FaceCheck(FaceMesh(Manifest(DEFAULT_DIR)))
 
 
 def test_a_face_is_confirmed_and_what_surrounds_it_is_not(astronaut: np.ndarray, check: FaceCheck) -> None:

@@ -73,6 +73,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per photo on each side (default 5)")
     parser.add_argument("--attribute-views", type=int, help="AnalyzerConfig.attribute_views (default: its default)")
     parser.add_argument("--threads", type=int, help="AnalyzerConfig.threads (default: all cores)")
+    parser.add_argument("--align", action="store_true", help="AnalyzerConfig.align on, as the daemon has it")
     parser.add_argument("--node", default="node", help="node executable")
     parser.add_argument("--faceapi-dir", type=Path, help="face-api package dir holding demo/ and model/")
     args = parser.parse_args()
@@ -84,6 +85,8 @@ def main() -> None:
         overrides["attribute_views"] = args.attribute_views
     if args.threads is not None:
         overrides["threads"] = args.threads
+    if args.align:
+        overrides["align"] = True
     config = AnalyzerConfig(**overrides)
     analyzer = Analyzer(config)
     photos_dir = Path(fa["photos_dir"])
@@ -95,7 +98,7 @@ def main() -> None:
     print(f"face-api {fa['faceapi']}, tfjs {fa['tfjs']} {fa['backend']} (simd {fa['simd']}), node {fa['node']}")
     print(f"  threads {fa['threads']}, multithread {fa['multithread']}")
     print(f"ours: {model.backend.name}, threads {model.threads}, {config.variant}, detector {config.detector_input}")
-    print(f"  attribute_views {config.attribute_views}")
+    print(f"  attribute_views {config.attribute_views}, align {config.align}")
     print(f"median of {args.repeat} runs after one warm-up (ours: the photos in turn); photos in {photos_dir}")
     print()
     header = f"{'photo':<12} {'faces ours/fa':>13} {'face-api ms':>12} {'ours ms':>9} {'fa/ours':>8}"
