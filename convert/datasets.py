@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.preprocess import CropSpec, crop_face, face_views, letterbox
+from edge.preprocess import CropSpec, crop_face, face_views, letterbox, upright_patch
 
 CALIBRATION_PHOTOS = ("sample1.jpg", "sample3.jpg", "sample5.jpg")
 VERIFICATION_PHOTOS = ("sample2.jpg", "sample4.jpg", "sample6.jpg")
@@ -201,17 +201,16 @@ def face_variants(
 def rolled_faces(
     faces: list[tuple[np.ndarray, np.ndarray]], seed: int, max_deg: float
 ) -> list[tuple[np.ndarray, np.ndarray, float]]:
-    """Each (frame, box) with its frame turned about the box's centre by a seeded angle of up to
-    ``max_deg`` either way (a head tilted sideways), as (frame, box, angle): the box stays where it
-    was, as a detector's axis-aligned box would around the tilted face."""
+    """Each (frame, box) as the face tilted sideways by a seeded angle of up to ``max_deg`` either
+    way: (patch, box, angle), the patch being the frame around the box turned about its centre
+    (``upright_patch``: the same bytes on every CPU), twice the box's size so every crop of it
+    and its jitter fits, and the box where it lay, as a detector's axis-aligned box would be."""
     rng = np.random.default_rng(seed)
     out = []
     for frame, box in faces:
         angle = float(rng.uniform(-max_deg, max_deg))
-        x1, y1, x2, y2 = box
-        turn = cv2.getRotationMatrix2D(((x1 + x2) / 2, (y1 + y2) / 2), angle, 1.0)
-        h, w = frame.shape[:2]
-        out.append((cv2.warpAffine(frame, turn, (w, h), borderMode=cv2.BORDER_REFLECT_101), box, angle))
+        patch, (left, top) = upright_patch(frame, box, angle, 2.0)
+        out.append((patch, np.asarray(box, dtype=np.float64) - (left, top, left, top), angle))
     return out
 
 

@@ -100,7 +100,7 @@ def settle_views(
 
 
 # Faces whose eye line tilts less than this are cropped as they are. The int8 mesh reads upright
-# utkface-dev faces within 1.9 degrees (sd) and moves a float reading by at most 1.24 for 95% of faces
+# utkface-dev faces within 1.9 degrees (sd) and moves a float reading by at most 1.23 for 95% of faces
 # (the proof), so an upright face is never turned; one tilted 15 degrees is (read as about 12.5;
 # models/README.md "Turning faces upright").
 MIN_ROLL_DEG = 8.0

@@ -58,7 +58,18 @@ STABLE_METRICS = {"float_recall", "float_precision", "reference_faces", "verific
 EQUALISED = {"detector", "detector_320", "age_gender", "expression"}
 
 
+MAX_DEGREES_TOL = 3.0  # the largest roll change: one face of 700 sets it, a sanity bound only
+DEGREES_TOL = 0.3  # the face mesh's roll change, mean and 95th percentile: a last bit moves a few faces
+LANDMARK_TOL = 0.005  # its landmark error in eye distances
+
+
 def tolerance(key: str, metric: str) -> float:
+    if metric.startswith("roll_max"):
+        return MAX_DEGREES_TOL
+    if metric.endswith("_deg"):
+        return DEGREES_TOL
+    if metric.startswith("landmark_") and metric.endswith("_error"):
+        return LANDMARK_TOL
     if metric in STABLE_METRICS or key not in EQUALISED:
         return STABLE_TOL
     if metric.endswith("max_abs_change_years"):
