@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import threading
 from dataclasses import replace
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from edge import __version__
 from edge.analyzer import Analyzer, AnalyzerConfig
-from edge.attributes import ETHNICITY_WARNING, AttributeSwitches
+from edge.attributes import DESCRIBE_MIN_FACE_PX, ETHNICITY_WARNING, MIN_GENDER_SCORE, AttributeSwitches
 from edge.interpreter import BackendUnavailable
 from edge.models import DEFAULT_DIR, MISSING_HINT, Manifest, ModelError
 from edge.preprocess import DEFAULT_VIEWS, VIEW_COUNTS
@@ -146,6 +147,17 @@ def _demo(args: argparse.Namespace) -> int:
     return demo.run(args.duration, args.window, args.workdir)
 
 
+def _non_negative_float(text: str) -> float:
+    """An option's number, 0 or more (argparse adds the option's name to the refusal)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
 def _resolutions(text: str) -> list[tuple[int, int]]:
     try:
         sizes = [tuple(int(v) for v in item.lower().split("x")) for item in text.split(",")]
@@ -177,7 +189,8 @@ def _analyzer_config(args: argparse.Namespace, variant: str | None = None, size:
 def _analyze(args: argparse.Namespace) -> int:
     from edge.commands import analyze
 
-    return analyze.run(Analyzer(_analyzer_config(args)), args.paths, args.json, args.annotate, args.every)
+    naming = analyze.Naming(args.describe_min_face, args.min_gender_score)
+    return analyze.run(Analyzer(_analyzer_config(args)), args.paths, args.json, args.annotate, args.every, naming=naming)
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -425,6 +438,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="write pictures with boxes and labels here (local debugging only: they show faces)",
     )
     p.add_argument("--every", type=int, default=1, help="analyse every Nth video frame (default: 1)")
+    p.add_argument(
+        "--describe-min-face",
+        type=_non_negative_float,
+        default=DESCRIBE_MIN_FACE_PX,
+        metavar="PX",
+        help="smaller faces (shorter box side) are found but not described: null attributes "
+        f"(default: {DESCRIBE_MIN_FACE_PX}, as the daemon's attributes.min_face_px; 0: every face)",
+    )
+    p.add_argument(
+        "--min-gender-score",
+        type=_non_negative_float,
+        default=MIN_GENDER_SCORE,
+        metavar="SCORE",
+        help=f"a gender scored under this is not named: null (default: {MIN_GENDER_SCORE}, as the daemon's "
+        "attributes.min_gender_score; 0: always named)",
+    )
     _add_analyzer_options(p)
     p.set_defaults(func=_analyze)
 

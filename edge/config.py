@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from edge.attributes import DESCRIBE_MIN_FACE_PX, MIN_GENDER_SCORE
 from edge.models import DEFAULT_DIR as DEFAULT_MODEL_DIR
 from edge.preprocess import DEFAULT_VIEWS, VIEW_COUNTS
 
@@ -465,11 +466,11 @@ class AttributesConfig:
     ethnicity: bool = _leaf(False, _boolean())
     # The quality gate: smaller faces are counted but not described (their visitor lands in
     # `unknown`); measured in models/README.md "Attribute accuracy against face size".
-    min_face_px: int = _leaf(36, _integer("a face size in pixels >= 0", lo=0))
+    min_face_px: int = _leaf(DESCRIBE_MIN_FACE_PX, _integer("a face size in pixels >= 0", lo=0))
     # A visitor's gender is published only when its kept estimates agree (three quarters name it)
     # and one of them reaches this score, or three of them average 0.65 (edge.tracker.agreed_gender);
     # otherwise it stays unknown rather than a coin toss (one estimate at >= 0.8: 93-99% right).
-    min_gender_score: float = _leaf(0.8, _number("a score between 0 and 1", lo=0, hi=1))
+    min_gender_score: float = _leaf(MIN_GENDER_SCORE, _number("a score between 0 and 1", lo=0, hi=1))
     # An estimate near a decision (gender 0.5 or min_gender_score, the top two expressions) is the mean
     # over this many slightly shifted and scaled crops of the face, so that box jitter (frame to frame,
     # int8 against float) moves it less; the others use the box alone (edge.attributes.VIEW_MARGINS).

@@ -73,6 +73,37 @@ def test_ethnicity_is_absent_unless_enabled(tmp_path: Path, astronaut: np.ndarra
     assert face["ethnicity"] in ("white", "black", "asian", "indian", "other")
 
 
+def test_a_face_too_small_to_judge_is_found_not_described_and_an_unsure_gender_is_not_named(
+    tmp_path: Path, astronaut: np.ndarray, capsys
+) -> None:
+    """The daemon's rules for a face seen once: a face under attributes.min_face_px (36) keeps its
+    box and null attributes; a gender under min_gender_score (0.8) is null, the rest stays."""
+    small = cv2.resize(astronaut, (160, 160), interpolation=cv2.INTER_AREA)  # her face: about 27 px
+    canvas = np.full((480, 640, 3), 128, np.uint8)
+    canvas[160:320, 240:400] = small
+    photo = write_rgb(tmp_path / "small.png", canvas)
+    code, out, err = run_cli(capsys, "analyze", "--json", str(photo))
+    assert code == 0, err
+    (face,) = json.loads(out)["faces"]
+    assert set(face) == FACE_KEYS and min(face["box"][2] - face["box"][0], face["box"][3] - face["box"][1]) < 36
+    assert all(face[k] is None for k in FACE_KEYS - {"box", "score"}), face
+    _, out, _ = run_cli(capsys, "analyze", "--json", "--describe-min-face", "0", str(photo))
+    (face,) = json.loads(out)["faces"]
+    assert face["expression"] is not None and face["age"] is not None
+    # Her gender scores 0.91: named at the default gate, null above it, with age and expression kept.
+    big = write_rgb(tmp_path / "big.png", astronaut)
+    _, out, _ = run_cli(capsys, "analyze", "--json", str(big))
+    (face,) = json.loads(out)["faces"]
+    assert face["gender"] == "female" and face["gender_score"] >= 0.8
+    _, out, _ = run_cli(capsys, "analyze", "--json", "--min-gender-score", str(face["gender_score"] + 0.01), str(big))
+    (unsure,) = json.loads(out)["faces"]
+    assert unsure["gender"] is None and unsure["gender_score"] is None
+    assert unsure["age"] == face["age"] and unsure["expression"] == face["expression"]
+    with pytest.raises(SystemExit):
+        main(["analyze", "--min-gender-score", "-1", str(big)])
+    assert "--min-gender-score: expected a number >= 0, got '-1'" in capsys.readouterr().err
+
+
 def test_ethnicity_flag_help_says_it_is_restricted(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["analyze", "--help"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -12,6 +13,7 @@ import cv2
 import numpy as np
 
 from edge.analyzer import Analyzer
+from edge.attributes import DESCRIBE_MIN_FACE_PX, MIN_GENDER_SCORE, AttributeSwitches, described
 from edge.media import MediaError, expand, frames
 from edge.memory import FreeMemory
 from edge.records import Face
@@ -19,17 +21,38 @@ from edge.records import Face
 log = logging.getLogger(__name__)
 
 
-def face_json(face: Face) -> dict:
+@dataclass(frozen=True)
+class Naming:
+    """What `edge analyze` says of each face, by the daemon's rules for a face seen once
+    (``edge.attributes.described``): faces under ``min_face_px`` are found, not described; a gender
+    under ``min_gender_score`` is not named. Both 0: every estimate as the models give it."""
+
+    min_face_px: float = DESCRIBE_MIN_FACE_PX
+    min_gender_score: float = MIN_GENDER_SCORE
+
+    def apply(self, face: Face) -> Face:
+        x1, y1, x2, y2 = face.detection.box
+        return Face(
+            face.detection, described(face.attributes, min(x2 - x1, y2 - y1), self.min_face_px, self.min_gender_score)
+        )
+
+
+def face_json(face: Face, switches: AttributeSwitches) -> dict:
+    """A face's record: every attribute switched on has its key, null where it was not judged."""
     d, a = face.detection, face.attributes
     out: dict = {"box": [round(v, 1) for v in d.box], "score": round(d.score, 4)}
-    if a.age is not None:
-        out["age"] = round(a.age, 1)
-    if a.gender is not None:
-        out["gender"], out["gender_score"] = a.gender, round(a.gender_score or 0.0, 4)
-    if a.expression is not None:
-        out["expression"], out["expression_score"] = a.expression, round(a.expression_score or 0.0, 4)
-    if a.ethnicity is not None:
-        out["ethnicity"], out["ethnicity_score"] = a.ethnicity, round(a.ethnicity_score or 0.0, 4)
+
+    def score(value: float | None) -> float | None:
+        return None if value is None else round(value, 4)
+
+    if switches.age:
+        out["age"] = None if a.age is None else round(a.age, 1)
+    if switches.gender:
+        out["gender"], out["gender_score"] = a.gender, score(a.gender_score)
+    if switches.expression:
+        out["expression"], out["expression_score"] = a.expression, score(a.expression_score)
+    if switches.ethnicity:
+        out["ethnicity"], out["ethnicity_score"] = a.ethnicity, score(a.ethnicity_score)
     return out
 
 
@@ -77,6 +100,7 @@ def run(
     every: int,
     out: TextIO | None = None,
     err: TextIO | None = None,
+    naming: Naming = Naming(),
 ) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     """Analyse every input; unreadable ones are reported and skipped. Exit 1 if any failed."""
@@ -90,7 +114,7 @@ def run(
             continue
         try:
             for frame in frames(item, every):
-                faces = analyzer.analyze(frame.rgb)
+                faces = [naming.apply(f) for f in analyzer.analyze(frame.rgb)]
                 t = analyzer.last_timings
                 h, w = frame.rgb.shape[:2]
                 if as_json:
@@ -99,7 +123,7 @@ def run(
                         "frame": frame.index,
                         "width": w,
                         "height": h,
-                        "faces": [face_json(f) for f in faces],
+                        "faces": [face_json(f, analyzer.config.attributes) for f in faces],
                         "timings_ms": {
                             "detect": round(t.detect_ms, 2),
                             "attributes": round(t.attributes_ms, 2),
