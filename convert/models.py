@@ -31,8 +31,9 @@ GEAR_AGE_BUCKETS = ("<=20", "21-25", "26-30", "31-40", "41-50", "51-60", ">60")
 GEAR_AGE_WEIGHTS = (15.0, 23.0, 28.0, 35.5, 45.5, 55.5, 65.0)  # bucket representatives used by Human
 # The mesh's int8 bars. A face is turned upright by its eye line from a tilt of 8 degrees
 # (edge.attributes.MIN_ROLL_DEG); the mesh's own spread on upright faces is about 2 degrees
-# (models/README.md "Turning faces upright"), so int8 may move the angle by 3 for 95% of faces. Landmarks: mean point distance over the float mesh's
-# eye distance (the usual normalised mean error; 0.08 is where landmark benchmarks call a face failed).
+# (models/README.md "Turning faces upright"), so int8 may move the angle by 3 for 95% of faces.
+# Landmarks: mean point distance over the float mesh's eye distance (the usual normalised mean
+# error; 0.08 is where landmark benchmarks call a face failed).
 ROLL_CHANGE_BAR_DEG = 3.0
 LANDMARK_ERROR_BAR = 0.05
 

@@ -190,7 +190,8 @@ def _analyze(args: argparse.Namespace) -> int:
     from edge.commands import analyze
 
     naming = analyze.Naming(args.describe_min_face, args.min_gender_score)
-    return analyze.run(Analyzer(_analyzer_config(args)), args.paths, args.json, args.annotate, args.every, naming=naming)
+    analyzer = Analyzer(_analyzer_config(args))
+    return analyze.run(analyzer, args.paths, args.json, args.annotate, args.every, naming=naming)
 
 
 def _eval(args: argparse.Namespace) -> int:

@@ -52,6 +52,28 @@ def window_payload(
     }
 
 
+def health_payload(device: str, *, depth: int = 0) -> dict[str, Any]:
+    """A device's health message as the daemon publishes it (edge/schemas/health.schema.json)."""
+    return {
+        "schema": 1,
+        "device": device,
+        "ts": "2026-12-01T00:00:30Z",
+        "fps": 15.0,
+        "processed_frames": 450,
+        "detector_ms": 13.1,
+        "tracker_ms": 0.2,
+        "attributes_ms": 1.5,
+        "dropped_frames": 0,
+        "uptime_s": 30.0,
+        "windows": 1,
+        "held_windows": 0,
+        "version": "0.1.0",
+        "cpu_temp_c": None,
+        "throttled": None,
+        "spool": {"depth": depth, "oldest_age_s": None, "evicted": 0, "max_windows": 10000},
+    }
+
+
 def fleet_config(port: int, dbname: str, **mqtt: Any) -> dict[str, Any]:
     return {
         "mqtt": {"host": HOST, "port": port, "keepalive": 5, "reconnect_max_s": 1, **mqtt},

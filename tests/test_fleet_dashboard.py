@@ -197,7 +197,7 @@ def _insert(dbname: str) -> Fleet:
                 check_schema("window", payload)
             visitors[(device, start)] = published_v
             dwell[(device, start)] = (dwell_n, mean)
-            row = parse_window(f"edge/{device}/counts", json.dumps(payload).encode())
+            row = parse_window(f"edge/{device}/counts", json.dumps(payload).encode(), device)
             assert isinstance(row, WindowRow), row
             rows.append(row)
             start += timedelta(seconds=WINDOW_S)

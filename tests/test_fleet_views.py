@@ -151,7 +151,7 @@ def test_summed_views_never_show_or_let_one_derive_a_count_below_min_cell(views_
     for seq, (d, minute, truth) in enumerate(fleet["windows"], start=1):
         site = "north" if d % 2 == 0 else "south"
         text = _device_payload(f"cam{d}", site, streams[d], seq, minute, truth, fleet["ks"][d])
-        row = parse_window(f"edge/cam{d}/counts", text.encode())
+        row = parse_window(f"edge/cam{d}/counts", text.encode(), f"cam{d}")
         assert not hasattr(row, "reason"), row
         rows.append(row)
         true_visitors[(site, f"cam{d}")] += truth["visitors"]
@@ -198,7 +198,7 @@ def test_with_every_device_at_the_fleets_min_cell_the_views_hide_nothing_more(vi
         },
     ]
     rows = [
-        parse_window("t", _device_payload("cam0", "north", stream, i + 1, 5 * i, t, 5).encode())
+        parse_window("edge/cam0/counts", _device_payload("cam0", "north", stream, i + 1, 5 * i, t, 5).encode(), "cam0")
         for i, t in enumerate(truths)
     ]
     with connect(views_db) as conn:

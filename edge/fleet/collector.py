@@ -47,7 +47,16 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge import __version__
 from edge.config import read_password
 from edge.fleet.config import FleetConfig
-from edge.fleet.messages import DeviceStatus, Incoming, Rejected, WindowRow, device_of, parse_window
+from edge.fleet.messages import (
+    DeviceStatus,
+    Incoming,
+    Rejected,
+    WindowRow,
+    device_of,
+    parse_health,
+    parse_status,
+    parse_window,
+)
 from edge.fleet.schema import migrate, set_min_cell
 from edge.fleet.store import WindowStore
 
@@ -75,20 +84,6 @@ class Counters:
     connected: bool = False
     db_ok: bool = False
     started: float = field(default_factory=time.monotonic)
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _health_json(payload: bytes) -> str | None:
-    """The health message as JSON text for a jsonb column, or None (NaN, NUL, not an object)."""
-    try:
-        doc = json.loads(payload, parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, ValueError):
-        return None
-    text = json.dumps(doc)
-    return text if isinstance(doc, dict) and "\\u0000" not in text else None
 
 
 class Collector:
@@ -248,34 +243,36 @@ class Collector:
         return batch
 
     def _sort(self, batch: list[Incoming]) -> tuple[list[WindowRow], list[Rejected], list[DeviceStatus]]:
+        """Each message checked at the door (``edge.fleet.messages``): a window, a status or health
+        of the device its topic names, or a rejection with its reason."""
         topics = self.config.mqtt.topics
         windows: list[WindowRow] = []
         rejected: list[Rejected] = []
         statuses: list[DeviceStatus] = []
         for item in batch:
+            parsed: WindowRow | DeviceStatus | Rejected
             if (device := device_of(item.topic, topics.status)) is not None:
-                text = item.payload.decode("utf-8", "replace").replace("\x00", "").strip()
-                statuses.append(DeviceStatus(device, status=text[:16]))
+                parsed = parse_status(item.topic, item.payload, device)
             elif (device := device_of(item.topic, topics.health)) is not None:
-                health = _health_json(item.payload)
-                if health is None:
-                    log.warning("health message on %s is not a JSON object PostgreSQL can hold; ignored", item.topic)
-                    continue
-                statuses.append(DeviceStatus(device, health=health))
+                parsed = parse_health(item.topic, item.payload, device)
+            elif (device := device_of(item.topic, topics.counts)) is not None:
+                parsed = parse_window(item.topic, item.payload, device)
+            else:  # a subscription wider than its filter: cannot come from a broker that obeys it
+                parsed = Rejected(item.topic, "a topic this collector does not subscribe to", item.payload)
+            if isinstance(parsed, Rejected):
+                log.warning("rejected a message on %s: %s", item.topic[:200], parsed.reason)
+                rejected.append(parsed)
+            elif isinstance(parsed, DeviceStatus):
+                statuses.append(parsed)
             else:
-                parsed = parse_window(item.topic, item.payload)
-                if isinstance(parsed, Rejected):
-                    log.warning("rejected a message on %s: %s", item.topic, parsed.reason)
-                    rejected.append(parsed)
-                else:
-                    if parsed.below_min_cell(self.config.min_cell):
-                        self.counters.below_min_cell += 1
-                        log.warning(
-                            "device %s publishes counts below the fleet's min_cell %d (its own min_cell is smaller)",
-                            parsed.device,
-                            self.config.min_cell,
-                        )
-                    windows.append(parsed)
+                if parsed.below_min_cell(self.config.min_cell):
+                    self.counters.below_min_cell += 1
+                    log.warning(
+                        "device %s publishes counts below the fleet's min_cell %d (its own min_cell is smaller)",
+                        parsed.device,
+                        self.config.min_cell,
+                    )
+                windows.append(parsed)
         return windows, rejected, statuses
 
     def _commit(self, store: WindowStore | None, batch: list[Incoming]) -> WindowStore | None:
@@ -290,7 +287,7 @@ class Collector:
                 t0 = time.monotonic()
                 try:
                     result = store.write(windows, rejected, statuses)
-                except psycopg.OperationalError as exc:
+                except psycopg.Error as exc:  # the store rejects what the database refuses of a message
                     self.counters.db_errors += 1
                     self.counters.db_ok = False
                     log.error("database write failed (%s); the batch is kept and retried", str(exc).strip())

@@ -1,20 +1,36 @@
-"""What arrives from the broker, parsed into small frozen records before it reaches the database.
+"""What arrives from the broker, checked at the door and parsed into small frozen records before
+it reaches the database.
 
-A window that does not parse is not dropped: it becomes a ``Rejected`` with the
-reason, stored and acknowledged like a window, so a bad device cannot stall the
-collector (an unacknowledged message would be redelivered for ever) and an
-operator can see what it sent.
+Every message is hostile until it passes: its size, its JSON (finite numbers, valid UTF-8 text
+without NUL, no text longer than ``MAX_TEXT_CHARS``), the JSON Schema the project ships for its kind
+(``edge/schemas``), the ranges of the database's columns, and the device its topic names. A message
+that fails is not dropped: it becomes a ``Rejected`` with the reason, stored and acknowledged like a
+window, so a bad device cannot stall the collector (an unacknowledged message would be redelivered
+for ever) and an operator can see what it sent.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.resources
 import json
+import math
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
 BREAKDOWNS = ("gender", "age", "expression", "ethnicity")
+# A window with every attribute and a dozen age brackets is under 2 KB, a health message under 1.5 KB.
+MAX_MESSAGE_BYTES = 64 * 1024
+MAX_TEXT_CHARS = 256  # any text in a message: a site name, a cell label, a version
+MAX_COUNT = 2**31 - 1  # the integer columns (visitors, dwell_n, cells)
+MAX_SEQ = 2**63 - 1  # bigint
+STATUSES = ("online", "offline")
 
 
 @dataclass(frozen=True)
@@ -72,6 +88,8 @@ class DeviceStatus:
     status: str | None = None
     health: str | None = None  # JSON text
     site: str | None = None
+    topic: str = ""  # where it came from, and as it came: kept if the database refuses it
+    payload: bytes = b""
 
 
 class _Bad(ValueError):
@@ -83,12 +101,78 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _int(doc: dict[str, Any], key: str, *, nullable: bool) -> int | None:
+def _finite(text: str) -> float:
+    """A JSON number as a float, refused where it does not fit one (1e400 would be infinity)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} is not a finite number")
+    return value
+
+
+def _texts(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """Every text in a JSON document, keys included, with where it is."""
+    if isinstance(value, str):
+        yield path or "(the message)", value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield f"{path}.{k}" if path else k, k
+            yield from _texts(v, f"{path}.{k}" if path else k)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _texts(v, f"{path}[{i}]")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _load(payload: bytes) -> Any:
+    """The payload's JSON, or ``_Bad`` saying why it is not a message the database can hold."""
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise _Bad(f"{len(payload)} bytes, over the {MAX_MESSAGE_BYTES} a message may have")
+    try:
+        doc = json.loads(payload.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise _Bad(f"not JSON: {exc}") from exc
+    for where, text in _texts(doc):
+        if len(text) > MAX_TEXT_CHARS:
+            raise _Bad(f"{where} is a text of {len(text)} characters, at most {MAX_TEXT_CHARS} are taken")
+        if "\x00" in text:
+            raise _Bad(f"{where} holds a NUL character")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate such as "\ud800": not Unicode text
+            raise _Bad(f"{where} is not valid Unicode text ({exc.reason})") from exc
+    return doc
+
+
+@functools.cache
+def _validator(name: str) -> Draft202012Validator:
+    schema = json.loads((importlib.resources.files("edge") / "schemas" / name).read_text())
+    return Draft202012Validator(schema)
+
+
+def _conform(doc: Any, schema: str) -> None:
+    """``_Bad`` with the most telling violation of the shipped JSON Schema, if any."""
+    error = best_match(_validator(schema).iter_errors(doc))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise _Bad(f"{where}: {error.message[:200]}")
+
+
+def _own(doc: dict[str, Any], topic_device: str) -> None:
+    """A device speaks only for itself: the payload's device must be the one its topic names."""
+    if doc.get("device") != topic_device:
+        raise _Bad(f"device is {_short(doc.get('device'))} but the topic is {topic_device!r}'s")
+
+
+def _int(doc: dict[str, Any], key: str, *, nullable: bool, most: int = MAX_COUNT) -> int | None:
     v = doc.get(key)
     if v is None and nullable:
         return None
-    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-        raise _Bad(f"{key} is {v!r}, expected a count >= 0" + (" or null" if nullable else ""))
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= most:
+        raise _Bad(f"{key} is {_short(v)}, expected a count from 0 to {most}" + (" or null" if nullable else ""))
     return v
 
 
@@ -110,70 +194,64 @@ def _time(text: Any, key: str) -> datetime:
         raise _Bad(f"window.{key} is {text!r}, expected a UTC time like 2026-01-01T12:00:00Z") from exc
 
 
-def parse_window(topic: str, payload: bytes) -> WindowRow | Rejected:
-    """A schema-2 window (``edge/schemas/window.schema.json``), or why it is not one."""
+def parse_window(topic: str, payload: bytes, topic_device: str) -> WindowRow | Rejected:
+    """A schema-2 window (``edge/schemas/window.schema.json``) of the device its topic names,
+    or why it is not one."""
     try:
-        text = payload.decode("utf-8")
-        doc = json.loads(text, parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
-        return Rejected(topic, f"not JSON: {exc}", payload)
-    try:
-        if not isinstance(doc, dict):
-            raise _Bad("not a JSON object")
-        if doc.get("schema") != 2:
-            raise _Bad(f"schema is {doc.get('schema')!r}, this collector reads schema 2")
-        device, stream, site = doc.get("device"), doc.get("stream"), doc.get("site")
-        if not isinstance(device, str) or not device:
-            raise _Bad(f"device is {device!r}, expected the device id")
-        if not isinstance(site, str):
-            raise _Bad(f"site is {site!r}, expected a text")
+        doc = _load(payload)
+        if isinstance(doc, dict) and doc.get("schema") != 2:
+            raise _Bad(f"schema is {_short(doc.get('schema'))}, this collector reads schema 2")
+        _conform(doc, "window.schema.json")
+        _own(doc, topic_device)
         try:
-            stream = str(uuid.UUID(str(stream)))
+            stream = str(uuid.UUID(doc["stream"]))
         except ValueError as exc:
-            raise _Bad(f"stream is {stream!r}, expected a UUID") from exc
-        seq = _int(doc, "seq", nullable=False)
-        if not seq:
-            raise _Bad("seq is 0, expected >= 1")
-        window = doc.get("window")
-        if not isinstance(window, dict) or not isinstance(window.get("partial"), bool):
-            raise _Bad(f"window is {window!r}, expected start, end and partial")
-        observed = _num(doc, "observed_s")
-        if observed is None:
-            raise _Bad("observed_s is missing")
-        faces = doc.get("faces") or {}
-        dwell = doc.get("dwell_s") or {}
-        if not isinstance(faces, dict) or not isinstance(dwell, dict):
-            raise _Bad("faces and dwell_s must be objects")
-        for name in BREAKDOWNS:
-            cells = doc.get(name)
-            if cells is not None and not (
-                isinstance(cells, dict)
-                and all(
-                    c is None or (isinstance(c, int) and not isinstance(c, bool) and c >= 0) for c in cells.values()
-                )
-            ):
-                raise _Bad(f"{name} is {cells!r}, expected cells of counts >= 0 or null")
+            raise _Bad(f"stream is {_short(doc['stream'])}, expected a UUID") from exc
+        window, faces, dwell = doc["window"], doc["faces"], doc["dwell_s"]
+        cells = [c for name in BREAKDOWNS for c in (doc.get(name) or {}).values() if c is not None]
+        if any(c > MAX_COUNT for c in cells):
+            raise _Bad(f"a breakdown cell is over {MAX_COUNT}")
+        _int(doc["today"], "visitors", nullable=False)
         return WindowRow(
-            device=device,
+            device=doc["device"],
             stream=stream,
-            seq=seq,
-            site=site,
-            start=_time(window.get("start"), "start"),
-            end=_time(window.get("end"), "end"),
+            seq=int(_int(doc, "seq", nullable=False, most=MAX_SEQ) or 0),
+            site=doc["site"],
+            start=_time(window["start"], "start"),
+            end=_time(window["end"], "end"),
             partial=window["partial"],
-            observed_s=observed,
+            observed_s=float(doc["observed_s"]),
             visitors=_int(doc, "visitors", nullable=True),
             faces_peak=_int(faces, "peak", nullable=True),
             dwell_n=_int(dwell, "n", nullable=True),
             dwell_mean=_num(dwell, "mean"),
             dwell_p50=_num(dwell, "p50"),
             dwell_p90=_num(dwell, "p90"),
-            payload=text,
+            payload=payload.decode("utf-8"),
             topic=topic,
-            cells=tuple(c for name in BREAKDOWNS for c in (doc.get(name) or {}).values() if c is not None),
+            cells=tuple(cells),
         )
     except _Bad as exc:
         return Rejected(topic, str(exc), payload)
+
+
+def parse_health(topic: str, payload: bytes, topic_device: str) -> DeviceStatus | Rejected:
+    """A device's health message (``edge/schemas/health.schema.json``), or why it is not one."""
+    try:
+        doc = _load(payload)
+        _conform(doc, "health.schema.json")
+        _own(doc, topic_device)
+        return DeviceStatus(topic_device, health=json.dumps(doc), topic=topic, payload=payload)
+    except _Bad as exc:
+        return Rejected(topic, str(exc), payload)
+
+
+def parse_status(topic: str, payload: bytes, topic_device: str) -> DeviceStatus | Rejected:
+    """A device's retained status: ``online`` or ``offline`` (its Last Will), nothing else."""
+    text = payload.decode("utf-8", "replace")
+    if text not in STATUSES:
+        return Rejected(topic, f"status is {_short(text)}, expected one of {', '.join(STATUSES)}", payload)
+    return DeviceStatus(topic_device, status=text, topic=topic, payload=payload)
 
 
 def device_of(topic: str, topic_filter: str) -> str | None:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
@@ -90,6 +90,31 @@ ON CONFLICT (device) DO UPDATE SET health = excluded.health, health_at = now(), 
 """
 
 
+# What of a rejected message is kept: enough to see what a device sent, never its whole bulk.
+_KEPT_TOPIC = 1024
+_KEPT_REASON = 1024
+_KEPT_PAYLOAD = 16 * 1024
+# SQLSTATE classes that are about the connection or the server, not about a message: connection
+# exception, insufficient resources, operator intervention (shutdown), system error.
+_CONNECTION_CLASSES = ("08", "53", "57", "58")
+_T = TypeVar("_T", WindowRow, DeviceStatus)
+
+
+def connection_lost(exc: psycopg.Error) -> bool:
+    """Whether an error means "the database is down" (keep the batch, retry) rather than "this
+    message cannot be stored" (reject it). psycopg reports some of the latter as
+    ``OperationalError`` too (an index row over its size limit: ``ProgramLimitExceeded``), so the
+    SQLSTATE decides; an error without one never reached the server."""
+    if isinstance(exc, psycopg.InterfaceError):
+        return True
+    state = exc.sqlstate
+    return state is None or state[:2] in _CONNECTION_CLASSES
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
 @dataclass(frozen=True)
 class BatchResult:
     stored: int  # new windows
@@ -143,17 +168,37 @@ class WindowStore:
     def write(
         self, windows: Sequence[WindowRow], rejected: Sequence[Rejected], statuses: Sequence[DeviceStatus]
     ) -> BatchResult:
-        """Store one batch in one transaction; raises ``psycopg.Error`` with nothing stored.
+        """Store one batch in one transaction; raises ``psycopg.Error`` with nothing stored when
+        the connection is the trouble (``connection_lost``).
 
-        A window the database refuses (a value it cannot hold) must not block the stream: it
-        would be redelivered and refused for ever. Then the batch is written again window by
-        window, and the refused ones go to ``rejected`` with the database's reason.
+        A message the database refuses (a value or a size it cannot hold: whatever error class
+        carries it) must not block the stream: it would be redelivered and refused for ever. Then
+        the batch is written again message by message, and the refused ones go to ``rejected``
+        with the database's reason.
         """
         try:
             return self._write(windows, rejected, statuses, one_by_one=False)
-        except psycopg.DataError as exc:
-            log.warning("the database refused a value in a batch (%s); storing it window by window", exc)
+        except psycopg.Error as exc:
+            if connection_lost(exc):
+                raise
+            log.warning("the database refused a message of a batch (%s); storing it one by one", _first_line(exc))
             return self._write(windows, rejected, statuses, one_by_one=True)
+
+    def _one_by_one(self, items: Sequence[_T], write: Callable[[_T], object], refused: list[Rejected]) -> list[_T]:
+        """``write`` each item in a savepoint; the ones the database refuses become ``refused``."""
+        kept: list[_T] = []
+        for item in items:
+            try:
+                with self._conn.transaction():  # a savepoint
+                    write(item)
+                kept.append(item)
+            except psycopg.Error as exc:
+                if connection_lost(exc):
+                    raise
+                reason = f"refused by the database: {_first_line(exc)}"
+                payload = item.payload if isinstance(item.payload, bytes) else item.payload.encode()
+                refused.append(Rejected(item.topic, reason, payload))
+        return kept
 
     def _write(
         self,
@@ -168,35 +213,36 @@ class WindowStore:
             if windows and not one_by_one:
                 stored = self._insert(cur, windows)
             elif windows:
-                kept: list[WindowRow] = []
-                for w in windows:
-                    try:
-                        with self._conn.transaction():  # a savepoint
-                            stored += self._insert(cur, [w])
-                        kept.append(w)
-                    except psycopg.DataError as exc:
-                        reason = f"refused by the database: {str(exc).splitlines()[0]}"
-                        refused.append(Rejected(w.topic, reason, w.payload.encode()))
-                windows = kept
+                counts: list[int] = []
+                windows = self._one_by_one(windows, lambda w: counts.append(self._insert(cur, [w])), refused)
+                stored = sum(counts)
             if windows:
                 latest: dict[str, WindowRow] = {}
                 for w in windows:
                     if w.device not in latest or w.end > latest[w.device].end:
                         latest[w.device] = w
                 cur.executemany(_SEEN_WINDOW, [(w.device, w.site, w.end) for w in latest.values()])
+            # Only each device's latest status and health in the batch matter (an upsert per device,
+            # not per message: 10,000 devices send a health message every 30 s).
+            latest_status = {st.device: st for st in statuses if st.status is not None}
+            latest_health = {st.device: st for st in statuses if st.health is not None}
+            if one_by_one:
+                status, health = list(latest_status.values()), list(latest_health.values())
+                self._one_by_one(status, lambda st: cur.execute(_STATUS, (st.device, st.status)), refused)
+                self._one_by_one(health, lambda st: cur.execute(_HEALTH, (st.device, st.health)), refused)
+            else:
+                if latest_status:
+                    cur.executemany(_STATUS, [(st.device, st.status) for st in latest_status.values()])
+                if latest_health:
+                    cur.executemany(_HEALTH, [(st.device, st.health) for st in latest_health.values()])
             if rejected or refused:
                 cur.executemany(
                     "INSERT INTO rejected (topic, reason, payload, collector) VALUES (%s, %s, %s, %s)",
-                    [(r.topic, r.reason, r.payload, self._collector) for r in [*rejected, *refused]],
+                    [
+                        (r.topic[:_KEPT_TOPIC], r.reason[:_KEPT_REASON], r.payload[:_KEPT_PAYLOAD], self._collector)
+                        for r in [*rejected, *refused]
+                    ],
                 )
-            # Only each device's latest status and health in the batch matter (an upsert per device,
-            # not per message: 10,000 devices send a health message every 30 s).
-            latest_status = {st.device: st.status for st in statuses if st.status is not None}
-            latest_health = {st.device: st.health for st in statuses if st.health is not None}
-            if latest_status:
-                cur.executemany(_STATUS, list(latest_status.items()))
-            if latest_health:
-                cur.executemany(_HEALTH, list(latest_health.items()))
         return BatchResult(stored, len(windows) - stored, len(rejected) + len(refused), len(statuses))
 
     def close(self) -> None:
