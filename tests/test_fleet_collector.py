@@ -7,6 +7,7 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from pg_database import connect
 from edge.config import ConfigError
 from edge.fleet.collector import Collector
 from edge.fleet.config import load_fleet_config, parse_fleet_config
+from edge.fleet.dashboard import summary
 from edge.fleet.messages import DeviceStatus, WindowRow, parse_window
 from edge.fleet.schema import migrate
 from edge.fleet.store import WindowStore, connection_lost
@@ -273,6 +275,63 @@ def test_what_the_database_refuses_of_a_message_is_rejected_and_only_a_lost_conn
     assert all(r.startswith("refused by the database: ") for r in reasons), reasons
     assert connection_lost(psycopg.OperationalError("connection refused"))  # no SQLSTATE: never reached it
     assert not connection_lost(psycopg.errors.ProgramLimitExceeded("index row size exceeds maximum"))
+
+
+def test_a_device_is_seen_at_its_own_times_not_when_the_collector_hears_of_it(
+    mqtt_broker: Broker, pg_database: str
+) -> None:
+    """A device that stopped 5 minutes ago left a retained "online" (it died without its Last
+    Will) and a retained health message. A collector starting now hears both; the device's
+    last_seen is its own last time (its health's ts, its last window's end), 5 minutes ago, so
+    the dashboard shows it offline; a live status means now."""
+    stopped = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=5)
+    iso = "%Y-%m-%dT%H:%M:%SZ"
+    stream = "6f1c2b4e-8a1d-4f7e-9a53-0d6f4c1e2b3a"
+    window = window_payload("cam3", stream, 1)
+    window["window"] = {
+        "start": (stopped - timedelta(minutes=2)).strftime(iso),
+        "end": (stopped - timedelta(minutes=1)).strftime(iso),
+        "partial": False,
+    }
+    mqtt_publish.multiple(
+        [
+            {"topic": "edge/cam3/status", "payload": "online", "qos": 1, "retain": True},
+            {
+                "topic": "edge/cam3/health",
+                "payload": json.dumps({**health_payload("cam3"), "ts": stopped.strftime(iso)}),
+                "qos": 1,
+                "retain": True,
+            },
+        ],
+        hostname=HOST,
+        port=mqtt_broker.port,
+        protocol=5,
+    )
+    collector, stop, thread = _run_in_thread(fleet_config(mqtt_broker.port, pg_database, client_id="c-seen"))
+    try:
+        mqtt_publish.single("edge/cam3/counts", json.dumps(window), qos=1, hostname=HOST, port=mqtt_broker.port)
+        wait_until(
+            lambda: collector.counters.stored >= 1 and collector.counters.statuses >= 2, "status, health, window"
+        )
+        with connect(pg_database) as conn:
+            seen, status, status_at = conn.execute(
+                "SELECT last_seen, status, status_at FROM devices WHERE device = 'cam3'"
+            ).fetchone()
+            body = summary(conn, 1, offline_after_s=180)
+        assert seen == stopped, (seen, stopped)  # its health's own time, later than its window's end
+        assert status == "online" and status_at is None  # replayed: said at a time nobody knows
+        (row,) = [d for d in body["devices"] if d["device"] == "cam3"]
+        assert row["online"] is False
+        mqtt_publish.single("edge/cam3/status", "online", qos=1, retain=True, hostname=HOST, port=mqtt_broker.port)
+        wait_until(lambda: collector.counters.statuses >= 3, "the live status")
+        with connect(pg_database) as conn:
+            seen, status_at = conn.execute("SELECT last_seen, status_at FROM devices WHERE device = 'cam3'").fetchone()
+            body = summary(conn, 1, offline_after_s=180)
+        assert datetime.now(timezone.utc) - seen < timedelta(seconds=60) and status_at is not None
+        assert [d["online"] for d in body["devices"] if d["device"] == "cam3"] == [True]
+    finally:
+        stop.set()
+        thread.join(30)
 
 
 def test_config_errors_name_the_key_the_value_and_what_was_expected(tmp_path: Path) -> None:

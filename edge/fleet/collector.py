@@ -169,7 +169,8 @@ class Collector:
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         with self._gen_lock:
             generation = self._generation
-        item = Incoming(message.topic, bytes(message.payload), message.mid, message.qos, generation)
+        payload, retained = bytes(message.payload), bool(message.retain)
+        item = Incoming(message.topic, payload, message.mid, message.qos, generation, retained)
         # Blocks paho's thread while the writer is behind (the broker then holds further windows back);
         # a message not queued because we are stopping is not acknowledged, so the broker keeps it.
         while not self.stop.is_set():
@@ -252,7 +253,7 @@ class Collector:
         for item in batch:
             parsed: WindowRow | DeviceStatus | Rejected
             if (device := device_of(item.topic, topics.status)) is not None:
-                parsed = parse_status(item.topic, item.payload, device)
+                parsed = parse_status(item.topic, item.payload, device, item.retained)
             elif (device := device_of(item.topic, topics.health)) is not None:
                 parsed = parse_health(item.topic, item.payload, device)
             elif (device := device_of(item.topic, topics.counts)) is not None:

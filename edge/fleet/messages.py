@@ -43,6 +43,7 @@ class Incoming:
     mid: int
     qos: int
     generation: int
+    retained: bool = False  # a retained message the broker replays on subscribe: old news
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,10 @@ class DeviceStatus:
     site: str | None = None
     topic: str = ""  # where it came from, and as it came: kept if the database refuses it
     payload: bytes = b""
+    # When the device said it (its health's own ``ts``); None for a status, which carries no time.
+    at: datetime | None = None
+    # A status heard live (not a retained one replayed on subscribe): the device is there now.
+    live: bool = False
 
 
 class _Bad(ValueError):
@@ -185,13 +190,13 @@ def _num(doc: dict[str, Any], key: str) -> float | None:
     return float(v)
 
 
-def _time(text: Any, key: str) -> datetime:
+def _time(text: Any, key: str, where: str = "window") -> datetime:
     if not isinstance(text, str) or not text.endswith("Z"):
-        raise _Bad(f"window.{key} is {text!r}, expected a UTC time like 2026-01-01T12:00:00Z")
+        raise _Bad(f"{where}.{key} is {_short(text)}, expected a UTC time like 2026-01-01T12:00:00Z")
     try:
         return datetime.fromisoformat(text[:-1] + "+00:00")
     except ValueError as exc:
-        raise _Bad(f"window.{key} is {text!r}, expected a UTC time like 2026-01-01T12:00:00Z") from exc
+        raise _Bad(f"{where}.{key} is {_short(text)}, expected a UTC time like 2026-01-01T12:00:00Z") from exc
 
 
 def parse_window(topic: str, payload: bytes, topic_device: str) -> WindowRow | Rejected:
@@ -241,17 +246,20 @@ def parse_health(topic: str, payload: bytes, topic_device: str) -> DeviceStatus 
         doc = _load(payload)
         _conform(doc, "health.schema.json")
         _own(doc, topic_device)
-        return DeviceStatus(topic_device, health=json.dumps(doc), topic=topic, payload=payload)
+        at = _time(doc["ts"], "ts", "health")
+        return DeviceStatus(topic_device, health=json.dumps(doc), topic=topic, payload=payload, at=at)
     except _Bad as exc:
         return Rejected(topic, str(exc), payload)
 
 
-def parse_status(topic: str, payload: bytes, topic_device: str) -> DeviceStatus | Rejected:
-    """A device's retained status: ``online`` or ``offline`` (its Last Will), nothing else."""
+def parse_status(topic: str, payload: bytes, topic_device: str, retained: bool = False) -> DeviceStatus | Rejected:
+    """A device's retained status: ``online`` or ``offline`` (its Last Will), nothing else. It
+    carries no time: heard live it means now; replayed as a retained message on subscribe it says
+    only what the device last said, at a time its windows and health tell."""
     text = payload.decode("utf-8", "replace")
     if text not in STATUSES:
         return Rejected(topic, f"status is {_short(text)}, expected one of {', '.join(STATUSES)}", payload)
-    return DeviceStatus(topic_device, status=text, topic=topic, payload=payload)
+    return DeviceStatus(topic_device, status=text, topic=topic, payload=payload, live=not retained)
 
 
 def device_of(topic: str, topic_filter: str) -> str | None:

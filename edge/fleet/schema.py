@@ -241,6 +241,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         + _visitor_view("visitors_daily_site", "day", by_device=False)
         + _MIX_FUNCTION,
     ),
+    Migration(
+        3,
+        "a device is seen at its own times: last_seen may be unknown (a retained status replayed on subscribe)",
+        "ALTER TABLE devices ALTER COLUMN last_seen DROP NOT NULL;",
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -73,20 +73,29 @@ cells AS (
 SELECT count(*) FROM new
 """
 
+# A device is seen when it says so: at its window's end and its health's own time (never later than
+# now: a device clock ahead must not keep it "seen" for ever), or now for a status heard live. A
+# retained status replayed on subscribe changes the status and nothing of when it was seen.
 _SEEN_WINDOW = """
-INSERT INTO devices AS d (device, site, last_window_end, last_seen) VALUES (%s, %s, %s, now())
-ON CONFLICT (device) DO UPDATE SET site = excluded.site, last_seen = now(),
+INSERT INTO devices AS d (device, site, last_window_end, last_seen) VALUES (%s, %s, %s, least(%s, now()))
+ON CONFLICT (device) DO UPDATE SET site = excluded.site,
+    last_seen = greatest(d.last_seen, excluded.last_seen),
     last_window_end = greatest(d.last_window_end, excluded.last_window_end)
 """
 
 _STATUS = """
-INSERT INTO devices AS d (device, status, status_at, last_seen) VALUES (%s, %s, now(), now())
-ON CONFLICT (device) DO UPDATE SET status = excluded.status, status_at = now(), last_seen = now()
+INSERT INTO devices AS d (device, status, status_at, last_seen)
+VALUES (%(device)s, %(status)s, CASE WHEN %(live)s THEN now() END, CASE WHEN %(live)s THEN now() END)
+ON CONFLICT (device) DO UPDATE SET status = excluded.status,
+    status_at = coalesce(excluded.status_at, d.status_at),
+    last_seen = greatest(d.last_seen, excluded.last_seen)
 """
 
 _HEALTH = """
-INSERT INTO devices AS d (device, health, health_at, last_seen) VALUES (%s, %s::jsonb, now(), now())
-ON CONFLICT (device) DO UPDATE SET health = excluded.health, health_at = now(), last_seen = now()
+INSERT INTO devices AS d (device, health, health_at, last_seen)
+VALUES (%(device)s, %(health)s::jsonb, least(%(at)s, now()), least(%(at)s, now()))
+ON CONFLICT (device) DO UPDATE SET health = excluded.health, health_at = excluded.health_at,
+    last_seen = greatest(d.last_seen, excluded.last_seen)
 """
 
 
@@ -109,6 +118,14 @@ def connection_lost(exc: psycopg.Error) -> bool:
         return True
     state = exc.sqlstate
     return state is None or state[:2] in _CONNECTION_CLASSES
+
+
+def _status_row(st: DeviceStatus) -> dict[str, Any]:
+    return {"device": st.device, "status": st.status, "live": st.live}
+
+
+def _health_row(st: DeviceStatus) -> dict[str, Any]:
+    return {"device": st.device, "health": st.health, "at": st.at}
 
 
 def _first_line(exc: BaseException) -> str:
@@ -221,20 +238,20 @@ class WindowStore:
                 for w in windows:
                     if w.device not in latest or w.end > latest[w.device].end:
                         latest[w.device] = w
-                cur.executemany(_SEEN_WINDOW, [(w.device, w.site, w.end) for w in latest.values()])
+                cur.executemany(_SEEN_WINDOW, [(w.device, w.site, w.end, w.end) for w in latest.values()])
             # Only each device's latest status and health in the batch matter (an upsert per device,
             # not per message: 10,000 devices send a health message every 30 s).
             latest_status = {st.device: st for st in statuses if st.status is not None}
             latest_health = {st.device: st for st in statuses if st.health is not None}
             if one_by_one:
                 status, health = list(latest_status.values()), list(latest_health.values())
-                self._one_by_one(status, lambda st: cur.execute(_STATUS, (st.device, st.status)), refused)
-                self._one_by_one(health, lambda st: cur.execute(_HEALTH, (st.device, st.health)), refused)
+                self._one_by_one(status, lambda st: cur.execute(_STATUS, _status_row(st)), refused)
+                self._one_by_one(health, lambda st: cur.execute(_HEALTH, _health_row(st)), refused)
             else:
                 if latest_status:
-                    cur.executemany(_STATUS, [(st.device, st.status) for st in latest_status.values()])
+                    cur.executemany(_STATUS, [_status_row(st) for st in latest_status.values()])
                 if latest_health:
-                    cur.executemany(_HEALTH, [(st.device, st.health) for st in latest_health.values()])
+                    cur.executemany(_HEALTH, [_health_row(st) for st in latest_health.values()])
             if rejected or refused:
                 cur.executemany(
                     "INSERT INTO rejected (topic, reason, payload, collector) VALUES (%s, %s, %s, %s)",
