@@ -25,7 +25,7 @@ from fleet_parts import (
     wait_until,
     window_payload,
 )
-from mqtt_broker import HOST, Broker
+from mqtt_broker import HOST, Broker, free_port
 from mqtt_clients import Subscriber
 from pg_database import connect
 
@@ -231,6 +231,8 @@ def test_no_message_of_any_kind_stalls_the_collector_or_speaks_for_another_devic
         mqtt_publish.multiple(messages, hostname=HOST, port=mqtt_broker.port, protocol=5)
         wait_until(lambda: collector.counters.received >= len(messages), "every message handled")
         assert thread.is_alive()
+        kinds = collector.health()["rejected_by_kind"]
+        assert kinds == {"device": 1, "json": 1, "schema": 5, "size": 1, "status": 1, "text": 2}, kinds
     finally:
         stop.set()
         thread.join(30)
@@ -275,6 +277,29 @@ def test_what_the_database_refuses_of_a_message_is_rejected_and_only_a_lost_conn
     assert all(r.startswith("refused by the database: ") for r in reasons), reasons
     assert connection_lost(psycopg.OperationalError("connection refused"))  # no SQLSTATE: never reached it
     assert not connection_lost(psycopg.errors.ProgramLimitExceeded("index row size exceeds maximum"))
+
+
+def test_the_collector_keeps_reporting_its_health_while_the_database_is_down(
+    mqtt_broker: Broker, pg_database: str, subscribers: Callable[..., Subscriber]
+) -> None:
+    config = fleet_config(mqtt_broker.port, pg_database, client_id="c-dbdown")
+    config["database"]["port"] = free_port()  # nothing listens there
+    health = subscribers(mqtt_broker.port, ["fleet/collectors/c-dbdown/health"])
+    collector, stop, thread = _run_in_thread(config)
+    try:
+        window = window_payload("cam4", "6f1c2b4e-8a1d-4f7e-9a53-0d6f4c1e2b3a", 1)
+        mqtt_publish.single("edge/cam4/counts", json.dumps(window), qos=1, hostname=HOST, port=mqtt_broker.port)
+        wait_until(lambda: collector.counters.received >= 1, "the window received")
+
+        def waiting(ms: list[Any]) -> bool:  # the writer is in its retry loop, and the reports go on
+            docs = [json.loads(m.payload) for m in ms]
+            return sum(d["received"] >= 1 and not d["database_ok"] and d["stored"] == 0 for d in docs) >= 3
+
+        assert health.wait_for(waiting, 30), "no health while the database was down"
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
 
 
 def test_a_device_is_seen_at_its_own_times_not_when_the_collector_hears_of_it(

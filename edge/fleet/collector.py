@@ -33,6 +33,7 @@ import queue
 import ssl
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -84,6 +85,29 @@ class Counters:
     connected: bool = False
     db_ok: bool = False
     started: float = field(default_factory=time.monotonic)
+    rejected_by_kind: Counter[str] = field(default_factory=Counter)  # edge.fleet.messages.REJECTION_KINDS
+
+
+class HourlyWarnings:
+    """One log line per key (a device and what is wrong) per ``every_s``, saying how many more there
+    were: a device that sends a bad message every window must not fill the log."""
+
+    def __init__(self, logger: logging.Logger, every_s: float = 3600.0) -> None:
+        self._log = logger
+        self._every_s = every_s
+        self._last: dict[tuple[str, ...], float] = {}
+        self._held: Counter[tuple[str, ...]] = Counter()
+
+    def warn(self, key: tuple[str, ...], message: str, *args: Any) -> None:
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self._every_s:
+            self._held[key] += 1
+            return
+        held = self._held.pop(key, 0)
+        suffix = f" ({held} more like it in the last {self._every_s / 3600:g} h, not logged)" if held else ""
+        self._log.warning(message + suffix, *args)
+        self._last[key] = now
 
 
 class Collector:
@@ -105,6 +129,7 @@ class Collector:
         self._status_topic = m.own_prefix + "status"
         self._health_topic = m.own_prefix + "health"
         self._client = self._make_client()
+        self._warnings = HourlyWarnings(log)
 
     # ------------------------------------------------------------------ MQTT side (paho's thread)
 
@@ -194,20 +219,26 @@ class Collector:
         props.ReceiveMaximum = m.receive_maximum
         self._client.connect_async(m.host, m.port, keepalive=m.keepalive, clean_start=False, properties=props)
         self._client.loop_start()
-        next_health = 0.0
+        # Health on a timer of its own: a database outage holds the writer in its retry loop, and
+        # that is when an operator most needs to hear from the collector.
+        health = threading.Thread(target=self._health_loop, name="collector-health", daemon=True)
+        health.start()
         try:
             while True:
                 batch = self._take_batch()
                 if batch:
                     store = self._commit(store, batch)
-                now = time.monotonic()
-                if now >= next_health:
-                    self._publish_health()
-                    next_health = now + self.config.health_interval_s
                 if self.stop.is_set() and self._queue.empty():
                     break
         finally:
+            health.join(timeout=5.0)
             self._shutdown(store)
+
+    def _health_loop(self) -> None:
+        while True:
+            self._publish_health()
+            if self.stop.wait(self.config.health_interval_s):
+                return
 
     def _open_store(self) -> WindowStore | None:
         try:
@@ -261,14 +292,17 @@ class Collector:
             else:  # a subscription wider than its filter: cannot come from a broker that obeys it
                 parsed = Rejected(item.topic, "a topic this collector does not subscribe to", item.payload)
             if isinstance(parsed, Rejected):
-                log.warning("rejected a message on %s: %s", item.topic[:200], parsed.reason)
+                self._warnings.warn(
+                    (device or "", parsed.kind), "rejected a message on %s: %s", item.topic[:200], parsed.reason
+                )
                 rejected.append(parsed)
             elif isinstance(parsed, DeviceStatus):
                 statuses.append(parsed)
             else:
                 if parsed.below_min_cell(self.config.min_cell):
                     self.counters.below_min_cell += 1
-                    log.warning(
+                    self._warnings.warn(
+                        (parsed.device, "min_cell"),
                         "device %s publishes counts below the fleet's min_cell %d (its own min_cell is smaller)",
                         parsed.device,
                         self.config.min_cell,
@@ -301,6 +335,12 @@ class Collector:
                     c.stored += result.stored
                     c.duplicates += result.duplicates
                     c.rejected += result.rejected
+                    c.rejected_by_kind.update(r.kind for r in rejected)
+                    c.rejected_by_kind.update(r.kind for r in result.refused)
+                    for r in result.refused:
+                        self._warnings.warn(
+                            (r.topic[:200], r.kind), "rejected a message on %s: %s", r.topic[:200], r.reason
+                        )
                     c.statuses += result.statuses
                     c.batches += 1
                     break
@@ -337,6 +377,7 @@ class Collector:
             "stored": c.stored,
             "duplicates": c.duplicates,
             "rejected": c.rejected,
+            "rejected_by_kind": dict(sorted(c.rejected_by_kind.items())),
             "statuses": c.statuses,
             "below_min_cell": c.below_min_cell,
             "batches": c.batches,

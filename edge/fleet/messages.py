@@ -74,11 +74,16 @@ class WindowRow:
         return any(c is not None and 1 <= c < k for c in counts)
 
 
+# Why a message was rejected, in a word: the collector counts rejections by these (its health).
+REJECTION_KINDS = ("size", "json", "text", "schema", "range", "device", "status", "topic", "database")
+
+
 @dataclass(frozen=True)
 class Rejected:
     topic: str
     reason: str
     payload: bytes
+    kind: str = "schema"  # one of REJECTION_KINDS
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,9 @@ class DeviceStatus:
 
 
 class _Bad(ValueError):
-    pass
+    def __init__(self, reason: str, kind: str = "schema") -> None:
+        super().__init__(reason)
+        self.kind = kind
 
 
 def _refuse_constant(name: str) -> Any:
@@ -135,20 +142,20 @@ def _short(value: Any) -> str:
 def _load(payload: bytes) -> Any:
     """The payload's JSON, or ``_Bad`` saying why it is not a message the database can hold."""
     if len(payload) > MAX_MESSAGE_BYTES:
-        raise _Bad(f"{len(payload)} bytes, over the {MAX_MESSAGE_BYTES} a message may have")
+        raise _Bad(f"{len(payload)} bytes, over the {MAX_MESSAGE_BYTES} a message may have", "size")
     try:
         doc = json.loads(payload.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
-        raise _Bad(f"not JSON: {exc}") from exc
+        raise _Bad(f"not JSON: {exc}", "json") from exc
     for where, text in _texts(doc):
         if len(text) > MAX_TEXT_CHARS:
-            raise _Bad(f"{where} is a text of {len(text)} characters, at most {MAX_TEXT_CHARS} are taken")
+            raise _Bad(f"{where} is a text of {len(text)} characters, at most {MAX_TEXT_CHARS} are taken", "text")
         if "\x00" in text:
-            raise _Bad(f"{where} holds a NUL character")
+            raise _Bad(f"{where} holds a NUL character", "text")
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as exc:  # a lone surrogate such as "\ud800": not Unicode text
-            raise _Bad(f"{where} is not valid Unicode text ({exc.reason})") from exc
+            raise _Bad(f"{where} is not valid Unicode text ({exc.reason})", "text") from exc
     return doc
 
 
@@ -169,7 +176,7 @@ def _conform(doc: Any, schema: str) -> None:
 def _own(doc: dict[str, Any], topic_device: str) -> None:
     """A device speaks only for itself: the payload's device must be the one its topic names."""
     if doc.get("device") != topic_device:
-        raise _Bad(f"device is {_short(doc.get('device'))} but the topic is {topic_device!r}'s")
+        raise _Bad(f"device is {_short(doc.get('device'))} but the topic is {topic_device!r}'s", "device")
 
 
 def _int(doc: dict[str, Any], key: str, *, nullable: bool, most: int = MAX_COUNT) -> int | None:
@@ -177,7 +184,9 @@ def _int(doc: dict[str, Any], key: str, *, nullable: bool, most: int = MAX_COUNT
     if v is None and nullable:
         return None
     if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= most:
-        raise _Bad(f"{key} is {_short(v)}, expected a count from 0 to {most}" + (" or null" if nullable else ""))
+        raise _Bad(
+            f"{key} is {_short(v)}, expected a count from 0 to {most}" + (" or null" if nullable else ""), "range"
+        )
     return v
 
 
@@ -215,7 +224,7 @@ def parse_window(topic: str, payload: bytes, topic_device: str) -> WindowRow | R
         window, faces, dwell = doc["window"], doc["faces"], doc["dwell_s"]
         cells = [c for name in BREAKDOWNS for c in (doc.get(name) or {}).values() if c is not None]
         if any(c > MAX_COUNT for c in cells):
-            raise _Bad(f"a breakdown cell is over {MAX_COUNT}")
+            raise _Bad(f"a breakdown cell is over {MAX_COUNT}", "range")
         _int(doc["today"], "visitors", nullable=False)
         return WindowRow(
             device=doc["device"],
@@ -237,7 +246,7 @@ def parse_window(topic: str, payload: bytes, topic_device: str) -> WindowRow | R
             cells=tuple(cells),
         )
     except _Bad as exc:
-        return Rejected(topic, str(exc), payload)
+        return Rejected(topic, str(exc), payload, exc.kind)
 
 
 def parse_health(topic: str, payload: bytes, topic_device: str) -> DeviceStatus | Rejected:
@@ -249,7 +258,7 @@ def parse_health(topic: str, payload: bytes, topic_device: str) -> DeviceStatus 
         at = _time(doc["ts"], "ts", "health")
         return DeviceStatus(topic_device, health=json.dumps(doc), topic=topic, payload=payload, at=at)
     except _Bad as exc:
-        return Rejected(topic, str(exc), payload)
+        return Rejected(topic, str(exc), payload, exc.kind)
 
 
 def parse_status(topic: str, payload: bytes, topic_device: str, retained: bool = False) -> DeviceStatus | Rejected:
@@ -258,7 +267,8 @@ def parse_status(topic: str, payload: bytes, topic_device: str, retained: bool =
     only what the device last said, at a time its windows and health tell."""
     text = payload.decode("utf-8", "replace")
     if text not in STATUSES:
-        return Rejected(topic, f"status is {_short(text)}, expected one of {', '.join(STATUSES)}", payload)
+        reason = f"status is {_short(text)}, expected one of {', '.join(STATUSES)}"
+        return Rejected(topic, reason, payload, "status")
     return DeviceStatus(topic_device, status=text, topic=topic, payload=payload, live=not retained)
 
 

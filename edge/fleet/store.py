@@ -138,6 +138,7 @@ class BatchResult:
     duplicates: int  # windows already in the table
     rejected: int
     statuses: int
+    refused: tuple[Rejected, ...] = ()  # what the database refused of the batch (also in ``rejected``)
 
 
 class WindowStore:
@@ -214,7 +215,7 @@ class WindowStore:
                     raise
                 reason = f"refused by the database: {_first_line(exc)}"
                 payload = item.payload if isinstance(item.payload, bytes) else item.payload.encode()
-                refused.append(Rejected(item.topic, reason, payload))
+                refused.append(Rejected(item.topic, reason, payload, "database"))
         return kept
 
     def _write(
@@ -260,7 +261,7 @@ class WindowStore:
                         for r in [*rejected, *refused]
                     ],
                 )
-        return BatchResult(stored, len(windows) - stored, len(rejected) + len(refused), len(statuses))
+        return BatchResult(stored, len(windows) - stored, len(rejected) + len(refused), len(statuses), tuple(refused))
 
     def close(self) -> None:
         self._conn.close()
