@@ -279,6 +279,55 @@ def test_what_the_database_refuses_of_a_message_is_rejected_and_only_a_lost_conn
     assert not connection_lost(psycopg.errors.ProgramLimitExceeded("index row size exceeds maximum"))
 
 
+# The broker ACL the README shows: each device's user name is its device id, and it may use only its
+# own topics (and its own Home Assistant discovery configs); the collector reads every device's.
+DEVICE_ACL = """\
+pattern readwrite edge/%u/#
+pattern readwrite homeassistant/sensor/%u/#
+
+user collector
+topic read edge/+/counts
+topic read edge/+/status
+topic read edge/+/health
+topic readwrite fleet/collectors/#
+"""
+
+
+def test_the_broker_acl_binds_a_device_to_its_topics_and_the_collector_to_the_payloads_device(
+    tmp_path: Path, broker_factory: Callable[..., Broker], pg_database: str
+) -> None:
+    """Two layers: the README's ACL keeps a device's credentials off other devices' topics; the
+    collector refuses a payload that names another device on the device's own topic."""
+    users = {"cam1": "pw-cam1", "intruder": "pw-intruder", "collector": "pw-collector"}
+    broker = broker_factory(users=users, acl=DEVICE_ACL)
+    (tmp_path / "collector.pw").write_text("pw-collector\n")
+    config = fleet_config(broker.port, pg_database, client_id="c-acl", username="collector")
+    config["mqtt"]["password_file"] = str(tmp_path / "collector.pw")
+    stream = "6f1c2b4e-8a1d-4f7e-9a53-0d6f4c1e2b3a"
+    real = window_payload("cam1", stream, 283, visitors=5)
+    forged = {**real, "visitors": 999}
+    collector, stop, thread = _run_in_thread(config)
+
+    def publish(user: str, topic: str, doc: dict[str, Any]) -> None:
+        auth = {"username": user, "password": users[user]}
+        mqtt_publish.single(topic, json.dumps(doc), qos=1, hostname=HOST, port=broker.port, auth=auth, protocol=5)
+
+    try:
+        publish("intruder", "edge/cam1/counts", forged)  # the broker does not pass it on
+        publish("intruder", "edge/intruder/counts", forged)  # passed on, refused by the collector
+        publish("cam1", "edge/cam1/counts", real)
+        wait_until(lambda: collector.counters.stored >= 1 and collector.counters.rejected >= 1, "stored and rejected")
+    finally:
+        stop.set()
+        thread.join(30)
+    with connect(pg_database) as conn:
+        stored = conn.execute("SELECT device, seq, visitors FROM windows").fetchall()
+        reasons = [r for (r,) in conn.execute("SELECT reason FROM rejected")]
+    assert stored == [("cam1", 283, 5)]
+    assert reasons == ["device is 'cam1' but the topic is 'intruder''s"]
+    assert collector.counters.received == 2  # the forged window on cam1's topic never reached it
+
+
 def test_the_collector_keeps_reporting_its_health_while_the_database_is_down(
     mqtt_broker: Broker, pg_database: str, subscribers: Callable[..., Subscriber]
 ) -> None:
