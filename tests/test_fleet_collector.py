@@ -277,6 +277,7 @@ def test_what_the_database_refuses_of_a_message_is_rejected_and_only_a_lost_conn
     assert all(r.startswith("refused by the database: ") for r in reasons), reasons
     assert connection_lost(psycopg.OperationalError("connection refused"))  # no SQLSTATE: never reached it
     assert not connection_lost(psycopg.errors.ProgramLimitExceeded("index row size exceeds maximum"))
+    assert not connection_lost(psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes"))
 
 
 # The broker ACL the README shows: each device's user name is its device id, and it may use only its

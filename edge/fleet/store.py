@@ -117,7 +117,9 @@ def connection_lost(exc: psycopg.Error) -> bool:
     if isinstance(exc, psycopg.InterfaceError):
         return True
     state = exc.sqlstate
-    return state is None or state[:2] in _CONNECTION_CLASSES
+    if state is None:  # raised here, not by the server: a lost connection, or a value psycopg cannot send
+        return isinstance(exc, psycopg.OperationalError)
+    return state[:2] in _CONNECTION_CLASSES
 
 
 def _status_row(st: DeviceStatus) -> dict[str, Any]:
@@ -126,6 +128,12 @@ def _status_row(st: DeviceStatus) -> dict[str, Any]:
 
 def _health_row(st: DeviceStatus) -> dict[str, Any]:
     return {"device": st.device, "health": st.health, "at": st.at}
+
+
+def _text(value: str, most: int) -> str:
+    """A text column's value from a hostile one: NUL and lone surrogates (which PostgreSQL refuses)
+    replaced, cut to ``most`` characters."""
+    return value[:most].replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -257,7 +265,12 @@ class WindowStore:
                 cur.executemany(
                     "INSERT INTO rejected (topic, reason, payload, collector) VALUES (%s, %s, %s, %s)",
                     [
-                        (r.topic[:_KEPT_TOPIC], r.reason[:_KEPT_REASON], r.payload[:_KEPT_PAYLOAD], self._collector)
+                        (
+                            _text(r.topic, _KEPT_TOPIC),
+                            _text(r.reason, _KEPT_REASON),
+                            r.payload[:_KEPT_PAYLOAD],
+                            self._collector,
+                        )
                         for r in [*rejected, *refused]
                     ],
                 )
