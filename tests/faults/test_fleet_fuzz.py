@@ -15,14 +15,17 @@ from typing import Any
 
 import paho.mqtt.publish as mqtt_publish
 import pytest
-from fleet_parts import fleet_config, health_payload, wait_until, window_payload
+from fastjsonschema import JsonSchemaException
+from fleet_parts import REPO, fleet_config, health_payload, wait_until, window_payload
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 from mqtt_broker import HOST, Broker
 from pg_database import connect
 
 from edge.fleet.collector import Collector
 from edge.fleet.config import parse_fleet_config
+from edge.fleet.messages import validator
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
@@ -116,6 +119,31 @@ def test_generated_messages_never_stall_the_collector_and_valid_windows_are_stor
         rejected = conn.execute("SELECT count(*), count(*) FILTER (WHERE reason = '') FROM rejected").fetchone()
     assert sorted(stored) == good
     assert rejected == (c.rejected, 0)
+
+
+@settings(max_examples=400, deadline=None)
+@given(message=messages())
+def test_the_door_and_the_reference_validator_agree_on_every_generated_message(message: tuple[str, bytes]) -> None:
+    """The collector checks the shipped schemas with fastjsonschema (fast); jsonschema is the
+    reference implementation. Every document the generator makes gets the same verdict from both."""
+    kind, payload = message
+    if kind == "status":
+        return
+    try:
+        doc = json.loads(payload)
+    except ValueError:
+        return
+    name = "window.schema.json" if kind == "counts" else "health.schema.json"
+    try:
+        validator(name)(doc)
+        fast = True
+    except JsonSchemaException:
+        fast = False
+    assert fast == _reference(name).is_valid(doc), doc
+
+
+def _reference(name: str) -> Draft202012Validator:
+    return Draft202012Validator(json.loads((REPO / "edge" / "schemas" / name).read_text()))
 
 
 def test_the_fuzz_strategy_makes_every_kind_of_message(broker_factory: Callable[..., Broker]) -> None:
