@@ -35,6 +35,7 @@ from typing import Any
 
 import pytest
 from edge_convert.sources import NpmSource, SourceError, fetch
+from fleet_parts import window_payload
 from payload_schema import check as check_schema
 from pg_database import connect, server_params
 from psycopg.types.json import Jsonb
@@ -537,6 +538,54 @@ def browser() -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
+
+
+def test_an_hour_alone_is_drawn(pg_databases: Callable[[], str], browser: Any) -> None:
+    """A device that sent windows in one hour only, three hours ago: the hourly chart's line has no
+    segment to draw, so the hour must show as a dot."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    dbname = pg_databases()
+    hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    doc = window_payload("solo-1", str(uuid.uuid4()), 1, minute=0, visitors=9)
+    doc["window"] = {
+        "start": (hour + timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "end": (hour + timedelta(minutes=11)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "partial": False,
+    }
+    row = parse_window("edge/solo-1/counts", json.dumps(doc).encode(), "solo-1")
+    assert isinstance(row, WindowRow), row
+    with connect(dbname) as conn:
+        migrate(conn)
+        WindowStore(conn, "test").write([row], [], [])
+    url, stop = _start(_config(dbname))
+    try:
+        browser.get(url)
+        WebDriverWait(browser, 20).until(
+            lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") != "0"
+        )
+        points = browser.execute_script(_LONE_POINTS_JS, "chart-hourly")
+    finally:
+        stop()
+    assert points["labels"] > 20, points  # the many-hours chart, where points are not drawn
+    assert points["lone"] == [3], points  # the one hour with a value, drawn as a dot
+
+
+_LONE_POINTS_JS = """
+const chart = Chart.getChart(document.getElementById(arguments[0]));
+const lone = [];
+chart.data.datasets.forEach((ds, d) => {
+  const meta = chart.getDatasetMeta(d);
+  if (meta.type !== 'line' || !Array.isArray(ds.data)) return;
+  ds.data.forEach((v, i) => {
+    if (v != null && typeof v !== 'object' && ds.data[i - 1] == null && ds.data[i + 1] == null) {
+      lone.push(meta.data[i].options.radius);
+    }
+  });
+});
+return {labels: chart.data.labels.length, lone};
+"""
 
 
 def test_page_draws_every_chart(base_url: str, browser: Any, tmp_path: Path) -> None:

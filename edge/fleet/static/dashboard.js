@@ -114,7 +114,12 @@
       borderColor: colours[s.name],
       backgroundColor: colours[s.name],
       borderWidth: 2,
-      pointRadius: labels.length > 20 ? 0 : 3,
+      // Many points: no dots, except a value with no neighbour, which no line would draw.
+      pointRadius: (ctx) => {
+        if (labels.length <= 20) return 3;
+        const v = ctx.dataset.data, i = ctx.dataIndex;
+        return v[i] != null && v[i - 1] == null && v[i + 1] == null ? 3 : 0;
+      },
       pointHoverRadius: 4,
       tension: 0.25,
       spanGaps: false,
