@@ -90,10 +90,22 @@ def _forget(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from edge.config import load_config
     from edge.daemon import Daemon, install_signal_handlers
+    from edge.preflight import preflight, refuses_start
 
     config = load_config(args.config)
     if not args.verbose:
         logging.getLogger().setLevel(config.log_level)
+    # edge check's checks, before anything is opened or published: what would stop the run stops it
+    # here, with the same words; a missing camera or stream is waited for (the daemon retries it).
+    findings = preflight(config)
+    blocking = [f for f in findings if refuses_start(config, f)]
+    for finding in findings:
+        if finding in blocking:
+            sys.stderr.write(f"error: {finding}\n")
+        else:
+            logging.getLogger("edge.preflight").warning("pre-start check: %s: %s", finding.level, finding)
+    if blocking:
+        return 2
     stop = threading.Event()
     install_signal_handlers(stop)
     return Daemon(config, stop).run()

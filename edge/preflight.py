@@ -114,6 +114,17 @@ def preflight(config: Config, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[
     return tuple(findings)
 
 
+def refuses_start(config: Config, finding: Finding) -> bool:
+    """Whether ``edge run`` must not start with ``finding``: any error (a missing or damaged video
+    file, a model that does not match, a sink file it cannot write, bad TLS files) except one about
+    a camera or stream the daemon waits for (it reopens them with backoff: a USB camera enumerates
+    late, a network camera reboots, a Pi camera cable is reseated)."""
+    if finding.level != "error":
+        return False
+    waits_for_it = isinstance(config.source, (Picamera2SourceConfig, V4l2SourceConfig, RtspSourceConfig))
+    return not (waits_for_it and finding.key.split(".", 1)[0] == "source")
+
+
 def _models(config: Config) -> Iterator[Finding]:
     """Every model file this config loads is present and matches the manifest (a read, no load)."""
     models, switches = config.models, config.attributes

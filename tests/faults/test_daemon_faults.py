@@ -20,10 +20,12 @@ from contextlib import closing, contextmanager
 from datetime import datetime
 from pathlib import Path
 
+import paho.mqtt.publish as mqtt_publish
 import pytest
 import yaml
 from daemon_proc import REPO, LogLines, config, run_daemon, run_edge, spawn_daemon, walker, watch
-from mqtt_clients import LogWaiter
+from mqtt_broker import HOST, Broker
+from mqtt_clients import LogWaiter, Subscriber
 
 from edge.cli import main
 from edge.config import parse_config
@@ -250,14 +252,35 @@ def test_a_read_only_state_directory_is_named(tmp_path: Path) -> None:
             assert str(state) in err and "Read-only file system" in err and "Traceback" not in err, err
 
 
-def test_an_unreadable_file_exits_1_and_publishes_nothing(tmp_path: Path) -> None:
+def test_an_unreadable_or_missing_file_is_refused_before_anything_is_published(
+    tmp_path: Path, mqtt_broker: Broker
+) -> None:
+    """``edge run`` does ``edge check``'s pre-start checks: a video file that is missing or does not
+    decode stops it with exit 2 and the same words, before a window is made or published (a real
+    subscriber sees none)."""
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a video")
-    proc = spawn_daemon(tmp_path, config(tmp_path, bad))
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 1, err  # not 2: the config is fine, the file is not
-    assert f"video file {bad} could not be opened" in err and err.count(f"video file {bad}") == 1, err
-    assert not (tmp_path / "windows.jsonl").exists() or not (tmp_path / "windows.jsonl").read_text()
+    missing = tmp_path / "missing.avi"
+    sub = Subscriber(mqtt_broker.port, ["edge/#"])
+    try:
+        for video in (bad, missing):
+            doc = config(tmp_path, video)
+            doc["sink"] = {"type": "mqtt", "host": HOST, "port": mqtt_broker.port, "keepalive": 2}
+            path = tmp_path / "config.yaml"
+            path.write_text(yaml.safe_dump(doc))
+            done = run_edge("run", "--config", str(path))
+            check = run_edge("check", "--config", str(path))
+            assert done.returncode == check.returncode == 2, done.stderr
+            said = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+            assert said and said == [line for line in check.stderr.splitlines() if line.startswith("error: ")]
+            assert f"source.path: {video}" in said[0] or str(video) in said[0], said
+        probe = Subscriber(mqtt_broker.port, ["probe/#"])  # anything the daemon sent is in by now
+        mqtt_publish.single("probe/x", "1", hostname=HOST, port=mqtt_broker.port)
+        assert probe.wait_for(lambda ms: len(ms) >= 1)
+        probe.close()
+        assert not [m.topic for m in sub.messages], [m.topic for m in sub.messages]
+    finally:
+        sub.close()
 
 
 def test_a_corrupt_model_is_refused_by_check_and_run_with_both_checksums(tmp_path: Path) -> None:
