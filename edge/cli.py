@@ -89,8 +89,9 @@ def _forget(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from edge.config import load_config
-    from edge.daemon import Daemon, install_signal_handlers
+    from edge.daemon import Daemon
     from edge.preflight import preflight, refuses_start
+    from edge.signals import install_signal_handlers
 
     config = load_config(args.config)
     if not args.verbose:
@@ -107,20 +108,21 @@ def _run(args: argparse.Namespace) -> int:
     if blocking:
         return 2
     stop = threading.Event()
-    install_signal_handlers(stop)
+    install_signal_handlers(stop, "closing the open window", logging.getLogger("edge.daemon"))
     return Daemon(config, stop).run()
 
 
-def _fleet_start(args: argparse.Namespace, action: str) -> tuple[FleetConfig, threading.Event]:
-    """The fleet config and a stop event that SIGTERM/SIGINT/SIGHUP set (``action`` is logged)."""
-    from edge.daemon import install_signal_handlers
+def _fleet_start(args: argparse.Namespace, action: str, component: str) -> tuple[FleetConfig, threading.Event]:
+    """The fleet config and a stop event that SIGTERM/SIGINT/SIGHUP set (``action`` is logged under
+    the ``component``'s logger)."""
     from edge.fleet.config import load_fleet_config
+    from edge.signals import install_signal_handlers
 
     config = load_fleet_config(args.config)
     if not args.verbose:
         logging.getLogger().setLevel(config.log_level)
     stop = threading.Event()
-    install_signal_handlers(stop, action)
+    install_signal_handlers(stop, action, logging.getLogger(component))
     return config, stop
 
 
@@ -130,7 +132,9 @@ def _collect(args: argparse.Namespace) -> int:
 
     from edge.fleet.collector import Collector
 
-    config, stop = _fleet_start(args, "committing and acknowledging what has arrived, then stopping")
+    config, stop = _fleet_start(
+        args, "committing and acknowledging what has arrived, then stopping", "edge.fleet.collector"
+    )
     try:
         Collector(config, stop).run()
     except psycopg.Error as exc:  # e.g. the role may not create tables: retrying will not help
@@ -143,7 +147,7 @@ def _dashboard(args: argparse.Namespace) -> int:
     """The read-only fleet dashboard over the collector's database."""
     from edge.fleet.dashboard import serve
 
-    config, stop = _fleet_start(args, "stopping the dashboard")
+    config, stop = _fleet_start(args, "stopping the dashboard", "edge.fleet.dashboard")
     try:
         serve(config, stop)
     except OSError as exc:  # the port is taken, or the address is not this machine's

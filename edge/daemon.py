@@ -11,14 +11,12 @@ early (``partial: true``) and the process exits 0.
 from __future__ import annotations
 
 import logging
-import signal
 import sqlite3
 import threading
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from types import FrameType
 
 import numpy as np
 
@@ -408,19 +406,3 @@ class Daemon:
             return 1
         log.info("source ended" if not self.stop.is_set() else "stopped")
         return 0
-
-
-def install_signal_handlers(stop: threading.Event, action: str = "closing the open window") -> None:
-    """SIGTERM, SIGINT and SIGHUP set ``stop``; the loop then closes the open window and returns.
-
-    SIGHUP (a closed terminal, ``systemctl kill -s HUP``) would otherwise end the process on the
-    spot and lose the open window; the daemon has no configuration to reload.
-    """
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s: %s", signal.Signals(signum).name, action)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGHUP, handler)

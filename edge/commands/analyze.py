@@ -57,8 +57,9 @@ def face_json(face: Face, switches: AttributeSwitches) -> dict:
 
 
 def label(face: Face) -> str:
+    """One face for a person: ``face 0.97, 25y, female, happy`` (what was not judged is left out)."""
     a = face.attributes
-    parts = [f"{face.detection.score:.2f}"]
+    parts = [f"face {face.detection.score:.2f}"]
     if a.age is not None:
         parts.append(f"{a.age:.0f}y")
     if a.gender is not None:
@@ -67,7 +68,7 @@ def label(face: Face) -> str:
         parts.append(a.expression)
     if a.ethnicity is not None:
         parts.append(a.ethnicity)
-    return " ".join(parts)
+    return ", ".join(parts)
 
 
 def annotate(rgb: np.ndarray, faces: list[Face], path: Path) -> None:

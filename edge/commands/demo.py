@@ -33,8 +33,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.config import parse_config
-from edge.daemon import Daemon, install_signal_handlers
+from edge.daemon import Daemon
 from edge.scenes import random_scene, write_video
+from edge.signals import install_signal_handlers
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,7 @@ def run(duration_s: float | None, window_s: int, workdir: Path | None, out: Text
         out.write("interrupted while generating the sample video; nothing was started\n")
         return 130
     stop = threading.Event()
-    install_signal_handlers(stop)
+    install_signal_handlers(stop, "closing the open window", logging.getLogger("edge.demo"))
     binary = find_mosquitto()
     broker: subprocess.Popen[bytes] | None = None
     viewer: Viewer | None = None

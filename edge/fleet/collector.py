@@ -407,9 +407,12 @@ class Collector:
                 store.close()
         c = self.counters
         log.info(
-            "collector stopped: %d received, %d stored, %d duplicates, %d rejected",
+            "collector stopped: %d message(s) received: %d window(s) stored, %d duplicate window(s), "
+            "%d device status and health message(s), %d rejected%s",
             c.received,
             c.stored,
             c.duplicates,
+            c.statuses,
             c.rejected,
+            f" ({', '.join(f'{n} {kind}' for kind, n in sorted(c.rejected_by_kind.items()))})" if c.rejected else "",
         )
