@@ -275,6 +275,12 @@ def _bench(args: argparse.Namespace) -> int:
     # One way to choose what runs: --variant and --detector-input, each repeatable. Photos compare
     # every combination by default; the pipeline measures what the daemon runs by default.
     default_variants, default_sizes = (["int8"], [512]) if args.pipeline else (["int8", "float"], [512, 320])
+    if not args.variant and "float" in default_variants:
+        # A wheel carries the int8 models only: by default, measure what is installed and say so.
+        manifest = Manifest(args.model_dir)
+        if not all(manifest.has(key, "float") for key in manifest.models):
+            default_variants = ["int8"]
+            logging.getLogger("edge.bench").warning("float32 models not installed: int8 only. %s", MISSING_HINT)
     configs = [(v, s) for v in args.variant or default_variants for s in args.detector_input or default_sizes]
     if args.pipeline:
         from edge.config import AttributesConfig, DetectorConfig, TrackingConfig
