@@ -230,12 +230,13 @@ class Daemon:
                 )
                 self._storage_failed = False
             self.stats.windows += 1
+            visitors = window["visitors"]
             log.info(
-                "window %s %s..%s: %s visitors%s",
+                "window %s %s..%s: %s%s",
                 window["seq"],
                 window["window"]["start"],
                 window["window"]["end"],
-                window["visitors"],
+                f"{visitors} visitors" if visitors is not None else "visitors withheld (1 to min_cell - 1)",
                 " (partial)" if window["window"]["partial"] else "",
             )
 

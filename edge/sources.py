@@ -350,6 +350,8 @@ class FileSource(_OpenCvSource):
         if image is None and self.config.loop:
             image = self._rewind()  # None again means an empty file: end rather than spin
         if image is None:
+            if not self.config.loop:
+                log.info("%s ended; the daemon stops (source.loop: true replays it)", self.describe())
             return None
         if self.config.realtime:
             self._pace()
