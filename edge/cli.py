@@ -87,6 +87,23 @@ def _forget(args: argparse.Namespace) -> int:
     return 0
 
 
+def _init(args: argparse.Namespace) -> int:
+    from edge.commands import init
+
+    doc = init.build(
+        args.source,
+        args.sink,
+        device_id=args.device_id,
+        site=args.site,
+        path=None if args.path is None else args.path.resolve(),  # the config may be written elsewhere
+        url=args.url,
+        device=args.device,
+        host=args.host,
+        port=args.port,
+    )
+    return init.run(doc, args.output)
+
+
 def _run(args: argparse.Namespace) -> int:
     from edge.config import load_config
     from edge.daemon import Daemon
@@ -409,6 +426,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-dir", type=Path, default=DEFAULT_DIR, help="models folder (default: %(default)s)")
     p.add_argument("--backend", default="auto", help="auto, litert, tflite_runtime or tensorflow")
     p.set_defaults(func=_models)
+
+    p = sub.add_parser(
+        parents=[verbose], name="init", help="write a minimal valid config for your camera and sink (stdout or -o)"
+    )
+    p.add_argument("--source", choices=("picamera2", "v4l2", "rtsp", "file"), required=True)
+    p.add_argument("--sink", choices=("mqtt", "jsonl"), default="jsonl", help="default: jsonl (windows on stdout)")
+    p.add_argument("--path", type=Path, help="--source file: the video")
+    p.add_argument("--url", help="--source rtsp: the stream URL")
+    p.add_argument("--device", help="--source v4l2: index or /dev path (default: 0)")
+    p.add_argument("--host", default="localhost", help="--sink mqtt: the broker (default: localhost)")
+    p.add_argument("--port", type=int, help="--sink mqtt: the broker's port (default: 1883, 8883 with TLS)")
+    p.add_argument("--device-id", help="letters, digits, '_' or '-' (default: this machine's host name)")
+    p.add_argument("--site", default="default", help="a label for where the device is")
+    p.add_argument("-o", "--output", type=Path, help="write here (refuses to overwrite); default: stdout")
+    p.set_defaults(func=_init)
 
     p = sub.add_parser(
         parents=[verbose], name="run", help="the daemon: camera frames to privacy-safe visitor counts per window"

@@ -90,6 +90,27 @@ def test_example_mentions_every_key() -> None:
         assert re.search(rf"type: {kind}\b", text), kind
 
 
+def test_every_alternative_block_of_the_example_takes_the_place_of_the_active_one() -> None:
+    """The example's alternatives are whole commented blocks (``# source:`` ... up to a blank line):
+    each, swapped for the active block, gives a valid config with every key it shows, and together
+    they cover every source and sink type."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    doc = yaml.safe_load(text)
+    blocks = re.findall(r"^# (source|sink):[^\n]*\n((?:#   [^\n]*\n)+)", text, re.M)
+    types = {"source": {type(load_config(EXAMPLE).source).type}, "sink": {type(load_config(EXAMPLE).sink).type}}
+    for section, body in blocks:
+        values = yaml.safe_load("\n".join(line[4:] for line in body.splitlines()))
+        config = parse_config({**doc, section: values})
+        chosen = getattr(config, section)
+        assert type(chosen).type == values["type"]
+        for key, value in values.items():  # every key it shows is taken as written (none is stray)
+            if key != "type" and not isinstance(value, dict):
+                got = getattr(chosen, key)
+                assert (got == value) if isinstance(value, (int, float)) else str(got) == str(value), (section, key)
+        types[section].add(values["type"])
+    assert types == {"source": set(SOURCE_TYPES), "sink": set(SINK_TYPES)}
+
+
 def test_example_minimal_block_parses() -> None:
     text = EXAMPLE.read_text(encoding="utf-8")
     block = re.search(r"#   device_id:.*?(?=\n#\n)", text, re.S)

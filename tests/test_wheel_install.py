@@ -24,9 +24,9 @@ REPO = Path(__file__).resolve().parent.parent
 PYPI_LIMIT_MB = 100  # the package index's default upload limit per file
 
 
-def _run(cmd: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def _run(cmd: list[str], cwd: Path, timeout: float = 600, **extra_env: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**env, **extra_env})
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +118,33 @@ def test_installed_edge_checks_the_example_config(installed: Path, tmp_path: Pat
     proc = _run([edge, "check", "--config", str(mine)], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "ok" in proc.stdout
+
+
+def test_a_newcomer_goes_from_init_to_counted_windows_with_the_installed_command(
+    installed: Path, tmp_path: Path
+) -> None:
+    """The first hour, scripted: ``edge init`` for a video file and windows on stdout, ``edge check``,
+    ``edge run``: each exits 0, and the run prints the clip's window."""
+    edge = str(installed / "bin" / "edge")
+    clip = REPO.parent / "shared" / "data" / "real-footage" / "head-pose-face-detection-male.avi"
+    if not clip.exists():  # the development clips live beside the checkout; else a synthetic visitor
+        from edge.scenes import Scene, Visitor, write_video
+
+        clip = write_video(
+            Scene(640, 480, 10.0, 4.0, (Visitor(0.5, 3.5, 0.5, 60.0, 1, False, (1.0, 1.0, 1.0)),)), tmp_path / "c.avi"
+        )
+    config = tmp_path / "edge.yaml"
+    init = _run(
+        [edge, "init", "--source", "file", "--path", str(clip), "--device-id", "first-1", "-o", str(config)],
+        cwd=tmp_path,
+    )
+    assert init.returncode == 0, init.stderr
+    check = _run([edge, "check", "--config", str(config)], cwd=tmp_path, STATE_DIRECTORY=str(tmp_path / "state"))
+    assert check.returncode == 0 and "ok" in check.stdout, check.stderr
+    # The default state folder, as systemd's StateDirectory= would give it (not this user's home).
+    state = str(tmp_path / "state")
+    run = _run([edge, "run", "--config", str(config)], cwd=tmp_path, timeout=300, STATE_DIRECTORY=state)
+    assert run.returncode == 0, run.stderr
+    (window,) = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    assert window["device"] == "first-1" and window["visitors"] in (None, 1)
+    assert "ended; the daemon stops (source.loop: true replays it)" in run.stderr
