@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -97,14 +98,23 @@ def test_daemon_runs_compare_totals_not_wall_clock_windows(tmp_path: Path) -> No
 
 
 def test_without_root_the_check_skips_and_says_why() -> None:
-    script = Path(__file__).parent / "aarch64" / "pi_check.py"
-    cmd = [sys.executable, str(script), "--cache", "/nonexistent/never-created"]
-    if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("setpriv (util-linux) is needed to drop root")
-        cmd = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    # The unprivileged process runs a copy in a folder anyone may read: a checkout may live where
+    # only its owner can (a `mktemp -d` folder, root's home), which says nothing about the check.
+    here = Path(tempfile.mkdtemp(prefix="pi-check-", dir="/tmp"))
+    try:
+        here.chmod(0o755)
+        for name in ("pi_check.py", "compare.py"):
+            shutil.copy(Path(__file__).parent / "aarch64" / name, here / name)
+            (here / name).chmod(0o644)
+        cmd = [sys.executable, str(here / "pi_check.py"), "--cache", "/nonexistent/never-created"]
+        if os.geteuid() == 0:
+            setpriv = shutil.which("setpriv")
+            if setpriv is None:
+                pytest.skip("setpriv (util-linux) is needed to drop root")
+            cmd = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=here)
+    finally:
+        shutil.rmtree(here, ignore_errors=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("SKIPPED: aarch64 (Raspberry Pi) check: needs root"), proc.stdout
     assert not Path("/nonexistent/never-created").exists()
