@@ -177,7 +177,15 @@ def _dashboard(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from edge.commands import demo
 
-    return demo.run(args.duration, args.window, args.workdir)
+    return demo.run(args.duration, args.window, args.workdir, broker_at=args.broker)
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (argparse adds the option's name to the refusal)."""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT such as broker.local:1883, got {text!r}")
+    return host, int(port)
 
 
 def _non_negative_float(text: str) -> float:
@@ -456,6 +464,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
     p.add_argument("--window", type=int, default=10, help="window length in seconds (default: 10)")
     p.add_argument("--workdir", type=Path, default=None, help="where the video, broker config and state go")
+    p.add_argument(
+        "--broker",
+        type=_host_port,
+        metavar="HOST:PORT",
+        help="publish to this broker (e.g. a fleet's, so `edge collect` stores the demo) instead of a private one",
+    )
     p.set_defaults(func=_demo)
 
     p = sub.add_parser(

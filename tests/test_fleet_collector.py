@@ -3,7 +3,10 @@ spool, and ``edge collect`` as a process that is killed with SIGKILL."""
 
 from __future__ import annotations
 
+import io
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -29,6 +32,8 @@ from mqtt_broker import HOST, Broker, free_port
 from mqtt_clients import Subscriber
 from pg_database import connect
 
+from edge.commands.demo import DEVICE_ID as DEMO_DEVICE
+from edge.commands.demo import ensure_video
 from edge.config import ConfigError
 from edge.fleet.collector import Collector
 from edge.fleet.config import load_fleet_config, parse_fleet_config
@@ -424,6 +429,50 @@ def test_a_device_is_seen_at_its_own_times_not_when_the_collector_hears_of_it(
     finally:
         stop.set()
         thread.join(30)
+
+
+def test_the_demo_feeds_a_fleet_collector(tmp_path: Path, mqtt_broker: Broker, pg_database: str) -> None:
+    """``edge demo --broker HOST:PORT`` publishes to the fleet's broker, and the collector stores it."""
+    ensure_video(tmp_path, io.StringIO())  # the demo's own sample video, made once here
+    collector, stop, thread = _run_in_thread(fleet_config(mqtt_broker.port, pg_database, client_id="c-demo"))
+    try:
+        demo = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "edge.cli",
+                "demo",
+                "--window",
+                "2",
+                "--duration",
+                "10",
+                "--workdir",
+                str(tmp_path),
+                "--broker",
+                f"{HOST}:{mqtt_broker.port}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
+        assert demo.returncode == 0, demo.stderr[-3000:]
+        assert f"publishing to the broker at {HOST}:{mqtt_broker.port}" in demo.stdout
+        wait_until(lambda: stored_count(pg_database) >= 2, "the demo's windows stored")
+
+        def said_goodbye() -> bool:
+            with connect(pg_database) as conn:
+                row = conn.execute("SELECT status FROM devices WHERE device = %s", (DEMO_DEVICE,)).fetchone()
+            return row == ("offline",)
+
+        wait_until(said_goodbye, "the demo's offline status stored")
+    finally:
+        stop.set()
+        thread.join(30)
+    with connect(pg_database) as conn:
+        devices = {d for (d,) in conn.execute("SELECT DISTINCT device FROM windows")}
+        status = conn.execute("SELECT status FROM devices WHERE device = %s", (DEMO_DEVICE,)).fetchone()
+    assert devices == {DEMO_DEVICE} and status == ("offline",)  # its goodbye stored too
 
 
 def test_config_errors_name_the_key_the_value_and_what_was_expected(tmp_path: Path) -> None:

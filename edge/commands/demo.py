@@ -147,7 +147,7 @@ class Viewer:
     only after the final partial window has been delivered and printed.
     """
 
-    def __init__(self, port: int, prefix: str, out: TextIO) -> None:
+    def __init__(self, port: int, prefix: str, out: TextIO, host: str = "127.0.0.1") -> None:
         self.out = out
         self.prefix = prefix
         self.status_topic = prefix + "status"
@@ -157,7 +157,7 @@ class Viewer:
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
-        self._client.connect("127.0.0.1", port, keepalive=30)
+        self._client.connect(host, port, keepalive=30)
         self._client.loop_start()
 
     def _on_connect(
@@ -197,8 +197,16 @@ class Viewer:
         self._client.loop_stop()
 
 
-def run(duration_s: float | None, window_s: int, workdir: Path | None, out: TextIO | None = None) -> int:
-    """Run the demo until Ctrl-C/SIGTERM (or ``duration_s``); 0 after a clean stop."""
+def run(
+    duration_s: float | None,
+    window_s: int,
+    workdir: Path | None,
+    out: TextIO | None = None,
+    broker_at: tuple[str, int] | None = None,
+) -> int:
+    """Run the demo until Ctrl-C/SIGTERM (or ``duration_s``); 0 after a clean stop. ``broker_at``
+    (host, port): publish to that broker (a fleet's, so its collector stores the demo's windows)
+    instead of a private one."""
     out = out or sys.stdout
     work = Path(workdir) if workdir is not None else default_workdir()
     work.mkdir(parents=True, exist_ok=True)
@@ -222,7 +230,16 @@ def run(duration_s: float | None, window_s: int, workdir: Path | None, out: Text
     }
     rc: int | None = None
     try:
-        if binary is None:
+        if broker_at is not None:
+            host, port = broker_at
+            out.write(
+                f"publishing to the broker at {host}:{port}; try: mosquitto_sub -h {host} -p {port} -t 'edge/#' -v\n"
+            )
+            doc["sink"] = {"type": "mqtt", "host": host, "port": port, "health_interval_s": 10}
+            viewer = Viewer(port, f"edge/{DEVICE_ID}/", out, host)
+            if not viewer.subscribed.wait(10):
+                log.warning("the viewer did not subscribe within 10 s; early messages may not be shown")
+        elif binary is None:
             out.write(
                 "mosquitto is not installed (Debian/Raspberry Pi OS: sudo apt install mosquitto); "
                 "printing windows to stdout instead of publishing them\n"
