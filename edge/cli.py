@@ -639,7 +639,7 @@ def _operator_error(exc: Exception, command: str) -> tuple[int, str] | None:
     with its traceback).
 
     The error types are imported here, not at the top: ``analyze`` must not pay for the config,
-    sink (paho-mqtt) and source modules it never uses (README "Memory").
+    sink (paho-mqtt) and source modules it never uses (docs/performance.md, "Memory").
     """
     from edge.config import ConfigError
     from edge.sinks import SinkError

@@ -1,8 +1,8 @@
 """Process memory: hand freed buffers back to the system, and read RSS for reports.
 
 glibc keeps memory freed in the middle of its heap mapped: after photos of different sizes, whose
-buffers land at different places, RSS ratchets up by tens of MB although little is in use (README
-"Memory"). ``FreeMemory.release`` returns those pages; callers run it between inputs, not per
+buffers land at different places, RSS ratchets up by tens of MB although little is in use
+(docs/performance.md, "Memory"). ``FreeMemory.release`` returns those pages; callers run it between inputs, not per
 frame, because a page handed back costs a page fault when it is used again.
 """
 

@@ -97,7 +97,7 @@ def crowd_counts(tmp_path: Path, scenes: list[Scene]) -> tuple[int, int]:
 def test_crowded_scenes_within_ten_percent(tmp_path: Path) -> None:
     # Three seeded crowds, summed: one seed alone decides nothing (seed 11 alone once passed a 5% bar
     # that seeds 12 and 13 showed the daemon did not meet; 2026-12-03: +8% over the three; 2026-12-04:
-    # 43, 40, 40 of 43, 40, 40, README "Counting in crowds").
+    # 43, 40, 40 of 43, 40, 40, docs/accuracy.md "Counting in crowds").
     scenes = [
         random_scene(60, 90.0, fps=8.0, width=1280, height=720, face_px=(50.0, 60.0), seed=seed)
         for seed in (11, 12, 13)
