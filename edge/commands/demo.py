@@ -253,7 +253,12 @@ def run(
             if not viewer.subscribed.wait(10):
                 log.warning("the viewer did not subscribe within 10 s; early messages may not be shown")
         config = parse_config(doc, source="edge demo")
-        out.write(f"daemon: {window_s} s windows, minimum cell 2; Ctrl-C to stop\n")
+        out.write(
+            f"daemon: {window_s} s windows, minimum cell 2; Ctrl-C to stop\n"
+            "reading a window: `visitors` counts people who arrived in it; gender, age, expression and\n"
+            "dwell_s describe people whose visit ended in it (settled from their whole visit), so the two\n"
+            "need not add up; a count of 1 (under the minimum cell) is published as null\n"
+        )
         out.flush()
         if duration_s:
             timer = threading.Timer(duration_s, stop.set)
