@@ -241,6 +241,7 @@ def test_no_message_of_any_kind_stalls_the_collector_or_speaks_for_another_devic
         ),
         ("edge/intruder/counts", json.dumps({**cam1, "visitors": 999}), "device is 'cam1' but the topic is 'intr"),
         ("edge/cam9/status", "rebooting", "status is 'rebooting'"),
+        ("edge/cam9/counts", json.dumps({**good, "seq": 9, "observed_s": 10**400}), "is an integer beyond 64 bits"),
     ]
     messages = []
     for i, (topic, payload, _) in enumerate(bad):
@@ -254,7 +255,7 @@ def test_no_message_of_any_kind_stalls_the_collector_or_speaks_for_another_devic
         wait_until(lambda: c.stored + c.duplicates + c.rejected + c.statuses >= len(messages), "every message handled")
         assert thread.is_alive()
         kinds = collector.health()["rejected_by_kind"]
-        assert kinds == {"device": 1, "json": 1, "schema": 5, "size": 1, "status": 1, "text": 2}, kinds
+        assert kinds == {"device": 1, "json": 2, "schema": 5, "size": 1, "status": 1, "text": 2}, kinds
     finally:
         stop.set()
         thread.join(30)

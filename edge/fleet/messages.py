@@ -120,6 +120,15 @@ def _finite(text: str) -> float:
     return value
 
 
+def _int64(text: str) -> int:
+    """A JSON integer, refused beyond 64 bits: no field of a message holds one, and a larger one
+    would overflow the float or bigint it is stored as."""
+    value = int(text)
+    if not -(2**63) <= value < 2**63:
+        raise ValueError(f"{text[:20]}... is an integer beyond 64 bits")
+    return value
+
+
 def _texts(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
     """Every text in a JSON document, keys included, with where it is."""
     if isinstance(value, str):
@@ -143,7 +152,9 @@ def _load(payload: bytes) -> Any:
     if len(payload) > MAX_MESSAGE_BYTES:
         raise _Bad(f"{len(payload)} bytes, over the {MAX_MESSAGE_BYTES} a message may have", "size")
     try:
-        doc = json.loads(payload.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite)
+        doc = json.loads(
+            payload.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite, parse_int=_int64
+        )
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
         raise _Bad(f"not JSON: {exc}", "json") from exc
     for where, text in _texts(doc):
