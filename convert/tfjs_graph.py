@@ -138,6 +138,15 @@ def _reduce(fn: Callable) -> Callable[[dict, list[tf.Tensor]], tf.Tensor]:
     return run
 
 
+_SLICE_MASKS = ("begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask", "shrink_axis_mask")
+
+
+def _strided_slice(node: dict, inputs: list[tf.Tensor]) -> tf.Tensor:
+    attr = node.get("attr", {})
+    masks = {k: int(attr.get(k, {}).get("i", 0)) for k in _SLICE_MASKS}
+    return tf.strided_slice(inputs[0], inputs[1], inputs[2], inputs[3], **masks)
+
+
 _OPS: dict[str, Callable[[dict, list[tf.Tensor]], tf.Tensor]] = {
     "_FusedConv2D": _conv,
     "Conv2D": _conv,
@@ -165,6 +174,9 @@ _OPS: dict[str, Callable[[dict, list[tf.Tensor]], tf.Tensor]] = {
     "Softmax": lambda n, i: tf.nn.softmax(i[0]),
     "Reshape": lambda n, i: tf.reshape(i[0], i[1]),
     "Identity": lambda n, i: tf.identity(i[0]),
+    "Tanh": lambda n, i: tf.tanh(i[0]),
+    "ExpandDims": lambda n, i: tf.expand_dims(i[0], i[1]),
+    "StridedSlice": _strided_slice,
 }
 
 
@@ -189,10 +201,14 @@ class GraphModel(tf.Module):
                 raise ValueError(f"{model_json}: constant {name} has no weights")
             if node["op"] not in _OPS and node["op"] not in ("Const", "Placeholder"):
                 raise UnsupportedOp(f"{model_json}: node {name} uses unsupported op {node['op']}")
-        sig = spec["signature"]
-        (self.input_name,) = [v["name"].split(":")[0] for v in sig["inputs"].values()]
-        dims = sig["inputs"][next(iter(sig["inputs"]))]["tensorShape"]["dim"]
+        # Older exports keep the signature under userDefinedMetadata; some name outputs only.
+        sig = spec.get("signature") or (spec.get("userDefinedMetadata") or {}).get("signature") or {}
+        (placeholder,) = [n for n in self._nodes.values() if n["op"] == "Placeholder"]
+        self.input_name = placeholder["name"]
+        dims = placeholder.get("attr", {}).get("shape", {}).get("shape", {}).get("dim", [])
         self.input_shape = [int(d["size"]) for d in dims]
+        if not sig.get("outputs"):
+            raise ValueError(f"{model_json}: no output signature")
         self.outputs = {key: v["name"].split(":")[0] for key, v in sig["outputs"].items()}
 
     def _fold_channel_affines(self) -> int:
