@@ -8,12 +8,13 @@ Windows
 -------
 Windows are aligned to the UTC wall clock: the window holding ``wall`` starts at
 ``floor(wall / window_s) * window_s``, so every device labels the same minute
-alike. Windows are emitted in order with ``seq`` increasing by one, empty ones
-included (``visitors: 0``). ``window.partial`` is true when this aggregator did
-not cover the whole window: the first window after start-up, the window
-closed early by :meth:`Aggregator.close`, and any window in which no frame was
-processed (camera gone, clock jump): its zeros mean "not observed", not "nobody". A forward clock jump of more than
-``max_gap_windows`` windows (e.g. NTP fixing an RTC-less board) is not filled
+alike. Windows are emitted in order, empty ones included (``visitors: 0``), with
+``stream`` and ``seq`` left empty: the state store numbers them (``edge.state_store``).
+``window.partial`` is true when this aggregator did not cover the whole window:
+the first window after start-up, the window closed early by
+:meth:`Aggregator.close`, and any window in which no frame was processed
+(camera gone, clock jump): its zeros mean "not observed", not "nobody". A
+forward clock jump of more than ``max_gap_windows`` windows (e.g. NTP fixing an RTC-less board) is not filled
 with empty windows; it is logged and counting resumes in the new window.
 
 What is counted in a window
@@ -176,22 +177,15 @@ class _Window:
 class Aggregator:
     """Accumulates tracker updates into wall-clock windows and publishes safe counts."""
 
-    def __init__(self, config: AggregationConfig, device: str, site: str, first_seq: int, stream: str = "") -> None:
+    def __init__(self, config: AggregationConfig, device: str, site: str) -> None:
         self.config = config
         self.device = device
         self.site = site
-        self.stream = stream
-        self._seq = first_seq
         self._last_frame: float | None = None  # wall time of the last processed frame
         self._open: _Window | None = None
         self._ready: list[dict[str, Any]] = []
         self._closed = False
         self._cells = breakdown_cells(config)
-
-    @property
-    def next_seq(self) -> int:
-        """The seq the next emitted window gets (persist it to continue after a restart)."""
-        return self._seq
 
     def observe(self, update: TrackerUpdate, wall: float) -> None:
         """Count one tracker update into the window holding ``wall``."""
@@ -235,8 +229,8 @@ class Aggregator:
         self._last_frame = None
 
     def snapshot(self) -> dict[str, Any] | None:
-        """The open window's payload as if it closed now (partial, suppressed, without taking a
-        seq): the durable checkpoint a run that dies without closing it leaves for the next run."""
+        """The open window's payload as if it closed now (partial, suppressed, not numbered):
+        the durable checkpoint a run that dies without closing it leaves for the next run."""
         if self._open is None or self._closed:
             return None
         w = self._open
@@ -251,7 +245,7 @@ class Aggregator:
             {k: Counter(v) for k, v in w.breakdowns.items()},
             w.observed,
         )
-        return self._payload(copy, seq=None)
+        return self._payload(copy)
 
     def tick(self, wall: float) -> list[dict[str, Any]]:
         """Payloads of every window that ended at or before ``wall``, oldest first."""
@@ -264,7 +258,7 @@ class Aggregator:
         """Publish the open window early with ``partial: true`` (shutdown).
 
         Call ``tick(wall)`` first: windows that ended before ``wall`` stay queued
-        for a later ``tick`` and carry lower seqs than the returned payload.
+        for a later ``tick`` (they come before the returned payload).
         """
         if self._closed:
             raise RuntimeError("aggregator is closed")
@@ -315,12 +309,10 @@ class Aggregator:
         return labels
 
     def _publish(self, w: _Window) -> dict[str, Any]:
-        """The window's payload with rule-based suppression applied; takes the next seq."""
-        payload = self._payload(w, self._seq)
-        self._seq += 1
-        return payload
+        """The window's payload with rule-based suppression applied, not yet numbered."""
+        return self._payload(w)
 
-    def _payload(self, w: _Window, seq: int | None) -> dict[str, Any]:
+    def _payload(self, w: _Window) -> dict[str, Any]:
         k = self.config.min_cell
         suppressed: list[str] = []
 
@@ -363,8 +355,8 @@ class Aggregator:
             "schema": SCHEMA,
             "device": self.device,
             "site": self.site,
-            "stream": self.stream,
-            "seq": seq,
+            "stream": None,  # numbered by the state store
+            "seq": None,
             "window": {
                 "start": _iso(start),
                 "end": _iso(start + self.config.window_s),

@@ -644,8 +644,8 @@ def _operator_error(exc: Exception, command: str) -> tuple[int, str] | None:
     from edge.config import ConfigError
     from edge.sinks import SinkError
     from edge.sources import SourceError
-    from edge.spool import StorageError
     from edge.state_lock import StateDirBusy
+    from edge.state_store import StorageError
 
     if isinstance(exc, ConfigError):  # its message names the file and line already
         return 2, str(exc)

@@ -562,9 +562,13 @@ class TlsConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class SpoolConfig:
-    """On-disk queue of windows not yet acknowledged by the broker."""
+    """Windows not yet acknowledged by the broker, kept in the state store (``edge.state_store``)."""
 
-    path: Path = _derived(_path("a spool database file"), lambda ctx: ctx.state_dir / "spool.sqlite3")
+    _forbidden: ClassVar[dict[str, str]] = {
+        "path": "no path: the spool lives in the state store, <state_dir>/state.sqlite3, numbered and "
+        "stored with each window in one transaction (remove this key; a spool.sqlite3 left in state_dir "
+        "is taken over at the next start)",
+    }
     max_windows: int = _leaf(10080, _integer("a window count >= 1", lo=1))
 
 
@@ -742,7 +746,7 @@ def _default_state_dir() -> Path:
 _DEVICE_ID = _text(
     "1 to 64 letters, digits, '_' or '-' (it becomes an MQTT client id and topic level)", r"[A-Za-z0-9_-]{1,64}"
 )
-_STATE_DIR = _path("a folder for persistent state (sequence numbers, spool)")
+_STATE_DIR = _path("a folder for persistent state (the state store: sequence numbers, spool, checkpoint)")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -2,20 +2,19 @@
 
 One thread captures (newest frame only); this loop detects, tracks, asks for
 attributes only for a track's few best observations, aggregates into
-wall-clock windows and hands finished windows to the sink. Every window gets
-its sequence number from the durable ``SeqStore`` before it is published, so
-numbers never repeat across restarts. SIGTERM/SIGINT close the open window
-early (``partial: true``) and the process exits 0.
+wall-clock windows and hands finished windows to the state store, which numbers
+and spools each in one transaction (``edge.state_store``), and the sink delivers
+them from there. SIGTERM/SIGINT close the open window early (``partial: true``)
+and the process exits 0. When the state store cannot be written, windows go out
+from memory and the daemon stops after delivering them, with 1, so the service
+manager restarts it on storage that works (or in memory again, without stopping).
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
-from collections import deque
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +31,8 @@ from edge.pipeline import FramePipeline
 from edge.sink_factory import build_sink
 from edge.sinks import Sink, pi_health
 from edge.sources import SourceError
-from edge.spool import SeqStore, Spool, StorageError
 from edge.state_lock import StateLock
+from edge.state_store import FILE_NAME, StateStore, StorageError
 from edge.tracker import Tracker, TrackerConfig, TrackerUpdate
 
 log = logging.getLogger(__name__)
@@ -122,32 +121,12 @@ def clock_step(last_wall: float, last_mono: float, wall: float, mono: float) -> 
     return step if abs(step) > CLOCK_STEP_S else 0.0
 
 
-def local_date(iso_utc: str) -> str:
-    """The device's local date (its time zone, e.g. ``timedatectl set-timezone``) at a UTC instant."""
-    moment = datetime.fromisoformat(iso_utc.replace("Z", "+00:00"))
-    return moment.astimezone().date().isoformat()
-
-
-def _with_today(window: dict, date: str, visitors: int) -> dict:
-    """The payload with ``today`` (the day's running total of published visitors) after ``visitors``."""
-    out: dict = {}
-    for key, value in window.items():
-        out[key] = value
-        if key == "visitors":
-            out["today"] = {"date": date, "visitors": visitors}
-    return out
-
-
-# Finished windows kept in memory while storage fails: a week of minute windows, about 10 MB.
-MAX_HELD_WINDOWS = 10080
-
-
-@dataclass
-class _Held:
-    """A finished window waiting to be numbered and handed to the sink."""
-
-    window: dict
-    numbered: bool = False
+# Unsent windows kept by a sink without a spool setting of its own (the jsonl sink): a week of
+# minute windows.
+DEFAULT_MAX_WINDOWS = 10080
+# After storage failed, how long the daemon waits for the sink to deliver what it holds before it
+# exits for a restart.
+DELIVER_BEFORE_EXIT_S = 30.0
 
 
 class Daemon:
@@ -167,82 +146,54 @@ class Daemon:
         self.lock = StateLock(Path(config.state_dir))
         self.lock.acquire()
         try:
-            self.analyzer = Analyzer(analyzer_config(config))
-            self.tracker = Tracker(tracker_config(config))
-            self.pipeline = FramePipeline(self.analyzer, self.tracker)
-            self.seq = SeqStore(Path(config.state_dir) / "seq.sqlite3")
-            self.aggregator = Aggregator(
-                window_config(config), config.device_id, config.site, self.seq.peek(), stream=self.seq.stream
+            spool = getattr(config.sink, "spool", None)
+            self.store = StateStore(
+                Path(config.state_dir) / FILE_NAME, spool.max_windows if spool is not None else DEFAULT_MAX_WINDOWS
             )
-            self.spool: Spool | None = None
-            if sink is None:
-                sink, self.spool = build_sink(config, breakdown_cells(window_config(config)))
-            self.sink = sink
         except BaseException:
             self.lock.release()
             raise
+        try:
+            self.analyzer = Analyzer(analyzer_config(config))
+            self.tracker = Tracker(tracker_config(config))
+            self.pipeline = FramePipeline(self.analyzer, self.tracker)
+            self.aggregator = Aggregator(window_config(config), config.device_id, config.site)
+            if sink is None:
+                sink = build_sink(config, breakdown_cells(window_config(config)), self.store)
+            self.sink = sink
+        except BaseException:
+            self.store.close()
+            self.lock.release()
+            raise
         self.stats = Stats(started=self.clock.monotonic())
-        self._held: deque[_Held] = deque()  # finished windows waiting for storage, oldest first
-        self._storage_failed = False
+        # Storage that fails at start leaves nothing a restart would fix: such a daemon keeps going
+        # in memory. One that fails while running stops after delivery, to be restarted.
+        self._failed_at_start = self.store.failure is not None
 
     # -- windows
 
     def _emit(self, windows: list[dict]) -> None:
-        """Number and hand over finished windows, oldest first. When the state store or the sink
-        cannot write (disk full, read-only, I/O error) they wait in memory, in order, and are
-        retried on every loop pass: a finished window is not lost while the process lives."""
-        self._held.extend(_Held(window) for window in windows)
-        if windows and self._storage_failed:
-            log.debug("window %s held (%d held)", windows[-1]["window"]["start"], len(self._held))
-        while self._held:
-            held = self._held[0]
-            try:
-                if not held.numbered:
-                    # The durable store numbers windows (committed before anyone sees them), so a
-                    # number is never reused after a crash; the same transaction drops the window's
-                    # checkpoint and adds its visitors to the day's.
-                    start = held.window["window"]["start"]
-                    seq, today = self.seq.number(start, local_date(start), held.window["visitors"])
-                    held.window = _with_today(held.window, local_date(start), today)
-                    held.window["seq"], held.numbered = seq, True
-                self.sink.publish_window(held.window)
-            except (sqlite3.Error, OSError) as exc:
-                if not self._storage_failed:
-                    log.error(
-                        "cannot store window %s..%s: %s; holding finished windows in memory (at most %d) "
-                        "and retrying until storage works again",
-                        held.window["window"]["start"],
-                        held.window["window"]["end"],
-                        exc,
-                        MAX_HELD_WINDOWS,
-                    )
-                self._storage_failed = True
-                while len(self._held) > MAX_HELD_WINDOWS:
-                    lost = self._held.popleft()
-                    log.error(
-                        "dropped held window %s: more than %d held", lost.window["window"]["start"], MAX_HELD_WINDOWS
-                    )
-                return
-            window = self._held.popleft().window
-            if self._storage_failed:
-                log.warning(
-                    "storage works again: window %s stored; %d held window(s) follow", window["seq"], len(self._held)
-                )
-                self._storage_failed = False
+        """Number and spool finished windows, oldest first (one transaction each), and let the sink
+        deliver them. A store that cannot write keeps them in memory (``StateStore.failure``)."""
+        store = self.store
+        for window in windows:
+            payload = store.finish(window)
+            self.sink.publish_window(payload)
             self.stats.windows += 1
-            visitors = window["visitors"]
+            visitors = payload["visitors"]
             log.info(
-                "window %s %s..%s: %s%s",
-                window["seq"],
-                window["window"]["start"],
-                window["window"]["end"],
+                "window %s %s..%s: %s%s%s",
+                payload["seq"],
+                payload["window"]["start"],
+                payload["window"]["end"],
                 f"{visitors} visitors" if visitors is not None else "visitors withheld (1 to min_cell - 1)",
-                " (partial)" if window["window"]["partial"] else "",
+                " (partial)" if payload["window"]["partial"] else "",
+                " (in memory only)" if store.failure is not None else "",
             )
 
     def _recover(self) -> None:
         """Publish the open window an unclean stop (SIGKILL, power loss) left as a checkpoint."""
-        saved = self.seq.checkpoint()
+        saved = self.store.checkpoint()
         if saved is None:
             return
         saved["window"]["partial"] = True
@@ -259,16 +210,27 @@ class Daemon:
         snapshot = self.aggregator.snapshot()
         if snapshot is None:
             return
-        try:
-            self.seq.save_checkpoint(snapshot)
-        except (sqlite3.Error, OSError) as exc:
-            log.debug("checkpoint not saved: %s", exc)  # the window itself is held when it finishes
-        else:
-            log.debug(
-                "checkpoint of window %s: %s visitors so far, %s s observed",
-                snapshot["window"]["start"],
-                snapshot["visitors"],
-                snapshot["observed_s"],
+        self.store.save_checkpoint(snapshot)
+        log.debug(
+            "checkpoint of window %s: %s visitors so far, %s s observed",
+            snapshot["window"]["start"],
+            snapshot["visitors"],
+            snapshot["observed_s"],
+        )
+
+    def _deliver_from_memory(self) -> None:
+        """Before the process ends with its windows in memory only: give the sink time to deliver."""
+        wait = getattr(self.sink, "wait_idle", None)
+        if self.store.depth() and wait is not None:
+            log.warning(
+                "waiting up to %.0f s for %d window(s) in memory to be delivered",
+                DELIVER_BEFORE_EXIT_S,
+                self.store.depth(),
+            )
+            wait(DELIVER_BEFORE_EXIT_S)
+        if self.store.depth():
+            log.error(
+                "%d window(s) kept in memory only could not be delivered and end with this process", self.store.depth()
             )
 
     # -- per frame
@@ -289,7 +251,9 @@ class Daemon:
             "dropped_frames": dropped,
             "uptime_s": round(self.clock.monotonic() - self.stats.started, 1),
             "windows": self.stats.windows,
-            "held_windows": len(self._held),
+            # Windows kept in memory only, because the state store cannot be written.
+            "held_windows": self.store.depth() if self.store.failure is not None else 0,
+            "storage": "ok" if self.store.failure is None else "failed",
             "version": __version__,
         }
         fields.update(pi_health(None))  # CPU temperature and throttling on a Pi, None elsewhere
@@ -313,6 +277,7 @@ class Daemon:
         timed = False  # the first frame sets the clocks' baseline (a replay starts on a window boundary)
         ready = False
         sink_failure: str | None = None
+        storage_failure: str | None = None
         try:
             self._recover()
             try:
@@ -368,6 +333,14 @@ class Daemon:
                             "ready: models loaded; no frames from the %s source yet, still retrying", config.source.type
                         )
                 self._emit(self.aggregator.tick(last_wall))
+                if self.store.failure is not None and not self._failed_at_start:
+                    storage_failure = self.store.failure
+                    log.critical(
+                        "%s; closing the open window, delivering what is held, then stopping so the service "
+                        "restarts on storage that works",
+                        storage_failure,
+                    )
+                    break
                 if live.progress != last_progress:
                     last_progress, last_progress_at = live.progress, now
                 if watchdog_s is not None and now - last_progress_at < stall_s:
@@ -390,17 +363,15 @@ class Daemon:
                     self.aggregator.observe(self.tracker.flush(last_mono), last_wall)
                     self._emit(self.aggregator.tick(last_wall))
                     self._emit([self.aggregator.close(last_wall)])
-                if self._held:
-                    log.error("%d finished window(s) could not be stored and end with this process", len(self._held))
+                if self.store.failure is not None:
+                    self._deliver_from_memory()
             finally:
                 if feed is not None:
                     feed.close()
                 self.sink.close()
-                if self.spool is not None:
-                    self.spool.close()
-                self.seq.close()
+                self.store.close()
                 self.lock.release()
-        if sink_failure is not None:
+        if sink_failure is not None or storage_failure is not None:
             return 1
         if feed is not None and feed.error is not None:
             log.error("the %s source gave up: %s", config.source.type, feed.error)

@@ -6,19 +6,18 @@ A new sink type is a config class in ``edge.config`` plus one builder here.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 from edge import __version__
 from edge.config import Config, JsonlSinkConfig, MqttSinkConfig, SinkConfig
 from edge.sinks import JsonlSettings, JsonlSink, MqttSettings, MqttSink, Sink, TlsSettings
-from edge.spool import Spool
+from edge.state_store import StateStore
 
 Cells = Mapping[str, tuple[str, ...]]  # breakdown -> the cells the config produces
 
 
-def _jsonl(config: Config, sink: SinkConfig, cells: Cells) -> tuple[Sink, Spool | None]:
+def _jsonl(config: Config, sink: SinkConfig, cells: Cells, store: StateStore) -> Sink:
     assert isinstance(sink, JsonlSinkConfig)
-    return JsonlSink(JsonlSettings(path=sink.path)), None
+    return JsonlSink(JsonlSettings(path=sink.path), spool=store)
 
 
 def mqtt_settings(config: Config, sink: MqttSinkConfig, cells: Cells) -> MqttSettings:
@@ -51,21 +50,18 @@ def mqtt_settings(config: Config, sink: MqttSinkConfig, cells: Cells) -> MqttSet
     )
 
 
-def _mqtt(config: Config, sink: SinkConfig, cells: Cells) -> tuple[Sink, Spool | None]:
+def _mqtt(config: Config, sink: SinkConfig, cells: Cells, store: StateStore) -> Sink:
     assert isinstance(sink, MqttSinkConfig)
-    settings = mqtt_settings(config, sink, cells)
-    Path(sink.spool.path).parent.mkdir(parents=True, exist_ok=True)
-    spool = Spool(sink.spool.path, sink.spool.max_windows)
-    return MqttSink(settings, spool, config.device_id, __version__), spool
+    return MqttSink(mqtt_settings(config, sink, cells), store, config.device_id, __version__)
 
 
-SINK_BUILDERS: dict[str, Callable[[Config, SinkConfig, Cells], tuple[Sink, Spool | None]]] = {
+SINK_BUILDERS: dict[str, Callable[[Config, SinkConfig, Cells, StateStore], Sink]] = {
     "jsonl": _jsonl,
     "mqtt": _mqtt,
 }
 
 
-def build_sink(config: Config, cells: Cells) -> tuple[Sink, Spool | None]:
-    """The configured sink; ``cells`` are the breakdown cells the config produces (dashboards get
-    exactly those)."""
-    return SINK_BUILDERS[type(config.sink).type](config, config.sink, cells)
+def build_sink(config: Config, cells: Cells, store: StateStore) -> Sink:
+    """The configured sink, delivering from ``store``'s spool; ``cells`` are the breakdown cells the
+    config produces (dashboards get exactly those)."""
+    return SINK_BUILDERS[type(config.sink).type](config, config.sink, cells, store)

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edge.spool import Spool
+from edge.state_store import StateStore
 
 HEALTH_SCHEMA = 1
 
@@ -47,7 +47,7 @@ def _read_throttled() -> dict[str, Any] | None:
     return {"raw": hex(value), **{name: bool(value >> bit & 1) for name, bit in _THROTTLE_BITS.items()}}
 
 
-def pi_health(spool: Spool | None = None) -> dict[str, Any]:
+def pi_health(spool: StateStore | None = None) -> dict[str, Any]:
     """CPU temperature, Raspberry Pi throttling flags (None where unavailable) and spool figures.
 
     Under-voltage and thermal throttling are the usual causes of a Pi that
@@ -60,7 +60,7 @@ def pi_health(spool: Spool | None = None) -> dict[str, Any]:
 
 
 def build_health(
-    fields: Mapping[str, Any], *, device_id: str, spool: Spool | None = None, now: float | None = None
+    fields: Mapping[str, Any], *, device_id: str, spool: StateStore | None = None, now: float | None = None
 ) -> dict[str, Any]:
     """A health message: the caller's ``fields`` plus device, timestamp and (when given) spool figures."""
     ts = datetime.fromtimestamp(time.time() if now is None else now, tz=timezone.utc)

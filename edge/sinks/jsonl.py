@@ -1,8 +1,15 @@
-"""A JSON-lines sink: one window per line, for debugging and for piping into other tools."""
+"""A JSON-lines sink: one window per line, for debugging and for piping into other tools.
+
+With a spool (the daemon's state store) a window is written, flushed (and fsynced for a file),
+then acknowledged: a window the file could not take (a full or failed disk) stays spooled and is
+written before the next one, so the file keeps every window once, in order.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 import threading
 from collections.abc import Mapping
@@ -11,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any, ClassVar
 
 from edge.sinks.base import Sink, SinkError, dumps
+from edge.state_store import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +35,12 @@ class JsonlSink(Sink):
 
     type_name: ClassVar[str] = "jsonl"
 
-    def __init__(self, settings: JsonlSettings | None = None, *, stream: IO[str] | None = None) -> None:
+    def __init__(
+        self, settings: JsonlSettings | None = None, *, stream: IO[str] | None = None, spool: StateStore | None = None
+    ) -> None:
         self.settings = settings or JsonlSettings()
+        self.spool = spool
+        self._failing = False
         self._lock = threading.Lock()
         self._owned = False
         if stream is not None:
@@ -43,12 +55,45 @@ class JsonlSink(Sink):
         self._closed = False
 
     def publish_window(self, payload: Mapping[str, Any]) -> None:
-        line = dumps(payload) + "\n"
         with self._lock:
             if self._closed:
                 raise SinkError("JsonlSink is closed")
-            self._stream.write(line)
+            if self.spool is None:
+                self._write(payload)
+                return
+            self.spool.put(payload)
+            for seq, spooled in self.spool.pending(limit=self.spool.max_windows):
+                try:
+                    self._write(spooled)
+                except OSError as exc:
+                    if not self._failing:
+                        log.error(
+                            "cannot write window %s to %s: %s; it stays spooled and is written before the next one",
+                            seq,
+                            self.settings.path,
+                            exc,
+                        )
+                    self._failing = True
+                    return
+                self.spool.ack(seq)
+            if self._failing:
+                log.warning("%s takes windows again", self.settings.path)
+                self._failing = False
+
+    def _write(self, payload: Mapping[str, Any]) -> None:
+        if not self._owned:
+            self._stream.write(dumps(payload) + "\n")
             self._stream.flush()
+            return
+        end = self._stream.tell()
+        try:
+            self._stream.write(dumps(payload) + "\n")
+            self._stream.flush()
+            os.fsync(self._stream.fileno())
+        except OSError:
+            with contextlib.suppress(OSError):  # no half line left for the retry to follow
+                self._stream.truncate(end)
+            raise
 
     def publish_health(self, health: Mapping[str, Any]) -> None:
         """Not written: the stream is a pure window log that consumers parse line by line."""

@@ -2,8 +2,8 @@
 
 ``MqttSink`` is built for an unattended device on an unreliable network:
 
-* a window is committed to the on-disk ``Spool`` before any attempt to send it,
-  and removed only when the broker acknowledges it (PUBACK for QoS 1), so a
+* a window is committed to the state store's spool (``edge.state_store``) before any
+  attempt to send it, and removed only when the broker acknowledges it (PUBACK for QoS 1), so a
   broker outage, a network outage, a crash or a power cut loses nothing (up to
   the spool's bound); delivery is at-least-once and consumers de-duplicate on
   ``(device, stream, seq)``;
@@ -53,7 +53,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge.sinks.base import Sink, SinkError, dumps
 from edge.sinks.discovery import STATUS_OFFLINE, STATUS_ONLINE, DiscoveryDevice, cells_of, entity_configs
 from edge.sinks.health import build_health
-from edge.spool import Spool
+from edge.state_store import StateStore
 
 log = logging.getLogger(__name__)
 _paho_log = logging.getLogger(__name__ + ".paho")
@@ -223,7 +223,7 @@ class MqttSink(Sink):
 
     type_name: ClassVar[str] = "mqtt"
 
-    def __init__(self, settings: MqttSettings, spool: Spool, device_id: str, version: str = "0") -> None:
+    def __init__(self, settings: MqttSettings, spool: StateStore, device_id: str, version: str = "0") -> None:
         if settings.protocol not in ("5", "3.1.1"):
             raise SinkError(f"MQTT protocol must be '5' or '3.1.1', got {settings.protocol!r}")
         if settings.max_inflight < 1:
@@ -346,7 +346,8 @@ class MqttSink(Sink):
             return self._idle_cv.wait_for(lambda: self._idle, timeout)
 
     def publish_window(self, payload: Mapping[str, Any]) -> None:
-        """Spool the window durably, then let the drain thread send it (in seq order after older ones)."""
+        """Let the drain thread send a window (in seq order after older ones); the state store
+        spooled it already when it numbered it (``put`` leaves a spooled window as it is)."""
         if self._closing:
             raise SinkError("MqttSink is closed")
         self.spool.put(payload)
