@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,8 +134,14 @@ class Daemon:
     """The processing loop; construct, then ``run()`` until ``stop`` is set or the file ends."""
 
     def __init__(
-        self, config: Config, stop: threading.Event, sink: Sink | None = None, clock: Clock | None = None
+        self,
+        config: Config,
+        stop: threading.Event,
+        sink: Callable[[StateStore], Sink] | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        """``sink``: builds the sink that delivers from the state store's spool (the configured
+        one when None)."""
         self.config = config
         self.stop = stop
         self.clock: Clock = clock or SystemClock()
@@ -159,8 +166,9 @@ class Daemon:
             self.pipeline = FramePipeline(self.analyzer, self.tracker)
             self.aggregator = Aggregator(window_config(config), config.device_id, config.site)
             if sink is None:
-                sink = build_sink(config, breakdown_cells(window_config(config)), self.store)
-            self.sink = sink
+                self.sink = build_sink(config, breakdown_cells(window_config(config)), self.store)
+            else:
+                self.sink = sink(self.store)
         except BaseException:
             self.store.close()
             self.lock.release()

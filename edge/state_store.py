@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 _BUSY_TIMEOUT_MS = 10_000  # another process (a previous instance) may still hold the file briefly
 DAYS_KEPT = 8  # day totals kept: today, and a week back for a clock that is behind
 FILE_NAME = "state.sqlite3"
-MARK_NAME = "state.mark"
 LEGACY_FILES = ("seq.sqlite3", "spool.sqlite3")  # before one store held everything
 
 T = TypeVar("T")
@@ -147,10 +146,11 @@ class StateStore:
         if max_windows < 1:
             raise ValueError(f"max_windows must be >= 1, got {max_windows}")
         self.path = Path(path)
-        self.mark_path = self.path.with_name(MARK_NAME)
+        self.mark_path = self.path.with_suffix(".mark")  # state.sqlite3 -> state.mark
         self.max_windows = max_windows
         self._lock = threading.Lock()
-        self.failure: str | None = None  # why windows live in memory only; None while durable
+        self.failure: str | None = None  # why windows live in memory only (storage failed)
+        self._durable = not memory
         self.notices: list[str] = []  # what opening found and did (a new stream, a file moved aside)
         if memory:
             self._conn = self._memory()
@@ -327,7 +327,7 @@ class StateStore:
     def _write_mark(self, c: sqlite3.Connection) -> None:
         """Mirror the highest seq taken and the day totals into the mark (after the commit that
         took them; a mark behind its database by a crash in between is harmless)."""
-        if self.failure is not None:
+        if not self._durable:
             return
         days = dict(c.execute("SELECT date, visitors FROM days").fetchall())
         mark = {"stream": self._get(c=c, key="stream"), "seq": int(self._get(c=c, key="next")) - 1, "days": days}
@@ -389,6 +389,7 @@ class StateStore:
         with contextlib.suppress(sqlite3.Error):
             disk.close()
         self._conn = memory
+        self._durable = False
         self._init_meta(memory, next_seq)
         self.stream = self._get(c=memory, key="stream")
         self.failure = f"state file {self.path} cannot be written: {getattr(exc, 'strerror', None) or exc}"

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+from functools import partial
 from pathlib import Path
 from typing import TextIO
 
@@ -17,6 +18,7 @@ from edge.config import parse_config
 from edge.daemon import Daemon
 from edge.scenes import Visitor
 from edge.sinks import JsonlSettings, JsonlSink
+from edge.state_store import StateStore
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -34,11 +36,16 @@ def config(tmp_path: Path, video: Path, **overrides: object) -> dict:
     return doc
 
 
+def jsonl_sink(path: Path, store: StateStore) -> JsonlSink:
+    """A jsonl sink writing to ``path`` that delivers from the daemon's state store."""
+    return JsonlSink(JsonlSettings(path=str(path)), spool=store)
+
+
 def run_daemon(tmp_path: Path, doc: dict) -> list[dict]:
     cfg = parse_config(doc)
     out = tmp_path / "windows.jsonl"
-    with JsonlSink(JsonlSettings(path=str(out))) as sink:
-        assert Daemon(cfg, threading.Event(), sink=sink).run() == 0
+    sink = partial(jsonl_sink, out)
+    assert Daemon(cfg, threading.Event(), sink=sink).run() == 0  # the daemon closes its sink
     return [json.loads(line) for line in out.read_text().splitlines()]
 
 

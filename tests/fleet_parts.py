@@ -22,7 +22,7 @@ from mqtt_broker import HOST
 from pg_database import connect, server_params
 
 from edge.sinks import MqttSettings, MqttSink
-from edge.spool import Spool
+from edge.state_store import StateStore
 
 REPO = Path(__file__).resolve().parents[1]
 WAIT = 60.0  # upper bound for a wait on a loaded machine; normally seconds
@@ -157,7 +157,7 @@ class Device:
     def __init__(self, workdir: Path, name: str, port: int) -> None:
         self.name = name
         self.stream = str(uuid.uuid4())
-        self.spool = Spool(workdir / f"{name}.spool.sqlite3", 100_000)
+        self.spool = StateStore(workdir / f"{name}.spool.sqlite3", 100_000)
         settings = MqttSettings(
             host=HOST,
             port=port,

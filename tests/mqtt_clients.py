@@ -178,10 +178,10 @@ def subscribers() -> Iterator[Callable[..., Subscriber]]:
 HELPER = textwrap.dedent("""
     import sys
     from edge.sinks import MqttSettings, MqttSink
-    from edge.spool import Spool
+    from edge.state_store import StateStore
     mode, spool_path, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     settings = MqttSettings(host="127.0.0.1", port=port, keepalive=2, reconnect_min_s=0.1, reconnect_max_s=0.5)
-    sink = MqttSink(settings, Spool(spool_path, max(100, n)), "cam1", "test")
+    sink = MqttSink(settings, StateStore(spool_path, max(100, n)), "cam1", "test")
     if mode == "spool":
         for seq in range(1, n + 1):
             sink.publish_window({"schema": 1, "device": "cam1", "seq": seq, "visitors": seq})

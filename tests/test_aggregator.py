@@ -22,7 +22,6 @@ from edge.records import Attributes
 from edge.tracker import TrackerUpdate, VisitorEnded, VisitorStarted
 
 NOON = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc).timestamp()
-STREAM = "6f1c2b1e-0000-4000-8000-000000000001"
 TOP_KEYS = [
     "schema",
     "device",
@@ -41,8 +40,8 @@ TOP_KEYS = [
 ]
 
 
-def agg(first_seq: int = 7, **kw: Any) -> Aggregator:
-    return Aggregator(AggregationConfig(**kw), device="lobby-1", site="hq", first_seq=first_seq, stream=STREAM)
+def agg(**kw: Any) -> Aggregator:
+    return Aggregator(AggregationConfig(**kw), device="lobby-1", site="hq")
 
 
 def started(n: int) -> tuple[VisitorStarted, ...]:
@@ -59,7 +58,7 @@ def test_windows_align_to_utc_wall_clock() -> None:
     assert a.tick(NOON + 59.999) == []
     (p,) = a.tick(NOON + 60.0)
     assert p["window"] == {"start": "2024-05-01T12:00:00Z", "end": "2024-05-01T12:01:00Z", "partial": True}
-    assert p["seq"] == 7 and a.next_seq == 8
+    assert p["stream"] is None and p["seq"] is None  # the state store numbers windows
 
 
 def test_window_started_on_a_boundary_is_complete() -> None:
@@ -69,34 +68,31 @@ def test_window_started_on_a_boundary_is_complete() -> None:
     assert p["window"] == {"start": "2024-05-01T12:10:00Z", "end": "2024-05-01T12:15:00Z", "partial": False}
 
 
-def test_empty_windows_are_emitted_with_contiguous_seq() -> None:
-    a = agg(first_seq=100, min_cell=1)
+def test_empty_windows_are_emitted_in_order() -> None:
+    a = agg(min_cell=1)
     a.observe(TrackerUpdate(new_visitors=started(2), active=2), NOON + 10)
     a.observe(TrackerUpdate(new_visitors=started(1), active=1), NOON + 200)  # rolls over 12:00..12:02
     out = a.tick(NOON + 250)
     out += a.tick(NOON + 245)  # clock went back: nothing new
     out += a.tick(NOON + 300)
-    assert [p["seq"] for p in out] == [100, 101, 102, 103, 104]
     assert [p["window"]["start"][11:16] for p in out] == ["12:00", "12:01", "12:02", "12:03", "12:04"]
     assert [p["visitors"] for p in out] == [2, 0, 0, 1, 0]
     # 12:00 started mid-window; 12:01, 12:02 and 12:04 saw no processed frame, so their zeros
     # are "not observed" (partial), unlike 12:03, which was watched.
     assert [p["window"]["partial"] for p in out] == [True, True, True, False, True]
     assert out[1]["faces"] == {"peak": 0, "mean": 0.0}
-    assert a.next_seq == 105
 
 
 def test_close_publishes_partial_window() -> None:
-    a = agg(first_seq=3, min_cell=1)
+    a = agg(min_cell=1)
     a.observe(TrackerUpdate(new_visitors=started(1), active=1), NOON)
     assert a.tick(NOON + 59) == []
     a.observe(TrackerUpdate(ended=ended(Attributes())), NOON + 70)  # in the next window
-    assert [p["seq"] for p in a.tick(NOON + 75)] == [3]
+    assert [p["window"]["start"] for p in a.tick(NOON + 75)] == ["2024-05-01T12:00:00Z"]
     p = a.close(NOON + 80)
-    assert p["seq"] == 4 and p["window"]["partial"] is True
+    assert p["window"]["partial"] is True
     assert p["window"]["start"] == "2024-05-01T12:01:00Z" and p["window"]["end"] == "2024-05-01T12:02:00Z"
     assert p["dwell_s"]["n"] == 1
-    assert a.next_seq == 5
     with pytest.raises(RuntimeError):
         a.observe(TrackerUpdate(), NOON + 81)
 
@@ -112,7 +108,7 @@ def test_large_clock_jump_is_not_filled_with_empty_windows() -> None:
     out = a.tick(NOON)
     assert len(out) == 1 and out[0]["window"]["start"] == "1970-01-01T00:00:00Z"
     (p,) = a.tick(NOON + 60)
-    assert p["seq"] == out[0]["seq"] + 1 and p["window"]["start"] == "2024-05-01T12:00:00Z"
+    assert p["window"]["start"] == "2024-05-01T12:00:00Z"
 
 
 def test_payload_schema_is_exact() -> None:
@@ -125,8 +121,8 @@ def test_payload_schema_is_exact() -> None:
         "schema": 2,
         "device": "lobby-1",
         "site": "hq",
-        "stream": STREAM,
-        "seq": 7,
+        "stream": None,
+        "seq": None,
         "window": {"start": "2024-05-01T12:00:00Z", "end": "2024-05-01T12:01:00Z", "partial": False},
         "observed_s": 1.0,  # two frames a second apart
         "visitors": 1,
@@ -267,7 +263,7 @@ def test_no_published_number_reveals_a_small_group(
     k: int, ethnicity: bool, people: list[Attributes], n_started: int | None, active: list[int]
 ) -> None:
     config = AggregationConfig(min_cell=k, ethnicity=ethnicity)
-    a = Aggregator(config, device="d", site="s", first_seq=0)
+    a = Aggregator(config, device="d", site="s")
     visitors = len(people) if n_started is None else n_started
     for i, n in enumerate(active):
         a.observe(TrackerUpdate(active=n), NOON + i)
@@ -346,10 +342,10 @@ def test_snapshot_is_the_open_window_as_if_closed_now_and_changes_nothing() -> N
     frames(a, NOON, NOON + 20, fps=2)
     a.observe(TrackerUpdate(new_visitors=started(3), active=3), NOON + 20.5)
     snap = a.snapshot()
-    assert snap is not None and snap["seq"] is None and snap["stream"] == STREAM
+    assert snap is not None and snap["seq"] is None
     assert snap["window"]["partial"] is True and snap["visitors"] == 3 and snap["observed_s"] == 20.5
     (p,) = a.tick(NOON + 61)
-    assert p["seq"] == 7 and p["visitors"] == 3 and p["window"]["partial"] is False  # the snapshot took nothing
+    assert p["visitors"] == 3 and p["window"]["partial"] is False  # the snapshot took nothing
 
 
 def test_snapshot_is_suppressed_like_a_published_window() -> None:
@@ -369,7 +365,6 @@ def test_a_forward_clock_step_closes_the_window_without_a_burst_of_empty_ones() 
         ("2024-05-01T12:00:00Z", True, 2),  # closed early by the step
         ("2024-05-01T13:00:00Z", True, 1),  # counting resumed mid-window on the new clock
     ]
-    assert [p["seq"] for p in out] == [7, 8]
 
 
 def test_a_backward_clock_step_closes_the_window_and_counts_on_in_the_earlier_one() -> None:
@@ -384,4 +379,4 @@ def test_a_backward_clock_step_closes_the_window_and_counts_on_in_the_earlier_on
         2,
     )
     (second,) = a.tick(NOON + 61)  # the new clock's window closes on the new clock, a minute later
-    assert (second["window"]["start"], second["visitors"], second["seq"]) == ("2024-05-01T12:00:00Z", 1, 8)
+    assert (second["window"]["start"], second["visitors"]) == ("2024-05-01T12:00:00Z", 1)

@@ -63,7 +63,6 @@ def test_example_config_parses() -> None:
     assert isinstance(config.source, Picamera2SourceConfig)
     assert isinstance(config.sink, MqttSinkConfig)
     assert config.sink.topic_prefix == "edge/lobby-1/"
-    assert config.sink.spool.path == config.state_dir / "spool.sqlite3"
     assert config.attributes.ethnicity is False
 
 
@@ -156,7 +155,6 @@ def test_state_dir_from_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/edge:/var/lib/other")
     config = parse_config(with_(MINIMAL, sink={"type": "mqtt"}))
     assert config.state_dir == Path("/var/lib/edge")
-    assert config.sink.spool.path == Path("/var/lib/edge/spool.sqlite3")
 
 
 def test_mqtt_defaults_derive_from_device_and_state_dir(tmp_path: Path) -> None:
@@ -165,7 +163,7 @@ def test_mqtt_defaults_derive_from_device_and_state_dir(tmp_path: Path) -> None:
     assert isinstance(sink, MqttSinkConfig)
     assert (sink.host, sink.port, sink.protocol, sink.keepalive, sink.qos) == ("localhost", 1883, "5", 60, 1)
     assert sink.topic_prefix == "edge/lobby-1/"
-    assert sink.spool.path == tmp_path / "spool.sqlite3" and sink.spool.max_windows == 10080
+    assert sink.spool.max_windows == 10080
     assert sink.tls is None and sink.health_interval_s == 30
     assert sink.discovery.enabled and sink.discovery.prefix == "homeassistant"
 
@@ -285,6 +283,14 @@ def test_bad_values_name_their_key(change: dict[str, Any], path: str) -> None:
     err = error_for(with_(MINIMAL, **change))
     assert [e.path for e in err.errors] == [path], str(err)
     assert str(err).startswith(f"config error: {path}: expected ")
+
+
+def test_a_spool_path_is_refused_because_the_spool_lives_in_the_state_store() -> None:
+    """Two configs could name one spool file and publish each other's windows; the spool now lives
+    in the state directory, which one daemon locks."""
+    err = error_for(with_(MINIMAL, sink={"type": "mqtt", "spool": {"path": "/var/lib/edge/spool.sqlite3"}}))
+    assert [e.path for e in err.errors] == ["sink.spool.path"], str(err)
+    assert "state.sqlite3" in str(err) and "remove this key" in str(err)
 
 
 def test_missing_source_is_an_error() -> None:

@@ -4,6 +4,7 @@ Its behaviour under faults (signals, full disk, clock steps, ...) is in tests/fa
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -156,16 +157,20 @@ def test_logs_and_state_hold_no_per_person_data(tmp_path: Path, caplog: pytest.L
     for record in caplog.records:
         text = record.getMessage().lower()
         assert "box" not in text and "track_key" not in text and "detection(" not in text, text
-    # The state directory holds the durable counters (seq, stream, day total, the open window's
-    # aggregate checkpoint) and the instance lock (a pid): no images, no tracks.
+    # The state directory holds the state store (seq, stream, day totals, the open window's
+    # aggregate checkpoint, unsent windows), its mark and the instance lock (a pid): no images, no
+    # tracks.
     files = sorted(p.name for p in (tmp_path / "state").iterdir())
-    assert all(name.startswith("seq.sqlite3") or name == "daemon.lock" for name in files), files
+    assert all(name.startswith("state.sqlite3") or name in ("state.mark", "daemon.lock") for name in files), files
     assert (tmp_path / "state" / "daemon.lock").read_text().strip().isdigit()
-    with closing(sqlite3.connect(tmp_path / "state" / "seq.sqlite3")) as db:
-        keys = {k for (k,) in db.execute("SELECT key FROM text_state")} | {
-            k for (k,) in db.execute("SELECT key FROM seq_state")
-        }
-    assert keys <= {"next", "stream", "day", "checkpoint"}, keys
+    with closing(sqlite3.connect(tmp_path / "state" / "state.sqlite3")) as db:
+        keys = {k for (k,) in db.execute("SELECT key FROM meta")}
+        days = db.execute("SELECT * FROM days").fetchall()
+        unsent = db.execute("SELECT COUNT(*) FROM spool").fetchone()[0]
+    assert keys <= {"next", "stream", "evicted", "last_start", "checkpoint"}, keys
+    assert sum(visitors for _, visitors in days) == 2 and unsent == 0  # written to the jsonl file, acknowledged
+    mark = json.loads((tmp_path / "state" / "state.mark").read_text())
+    assert set(mark) == {"stream", "seq", "days"}
 
 
 def test_switched_off_attributes_are_left_out_of_the_windows(tmp_path: Path) -> None:

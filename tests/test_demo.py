@@ -26,7 +26,7 @@ from daemon_proc import REPO
 from mqtt_broker import MOSQUITTO_MISSING
 
 from edge.commands.demo import DEVICE_ID, VIDEO_NAME, ensure_video
-from edge.spool import Spool
+from edge.state_store import StateStore
 
 pytestmark = pytest.mark.skipif(bool(MOSQUITTO_MISSING), reason=MOSQUITTO_MISSING)
 
@@ -118,7 +118,7 @@ def test_stop_publishes_open_window_as_partial_and_stops_the_broker(
         assert last["seq"] > first_seq, "the window open at the signal must be published, after the first"
         assert last["window"]["partial"] is True
         assert [line for line in seen if line.startswith(STATUS)][-1].split()[-1] == "offline"
-        with Spool(tmp_path / "state" / "spool.sqlite3", 100) as spool:
+        with StateStore(tmp_path / "state" / "state.sqlite3", 100) as spool:
             assert spool.depth() == 0, "every window reached the broker"
         assert broker_pids(conf) == [], "the demo must stop its own mosquitto (no orphan)"
         assert not [w for w in FAILURE_WORDS if w.lower() in stderr.lower()], stderr

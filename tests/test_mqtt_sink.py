@@ -29,14 +29,14 @@ from edge.sinks import (
     read_password,
 )
 from edge.sinks.forget import forget_device
-from edge.spool import Spool
+from edge.state_store import StateStore
 
 
 def test_windows_in_order_status_and_discovery(
     mqtt_broker: Broker, tmp_path: Path, subscribers: Callable[..., Subscriber]
 ) -> None:
     sub = subscribers(mqtt_broker.port, [f"edge/{DEVICE}/#"])
-    spool = Spool(tmp_path / "spool.db", 100)
+    spool = StateStore(tmp_path / "spool.db", 100)
     sink = MqttSink(settings(mqtt_broker.port), spool, DEVICE, "1.2.3")
     assert sink.wait_connected(WAIT)
     for seq in range(1, 7):
@@ -125,7 +125,7 @@ def test_last_will_marks_a_killed_sink_offline(
 
 def test_missing_password_or_ca_file_names_the_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     missing = tmp_path / "nope" / "mqtt-password"
-    with Spool(tmp_path / "spool.db", 10) as spool:
+    with StateStore(tmp_path / "spool.db", 10) as spool:
         with pytest.raises(SinkError, match=re.escape(str(missing))):
             MqttSink(settings(1, username="u", password_file=missing), spool, DEVICE, "t")
         with pytest.raises(SinkError, match=re.escape(f"CA file {missing}")):
@@ -171,7 +171,7 @@ def test_discovery_follows_the_config_and_clears_what_it_no_longer_produces(
     mqtt_broker: Broker, tmp_path: Path, subscribers: Callable[..., Subscriber]
 ) -> None:
     before = (("gender", "female"), ("gender", "male"), ("gender", "unknown"), ("age", "0-17"), ("age", "18+"))
-    spool = Spool(tmp_path / "spool.db", 100)
+    spool = StateStore(tmp_path / "spool.db", 100)
     with MqttSink(settings(mqtt_broker.port, discovery_cells=before, window_s=60), spool, DEVICE, "1") as sink:
         assert sink.wait_connected(WAIT)
     configs = [t for t in retained_now(mqtt_broker.port, subscribers, ["homeassistant/#"])]
@@ -205,8 +205,8 @@ def test_discovery_follows_the_config_and_clears_what_it_no_longer_produces(
 def test_forget_removes_the_device_from_the_broker(
     mqtt_broker: Broker, tmp_path: Path, subscribers: Callable[..., Subscriber]
 ) -> None:
-    spool = Spool(tmp_path / "spool.db", 100)
-    other = Spool(tmp_path / "other.db", 100)
+    spool = StateStore(tmp_path / "spool.db", 100)
+    other = StateStore(tmp_path / "other.db", 100)
     cells = (("gender", "female"),)
     with (
         MqttSink(settings(mqtt_broker.port, discovery_cells=cells), spool, DEVICE, "1") as sink,
@@ -245,7 +245,7 @@ def test_a_window_from_an_older_config_gets_no_entities_the_current_config_does_
     cells += tuple(("expression", e) for e in ("neutral", "happy", "sad", "angry", "fearful", "disgusted"))
     cells += (("expression", "surprised"), ("expression", "unknown"))
     sub = subscribers(mqtt_broker.port, ["homeassistant/#", COUNTS])
-    spool = Spool(tmp_path / "spool.db", 100)
+    spool = StateStore(tmp_path / "spool.db", 100)
     with MqttSink(settings(mqtt_broker.port, discovery_cells=cells), spool, DEVICE, "1") as sink:
         assert sink.wait_connected(WAIT)
         sink.publish_window(window(1))  # has gender

@@ -38,6 +38,7 @@ from mqtt_broker import HOST, Broker
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.aggregator import AggregationConfig, Aggregator
+from edge.state_store import StateStore
 
 REPO = Path(__file__).resolve().parent.parent
 NODERED_DIR = REPO / "edge" / "integrations" / "nodered"
@@ -77,14 +78,16 @@ class Stream:
 
     def __init__(self, device: str) -> None:
         self.device = device
-        self.id = str(uuid.uuid4())
-        self._agg = Aggregator(AggregationConfig(window_s=60), device, "nodered-test", first_seq=1, stream=self.id)
+        self._store = StateStore(Path(":memory:"), 100_000, memory=True)  # numbers them, as on a device
+        self.id = self._store.stream
+        self._agg = Aggregator(AggregationConfig(window_s=60), device, "nodered-test")
         self._agg.tick(0.0)  # opens window 0; each later minute closes one window with the next seq
         self._payloads: dict[int, bytes] = {}
 
     def payload(self, seq: int) -> bytes:
         while seq not in self._payloads:
             for w in self._agg.tick(60.0 * (len(self._payloads) + 1)):
+                w = self._store.finish(w)
                 self._payloads[w["seq"]] = json.dumps(w).encode()
         return self._payloads[seq]
 

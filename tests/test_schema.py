@@ -10,14 +10,13 @@ import pytest
 from payload_schema import SCHEMAS, check, validator
 
 from edge.aggregator import AggregationConfig, Aggregator
-from edge.daemon import _with_today
 from edge.records import Attributes
 from edge.sinks import build_health, pi_health
+from edge.state_store import StateStore
 from edge.tracker import TrackerUpdate, VisitorEnded, VisitorStarted
 
 REPO = Path(__file__).resolve().parent.parent
 NOON = 1_764_504_000.0  # 2025-11-30T12:00:00Z
-STREAM = "9b2f0c4e-5d1a-4c7e-8f3b-2a6d9e1c7b40"
 
 
 def readme_keys(heading: str) -> list[str]:
@@ -41,9 +40,10 @@ def test_the_readme_example_is_a_valid_window() -> None:
 
 @pytest.mark.parametrize("min_cell", [1, 5])
 @pytest.mark.parametrize("ethnicity", [False, True])
-def test_aggregator_windows_match_the_schema(min_cell: int, ethnicity: bool) -> None:
+def test_aggregator_windows_match_the_schema(min_cell: int, ethnicity: bool, tmp_path: Path) -> None:
     config = AggregationConfig(window_s=60, min_cell=min_cell, ethnicity=ethnicity)
-    a = Aggregator(config, "lobby-1", "hq", 1, stream=STREAM)
+    a = Aggregator(config, "lobby-1", "hq")
+    store = StateStore(tmp_path / "state.sqlite3", 100)
     people = [Attributes(age=30.0 + i, gender="female" if i % 3 else "male", expression="happy") for i in range(7)]
     a.observe(TrackerUpdate(new_visitors=tuple(VisitorStarted(p) for p in people), active=7), NOON + 1)
     a.observe(TrackerUpdate(ended=tuple(VisitorEnded(5.0 + i, p) for i, p in enumerate(people)), active=2), NOON + 2)
@@ -52,20 +52,22 @@ def test_aggregator_windows_match_the_schema(min_cell: int, ethnicity: bool) -> 
     assert len(windows) == 4
     for w in windows:
         with pytest.raises(AssertionError, match="today"):
-            check("window", w)  # the daemon adds the day's running total when it numbers a window
-        check("window", _with_today(w, "2025-11-30", 7))
-    snapshot = Aggregator(config, "lobby-1", "hq", 1, stream=STREAM)
+            check("window", w)  # the state store numbers a window and adds the day's running total
+        check("window", store.finish(w))
+    snapshot = Aggregator(config, "lobby-1", "hq")
     snapshot.observe(TrackerUpdate(active=1), NOON)
     saved = snapshot.snapshot()
     assert saved is not None and saved["seq"] is None  # a checkpoint is numbered when it is published
-    check("window", _with_today(dict(saved, seq=1), "2025-11-30", 0))
+    check("window", store.finish(saved))
+    store.close()
 
 
-def test_a_window_with_an_unknown_key_or_a_missing_one_is_refused() -> None:
-    a = Aggregator(AggregationConfig(window_s=60), "lobby-1", "hq", 1, stream=STREAM)
+def test_a_window_with_an_unknown_key_or_a_missing_one_is_refused(tmp_path: Path) -> None:
+    a = Aggregator(AggregationConfig(window_s=60), "lobby-1", "hq")
     a.observe(TrackerUpdate(), NOON)
     (w,) = a.tick(NOON + 61)
-    w = _with_today(w, "2025-11-30", 0)
+    with StateStore(tmp_path / "state.sqlite3", 100) as store:
+        w = store.finish(w)
     check("window", w)
     with pytest.raises(AssertionError, match="track_id"):
         check("window", dict(w, track_id=3))
@@ -74,8 +76,6 @@ def test_a_window_with_an_unknown_key_or_a_missing_one_is_refused() -> None:
 
 
 def test_health_messages_match_the_schema(tmp_path: Path) -> None:
-    from edge.spool import Spool
-
     fields = {
         "fps": 14.9,
         "processed_frames": 1000,
@@ -90,7 +90,8 @@ def test_health_messages_match_the_schema(tmp_path: Path) -> None:
         **pi_health(None),
     }
     check("health", build_health(fields, device_id="lobby-1"))
-    with Spool(tmp_path / "spool.sqlite3", 10) as spool:
+    check("health", build_health(dict(fields, storage="failed", held_windows=3), device_id="lobby-1"))
+    with StateStore(tmp_path / "spool.sqlite3", 10) as spool:
         msg = build_health(fields, device_id="lobby-1", spool=spool)
     msg["mqtt"] = {"connected": True, "in_flight": 0, "refused": 0, "refused_window": None}
     check("health", msg)

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from filesystems import failing_ext4, fill, tmpfs
 
-from edge.state_store import MARK_NAME, StateStore, StorageError
+from edge.state_store import StateStore, StorageError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -244,7 +244,7 @@ def test_a_restored_copy_or_a_lost_mark_starts_a_new_stream(tmp_path: Path) -> N
     with store(tmp_path) as s:
         restored = s.finish(window(3))
         assert restored["stream"] != stream and restored["seq"] == 4
-    (tmp_path / MARK_NAME).unlink()
+    (tmp_path / "state.mark").unlink()
     with store(tmp_path) as s:
         assert s.finish(window(4))["stream"] != restored["stream"]
     # A state file lost while its mark stays: a new file, and numbering continues above the mark.

@@ -235,7 +235,7 @@ def _pipeline_run(
     from edge.tracker import Tracker
 
     base, _ = crowd_frame(n, width, height, 60.0 * height / 480, seed=n)
-    tracker, agg = Tracker(tracker_config), Aggregator(AggregationConfig(window_s=60), "bench", "bench", 1)
+    tracker, agg = Tracker(tracker_config), Aggregator(AggregationConfig(window_s=60), "bench", "bench")
     pipeline = FramePipeline(analyzer, tracker)
     frames = int(duration_s * fps)
     times: list[float] = []

@@ -12,18 +12,19 @@ import logging
 import shutil
 import signal
 import sqlite3
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import paho.mqtt.publish as mqtt_publish
 import pytest
 import yaml
-from daemon_proc import REPO, LogLines, config, run_daemon, run_edge, spawn_daemon, walker, watch
+from daemon_proc import REPO, LogLines, config, jsonl_sink, run_daemon, run_edge, spawn_daemon, walker, watch
+from filesystems import failing_ext4, fill, tmpfs
 from mqtt_broker import HOST, Broker
 from mqtt_clients import LogWaiter, Subscriber
 
@@ -31,8 +32,8 @@ from edge.cli import main
 from edge.config import parse_config
 from edge.daemon import Daemon
 from edge.scenes import Scene, write_video
-from edge.sinks import JsonlSettings, JsonlSink, MqttSettings, MqttSink
-from edge.spool import Spool
+from edge.sinks import MqttSettings, MqttSink
+from edge.state_store import StateStore
 
 
 def live_config(tmp_path: Path, **overrides: object) -> dict:
@@ -63,7 +64,7 @@ def saved_checkpoint(state_db: Path) -> dict | None:
         return None
     with closing(sqlite3.connect(f"file:{state_db}?mode=ro", uri=True, timeout=10)) as db:
         try:
-            row = db.execute("SELECT value FROM text_state WHERE key = 'checkpoint'").fetchone()
+            row = db.execute("SELECT value FROM meta WHERE key = 'checkpoint'").fetchone()
         except sqlite3.OperationalError:  # the tables are not created yet
             return None
     return None if row is None else json.loads(row[0])
@@ -80,7 +81,7 @@ def test_sigkill_loses_at_most_the_time_since_the_last_checkpoint(tmp_path: Path
     )
     proc = spawn_daemon(tmp_path, doc, "-v")
     seen: list[str] = []
-    state_db = tmp_path / "state" / "seq.sqlite3"
+    state_db = tmp_path / "state" / "state.sqlite3"
     try:
         assert watch(proc.stderr, ": 1 visitors so far", seen).wait(90), "".join(seen)  # a checkpoint with a visitor
         proc.kill()  # no chance to close the window
@@ -121,19 +122,6 @@ def test_a_second_daemon_on_the_same_state_dir_is_refused_and_sighup_closes_the_
     assert "received SIGHUP" in "".join(seen)
 
 
-@contextmanager
-def tmpfs(mount_point: Path, options: str) -> Iterator[Path]:
-    """A real tmpfs mounted at ``mount_point`` for the block (needs root, as in CI; skips otherwise)."""
-    mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.decode().strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 4 MB tmpfs: a state directory whose disk can really fill up."""
@@ -141,20 +129,18 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount_point
 
 
-def fill(folder: Path) -> Path:
-    """Write a file until the disk is full."""
-    filler = folder / "filler"
-    # Unbuffered: every write reaches the disk, so the full disk shows there and not at close.
-    with filler.open("wb", buffering=0) as fh:
-        try:
-            while True:
-                fh.write(b"\0" * 65536)
-        except OSError:
-            pass
-    return filler
+def published(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_a_full_disk_holds_finished_windows_in_memory_until_space_returns(tmp_path: Path, small_disk: Path) -> None:
+def contiguous(windows: list[dict]) -> bool:
+    starts = [datetime.fromisoformat(w["window"]["start"].replace("Z", "+00:00")).timestamp() for w in windows]
+    return all(b - a in (0, 1) for a, b in zip(starts, starts[1:]))  # 0: a window split by a restart
+
+
+def test_a_full_disk_sends_windows_from_memory_then_restarts(tmp_path: Path, small_disk: Path) -> None:
+    """Storage that fails while running: the windows go out from memory under a new stream, said
+    once, and the daemon exits 1 after delivering them, so the service manager restarts it."""
     doc = live_config(
         tmp_path, aggregation={"window_s": 1, "min_cell": 1, "checkpoint_s": 0.5}, state_dir=str(small_disk / "state")
     )
@@ -162,22 +148,17 @@ def test_a_full_disk_holds_finished_windows_in_memory_until_space_returns(tmp_pa
     log = LogLines(proc.stderr)
     try:
         assert log.wait_for("window 3 ", 60), log.text()
-        filler = fill(small_disk)
-        assert log.wait_for("cannot store window", 30), log.text()
-        stored = log.count("window ")
-        # Later windows finish while the disk is full: held, not lost, and the error is logged once.
-        assert log.wait_for("(3 held)", 30), log.text()
-        filler.unlink()  # space returns
-        assert log.wait_for("storage works again", 30), log.text()
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0, log.text()
+        fill(small_disk)
+        assert proc.wait(timeout=60) == 1, log.text()
     finally:
         proc.kill()
-    assert log.count("cannot store window") == 1 and stored >= 3
-    windows = [json.loads(line) for line in (tmp_path / "windows.jsonl").read_text().splitlines()]
-    assert [w["seq"] for w in windows] == list(range(1, len(windows) + 1))
-    starts = [datetime.fromisoformat(w["window"]["start"].replace("Z", "+00:00")).timestamp() for w in windows]
-    assert all(b - a == 1 for a, b in zip(starts, starts[1:])), starts  # no finished window missing
+    text = log.text()
+    assert text.count("cannot be written") >= 1 and "delivered from memory under a new stream" in text, text
+    assert "stopping so the service restarts" in text and "(in memory only)" in text, text
+    windows = published(tmp_path / "windows.jsonl")
+    assert [w["seq"] for w in windows] == list(range(1, len(windows) + 1))  # none lost, none twice
+    assert len({w["stream"] for w in windows}) == 2 and windows[-1]["window"]["partial"] is True
+    assert contiguous(windows), [w["window"]["start"] for w in windows]
 
 
 def test_missing_camera_is_reported_and_retried(tmp_path: Path) -> None:
@@ -215,31 +196,64 @@ def test_a_source_that_gives_up_exits_1_with_the_reason(tmp_path: Path) -> None:
     assert windows[-1]["window"]["partial"] is True and windows[-1]["visitors"] == 0
 
 
-def test_starting_on_a_full_disk_counts_and_stores_once_space_returns(tmp_path: Path, small_disk: Path) -> None:
-    """A device rebooted with its disk full used to die in a restart loop; now it starts, holds
-    finished windows in memory and stores them, in order, when space returns."""
+def test_starting_on_a_full_disk_counts_in_memory_and_says_so(tmp_path: Path, small_disk: Path) -> None:
+    """A device rebooted with its disk full used to die in a restart loop; it counts on in memory
+    (a restart would not help), says so in its log and health, and stops cleanly."""
     state = small_disk / "state"
     doc = live_config(tmp_path, aggregation={"window_s": 1, "min_cell": 1}, state_dir=str(state))
     run_daemon(tmp_path, dict(doc, source=dict(doc["source"], realtime=False, loop=False)))  # an earlier life
-    before = len((tmp_path / "windows.jsonl").read_text().splitlines())
-    filler = fill(small_disk)
+    before = len(published(tmp_path / "windows.jsonl"))
+    fill(small_disk)
     proc = spawn_daemon(tmp_path, doc, "-v")
     log = LogLines(proc.stderr)
     try:
-        assert log.wait_for("opening it for this process alone", 60), log.text()
-        assert log.wait_for("(2 held)", 60), log.text()
-        filler.unlink()
-        assert log.wait_for("storage works again", 30), log.text()
+        assert log.wait_for("delivered from memory under a new stream", 60), log.text()
+        assert log.wait_for('"storage":"failed"', 60), log.text()  # the health message (jsonl: debug log)
+        assert log.wait_for("(in memory only)", 60), log.text()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, log.text()
     finally:
         proc.kill()
-    windows = [json.loads(line) for line in (tmp_path / "windows.jsonl").read_text().splitlines()]
-    assert len(windows) - before >= 3
+    windows = published(tmp_path / "windows.jsonl")
+    assert len(windows) - before >= 2
     assert [w["seq"] for w in windows] == list(range(1, len(windows) + 1))
-    later = windows[before:]
-    starts = [datetime.fromisoformat(w["window"]["start"].replace("Z", "+00:00")).timestamp() for w in later]
-    assert all(b - a == 1 for a, b in zip(starts, starts[1:])), starts
+    assert len({w["stream"] for w in windows[before:]}) == 1 != len({w["stream"] for w in windows})
+
+
+def test_a_card_turned_read_only_still_delivers_to_the_broker(tmp_path: Path, mqtt_broker: Broker) -> None:
+    """The kernel remounts a failing SD card read-only mid-run: with the broker up, every finished
+    window still reaches a subscriber (from memory), health says storage failed, the daemon exits 1
+    after delivery; nothing numbered twice."""
+    with failing_ext4(tmp_path / "card") as (card, fail):
+        doc = live_config(
+            tmp_path,
+            aggregation={"window_s": 1, "min_cell": 1, "checkpoint_s": 0.5},
+            state_dir=str(card / "state"),
+            sink={"type": "mqtt", "host": HOST, "port": mqtt_broker.port, "health_interval_s": 0.5},
+        )
+        sub = Subscriber(mqtt_broker.port, ["edge/test-cam/counts", "edge/test-cam/health"])
+        proc = spawn_daemon(tmp_path, doc, "-v")
+        log = LogLines(proc.stderr)
+        try:
+            assert log.wait_for("window 3 ", 60), log.text()
+            fail()
+            assert proc.wait(timeout=90) == 1, log.text()
+            assert sub.wait_for(
+                lambda ms: any(m.topic.endswith("health") and '"storage":"failed"' in m.payload for m in ms)
+            ), [m.payload for m in sub.messages]
+        finally:
+            proc.kill()
+            sub.close()
+    text = log.text()
+    assert "cannot be written" in text and "stopping so the service restarts" in text, text
+    windows = [json.loads(m.payload) for m in sub.messages if m.topic.endswith("counts")]
+    numbered = [(w["stream"], w["seq"]) for w in windows]
+    assert len(set(numbered)) == len({json.dumps(w, sort_keys=True) for w in windows})  # one window per key
+    later = [w for w in windows if w["stream"] != windows[0]["stream"]]
+    assert later and later[-1]["window"]["partial"] is True  # after the failure, up to the stop
+    first = {w["seq"]: w for w in windows}
+    assert sorted(first) == list(range(1, max(first) + 1))  # every finished window reached the broker
+    assert contiguous(sorted(first.values(), key=lambda w: w["seq"]))
 
 
 def test_a_read_only_state_directory_is_named(tmp_path: Path) -> None:
@@ -346,17 +360,16 @@ def test_a_sink_whose_network_thread_dies_stops_the_daemon_with_1(tmp_path: Path
     try:
         # A value validation refuses, given to the sink directly: the way a paho bug would kill the thread.
         settings = MqttSettings(host="broker..local", port=1883, reconnect_min_s=0.1, reconnect_max_s=0.5)
-        with Spool(tmp_path / "spool.db", 100) as spool:
-            sink = MqttSink(settings, spool, "cam", "t")
-            stop, result = threading.Event(), []
-            daemon = Daemon(parse_config(doc), stop, sink=sink)
-            runner = threading.Thread(target=lambda: result.append(daemon.run()))
-            runner.start()
-            runner.join(timeout=60)
-            stop.set()  # a daemon that did not notice is stopped here, and the test fails below
-            runner.join(timeout=60)
-            assert result == [1], handler.lines
-            assert spool.depth() == 1  # the window closed at the stop is kept for the next start
+        stop, result = threading.Event(), []
+        daemon = Daemon(parse_config(doc), stop, sink=lambda store: MqttSink(settings, store, "cam", "t"))
+        runner = threading.Thread(target=lambda: result.append(daemon.run()))
+        runner.start()
+        runner.join(timeout=60)
+        stop.set()  # a daemon that did not notice is stopped here, and the test fails below
+        runner.join(timeout=60)
+        assert result == [1], handler.lines
+        with StateStore(tmp_path / "state" / "state.sqlite3", 100) as store:
+            assert store.depth() == 1  # the window closed at the stop is kept for the next start
     finally:
         logging.getLogger("edge").removeHandler(handler)
     (line,) = [x for x in handler.lines if "stopping (finished windows stay in the spool" in x]
@@ -391,24 +404,23 @@ def test_clock_steps_close_the_window_and_counting_resumes_on_the_new_clock(tmp_
     logger.setLevel(logging.INFO)
     out = tmp_path / "windows.jsonl"
     try:
-        with JsonlSink(JsonlSettings(path=str(out))) as sink:
-            daemon = Daemon(parse_config(doc), stop, sink=sink, clock=clock)
-            runner = threading.Thread(target=lambda: daemon.run())
-            runner.start()
-            try:
-                assert handler.wait_for(r"^window 2 ", timeout=60), handler.lines
-                stepped_at = time.time()
-                clock.offset = 3600.0
-                assert handler.wait_for("the wall clock stepped", timeout=30), handler.lines
-                n = len(handler.lines)
-                assert len(handler.wait_for(r"^window \d+ ", count=2, since=n, timeout=30)) >= 2, handler.lines
-                clock.offset = 0.0
-                assert len(handler.wait_for("the wall clock stepped", count=2, timeout=30)) == 2, handler.lines
-                n = len(handler.lines)
-                assert len(handler.wait_for(r"^window \d+ ", count=2, since=n, timeout=30)) >= 2, handler.lines
-            finally:
-                stop.set()
-                runner.join(timeout=60)
+        daemon = Daemon(parse_config(doc), stop, sink=partial(jsonl_sink, out), clock=clock)
+        runner = threading.Thread(target=lambda: daemon.run())
+        runner.start()
+        try:
+            assert handler.wait_for(r"^window 2 ", timeout=60), handler.lines
+            stepped_at = time.time()
+            clock.offset = 3600.0
+            assert handler.wait_for("the wall clock stepped", timeout=30), handler.lines
+            n = len(handler.lines)
+            assert len(handler.wait_for(r"^window \d+ ", count=2, since=n, timeout=30)) >= 2, handler.lines
+            clock.offset = 0.0
+            assert len(handler.wait_for("the wall clock stepped", count=2, timeout=30)) == 2, handler.lines
+            n = len(handler.lines)
+            assert len(handler.wait_for(r"^window \d+ ", count=2, since=n, timeout=30)) >= 2, handler.lines
+        finally:
+            stop.set()
+            runner.join(timeout=60)
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
@@ -426,3 +438,6 @@ def test_clock_steps_close_the_window_and_counting_resumes_on_the_new_clock(tmp_
     assert windows[first - 1]["window"]["partial"] is True  # the window open at the step
     assert windows[last]["window"]["partial"] is True  # and the one open at the step back
     assert last + 1 < len(windows) and starts[last + 1] < stepped_at + 600  # back on the old clock
+    # Back on the old clock the windows start before those the stream stored: a new stream from there.
+    streams = [w["stream"] for w in windows]
+    assert len(set(streams[: last + 1])) == 1 and set(streams[last + 1 :]) == {streams[-1]} != {streams[0]}

@@ -33,7 +33,7 @@ from mqtt_clients import (
 )
 
 from edge.sinks import MqttSink, TlsSettings
-from edge.spool import Spool
+from edge.state_store import StateStore
 
 
 def test_broker_outage_spools_then_delivers_everything_in_order(
@@ -41,7 +41,7 @@ def test_broker_outage_spools_then_delivers_everything_in_order(
 ) -> None:
     broker = broker_factory(persistence=True)  # keeps the subscriber's session across the restart
     sub = subscribers(broker.port, [COUNTS], client_id="outage-sub", persistent=True)
-    spool = Spool(tmp_path / "spool.db", 100)
+    spool = StateStore(tmp_path / "spool.db", 100)
     with MqttSink(settings(broker.port), spool, DEVICE, "t") as sink:
         assert sink.wait_connected(WAIT)
         for seq in range(1, 4):
@@ -70,7 +70,7 @@ def test_dead_link_loses_in_flight_windows_which_are_resent_in_order(
     proxy = LinkProxy(mqtt_broker.port)
     try:
         with (
-            Spool(tmp_path / "spool.db", 100) as spool,
+            StateStore(tmp_path / "spool.db", 100) as spool,
             MqttSink(settings(proxy.port, keepalive=1, max_inflight=4), spool, DEVICE, "t") as sink,
         ):
             assert sink.wait_connected(WAIT)
@@ -105,7 +105,7 @@ def test_sigkilled_sink_leaves_spool_that_a_new_sink_drains(
         assert read_line(proc) == "spooled"
     finally:
         sigkill(proc)
-    with Spool(spool_path, 100) as spool:
+    with StateStore(spool_path, 100) as spool:
         assert [s for s, _ in spool.pending(10)] == [1, 2, 3, 4, 5]
 
         broker.start()
@@ -129,7 +129,7 @@ def test_tls_with_right_and_wrong_ca(
     sub = subscribers(broker.port, [COUNTS])  # plain listener on the same broker
 
     with (
-        Spool(tmp_path / "ok.db", 10) as spool,
+        StateStore(tmp_path / "ok.db", 10) as spool,
         MqttSink(settings(broker.tls_port, tls=TlsSettings(ca_file=tls_files.ca)), spool, DEVICE, "t") as sink,
     ):
         assert sink.wait_connected(WAIT)
@@ -138,7 +138,7 @@ def test_tls_with_right_and_wrong_ca(
 
     caplog.set_level(logging.INFO, logger="edge.sinks")
     with (
-        Spool(tmp_path / "bad.db", 10) as spool,
+        StateStore(tmp_path / "bad.db", 10) as spool,
         MqttSink(settings(broker.tls_port, tls=TlsSettings(ca_file=tls_files.wrong_ca)), spool, "cam2", "t") as sink,
     ):
         lines = sink_log.wait_for("certificate rejected")
@@ -156,7 +156,7 @@ def test_refused_password_is_logged_per_attempt_and_retried(
     wrong.write_text("s3cret-wrong\n")
     right.write_text("s3cret-right\n")
     caplog.set_level(logging.INFO, logger="edge.sinks")
-    with Spool(tmp_path / "spool.db", 10) as spool:
+    with StateStore(tmp_path / "spool.db", 10) as spool:
         for protocol in ("5", "3.1.1"):
             s = settings(
                 broker.port,
@@ -185,7 +185,7 @@ def test_full_spool_evicts_oldest_while_broker_is_down(
     broker_factory: Callable[..., Broker], tmp_path: Path, subscribers: Callable[..., Subscriber]
 ) -> None:
     broker = broker_factory(start=False)
-    with Spool(tmp_path / "spool.db", max_windows=3) as spool:
+    with StateStore(tmp_path / "spool.db", max_windows=3) as spool:
         with MqttSink(settings(broker.port), spool, DEVICE, "t") as sink:
             for seq in range(1, 6):
                 sink.publish_window(window(seq))
@@ -205,7 +205,7 @@ def test_a_reset_link_reconnects_and_loses_nothing(
     sub = subscribers(mqtt_broker.port, [COUNTS])
     proxy = LinkProxy(mqtt_broker.port)
     try:
-        with Spool(tmp_path / "spool.db", 100) as spool, MqttSink(settings(proxy.port), spool, DEVICE, "t") as sink:
+        with StateStore(tmp_path / "s.db", 100) as spool, MqttSink(settings(proxy.port), spool, DEVICE, "t") as sink:
             assert sink.wait_connected(WAIT)
             for seq in range(1, 4):
                 sink.publish_window(window(seq))
@@ -229,7 +229,7 @@ def test_a_broker_restarted_without_persistence_gets_every_window_the_device_hel
     sub = subscribers(broker.port, [COUNTS])
     proxy = LinkProxy(broker.port)
     try:
-        with Spool(tmp_path / "spool.db", 100) as spool, MqttSink(settings(proxy.port), spool, DEVICE, "t") as sink:
+        with StateStore(tmp_path / "s.db", 100) as spool, MqttSink(settings(proxy.port), spool, DEVICE, "t") as sink:
             assert sink.wait_connected(WAIT)
             for seq in range(1, 4):
                 sink.publish_window(window(seq))
@@ -273,7 +273,7 @@ def test_a_long_backlog_drains_in_order_and_a_kill_mid_drain_loses_nothing(
     finally:
         proxy.stop()
     print(f"backlog drain: {rate:.0f} windows/s before the kill")  # a figure, not a bar
-    with Spool(spool_path, BACKLOG) as spool:
+    with StateStore(spool_path, BACKLOG) as spool:
         left = spool.depth()
         assert 0 < left < BACKLOG, "the kill did not land mid-drain"
         with MqttSink(settings(mqtt_broker.port), spool, DEVICE, "t") as sink:
@@ -293,7 +293,7 @@ ALLOW_ALL = "topic readwrite #\n"
 
 
 def refused_then_allowed(
-    broker: Broker, spool: Spool, sub: Subscriber, sink_log: LogWaiter, **kw: object
+    broker: Broker, spool: StateStore, sub: Subscriber, sink_log: LogWaiter, **kw: object
 ) -> tuple[list[dict], list[str]]:
     """Three windows into a broker whose ACL denies counts, then the ACL fixed: health while refused."""
     health_topic = f"edge/{DEVICE}/health"
@@ -319,7 +319,7 @@ def test_a_window_the_broker_refuses_is_kept_reported_and_sent_once_allowed(
 ) -> None:
     broker = broker_factory(acl=DENY_COUNTS)
     sub = subscribers(broker.port, [COUNTS, f"edge/{DEVICE}/health"])
-    with Spool(tmp_path / "spool.db", 100) as spool:
+    with StateStore(tmp_path / "spool.db", 100) as spool:
         health, refused = refused_then_allowed(broker, spool, sub, sink_log)
     assert "Not authorized (reason code 135)" in refused[0] and "stays in the spool" in refused[0]
     assert health[0]["mqtt"]["refused_window"]["seq"] == 1
@@ -332,7 +332,7 @@ def test_over_mqtt_311_a_window_the_acl_drops_is_caught_by_reading_it_back(
     """MQTT 3.1.1 acknowledges a publish the ACL drops; the window must not come back to be delivered."""
     broker = broker_factory(acl=DENY_COUNTS)
     sub = subscribers(broker.port, [COUNTS, f"edge/{DEVICE}/health"])
-    with Spool(tmp_path / "spool.db", 100) as spool:
+    with StateStore(tmp_path / "spool.db", 100) as spool:
         health, refused = refused_then_allowed(broker, spool, sub, sink_log, protocol="3.1.1", echo_timeout_s=1.0)
     assert "acknowledged but not read back within 1 s" in refused[0]
     assert health[0]["mqtt"]["refused_window"]["seq"] == 1
@@ -349,7 +349,7 @@ def test_over_mqtt_311_a_write_only_device_is_told_how_to_go_on(
     password = tmp_path / "pw"
     password.write_text("pw-cam")
     cfg = settings(broker.port, protocol="3.1.1", username="cam", password_file=password, echo_timeout_s=1.0)
-    with Spool(tmp_path / "spool.db", 100) as spool:
+    with StateStore(tmp_path / "spool.db", 100) as spool:
         with MqttSink(cfg, spool, DEVICE, "t") as sink:
             sink.publish_window(window(1))
             held = sink_log.wait_for("refused window seq 1 ")
@@ -370,8 +370,8 @@ def test_a_client_id_taken_over_names_the_shared_device_id(
     mqtt_broker: Broker, tmp_path: Path, sink_log: LogWaiter
 ) -> None:
     with (
-        Spool(tmp_path / "a.db", 10) as spool_a,
-        Spool(tmp_path / "b.db", 10) as spool_b,
+        StateStore(tmp_path / "a.db", 10) as spool_a,
+        StateStore(tmp_path / "b.db", 10) as spool_b,
         MqttSink(settings(mqtt_broker.port, reconnect_min_s=5, reconnect_max_s=5), spool_a, DEVICE, "t") as first,
     ):
         assert first.wait_connected(WAIT)
@@ -387,7 +387,7 @@ def test_tls_against_a_plain_port_and_plain_against_a_tls_port_say_so(
     broker_factory: Callable[..., Broker], tls_files: TlsFiles, tmp_path: Path, sink_log: LogWaiter
 ) -> None:
     broker = broker_factory(tls=tls_files)
-    with Spool(tmp_path / "spool.db", 10) as spool:
+    with StateStore(tmp_path / "spool.db", 10) as spool:
         with MqttSink(settings(broker.port, tls=TlsSettings(ca_file=tls_files.ca)), spool, DEVICE, "t"):
             lines = sink_log.wait_for("TLS handshake")
         assert lines and f"is port {broker.port} a TLS listener?" in lines[0], sink_log.lines
@@ -400,7 +400,7 @@ def test_a_broker_that_wants_credentials_says_so_when_none_are_set(
     broker_factory: Callable[..., Broker], tmp_path: Path, sink_log: LogWaiter
 ) -> None:
     broker = broker_factory(users={"edge": "secret"})
-    with Spool(tmp_path / "spool.db", 10) as spool, MqttSink(settings(broker.port), spool, DEVICE, "t"):
+    with StateStore(tmp_path / "spool.db", 10) as spool, MqttSink(settings(broker.port), spool, DEVICE, "t"):
         lines = sink_log.wait_for("refused the connection")
     assert lines and "the broker wants credentials: set sink.username and a password" in lines[0], sink_log.lines
     assert "None" not in lines[0]
@@ -416,6 +416,6 @@ def test_a_dead_network_thread_is_reported_not_hidden(
     """Values paho cannot encode kill its network thread (config validation refuses them; this
     is the backstop): the sink reports the failure, so the daemon can stop and be restarted."""
     cfg = settings(mqtt_broker.port, **change)
-    with Spool(tmp_path / "spool.db", 10) as spool, MqttSink(cfg, spool, DEVICE, "t") as sink:
+    with StateStore(tmp_path / "spool.db", 10) as spool, MqttSink(cfg, spool, DEVICE, "t") as sink:
         assert sink_log.wait_for("the MQTT network thread died"), sink_log.lines
         assert sink.failure is not None and error.split(".")[-1] in sink.failure

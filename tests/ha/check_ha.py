@@ -1129,9 +1129,9 @@ class Check:
 
     def checkpoint(self) -> dict[str, Any] | None:
         """The open window's checkpoint in the daemon's state database (read-only), if there is one."""
-        db = self.workdir / "state" / "seq.sqlite3"
+        db = self.workdir / "state" / "state.sqlite3"
         with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=2)) as conn:
-            row = conn.execute("SELECT value FROM text_state WHERE key = 'checkpoint'").fetchone()
+            row = conn.execute("SELECT value FROM meta WHERE key = 'checkpoint'").fetchone()
         return json.loads(row[0]) if row else None
 
     def phase_kill(self, ids: dict[str, str]) -> None:
