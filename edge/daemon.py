@@ -343,6 +343,7 @@ class Daemon:
                 self._emit(self.aggregator.tick(last_wall))
                 if self.store.failure is not None and not self._failed_at_start:
                     storage_failure = self.store.failure
+                    self.sink.publish_health(self._health(live.fps(), live.dropped))  # retained: says why
                     log.critical(
                         "%s; closing the open window, delivering what is held, then stopping so the service "
                         "restarts on storage that works",

@@ -198,6 +198,9 @@ class StateStore:
                     self._init_meta(c, next_seq=1)
                     self._migrate(c)
                 self._check_continuity(c)
+                # A real write, so a disk that cannot take one (full, failing) shows now, before a
+                # window is finished: the store starts in memory instead of failing at every start.
+                self._set(c, "opened_at", repr(time.time()))
         except sqlite3.Error as exc:
             conn.close()
             raise StorageError(_explain(self.path, exc)) from exc
@@ -209,12 +212,16 @@ class StateStore:
     def _read_only(self) -> sqlite3.Connection:
         """The database opened for reading only (to carry its unsent windows into memory), or an
         empty one in memory when even that fails."""
-        try:
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
-            conn.execute("SELECT COUNT(*) FROM spool").fetchone()
-            return conn
-        except sqlite3.Error:
-            return self._memory()
+        # Read-only needs the WAL index; where it cannot be made (a full or read-only disk), read
+        # the main file as it is (what the WAL holds beyond it is not seen).
+        for options in ("mode=ro", "immutable=1"):
+            try:
+                conn = sqlite3.connect(f"file:{self.path}?{options}", uri=True, check_same_thread=False)
+                conn.execute("SELECT value FROM meta WHERE key = 'stream'").fetchone()
+                return conn
+            except sqlite3.Error:
+                continue
+        return self._memory()
 
     @staticmethod
     def _memory() -> sqlite3.Connection:

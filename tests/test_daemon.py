@@ -167,7 +167,7 @@ def test_logs_and_state_hold_no_per_person_data(tmp_path: Path, caplog: pytest.L
         keys = {k for (k,) in db.execute("SELECT key FROM meta")}
         days = db.execute("SELECT * FROM days").fetchall()
         unsent = db.execute("SELECT COUNT(*) FROM spool").fetchone()[0]
-    assert keys <= {"next", "stream", "evicted", "last_start", "checkpoint"}, keys
+    assert keys <= {"next", "stream", "evicted", "last_start", "opened_at", "checkpoint"}, keys
     assert sum(visitors for _, visitors in days) == 2 and unsent == 0  # written to the jsonl file, acknowledged
     mark = json.loads((tmp_path / "state" / "state.mark").read_text())
     assert set(mark) == {"stream", "seq", "days"}
