@@ -74,11 +74,27 @@ def _forget(args: argparse.Namespace) -> int:
     from edge.config import MqttSinkConfig, load_config
     from edge.sink_factory import mqtt_settings
     from edge.sinks.forget import forget_device
+    from edge.state_lock import StateDirBusy, StateLock
 
     config = load_config(args.config)
     if not isinstance(config.sink, MqttSinkConfig):
         raise ValueError(f"{args.config}: sink.type is {type(config.sink).type!r}; forget needs an mqtt sink")
-    cleared = forget_device(mqtt_settings(config, config.sink, {}), config.device_id)
+    # A running daemon would announce the device again at its next reconnect: stop it first.
+    lock = StateLock(config.state_dir)
+    if config.state_dir.is_dir():  # no state directory: no daemon ever ran with this config here
+        try:
+            lock.acquire()
+        except StateDirBusy as exc:
+            if lock.holder is None:
+                raise
+            raise StateDirBusy(
+                f"the edge daemon (pid {lock.holder}) is running with state directory {config.state_dir}: it would "
+                "announce the device again; stop it first (e.g. systemctl stop edge), then forget the device"
+            ) from exc
+    try:
+        cleared = forget_device(mqtt_settings(config, config.sink, {}), config.device_id)
+    finally:
+        lock.release()
     sys.stdout.write(
         f"{config.device_id}: cleared {len(cleared)} retained message(s) on {config.sink.host}:{config.sink.port}"
         + "".join(f"\n  {topic}" for topic in cleared)

@@ -244,11 +244,16 @@ def _utf8(v: str, expected: str) -> bytes:
         raise _Invalid(f"{expected} in valid UTF-8 text") from exc
 
 
+# Texts go into every window and health message; the fleet collector refuses longer ones.
+MAX_TEXT = 256
+
+
 def _text(expected: str, pattern: str | None = None) -> _Check:
     regex = re.compile(pattern) if pattern else None
+    expected = f"{expected} of at most {MAX_TEXT} characters"
 
     def convert(v: Any, ctx: _Ctx) -> str:
-        if not isinstance(v, str) or not v or "\x00" in v:
+        if not isinstance(v, str) or not v or "\x00" in v or len(v) > MAX_TEXT:
             raise _Invalid
         _utf8(v, expected)
         if regex is not None and not regex.fullmatch(v):

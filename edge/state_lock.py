@@ -25,6 +25,7 @@ class StateLock:
     def __init__(self, state_dir: Path) -> None:
         self.path = Path(state_dir) / "daemon.lock"
         self._fd: int | None = None
+        self.holder: str | None = None  # the pid written by the process that holds the lock, once refused
 
     def acquire(self) -> None:
         try:
@@ -36,6 +37,7 @@ class StateLock:
         except BlockingIOError:
             holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
+            self.holder = holder
             raise StateDirBusy(
                 f"state directory {self.path.parent} is in use by another edge daemon (pid {holder}); "
                 "give each daemon its own state_dir"

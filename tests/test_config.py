@@ -277,6 +277,8 @@ def test_wrong_type_names_path_value_and_expectation() -> None:
         ({"sink": {"type": "mqtt", "spool": {"max_windows": 0}}}, "sink.spool.max_windows"),
         ({"sink": {"type": "jsonl", "host": "x"}}, "sink.host"),
         ({"log_level": "TRACE"}, "log_level"),
+        ({"site": "s" * 1_000_000}, "site"),  # a megabyte in every window
+        ({"sink": {"type": "mqtt", "username": "u" * 257}}, "sink.username"),
     ],
 )
 def test_bad_values_name_their_key(change: dict[str, Any], path: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import signal
 import sqlite3
@@ -33,6 +34,7 @@ from edge.config import parse_config
 from edge.daemon import Daemon
 from edge.scenes import Scene, write_video
 from edge.sinks import MqttSettings, MqttSink
+from edge.state_lock import StateLock
 from edge.state_store import StateStore
 
 
@@ -120,6 +122,17 @@ def test_a_second_daemon_on_the_same_state_dir_is_refused_and_sighup_closes_the_
     windows = [json.loads(line) for line in (tmp_path / "windows.jsonl").read_text().splitlines()]
     assert windows and windows[-1]["window"]["partial"] is True
     assert "received SIGHUP" in "".join(seen)
+
+
+def test_forget_refuses_while_a_daemon_holds_the_state_directory(tmp_path: Path) -> None:
+    """A running daemon announces its device again at its next reconnect: forget says to stop it."""
+    doc = config(tmp_path, Path("unused"), sink={"type": "mqtt", "host": HOST, "port": 1})
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(doc))
+    (tmp_path / "state").mkdir()
+    with StateLock(tmp_path / "state"):  # as the daemon holds it
+        refused = run_edge("forget", "--config", str(tmp_path / "config.yaml"))
+    assert refused.returncode == 2, refused.stderr
+    assert f"(pid {os.getpid()})" in refused.stderr and "stop it first" in refused.stderr, refused.stderr
 
 
 @pytest.fixture
