@@ -6,6 +6,7 @@
 #   sudo systemd/install.sh --tflite     use tflite-runtime 2.14 (+ numpy<2) instead of LiteRT;
 #                                        Bookworm / Python <= 3.11 only
 #   sudo systemd/install.sh --no-start   install and enable, but do not start now
+#   sudo systemd/install.sh --no-time-sync   do not make start-up wait for NTP (a board with an RTC)
 #   sudo systemd/install.sh --uninstall  remove the unit, the user and /opt/edge-analytics;
 #                                        keeps /etc/edge-analytics and /var/lib/edge-analytics
 #   sudo systemd/install.sh --uninstall --purge   ... and removes those too
@@ -39,15 +40,16 @@ say() { printf '==> %s\n' "$*"; }
 run() { printf '    $ %s\n' "$*"; "$@"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 
-TFLITE=0 UNINSTALL=0 PURGE=0 START=1
+TFLITE=0 UNINSTALL=0 PURGE=0 START=1 TIME_SYNC=1
 for arg in "$@"; do
     case $arg in
         --tflite) TFLITE=1 ;;
         --uninstall) UNINSTALL=1 ;;
         --purge) PURGE=1 ;;
         --no-start) START=0 ;;
+        --no-time-sync) TIME_SYNC=0 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown option: $arg" ;;
     esac
@@ -66,6 +68,10 @@ uninstall() {
         run rm -f "$UNIT"
         run systemctl daemon-reload
         run systemctl reset-failed "$NAME.service" 2>/dev/null || true
+    fi
+    if [[ -e /etc/systemd/system/systemd-time-wait-sync.service.d/edge-analytics.conf ]]; then
+        say "removing the time-sync wait limit (systemd-time-wait-sync stays enabled)"
+        run rm -f /etc/systemd/system/systemd-time-wait-sync.service.d/edge-analytics.conf
     fi
     if [[ -d $PREFIX ]]; then
         say "removing $PREFIX (venv and models)"
@@ -159,6 +165,19 @@ fi
 if ! cmp -s "$SRC/systemd/$NAME.service" "$UNIT"; then
     say "installing $UNIT"
     run install -m 0644 "$SRC/systemd/$NAME.service" "$UNIT"
+fi
+# Windows are labelled by the wall clock, and a Pi has no real-time clock: let start-up wait for
+# NTP (systemd-timesyncd) so the first windows carry the right time. Bounded: a site without
+# network starts counting after two minutes anyway (the state store keeps such a run's windows
+# apart from earlier ones: a clock behind the last stored window starts a new stream).
+if [[ $TIME_SYNC -eq 1 ]] && systemctl list-unit-files systemd-time-wait-sync.service >/dev/null 2>&1; then
+    WAIT_DIR=/etc/systemd/system/systemd-time-wait-sync.service.d
+    if [[ ! -e $WAIT_DIR/edge-analytics.conf ]]; then
+        say "start-up waits up to 2 minutes for time sync (systemd-time-wait-sync)"
+        run install -d -m 0755 "$WAIT_DIR"
+        printf '[Service]\nTimeoutStartSec=120\n' | run install -m 0644 /dev/stdin "$WAIT_DIR/edge-analytics.conf"
+    fi
+    run systemctl enable systemd-time-wait-sync.service
 fi
 run systemctl daemon-reload
 run systemctl enable "$NAME.service"

@@ -103,6 +103,9 @@ def test_windows_in_order_status_and_discovery(
     assert female["state_class"] == "measurement" and female["force_update"] is True
     today = configs["visitors_today"]
     assert today["state_class"] == "total_increasing" and today["value_template"] == "{{ value_json.today.visitors }}"
+    storage = configs["storage"]  # says "failed" when the state store cannot be written
+    assert storage["state_topic"] == f"edge/{DEVICE}/health" and storage["value_template"] == "{{ value_json.storage }}"
+    assert storage["entity_category"] == "diagnostic" and "state_class" not in storage
     assert len({c["unique_id"] for c in configs.values()}) == len(configs)
 
     sink.close()
@@ -189,6 +192,7 @@ def test_discovery_follows_the_config_and_clears_what_it_no_longer_produces(
     left = retained_now(mqtt_broker.port, subscribers, ["homeassistant/#"])
     objects = {t.split("/")[3] for t in left}
     assert objects == {
+        "storage",
         "visitors",
         "visitors_today",
         "dwell_mean",
@@ -217,7 +221,7 @@ def test_forget_removes_the_device_from_the_broker(
     filters = ["homeassistant/#", "edge/#"]
     before = retained_now(mqtt_broker.port, subscribers, filters)
     mine = {t for t in before if f"/{DEVICE}/" in t}
-    assert f"edge/{DEVICE}/status" in mine and f"edge/{DEVICE}/health" in mine and len(mine) == 7
+    assert f"edge/{DEVICE}/status" in mine and f"edge/{DEVICE}/health" in mine and len(mine) == 8
 
     cleared = forget_device(settings(mqtt_broker.port), DEVICE)
     assert set(cleared) == mine

@@ -64,6 +64,7 @@ class DiscoveryDevice:
     counts_topic: str
     status_topic: str
     window_s: int | None = None  # None: sensors never expire
+    health_topic: str | None = None  # where the device's health goes: its Storage sensor reads it
 
     @property
     def config_filter(self) -> str:
@@ -106,6 +107,8 @@ def entity_configs(
         name = f"{_GROUP_NAMES.get(group, group)} {key.replace('+', ' and over')}"
         sensors.append((f"{group}_{slug(key)}", name, (group, key), {}))
     out = []
+    if base and device.health_topic is not None:
+        out.append((device.config_topic("storage"), _storage_config(device, block)))
     for obj, name, path, extra in sensors:
         config: dict[str, Any] = {
             "name": name,
@@ -128,3 +131,23 @@ def entity_configs(
             config["expire_after"] = expire_after_s(device.window_s)
         out.append((device.config_topic(obj), config))
     return out
+
+
+def _storage_config(device: DiscoveryDevice, block: dict[str, Any]) -> dict[str, Any]:
+    """A diagnostic sensor that says ``failed`` when the device's state store cannot be written
+    (its windows then go out from memory and the daemon restarts: a card to replace)."""
+    assert device.health_topic is not None
+    return {
+        "name": "Storage",
+        "unique_id": f"{device.device_id}_storage",
+        "default_entity_id": f"sensor.{slug(device.name)}_storage",
+        "state_topic": device.health_topic,  # retained: known as soon as Home Assistant subscribes
+        "value_template": _template("storage"),
+        "entity_category": "diagnostic",
+        "icon": "mdi:sd",
+        "qos": 1,
+        "availability_topic": device.status_topic,
+        "payload_available": STATUS_ONLINE,
+        "payload_not_available": STATUS_OFFLINE,
+        "device": block,
+    }

@@ -269,6 +269,7 @@ class MqttSink(Sink):
             counts_topic=self.counts_topic,
             status_topic=self.status_topic,
             window_s=settings.window_s,
+            health_topic=self.health_topic,
         )
         self._wanted: set[str] = set()  # discovery config topics the current config produces
         self.cleared: list[str] = []  # stale discovery config topics cleared by this sink

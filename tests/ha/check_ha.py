@@ -1058,6 +1058,9 @@ class Check:
 
         states = wait_for("every entity available (status online)", available, 15)
         self.findings["states_once_available"] = sorted({states[e]["state"] for e in ids.values()})
+        # The Storage sensor reads the retained health message: "ok" while the state store writes.
+        storage = ids[f"{DEVICE_ID}_storage"]
+        wait_for("the Storage sensor to say ok", lambda: self.api.states()[storage]["state"] == "ok" or None, 60, 0.5)
         return configs, ids
 
     # ------------------------------------------------------------------ states follow the windows
@@ -1065,7 +1068,12 @@ class Check:
     def phase_windows(self, label: str, configs: dict[str, dict[str, Any]], ids: dict[str, str], windows: int) -> None:
         """For ``windows`` successive windows: every entity shows the window's value (a window that
         arrives while polling replaces the one awaited), and Visitors' last_updated moves each time."""
-        paths = {ids[c["unique_id"]]: template_path(c["value_template"]) for c in configs.values()}
+        # The window sensors; the Storage sensor reads the health topic (checked in phase_discovery).
+        paths = {
+            ids[c["unique_id"]]: template_path(c["value_template"])
+            for c in configs.values()
+            if c["state_topic"].endswith("/counts")
+        }
         visitors = ids[f"{DEVICE_ID}_visitors"]
         today = ids[f"{DEVICE_ID}_visitors_today"]
         _, seen = self.watcher.snapshot()
