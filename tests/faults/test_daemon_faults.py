@@ -106,6 +106,31 @@ def test_sigkill_loses_at_most_the_time_since_the_last_checkpoint(tmp_path: Path
     assert saved_checkpoint(state_db) is None  # a clean stop leaves none
 
 
+def test_a_lost_wal_after_sigkill_starts_a_new_stream_instead_of_reusing_seqs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What ``cp *.sqlite3`` to a backup and back, or an SD card that drops acknowledged writes,
+    does: the store comes back older than what was published. Seqs 9-14 used to go out again with
+    other windows under the same stream; a consumer de-duplicating on (device, stream, seq) dropped
+    them silently."""
+    doc = live_config(tmp_path, aggregation={"window_s": 1, "min_cell": 1})
+    proc = spawn_daemon(tmp_path, doc)
+    log = LogLines(proc.stderr)
+    try:
+        assert log.wait_for("window 4 ", 60), log.text()
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    (tmp_path / "state" / "state.sqlite3-wal").unlink()
+    before = published(tmp_path / "windows.jsonl")
+    empty = write_video(Scene(640, 480, 10.0, 2.0, ()), tmp_path / "empty.avi")
+    windows = run_daemon(tmp_path, dict(doc, source={"type": "file", "path": str(empty), "realtime": False}))
+    later = windows[len(before) :]
+    assert later and {w["stream"] for w in later}.isdisjoint({w["stream"] for w in before})
+    assert min(w["seq"] for w in later) > max(w["seq"] for w in before)
+    assert "cannot be trusted to continue stream" in caplog.text and "new stream" in caplog.text
+
+
 def test_a_second_daemon_on_the_same_state_dir_is_refused_and_sighup_closes_the_window(tmp_path: Path) -> None:
     doc = live_config(tmp_path, aggregation={"window_s": 3600, "min_cell": 1})
     first = spawn_daemon(tmp_path, doc)
