@@ -22,7 +22,9 @@ class Sink(ABC):
 
     @abstractmethod
     def publish_window(self, payload: Mapping[str, Any]) -> None:
-        """Deliver one finished window (JSON-serialisable dict with an integer ``seq``)."""
+        """Deliver one finished window (JSON-serialisable dict with an integer ``seq``). In the
+        daemon the state store has spooled it already: a sink built on that spool delivers from it,
+        oldest first, and acknowledges what its consumer has (``StateStore.ack``)."""
 
     def publish_health(self, health: Mapping[str, Any]) -> None:
         """Report device health; sinks without a health channel ignore it."""
