@@ -27,51 +27,28 @@ A database that is not a database (corrupt) is moved aside, named in the log, an
 from __future__ import annotations
 
 import contextlib
-import getpass
 import json
 import logging
 import os
-import shutil
 import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from edge import state_files as files
+from edge.state_files import StorageError
+
 log = logging.getLogger(__name__)
 
-_BUSY_TIMEOUT_MS = 10_000  # another process (a previous instance) may still hold the file briefly
 DAYS_KEPT = 8  # day totals kept: today, and a week back for a clock that is behind
 FILE_NAME = "state.sqlite3"
-LEGACY_FILES = ("seq.sqlite3", "spool.sqlite3")  # before one store held everything
 
 T = TypeVar("T")
-
-
-class StorageError(RuntimeError):
-    """The state store cannot be opened or set up; the message names the file and the likely cause."""
-
-
-def _explain(path: Path, exc: BaseException) -> str:
-    """``exc`` on ``path`` with what the operator can do about it."""
-    folder = path.parent
-    text = f"state file {path} cannot be opened: {getattr(exc, 'strerror', None) or exc}"
-    if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
-        return f"{text} (the folder {folder} is not writable for user {getpass.getuser()!r})"
-    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
-        return f"{text} (the file is not readable and writable for user {getpass.getuser()!r})"
-    return f"{text} (the disk holding {folder} is full)" if _disk_full(folder) else text
-
-
-def _disk_full(folder: Path) -> bool:
-    try:
-        return shutil.disk_usage(folder).free < 256 * 1024
-    except OSError:
-        return False
 
 
 def _iso_seconds(iso: str) -> float:
@@ -85,54 +62,6 @@ def local_date(iso_utc: str) -> str:
 
 def _dumps(payload: Mapping[str, Any]) -> str:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS spool ("
-    " seq INTEGER PRIMARY KEY, stream TEXT NOT NULL, payload TEXT NOT NULL, stored_at REAL NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS days (date TEXT PRIMARY KEY, visitors INTEGER NOT NULL)",
-)
-
-
-def _configure(conn: sqlite3.Connection, exclusive: bool) -> None:
-    conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-    if exclusive:
-        conn.execute("PRAGMA locking_mode=EXCLUSIVE")
-    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-    if str(mode).lower() not in ("wal", "memory"):
-        log.warning("SQLite does not support WAL here (journal_mode=%s); durability is unchanged but slower", mode)
-    # FULL: a COMMIT returns only after the WAL is fsynced, so a power cut cannot lose it.
-    conn.execute("PRAGMA synchronous=FULL")
-    for statement in _SCHEMA:
-        conn.execute(statement)
-
-
-def _open_file(path: Path) -> sqlite3.Connection:
-    """The database at ``path``, in autocommit mode (we say where each transaction ends).
-
-    On a full disk SQLite cannot create the shared-memory index a WAL database needs; the file is
-    then opened for this process alone (the index lives in memory; the state lock guarantees one
-    process anyway), so a restart on a full disk still reads its spool."""
-    last: sqlite3.Error | None = None
-    for exclusive in (False, True):
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_MS / 1000)
-        try:
-            _configure(conn, exclusive)
-            return conn
-        except sqlite3.DatabaseError as exc:
-            conn.close()
-            if _corrupt(exc) or not _disk_full(path.parent):
-                raise
-            log.warning("%s; opening it for this process alone, which needs no new file", _explain(path, exc))
-            last = exc
-    assert last is not None
-    raise last
-
-
-def _corrupt(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return isinstance(exc, sqlite3.DatabaseError) and ("not a database" in text or "malformed" in text)
 
 
 class StateStore:
@@ -153,7 +82,7 @@ class StateStore:
         self._durable = not memory
         self.notices: list[str] = []  # what opening found and did (a new stream, a file moved aside)
         if memory:
-            self._conn = self._memory()
+            self._conn = files.memory()
             self._init_meta(self._conn, next_seq=1)
         else:
             try:
@@ -163,7 +92,7 @@ class StateStore:
                 # a full disk or an I/O error is not: count on, in memory.
                 if not os.access(self.path.parent, os.W_OK | os.X_OK):
                     raise
-                self._conn = self._read_only()
+                self._conn = files.read_only(self.path)
                 self._to_memory(exc.__cause__ or exc)
         self.stream: str = self._get("stream")
         for notice in self.notices:
@@ -175,23 +104,23 @@ class StateStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StorageError(_explain(self.path, exc)) from exc
+            raise StorageError(files.explain(self.path, exc)) from exc
         fresh = not self.path.exists()
         try:
-            conn = _open_file(self.path)
+            conn = files.open_file(self.path)
         except sqlite3.DatabaseError as exc:
-            if not _corrupt(exc):
-                raise StorageError(_explain(self.path, exc)) from exc
-            aside = self._move_aside()
+            if not files.corrupt(exc):
+                raise StorageError(files.explain(self.path, exc)) from exc
+            aside = files.move_aside(self.path)
             self.notices.append(
                 f"state file {self.path} is corrupt ({exc}); moved aside to {aside.name}: its unsent "
                 "windows are not delivered, a new stream starts"
             )
             fresh = True
             try:
-                conn = _open_file(self.path)
+                conn = files.open_file(self.path)
             except sqlite3.Error as again:
-                raise StorageError(_explain(self.path, again)) from again
+                raise StorageError(files.explain(self.path, again)) from again
         try:
             with self._transaction(conn) as c:
                 if fresh or c.execute("SELECT 1 FROM meta WHERE key = 'stream'").fetchone() is None:
@@ -203,31 +132,10 @@ class StateStore:
                 self._set(c, "opened_at", repr(time.time()))
         except sqlite3.Error as exc:
             conn.close()
-            raise StorageError(_explain(self.path, exc)) from exc
+            raise StorageError(files.explain(self.path, exc)) from exc
         # The bound may have been lowered since the last run: apply it now, not at the next window.
         with self._transaction(conn) as c:
             self._evict(c)
-        return conn
-
-    def _read_only(self) -> sqlite3.Connection:
-        """The database opened for reading only (to carry its unsent windows into memory), or an
-        empty one in memory when even that fails."""
-        # Read-only needs the WAL index; where it cannot be made (a full or read-only disk), read
-        # the main file as it is (what the WAL holds beyond it is not seen).
-        for options in ("mode=ro", "immutable=1"):
-            try:
-                conn = sqlite3.connect(f"file:{self.path}?{options}", uri=True, check_same_thread=False)
-                conn.execute("SELECT value FROM meta WHERE key = 'stream'").fetchone()
-                return conn
-            except sqlite3.Error:
-                continue
-        return self._memory()
-
-    @staticmethod
-    def _memory() -> sqlite3.Connection:
-        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-        for statement in _SCHEMA:
-            conn.execute(statement)
         return conn
 
     @staticmethod
@@ -236,59 +144,30 @@ class StateStore:
         for key, value in defaults.items():
             c.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
-    def _move_aside(self) -> Path:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
-        for suffix in ("", "-wal", "-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
-        return aside
-
     def _migrate(self, c: sqlite3.Connection) -> None:
         """Take over the numbering, day total, checkpoint and unsent windows of the two files that
         held them before (``seq.sqlite3``, ``spool.sqlite3``), then rename those ``*.migrated``."""
-        seq_file, spool_file = (self.path.with_name(n) for n in LEGACY_FILES)
-        if not seq_file.exists():
+        old = files.read_legacy(self.path.parent)
+        if old is None:
             return
-        old = sqlite3.connect(seq_file, isolation_level=None)
-        try:
-            state = dict(old.execute("SELECT key, value FROM seq_state").fetchall())
-            text = dict(old.execute("SELECT key, value FROM text_state").fetchall())
-        finally:
-            old.close()
-        next_seq = int(state.get("next", 1))
-        moved = 0
-        if spool_file.exists():
-            old = sqlite3.connect(spool_file, isolation_level=None)
-            try:
-                for seq, payload, stored_at in old.execute("SELECT seq, payload, stored_at FROM windows ORDER BY seq"):
-                    stream = json.loads(payload).get("stream") or text.get("stream", "")
-                    c.execute("INSERT OR REPLACE INTO spool VALUES (?, ?, ?, ?)", (seq, stream, payload, stored_at))
-                    next_seq = max(next_seq, seq + 1)
-                    moved += 1
-            finally:
-                old.close()
-        self._set(c, "stream", text.get("stream") or self._get(c=c, key="stream"))
-        self._set(c, "next", str(next_seq))
-        if "checkpoint" in text:
-            self._set(c, "checkpoint", text["checkpoint"])
-        if "day" in text:
-            day = json.loads(text["day"])
-            c.execute("INSERT OR REPLACE INTO days VALUES (?, ?)", (day["date"], int(day["visitors"])))
-        for name in (seq_file, spool_file):
-            for suffix in ("", "-wal", "-shm"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.replace(f"{name}{suffix}", f"{name}{suffix}.migrated")
+        c.executemany("INSERT OR REPLACE INTO spool VALUES (?, ?, ?, ?)", old.windows)
+        self._set(c, "stream", old.stream or self._get(c=c, key="stream"))
+        self._set(c, "next", str(old.next_seq))
+        if old.checkpoint is not None:
+            self._set(c, "checkpoint", old.checkpoint)
+        if old.day is not None:
+            c.execute("INSERT OR REPLACE INTO days VALUES (?, ?)", old.day)
+        files.retire_legacy(self.path.parent)
         self._write_mark(c)
         self.notices.append(
-            f"moved the state of {seq_file.name} and {spool_file.name} into {self.path.name} "
-            f"({moved} unsent window(s), next seq {next_seq}); the old files are kept as *.migrated"
+            f"moved the state of {' and '.join(files.LEGACY_FILES)} into {self.path.name} "
+            f"({len(old.windows)} unsent window(s), next seq {old.next_seq}); the old files are kept as *.migrated"
         )
 
     def _check_continuity(self, c: sqlite3.Connection) -> None:
         """Compare the database with its mark; on any doubt start a new stream (see the module)."""
         stream, next_seq = self._get(c=c, key="stream"), int(self._get(c=c, key="next"))
-        mark = self._read_mark()
+        mark = files.read_mark(self.mark_path)
         doubt = None
         if mark is None:
             if next_seq > 1:
@@ -321,34 +200,14 @@ class StateStore:
         self.stream = stream
         return stream
 
-    def _read_mark(self) -> dict[str, Any] | None:
-        try:
-            value = json.loads(self.mark_path.read_text())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            log.warning("state mark %s cannot be read (%s): taken as missing", self.mark_path, exc)
-            return None
-        return value if isinstance(value, dict) else None
-
     def _write_mark(self, c: sqlite3.Connection) -> None:
         """Mirror the highest seq taken and the day totals into the mark (after the commit that
         took them; a mark behind its database by a crash in between is harmless)."""
         if not self._durable:
             return
         days = dict(c.execute("SELECT date, visitors FROM days").fetchall())
-        mark = {"stream": self._get(c=c, key="stream"), "seq": int(self._get(c=c, key="next")) - 1, "days": days}
-        tmp = self.mark_path.with_name(self.mark_path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(mark))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.mark_path)
-        dir_fd = os.open(self.mark_path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        stream, seq = self._get(c=c, key="stream"), int(self._get(c=c, key="next")) - 1
+        files.write_mark(self.mark_path, {"stream": stream, "seq": seq, "days": days})
 
     # ------------------------------------------------------------------ plumbing
 
@@ -378,7 +237,7 @@ class StateStore:
 
     def _to_memory(self, exc: BaseException) -> None:
         """Storage failed: copy what can be read into memory and continue there under a new stream."""
-        disk, memory = self._conn, self._memory()
+        disk, memory = self._conn, files.memory()
         copied = 0
         next_seq = 1
         old = getattr(self, "stream", None)
