@@ -94,7 +94,6 @@ class StateStore:
                     raise
                 self._conn = files.read_only(self.path)
                 self._to_memory(exc.__cause__ or exc)
-        self.stream: str = self._get("stream")
         for notice in self.notices:
             log.warning("%s", notice)
 
@@ -197,7 +196,6 @@ class StateStore:
         self._set(c, "stream", stream)
         self._set(c, "next", str(next_seq))
         c.execute("DELETE FROM meta WHERE key = 'last_start'")
-        self.stream = stream
         return stream
 
     def _write_mark(self, c: sqlite3.Connection) -> None:
@@ -240,7 +238,7 @@ class StateStore:
         disk, memory = self._conn, files.memory()
         copied = 0
         next_seq = 1
-        old = getattr(self, "stream", None)
+        old = None
         try:
             old = self._get(c=disk, key="stream")
             next_seq = int(self._get(c=disk, key="next"))
@@ -257,16 +255,21 @@ class StateStore:
         self._conn = memory
         self._durable = False
         self._init_meta(memory, next_seq)
-        self.stream = self._get(c=memory, key="stream")
         self.failure = f"state file {self.path} cannot be written: {getattr(exc, 'strerror', None) or exc}"
         log.error(
             "%s; windows are kept and delivered from memory under a new stream %s (was %s; %d unsent window(s) "
             "carried over): what is not delivered when this process ends is lost",
             self.failure,
-            self.stream,
+            self._get(c=memory, key="stream"),
             old,
             copied,
         )
+
+    @property
+    def stream(self) -> str:
+        """The stream windows are numbered under now."""
+        with self._lock:
+            return self._get("stream")
 
     def _get(self, key: str, c: sqlite3.Connection | None = None) -> str:
         conn = c if c is not None else self._conn
@@ -336,7 +339,6 @@ class StateStore:
             return payload
 
         payload = self._write(change)
-        self.stream = payload["stream"]
         with self._lock:
             try:
                 self._write_mark(self._conn)

@@ -31,8 +31,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from alignment import labelled
 from gender_candidates import ONE_PERSON_CLIPS, REPO, wilson
 
+from edge import media
 from edge.analyzer import Analyzer, AnalyzerConfig
 from edge.commands.evaluate import on_canvas
 from edge.models import Manifest
@@ -72,15 +74,11 @@ def images(utk: Path | None, clips: Path | None, limit: int, seed: int) -> Itera
     """(source, male, age, rgb, region) per labelled face; region "all": every face in the image."""
     if clips is not None:
         for clip, gender in ONE_PERSON_CLIPS.items():
-            cap = cv2.VideoCapture(str(clips / f"{clip}.avi"))
-            while True:
-                ok, bgr = cap.read()
-                if not ok:
-                    break
-                yield "development clips", gender == "male", None, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), None
+            for frame in media.frames(clips / f"{clip}.avi"):
+                yield "development clips", gender == "male", None, frame.rgb, None
     demo = REPO / "tests" / "faceapi" / "node_modules" / "@vladmandic" / "face-api" / "demo"
     for p in sorted(demo.glob("sample*.jpg")):
-        yield "demo photos", False, None, cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB), "all"
+        yield "demo photos", False, None, media.read_image(p), "all"
     if utk is None:
         return
     with open(utk / "labels.csv") as f:
@@ -92,7 +90,7 @@ def images(utk: Path | None, clips: Path | None, limit: int, seed: int) -> Itera
     per_band = max(1, limit // len(bands))
     picked = [r for b in sorted(bands) for r in rng.permutation(np.array(bands[b], dtype=object))[:per_band]]
     for r in picked:
-        rgb = cv2.cvtColor(cv2.imread(str(utk / r["file"])), cv2.COLOR_BGR2RGB)
+        rgb = media.read_image(utk / r["file"])
         for condition in CONDITIONS:
             canvas, region = on_canvas(conditioned(rgb, condition), 600)
             yield f"utkface, {condition}", r["gender"] == "male", int(r["age"]), canvas, region
@@ -172,14 +170,7 @@ def measure(args: argparse.Namespace) -> tuple[list[Face], dict[str, float]]:
     spent = dict.fromkeys(runners, 0.0)
     faces: list[Face] = []
     for source, male, age, rgb, region in images(args.utkface, args.clips, args.limit, args.seed):
-        found = analyzer.analyze(rgb)
-        if region not in (None, "all"):
-            x1, y1, x2, y2 = region
-            found = [f for f in found if x1 <= (f.detection.box[0] + f.detection.box[2]) / 2 <= x2]
-            found = [f for f in found if y1 <= (f.detection.box[1] + f.detection.box[3]) / 2 <= y2]
-        if region != "all":
-            found = sorted(found, key=lambda f: -f.detection.score)[:1]
-        for f in found:
+        for f in labelled(analyzer.analyze(rgb), region):
             a = f.attributes
             face = Face(source, male, age)
             face.estimates["face-api int8 age"] = float(a.age or 0.0)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from alignment import labelled
 from gender_candidates import REPO, images, wilson
 
 from edge.analyzer import Analyzer, AnalyzerConfig
@@ -67,14 +68,7 @@ def measure(args: argparse.Namespace) -> list[Row]:
     for source, male, rgb, region in images(args.utkface, args.clips, demo, args.limit, args.seed):
         if source.endswith("30 deg"):
             continue  # turned in the image plane: alignment's business, not pose
-        faces = analyzer.analyze(rgb)
-        if region not in (None, "all"):
-            x1, y1, x2, y2 = region
-            faces = [f for f in faces if x1 <= (f.detection.box[0] + f.detection.box[2]) / 2 <= x2]
-            faces = [f for f in faces if y1 <= (f.detection.box[1] + f.detection.box[3]) / 2 <= y2]
-        if region != "all":
-            faces = sorted(faces, key=lambda f: -f.detection.score)[:1]
-        for f in faces:
+        for f in labelled(analyzer.analyze(rgb), region):
             yaw, pitch = pose(mesh.read(rgb, np.asarray(f.detection.box)).points)
             a = f.attributes
             rows.append(

@@ -77,13 +77,14 @@ def test_finish_numbers_spools_and_totals_in_one_step(tmp_path: Path) -> None:
         assert s.finish(window(2, 4))["seq"] == 3 and s.today("2026-11-30") == 7
 
 
-def test_a_window_finished_before_a_sigkill_is_spooled_and_numbered(tmp_path: Path) -> None:
-    """finish() returns after COMMIT: a SIGKILL right after loses nothing, and no seq is reused."""
+def kill_after_finishing(tmp_path: Path, minutes: int) -> None:
+    """A daemon-like process finishes windows, then dies by SIGKILL (its WAL not checkpointed)."""
     script = textwrap.dedent(f"""
         from edge.state_store import StateStore
         s = StateStore({str(tmp_path / "state.sqlite3")!r}, 100)
-        for minute in range(3):
-            s.finish({{"window": {{"start": f"2026-11-30T12:0{{minute}}:00Z", "end": "x"}}, "visitors": 1,
+        s._conn.execute("PRAGMA wal_autocheckpoint=0")
+        for minute in range({minutes}):
+            s.finish({{"window": {{"start": f"2026-11-30T12:{{minute:02d}}:00Z", "end": "x"}}, "visitors": 1,
                        "stream": None, "seq": None}})
         print("stored", flush=True)
         input()
@@ -100,6 +101,11 @@ def test_a_window_finished_before_a_sigkill_is_spooled_and_numbered(tmp_path: Pa
     finally:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def test_a_window_finished_before_a_sigkill_is_spooled_and_numbered(tmp_path: Path) -> None:
+    """finish() returns after COMMIT: a SIGKILL right after loses nothing, and no seq is reused."""
+    kill_after_finishing(tmp_path, 3)
     with store(tmp_path) as s:
         assert [seq for seq, _ in s.pending(10)] == [1, 2, 3] and s.today("2026-11-30") == 3
         assert s.finish(window(3))["seq"] == 4
@@ -189,32 +195,6 @@ def test_a_restart_within_a_window_keeps_the_stream(tmp_path: Path) -> None:
     with store(tmp_path) as s:
         again = s.finish(window(0))
         assert again["stream"] == first["stream"] and again["seq"] == 2
-
-
-def kill_after_finishing(tmp_path: Path, minutes: int) -> None:
-    """A daemon-like process finishes windows, then dies by SIGKILL (its WAL not checkpointed)."""
-    script = textwrap.dedent(f"""
-        from edge.state_store import StateStore
-        s = StateStore({str(tmp_path / "state.sqlite3")!r}, 100)
-        s._conn.execute("PRAGMA wal_autocheckpoint=0")
-        for minute in range({minutes}):
-            s.finish({{"window": {{"start": f"2026-11-30T12:{{minute:02d}}:00Z", "end": "x"}}, "visitors": 1,
-                       "stream": None, "seq": None}})
-        print("stored", flush=True)
-        input()
-    """)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "stored"
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 def test_a_lost_wal_starts_a_new_stream_and_never_reuses_a_seq(
