@@ -51,8 +51,8 @@ def _models(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     """Validate the file, then look (without side effects) for what would stop ``edge run``."""
-    from edge.config import load_config
     from edge.preflight import preflight
+    from edge.settings import load_config
 
     config = load_config(args.config)
     findings = preflight(config)
@@ -71,9 +71,11 @@ def _check(args: argparse.Namespace) -> int:
 
 def _forget(args: argparse.Namespace) -> int:
     """Clear the device's retained discovery configs, status and health from its broker."""
-    from edge.config import MqttSinkConfig, load_config
-    from edge.sink_factory import mqtt_settings
+    from edge import __version__
+    from edge.settings import load_config
+    from edge.sinks.base import SinkContext
     from edge.sinks.forget import forget_device
+    from edge.sinks.mqtt import MqttSinkConfig, mqtt_settings
     from edge.state_lock import StateDirBusy, StateLock
 
     config = load_config(args.config)
@@ -92,7 +94,9 @@ def _forget(args: argparse.Namespace) -> int:
                 "announce the device again; stop it first (e.g. systemctl stop edge), then forget the device"
             ) from exc
     try:
-        cleared = forget_device(mqtt_settings(config, config.sink, {}), config.device_id)
+        cleared = forget_device(
+            mqtt_settings(config.sink, SinkContext(config.device_id, __version__)), config.device_id
+        )
     finally:
         lock.release()
     sys.stdout.write(
@@ -121,9 +125,9 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from edge.config import load_config
     from edge.daemon import Daemon
     from edge.preflight import preflight, refuses_start
+    from edge.settings import load_config
     from edge.signals import install_signal_handlers
 
     config = load_config(args.config)
@@ -295,8 +299,8 @@ def _eval_clips(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from edge.commands import clips
-    from edge.config import load_config, parse_config
     from edge.daemon import analyzer_config, tracker_config
+    from edge.settings import load_config, parse_config
 
     if args.config is not None:
         config = load_config(args.config)
@@ -324,8 +328,8 @@ def _bench(args: argparse.Namespace) -> int:
             logging.getLogger("edge.bench").warning("float32 models not installed: int8 only. %s", MISSING_HINT)
     configs = [(v, s) for v in args.variant or default_variants for s in args.detector_input or default_sizes]
     if args.pipeline:
-        from edge.config import AttributesConfig, DetectorConfig, TrackingConfig
         from edge.daemon import tracker_settings
+        from edge.settings import AttributesConfig, DetectorConfig, TrackingConfig
 
         # The daemon's defaults: weak detections reach the tracker, the detection plan covers
         # faces down to detector.min_face_px; --threshold/--min-face override them.

@@ -26,11 +26,10 @@ from edge.aggregator import Aggregator, breakdown_cells
 from edge.analyzer import Analyzer, AnalyzerConfig
 from edge.attributes import AttributeSwitches
 from edge.clock import Clock, SystemClock
-from edge.config import AttributesConfig, Config, DetectorConfig, TrackingConfig
 from edge.feeds import Feed, ReplayFeed, open_feed
 from edge.pipeline import FramePipeline
-from edge.sink_factory import build_sink
-from edge.sinks import Sink, pi_health
+from edge.settings import AttributesConfig, Config, DetectorConfig, TrackingConfig
+from edge.sinks import Sink, SinkContext, build_sink, pi_health
 from edge.sources import SourceError
 from edge.state_lock import StateLock
 from edge.state_store import FILE_NAME, StateStore, StorageError
@@ -166,7 +165,13 @@ class Daemon:
             self.pipeline = FramePipeline(self.analyzer, self.tracker)
             self.aggregator = Aggregator(window_config(config), config.device_id, config.site)
             if sink is None:
-                self.sink = build_sink(config, breakdown_cells(window_config(config)), self.store)
+                context = SinkContext(
+                    config.device_id,
+                    __version__,
+                    window_s=config.aggregation.window_s,
+                    cells=breakdown_cells(window_config(config)),
+                )
+                self.sink = build_sink(config.sink, context, self.store)
             else:
                 self.sink = sink(self.store)
         except BaseException:

@@ -14,9 +14,9 @@ import time
 from typing import Protocol
 
 from edge.clock import Clock
-from edge.config import FileSourceConfig, SourceConfig
 from edge.records import Frame
-from edge.sources import Capture, FileSource, make_source
+from edge.sources import Capture, SourceConfig, make_source
+from edge.sources.file import FileSource, FileSourceConfig
 
 
 class Feed(Protocol):
@@ -43,7 +43,7 @@ class Feed(Protocol):
 
 class LiveFeed:
     def __init__(self, config: SourceConfig, stop: threading.Event, clock: Clock | None = None) -> None:
-        self._capture = Capture.from_config(config, stop, clock=clock)
+        self._capture = Capture(make_source(config), stop, clock=clock)
         self._capture.start()
 
     @property

@@ -14,10 +14,10 @@ from typing import TextIO
 
 import yaml
 
-from edge.config import parse_config
 from edge.daemon import Daemon
 from edge.scenes import Visitor
-from edge.sinks import JsonlSettings, JsonlSink
+from edge.settings import parse_config
+from edge.sinks.jsonl import JsonlSink, JsonlSinkConfig
 from edge.state_store import StateStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,7 +38,7 @@ def config(tmp_path: Path, video: Path, **overrides: object) -> dict:
 
 def jsonl_sink(path: Path, store: StateStore) -> JsonlSink:
     """A jsonl sink writing to ``path`` that delivers from the daemon's state store."""
-    return JsonlSink(JsonlSettings(path=str(path)), spool=store)
+    return JsonlSink(JsonlSinkConfig(path=str(path)), spool=store)
 
 
 def run_daemon(tmp_path: Path, doc: dict) -> list[dict]:

@@ -1,6 +1,6 @@
 """Shared by the fleet tests: window payloads, collector configs, a collector in a child process
-(so a test can SIGKILL it), devices that publish through the real MQTT sink and spool, and a
-bounded wait on a database condition (never a sleep)."""
+(so a test can SIGKILL it) and devices that publish through the real MQTT sink and spool. Waits on a
+database condition use ``polling.wait_until``."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -21,11 +19,10 @@ import yaml
 from mqtt_broker import HOST
 from pg_database import connect, server_params
 
-from edge.sinks import MqttSettings, MqttSink
+from edge.sinks.mqtt import MqttSettings, MqttSink
 from edge.state_store import StateStore
 
 REPO = Path(__file__).resolve().parents[1]
-WAIT = 60.0  # upper bound for a wait on a loaded machine; normally seconds
 
 
 def window_payload(
@@ -81,16 +78,6 @@ def fleet_config(port: int, dbname: str, **mqtt: Any) -> dict[str, Any]:
         "batch": {"max_wait_s": 0.05},
         "health_interval_s": 1,
     }
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    """Poll ``predicate`` (a database query) every 50 ms until true; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        pause.wait(0.05)
 
 
 def stored_keys(dbname: str) -> list[tuple[str, str, int]]:

@@ -11,25 +11,25 @@ import pytest
 import yaml
 
 import edge
-from edge.config import (
-    SINK_TYPES,
-    SOURCE_TYPES,
+from edge.config import ConfigError
+from edge.settings import (
     AggregationConfig,
     AttributesConfig,
     Config,
-    ConfigError,
     DetectorConfig,
-    FileSourceConfig,
-    JsonlSinkConfig,
     ModelsConfig,
-    MqttSinkConfig,
-    Picamera2SourceConfig,
     RuntimeConfig,
     TrackingConfig,
-    V4l2SourceConfig,
     load_config,
     parse_config,
 )
+from edge.sinks import SINK_PLUGINS, SINK_TYPES
+from edge.sinks.jsonl import JsonlSinkConfig
+from edge.sinks.mqtt import MqttSinkConfig
+from edge.sources import SOURCE_PLUGINS, SOURCE_TYPES
+from edge.sources.file import FileSourceConfig
+from edge.sources.picamera2 import Picamera2SourceConfig
+from edge.sources.v4l2 import V4l2SourceConfig
 
 EXAMPLE = Path(edge.__file__).parent / "config.example.yaml"
 MINIMAL: dict[str, Any] = {"device_id": "lobby-1", "source": {"type": "picamera2"}}
@@ -207,7 +207,7 @@ def test_unknown_top_level_key_and_type_key_suggest() -> None:
     assert err.path == "source.pth" and "did you mean 'path'?" in str(err)
     err = error_for(with_(MINIMAL, source={"type": "v4l"}))
     assert err.path == "source.type"
-    assert "expected one of picamera2, v4l2, rtsp, file" in str(err) and "did you mean 'v4l2'?" in str(err)
+    assert "expected one of file, picamera2, rtsp, v4l2" in str(err) and "did you mean 'v4l2'?" in str(err)
 
 
 def test_wrong_type_names_path_value_and_expectation() -> None:
@@ -299,7 +299,7 @@ def test_missing_source_is_an_error() -> None:
     err = error_for({"device_id": "lobby-1"})
     assert err.path == "source"
     assert str(err) == (
-        "config error: source: expected a mapping with 'type: <picamera2 | v4l2 | rtsp | file>', "
+        "config error: source: expected a mapping with 'type: <file | picamera2 | rtsp | v4l2>', "
         "got nothing (the key is required)"
     )
     assert error_for({"source": {"type": "picamera2"}}).path == "device_id"
@@ -433,9 +433,13 @@ def test_mqtt_password_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert parse_config(with_(MINIMAL, sink={"type": "mqtt"})).sink.password() is None
 
 
-def test_registries_match_the_schema() -> None:
-    assert list(SOURCE_TYPES) == ["picamera2", "v4l2", "rtsp", "file"]
-    assert list(SINK_TYPES) == ["jsonl", "mqtt"]
-    for kind, cls in {**SOURCE_TYPES, **SINK_TYPES}.items():
-        assert cls.type == kind
-        assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen
+def test_each_plugin_module_is_found_and_declares_a_frozen_section() -> None:
+    """The registries are derived from the plugin modules (one file per backend): every module of
+    edge/sources and edge/sinks that ends with PLUGIN is found, under its section's type."""
+    for package, plugins in (("sources", SOURCE_PLUGINS), ("sinks", SINK_PLUGINS)):
+        folder = Path(edge.__file__).parent / package
+        declared = {p.stem for p in folder.glob("*.py") if re.search(r"^PLUGIN = Plugin\(", p.read_text(), re.M)}
+        assert declared == set(plugins), package
+        for kind, plugin in plugins.items():
+            assert plugin.config.type == kind
+            assert dataclasses.is_dataclass(plugin.config) and plugin.config.__dataclass_params__.frozen

@@ -19,9 +19,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from payload_schema import check
 
 from edge.cli import main
-from edge.config import parse_config
 from edge.daemon import Daemon
 from edge.scenes import Scene, Visitor, write_video
+from edge.settings import parse_config
 
 DEVICE = "e2e-cam"
 COUNTS, STATUS = f"edge/{DEVICE}/counts", f"edge/{DEVICE}/status"

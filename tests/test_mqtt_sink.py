@@ -17,18 +17,10 @@ from mqtt_broker import HOST, Broker
 from mqtt_clients import COUNTS, DEVICE, STATUS, WAIT, Subscriber, read_line, run_helper, settings, sigkill, window
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.sinks import (
-    SINKS,
-    JsonlSettings,
-    JsonlSink,
-    MqttSink,
-    SinkError,
-    TlsSettings,
-    build_health,
-    pi_health,
-    read_password,
-)
+from edge.sinks import SinkError, build_health, pi_health
 from edge.sinks.forget import forget_device
+from edge.sinks.jsonl import JsonlSink, JsonlSinkConfig
+from edge.sinks.mqtt import MqttSink, TlsSettings, read_password
 from edge.state_store import StateStore
 
 
@@ -145,9 +137,8 @@ def test_missing_password_or_ca_file_names_the_path(tmp_path: Path, monkeypatch:
 
 
 def test_jsonl_sink_and_registry(tmp_path: Path) -> None:
-    assert {"jsonl": JsonlSink, "mqtt": MqttSink} == SINKS
     out = tmp_path / "out" / "windows.jsonl"
-    with JsonlSink(JsonlSettings(path=str(out))) as sink:
+    with JsonlSink(JsonlSinkConfig(path=str(out))) as sink:
         sink.publish_window(window(1))
         assert out.read_text() == json.dumps(window(1), separators=(",", ":")) + "\n"  # flushed per line
         sink.publish_window(window(2))

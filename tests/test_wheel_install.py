@@ -64,6 +64,13 @@ def test_wheel_carries_the_int8_models_and_no_generic_top_level_names(wheel: Pat
         "collector.example.yaml",
     ):
         assert f"edge/fleet/{part}" in names, part
+    # Every module of the checkout is in the wheel: a new subpackage missing from pyproject's
+    # package list (setuptools cannot discover edge_convert, which lives in convert/) fails here.
+    modules = [
+        f"edge/{p.relative_to(REPO / 'edge')}" for p in (REPO / "edge").rglob("*.py") if "node_modules" not in p.parts
+    ]
+    modules += [f"edge_convert/{p.relative_to(REPO / 'convert')}" for p in (REPO / "convert").rglob("*.py")]
+    assert sorted(m for m in modules if m not in names) == []
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"edge", "edge_convert"}, tops
     assert wheel.stat().st_size < PYPI_LIMIT_MB * 1e6

@@ -32,9 +32,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge.config import parse_config
 from edge.daemon import Daemon
 from edge.scenes import random_scene, write_video
+from edge.settings import parse_config
 from edge.signals import install_signal_handlers
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from edge.config import parse_config
+from edge.settings import parse_config
 
 SOURCES = ("picamera2", "v4l2", "rtsp", "file")
 SINKS = ("mqtt", "jsonl")

@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import ssl
 import threading
 import time
 from collections import Counter
@@ -46,7 +45,6 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge import __version__
-from edge.config import read_password
 from edge.fleet.config import FleetConfig
 from edge.fleet.messages import (
     DeviceStatus,
@@ -60,6 +58,7 @@ from edge.fleet.messages import (
 )
 from edge.fleet.schema import migrate, set_min_cell
 from edge.fleet.store import WindowStore
+from edge.secrets import read_password, tls_context
 
 log = logging.getLogger(__name__)
 
@@ -140,11 +139,7 @@ class Collector:
         if m.username is not None:
             client.username_pw_set(m.username, read_password(m, "mqtt"))
         if m.tls is not None:
-            ctx = ssl.create_default_context(cafile=str(m.tls.ca_file) if m.tls.ca_file else None)
-            if m.tls.cert_file is not None and m.tls.key_file is not None:
-                ctx.load_cert_chain(str(m.tls.cert_file), str(m.tls.key_file))
-            ctx.check_hostname = not m.tls.insecure
-            client.tls_set_context(ctx)
+            client.tls_set_context(tls_context(m.tls))
         client.will_set(self._status_topic, OFFLINE, qos=1, retain=True)
         client.reconnect_delay_set(1, int(max(1, m.reconnect_max_s)))
         client.on_connect = self._on_connect

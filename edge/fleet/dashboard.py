@@ -32,8 +32,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import psycopg
 
-from edge.config import ConfigError, read_password
+from edge.config import ConfigError
 from edge.fleet.config import FleetConfig
+from edge.secrets import read_password
 
 log = logging.getLogger(__name__)
 

@@ -1,36 +1,44 @@
 """Where finished windows go: a JSON-lines stream, or an MQTT broker with store-and-forward.
 
-One module per job: the interface (``base``), each sink (``jsonl``, ``mqtt``),
-the health message (``health``), Home Assistant discovery (``discovery``) and
-removing a device from the broker (``forget``). ``SINKS`` maps a config's
-``type`` to its class.
+Plugins (``edge.plugins``): ``jsonl`` and ``mqtt``; each module holds its config section, its
+``Sink``, its ``build`` and its ``edge check`` probe. Beside them: the interface (``base``), the
+health message (``health``), Home Assistant discovery (``discovery``) and removing a device from
+the broker (``forget``). A new sink is one new module here.
 """
 
 from __future__ import annotations
 
-from edge.sinks.base import Sink, SinkError, dumps
+import sys
+from typing import Any
+
+from edge.plugins import Plugin, config_types, discover
+from edge.sinks.base import Sink, SinkConfig, SinkContext, SinkError, dumps
 from edge.sinks.discovery import BREAKDOWN_GROUPS, STATUS_OFFLINE, STATUS_ONLINE
 from edge.sinks.health import HEALTH_SCHEMA, build_health, pi_health
-from edge.sinks.jsonl import JsonlSettings, JsonlSink
-from edge.sinks.mqtt import MqttSettings, MqttSink, TlsSettings, read_password
+from edge.state_store import StateStore
 
-SINKS: dict[str, type[Sink]] = {JsonlSink.type_name: JsonlSink, MqttSink.type_name: MqttSink}
+SINK_PLUGINS: dict[str, Plugin[Sink]] = dict(discover(sys.modules[__name__]))
+SINK_TYPES: dict[str, type[Any]] = config_types(SINK_PLUGINS)
+
+
+def build_sink(config: SinkConfig, context: SinkContext, store: StateStore) -> Sink:
+    """The sink ``config`` names, delivering from ``store``'s spool."""
+    return SINK_PLUGINS[config.type].build(config, context, store)
+
 
 __all__ = [
     "BREAKDOWN_GROUPS",
     "HEALTH_SCHEMA",
-    "SINKS",
+    "SINK_PLUGINS",
+    "SINK_TYPES",
     "STATUS_OFFLINE",
     "STATUS_ONLINE",
-    "JsonlSettings",
-    "JsonlSink",
-    "MqttSettings",
-    "MqttSink",
     "Sink",
+    "SinkConfig",
+    "SinkContext",
     "SinkError",
-    "TlsSettings",
     "build_health",
+    "build_sink",
     "dumps",
     "pi_health",
-    "read_password",
 ]

@@ -5,10 +5,31 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, TypeVar
 
 _S = TypeVar("_S", bound="Sink")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SinkConfig:
+    """Base of the sink sections; ``type`` (the YAML ``type:``) names the plugin."""
+
+    type: ClassVar[str]
+    # Keys refused in every sink, with the reason as the expectation.
+    _forbidden: ClassVar[dict[str, str]] = {}
+
+
+@dataclass(frozen=True)
+class SinkContext:
+    """What a sink needs to know beyond its own section: who is publishing and what windows hold."""
+
+    device_id: str
+    version: str
+    window_s: int | None = None  # window length: dashboards expire a value after two missed windows
+    # Breakdown group -> the cells the config produces (dashboards get exactly those).
+    cells: Mapping[str, tuple[str, ...]] | None = None
 
 
 class SinkError(RuntimeError):

@@ -12,22 +12,34 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
-from edge.sinks.base import Sink, SinkError, dumps
+from edge.checks import Finding, Options, writable_target
+from edge.config.fields import Check, Ctx, leaf, resolve
+from edge.plugins import Plugin
+from edge.sinks.base import Sink, SinkConfig, SinkContext, SinkError, dumps
 from edge.state_store import StateStore
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, kw_only=True)
-class JsonlSettings:
-    """``path``: a file to append to, or ``"-"`` for stdout (the journal under systemd)."""
+def _jsonl_path(v: Any, ctx: Ctx) -> str:
+    return "-" if v == "-" else str(resolve(v, ctx))
 
-    path: str = "-"
+
+@dataclass(frozen=True, kw_only=True)
+class JsonlSinkConfig(SinkConfig):
+    """One JSON object per line; ``path: "-"`` writes to stdout (journald under systemd)."""
+
+    type: ClassVar[str] = "jsonl"
+    path: str = leaf("-", Check('"-" for stdout or a file path', _jsonl_path))
+
+    @property
+    def to_stdout(self) -> bool:
+        return self.path == "-"
 
 
 class JsonlSink(Sink):
@@ -36,9 +48,9 @@ class JsonlSink(Sink):
     type_name: ClassVar[str] = "jsonl"
 
     def __init__(
-        self, settings: JsonlSettings | None = None, *, stream: IO[str] | None = None, spool: StateStore | None = None
+        self, settings: JsonlSinkConfig | None = None, *, stream: IO[str] | None = None, spool: StateStore | None = None
     ) -> None:
-        self.settings = settings or JsonlSettings()
+        self.settings = settings or JsonlSinkConfig()
         self.spool = spool
         self._failing = False
         self._lock = threading.Lock()
@@ -108,3 +120,17 @@ class JsonlSink(Sink):
                 self._stream.close()
             else:
                 self._stream.flush()
+
+
+def check(cfg: JsonlSinkConfig, key: str, options: Options) -> Iterator[Finding]:
+    if not cfg.to_stdout:
+        problem = writable_target(f"{key}.path", Path(cfg.path), '"-" or a file path the sink can append to')
+        if problem is not None:
+            yield problem
+
+
+def build(config: JsonlSinkConfig, context: SinkContext, store: StateStore) -> JsonlSink:
+    return JsonlSink(config, spool=store)
+
+
+PLUGIN = Plugin(config=JsonlSinkConfig, build=build, check=check)

@@ -39,7 +39,7 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,7 +50,36 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge.sinks.base import Sink, SinkError, dumps
+from edge.checks import Finding, Options, finding, unreachable
+from edge.config.fields import (
+    POSITIVE_S,
+    Check,
+    Ctx,
+    Invalid,
+    boolean,
+    choice,
+    derived,
+    integer,
+    leaf,
+    number,
+    optional,
+    section,
+    text,
+    utf8,
+)
+from edge.config.hosts import HOST, broker_host
+from edge.plugins import Plugin
+from edge.secrets import (
+    NO_CLEAR_PASSWORD,
+    TlsConfig,
+    password_credential_field,
+    password_env_field,
+    password_file_field,
+    password_problems,
+    tls_findings,
+)
+from edge.secrets import read_password as read_secret_password
+from edge.sinks.base import Sink, SinkConfig, SinkContext, SinkError, dumps
 from edge.sinks.discovery import STATUS_OFFLINE, STATUS_ONLINE, DiscoveryDevice, cells_of, entity_configs
 from edge.sinks.health import build_health
 from edge.state_store import StateStore
@@ -61,6 +90,90 @@ _paho_log = logging.getLogger(__name__ + ".paho")
 _DRAIN_RETRY_S = 5.0
 _REFUSED_CREDENTIALS = {134, 135}  # MQTT 5 reason codes; paho maps 3.1.1 CONNACK 4/5 onto them
 _SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT: another client connected with this client id
+
+
+# --------------------------------------------------------------------------- config section
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpoolConfig:
+    """Windows not yet acknowledged by the broker, kept in the state store (``edge.state_store``)."""
+
+    _forbidden: ClassVar[dict[str, str]] = {
+        "path": "no path: the spool lives in the state store, <state_dir>/state.sqlite3, numbered and "
+        "stored with each window in one transaction (remove this key; a spool.sqlite3 left in state_dir "
+        "is taken over at the next start)",
+    }
+    max_windows: int = leaf(10080, integer("a window count >= 1", lo=1))
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiscoveryConfig:
+    """Home Assistant MQTT discovery."""
+
+    enabled: bool = leaf(True, boolean())
+    prefix: str = leaf("homeassistant", text("a topic prefix without + or #", r"[^+#]+"))
+
+
+# MQTT topics are at most 65,535 bytes; a prefix far below that leaves room for the topic names
+# and for Home Assistant's discovery topics.
+_TOPIC_PREFIX_MAX_BYTES = 1024
+
+
+def _topic_prefix(v: Any, ctx: Ctx) -> str:
+    if not isinstance(v, str) or not v or any(c in v for c in "+#\x00"):
+        raise Invalid
+    if v.startswith("$"):
+        raise Invalid("a topic prefix not starting with '$' (brokers reserve those topics, e.g. $SYS)")
+    if len(utf8(v, "a topic prefix")) > _TOPIC_PREFIX_MAX_BYTES:
+        raise Invalid(f"a topic prefix of at most {_TOPIC_PREFIX_MAX_BYTES} bytes")
+    return v if v.endswith("/") else v + "/"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MqttSinkConfig(SinkConfig):
+    """MQTT publisher. The password never sits in this file: it is read from a
+    file, an environment variable or a systemd credential (see ``password()``)."""
+
+    type: ClassVar[str] = "mqtt"
+    _forbidden: ClassVar[dict[str, str]] = NO_CLEAR_PASSWORD
+    host: str = leaf("localhost", Check(HOST, broker_host))
+    port: int = leaf(1883, integer("a TCP port 1..65535", lo=1, hi=65535))
+    protocol: str = leaf("5", choice("5", "3.1.1"))
+    # MQTT 3.1.1 cannot refuse a publish (a broker acknowledges what its ACL drops): with read_back
+    # a window counts as delivered when it comes back on the device's own subscription. Needs
+    # read access to the counts topic; false trusts the acknowledgement. Ignored for MQTT 5.
+    read_back: bool = leaf(True, boolean())
+    # MQTT encodes the keepalive in 16 bits.
+    keepalive: int = leaf(60, integer("a keepalive in whole seconds from 1 to 65535", lo=1, hi=65535))
+    topic_prefix: str = derived(
+        Check("a topic prefix without + or #", _topic_prefix),
+        lambda ctx: f"edge/{ctx.context.get('device_id', '<device_id>')}/",
+    )
+    # QoS 0 has no PUBACK, so a spooled window could never be confirmed: at least once needs >= 1.
+    qos: int = leaf(1, choice(1, 2))
+    tls: TlsConfig | None = section(TlsConfig, optional=True)
+    username: str | None = leaf(None, optional(text("a user name")))
+    password_file: Path | None = password_file_field()
+    password_env: str | None = password_env_field()
+    password_credential: str | None = password_credential_field()
+    spool: SpoolConfig = section(SpoolConfig)
+    health_interval_s: float = leaf(30.0, number(POSITIVE_S, lo=0, lo_open=True))
+    discovery: DiscoveryConfig = section(DiscoveryConfig)
+
+    def _problems(self) -> Iterator[tuple[str, Any, str]]:
+        yield from password_problems(self)
+
+    def password(self) -> str | None:
+        """Read the broker password from its configured place (None when none is set).
+
+        Read on demand, not at parse time, so the secret is not kept in the
+        config object (which may be logged).
+        """
+        return read_secret_password(self, "sink")
+
+
+# --------------------------------------------------------------------------- the sink
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -761,3 +874,59 @@ class MqttSink(Sink):
             self._wanted.update(topic for topic, _ in configs)
         for topic, config in configs:
             self._client.publish(topic, dumps(config), qos=1, retain=True)
+
+
+# --------------------------------------------------------------------------- plugin
+
+
+def check(cfg: MqttSinkConfig, key: str, options: Options) -> Iterator[Finding]:
+    """TLS material must load (an error: paho gives up); the broker is probed (a warning: paho retries)."""
+    if cfg.tls is not None:
+        yield from tls_findings(cfg.tls, f"{key}.tls")
+    why = unreachable(cfg.host, cfg.port, options.timeout_s)
+    if why is not None:
+        yield finding(
+            "warning",
+            f"{key}.host",
+            cfg.host,
+            f"an MQTT broker accepting connections on port {cfg.port}",
+            why,
+            "`edge run` spools windows and keeps reconnecting, so this may be transient",
+        )
+
+
+def mqtt_settings(sink: MqttSinkConfig, context: SinkContext) -> MqttSettings:
+    """The MQTT sink's settings from the config (also used by ``edge forget``)."""
+    tls = None
+    if sink.tls is not None:
+        tls = TlsSettings(
+            ca_file=sink.tls.ca_file,
+            cert_file=sink.tls.cert_file,
+            key_file=sink.tls.key_file,
+            insecure=sink.tls.insecure,
+        )
+    return MqttSettings(
+        host=sink.host,
+        port=sink.port,
+        protocol=sink.protocol,
+        read_back=sink.read_back,
+        keepalive=sink.keepalive,
+        topic_prefix=sink.topic_prefix,
+        qos=sink.qos,
+        tls=tls,
+        username=sink.username,
+        password_file=sink.password_file,
+        password_env=sink.password_env,
+        password_credential=sink.password_credential,
+        discovery=sink.discovery.enabled,
+        discovery_prefix=sink.discovery.prefix,
+        discovery_cells=tuple((group, label) for group, labels in (context.cells or {}).items() for label in labels),
+        window_s=context.window_s,
+    )
+
+
+def build(config: MqttSinkConfig, context: SinkContext, store: StateStore) -> MqttSink:
+    return MqttSink(mqtt_settings(config, context), store, context.device_id, context.version)
+
+
+PLUGIN = Plugin(config=MqttSinkConfig, build=build, check=check)

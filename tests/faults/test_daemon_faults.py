@@ -30,10 +30,10 @@ from mqtt_broker import HOST, Broker
 from mqtt_clients import LogWaiter, Subscriber
 
 from edge.cli import main
-from edge.config import parse_config
 from edge.daemon import Daemon
 from edge.scenes import Scene, write_video
-from edge.sinks import MqttSettings, MqttSink
+from edge.settings import parse_config
+from edge.sinks.mqtt import MqttSettings, MqttSink
 from edge.state_lock import StateLock
 from edge.state_store import StateStore
 

@@ -32,7 +32,7 @@ from mqtt_clients import (
     window,
 )
 
-from edge.sinks import MqttSink, TlsSettings
+from edge.sinks.mqtt import MqttSink, TlsSettings
 from edge.state_store import StateStore
 
 

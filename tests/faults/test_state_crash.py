@@ -25,7 +25,7 @@ CRASH = textwrap.dedent("""
     import os, sys, threading
     import yaml
     from edge import daemon
-    from edge.config import parse_config
+    from edge.settings import parse_config
     from edge.state_store import StateStore
 
     point = sys.argv[2]
