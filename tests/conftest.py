@@ -1,9 +1,16 @@
-"""Shared fixtures: real photos that ship with packages (no data committed)."""
+"""Shared fixtures: real photos that ship with packages (no data committed), and the tests' one way
+to a real mosquitto (tests/mqtt_broker.py's ``Broker``: every variant is a parameter of it)."""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
+from mqtt_broker import MOSQUITTO_MISSING, Broker, TlsFiles, make_tls_files
 
 
 @pytest.fixture(scope="session")
@@ -13,8 +20,40 @@ def astronaut() -> np.ndarray:
     return np.ascontiguousarray(skimage_data.astronaut()[..., :3])
 
 
-# Real-mosquitto fixtures for the MQTT sink tests (see tests/mqtt_broker.py).
-from mqtt_broker import broker_factory, mqtt_broker, tls_files  # noqa: E402,F401
+@pytest.fixture()
+def broker_factory(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
+    """``broker_factory(start=True, users=..., tls=..., persistence=..., acl=...)`` -> a Broker of this
+    test's own (``start=False``: not started yet); all are killed at teardown."""
+    if MOSQUITTO_MISSING:
+        pytest.skip(MOSQUITTO_MISSING)
+    brokers: list[Broker] = []
+
+    def make(start: bool = True, **kwargs: Any) -> Broker:
+        broker = Broker(tmp_path / f"broker{len(brokers)}", **kwargs)
+        brokers.append(broker)
+        if start:
+            broker.start()
+        return broker
+
+    yield make
+    for broker in brokers:
+        broker.kill()
+
+
+@pytest.fixture()
+def mqtt_broker(broker_factory: Callable[..., Broker]) -> Broker:
+    """A running anonymous broker on a free port."""
+    return broker_factory()
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl CLI not installed")
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+# The MQTT tests' clients (see tests/mqtt_clients.py).
 from mqtt_clients import sink_log, subscribers  # noqa: E402,F401
 
 try:  # the fleet tests' PostgreSQL fixtures; the tflite-runtime venv (model tests only) has no psycopg

@@ -1,8 +1,11 @@
-"""A real mosquitto per test, on a free 127.0.0.1 port, that a test can stop, kill and restart.
+"""The one mosquitto launcher of the tests: a real broker on a free 127.0.0.1 port that a test can
+stop, kill and restart, with the variants as parameters (passwords, TLS, an ACL, persistence).
 
 Using the real broker (not a mock) is the point: reconnects, retained
 messages, Last Will, PUBACK timing, TLS and password refusal are exactly the
-behaviour the MQTT sink must survive.
+behaviour the MQTT sink must survive. Tests get brokers through the conftest fixtures
+(``mqtt_broker``, ``broker_factory``); tests/ha/check_ha.py, a script, makes a ``Broker`` itself.
+No pytest here, so that script can import it.
 """
 
 from __future__ import annotations
@@ -13,14 +16,10 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
-import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import pytest
+from polling import poll
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
@@ -35,7 +34,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _accepts(port: int) -> bool:
+def accepts(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:``port`` now."""
     try:
         with socket.create_connection((HOST, port), timeout=0.5):
             return True
@@ -193,22 +193,22 @@ class Broker:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def start(self, timeout: float = 10.0) -> None:
+    def start(self, timeout: float = 30.0) -> None:
         """Start mosquitto and return once every listener accepts TCP connections."""
         assert not self.running, "broker already running"
         with self.log_path.open("ab") as logf:
-            self._proc = subprocess.Popen(
+            proc = self._proc = subprocess.Popen(
                 [MOSQUITTO, "-c", str(self.conf_path)], stdout=logf, stderr=subprocess.STDOUT, cwd=self.workdir
             )
         ports = [p for p in (self.port, self.tls_port) if p is not None]
-        deadline = time.monotonic() + timeout
-        pause = threading.Event()
-        while not all(_accepts(p) for p in ports):
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited with {self._proc.returncode}:\n{self.log()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"mosquitto did not listen on {ports} within {timeout} s:\n{self.log()}")
-            pause.wait(0.02)  # bounded poll between connection attempts
+
+        def listening() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited with {proc.returncode}:\n{self.log()}")
+            return all(accepts(p) for p in ports)
+
+        if not poll(listening, timeout, interval=0.02):
+            raise RuntimeError(f"mosquitto did not listen on {ports} within {timeout} s:\n{self.log()}")
 
     def stop(self, timeout: float = 10.0) -> None:
         """Graceful stop (SIGTERM); with persistence on, sessions and retained messages are saved."""
@@ -233,36 +233,3 @@ class Broker:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-@pytest.fixture()
-def broker_factory(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
-    """``broker_factory(start=True, users=..., tls=..., persistence=..., acl=...)`` -> a Broker; all are
-    killed at teardown."""
-    if MOSQUITTO_MISSING:
-        pytest.skip(MOSQUITTO_MISSING)
-    brokers: list[Broker] = []
-
-    def make(start: bool = True, **kwargs: Any) -> Broker:
-        broker = Broker(tmp_path / f"broker{len(brokers)}", **kwargs)
-        brokers.append(broker)
-        if start:
-            broker.start()
-        return broker
-
-    yield make
-    for broker in brokers:
-        broker.kill()
-
-
-@pytest.fixture()
-def mqtt_broker(broker_factory: Callable[..., Broker]) -> Broker:
-    """A running anonymous broker on a free port."""
-    return broker_factory()
-
-
-@pytest.fixture(scope="session")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl CLI not installed")
-    return make_tls_files(tmp_path_factory.mktemp("tls"))

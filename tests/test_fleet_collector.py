@@ -25,12 +25,12 @@ from fleet_parts import (
     rollup_mismatches,
     stored_count,
     stored_keys,
-    wait_until,
     window_payload,
 )
 from mqtt_broker import HOST, Broker, free_port
 from mqtt_clients import Subscriber
 from pg_database import connect
+from polling import wait_until
 
 from edge.commands.demo import DEVICE_ID as DEMO_DEVICE
 from edge.commands.demo import ensure_video

@@ -16,12 +16,13 @@ from typing import Any
 import paho.mqtt.publish as mqtt_publish
 import pytest
 from fastjsonschema import JsonSchemaException
-from fleet_parts import REPO, fleet_config, health_payload, wait_until, window_payload
+from fleet_parts import REPO, fleet_config, health_payload, window_payload
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from mqtt_broker import HOST, Broker
 from pg_database import connect
+from polling import wait_until
 
 from edge.fleet.collector import Collector
 from edge.fleet.config import parse_fleet_config
@@ -111,7 +112,7 @@ def test_generated_messages_never_stall_the_collector_and_valid_windows_are_stor
         doc = window_payload("ok", stream, seq)
         outgoing.append({"topic": "edge/ok/counts", "payload": json.dumps(doc), "qos": 1})
     mqtt_publish.multiple(outgoing, hostname=HOST, port=mqtt_broker.port, protocol=5)
-    wait_until(lambda: handled() >= before + len(outgoing), "every message handled", timeout=30)
+    wait_until(lambda: handled() >= before + len(outgoing), "every message handled")
     assert thread.is_alive()
     assert handled() == c.received
     with connect(pg_database) as conn:

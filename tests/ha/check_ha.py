@@ -35,7 +35,6 @@ import argparse
 import base64
 import contextlib
 import fcntl
-import getpass
 import glob
 import hashlib
 import json
@@ -63,6 +62,11 @@ from typing import Any, TypeVar
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
+if str(HERE.parent) not in sys.path:  # the tests' broker launcher and poll helper (tests/), run as a script
+    sys.path.insert(0, str(HERE.parent))
+from mqtt_broker import MOSQUITTO, MOSQUITTO_MISSING, Broker, accepts, free_port  # noqa: E402
+from polling import poll  # noqa: E402
+
 PROJECT_PYTHON = REPO / ".venv" / "bin" / "python"
 LOCK = HERE / "ha-requirements.lock"
 TOOL_REQUIREMENTS = HERE / "tool-requirements.txt"  # uv, to install the HA venv from the lock
@@ -76,7 +80,6 @@ EXTRA_REQUIREMENTS = (
     "PyQRCode==1.2.1",  # auth.mfa_modules.totp
 )
 CHECKED_DOMAINS = ("homeassistant", "http", "api", "logger", "recorder", "mqtt", "sensor")
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 HOST = "127.0.0.1"
 DEVICE_ID = "ha-check"
 DISCOVERY_PREFIX = "homeassistant"
@@ -110,38 +113,26 @@ def log(msg: str) -> None:
 
 
 def wait_for(what: str, fn: Callable[[], T | None], timeout: float, interval: float = 0.2) -> T:
-    """Poll ``fn`` until it returns something truthy; CheckFailed after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+    """Poll ``fn`` until it returns something truthy (an exception other than CheckFailed counts as
+    not yet, and is named if time runs out); CheckFailed after ``timeout`` seconds."""
     last_exc: BaseException | None = None
-    while True:
+
+    def attempt() -> T | None:
+        nonlocal last_exc
         try:
-            value = fn()
-            if value:
-                return value
+            return fn()
         except CheckFailed:
             raise
         except Exception as exc:  # noqa: BLE001 - polling: remember and retry
             last_exc = exc
-        if time.monotonic() > deadline:
-            raise CheckFailed(
-                f"timed out after {timeout:.0f}s waiting for {what}"
-                + (f" (last error: {last_exc!r})" if last_exc else "")
-            )
-        time.sleep(interval)
+            return None
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def accepts(port: int) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+    value = poll(attempt, timeout, interval)
+    if not value:
+        raise CheckFailed(
+            f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last_exc!r})" if last_exc else "")
+        )
+    return value
 
 
 def clean_env() -> dict[str, str]:
@@ -305,29 +296,6 @@ def ensure_venv(python: str, version: tuple[int, int, int]) -> tuple[Path, dict[
 
 
 # --------------------------------------------------------------------------- processes
-
-
-class Mosquitto:
-    def __init__(self, workdir: Path) -> None:
-        if not os.access(MOSQUITTO, os.X_OK):
-            raise SetupError(f"mosquitto not found ({MOSQUITTO}): apt-get install mosquitto")
-        self.port = free_port()
-        conf = workdir / "mosquitto.conf"
-        user = f"user {getpass.getuser()}\n"  # as root mosquitto would otherwise switch to user 'mosquitto'
-        conf.write_text(
-            f"{user}listener {self.port} {HOST}\nallow_anonymous true\npersistence false\n"
-            f"log_type all\nlog_dest file {workdir / 'mosquitto.log'}\n"
-        )
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for("mosquitto to listen", lambda: self.proc.poll() is None and accepts(self.port), 10)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
 
 
 CONFIGURATION_YAML = """\
@@ -836,11 +804,14 @@ class Check:
         self.workdir = Path(tempfile.mkdtemp(prefix="edge-ha-check-"))
         config_dir = self.workdir / "config"
         config_dir.mkdir()
-        broker: Mosquitto | None = None
+        broker: Broker | None = None
         ha: HomeAssistantProc | None = None
         ok = False
         try:
-            broker = Mosquitto(self.workdir)
+            if MOSQUITTO_MISSING:
+                raise SetupError(f"mosquitto not found ({MOSQUITTO}): apt-get install mosquitto")
+            broker = Broker(self.workdir)  # the tests' launcher: anonymous, its log in workdir/mosquitto.log
+            broker.start()
             t = time.monotonic()
             video = write_scene(self.workdir / "scene.avi")
             self.mark("scene_video_s", t)
@@ -865,7 +836,9 @@ class Check:
                 self.timings["ha_stop_s"] = round(ha.stop(), 2)
                 ok = self.read_log(ha) and ok
             if broker:
-                broker.stop()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    broker.stop()
+                broker.kill()  # if it ignored SIGTERM
             self.findings["daemon_log_problems"] = [p for d in self.daemons for p in d.problems()]
             self.findings["failures"] = self.failures
             self.timings["total_s"] = round(time.monotonic() - self.t0, 1)
@@ -878,7 +851,7 @@ class Check:
         print(json.dumps(summary, default=str))
         return 0 if ok else EXIT_FAILED
 
-    def check(self, ha: HomeAssistantProc, broker: Mosquitto, video: Path, statistics: bool) -> None:
+    def check(self, ha: HomeAssistantProc, broker: Broker, video: Path, statistics: bool) -> None:
         self.start_ha(ha, broker)
         configs_a, ids_a = self.phase_discovery(video, broker)
         self.phase_windows("first run", configs_a, ids_a, windows=3)
@@ -894,7 +867,7 @@ class Check:
 
     # ------------------------------------------------------------------ HA up, owner, MQTT
 
-    def start_ha(self, ha: HomeAssistantProc, broker: Mosquitto) -> None:
+    def start_ha(self, ha: HomeAssistantProc, broker: Broker) -> None:
         api = self.api = Http(ha.base)
 
         # /api/onboarding needs no auth (polling /api/ unauthenticated logs a warning per try).
@@ -952,7 +925,7 @@ class Check:
 
     # ------------------------------------------------------------------ the device appears
 
-    def start_daemon(self, video: Path, broker: Mosquitto, name: str, min_cell: int, **attributes: bool) -> DaemonProc:
+    def start_daemon(self, video: Path, broker: Broker, name: str, min_cell: int, **attributes: bool) -> DaemonProc:
         import yaml
 
         path = self.workdir / f"{name}.yaml"
@@ -986,7 +959,7 @@ class Check:
 
         return wait_for(what, present, 60, 0.5)
 
-    def phase_discovery(self, video: Path, broker: Mosquitto) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    def phase_discovery(self, video: Path, broker: Broker) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
         t = time.monotonic()
         daemon = self.start_daemon(video, broker, "daemon-a", min_cell=1)
 
@@ -1166,7 +1139,7 @@ class Check:
             self.findings["status_after_sigkill"] = self.watcher.status[-1][1] if self.watcher.status else None
 
     def phase_restart_without_gender(
-        self, video: Path, broker: Mosquitto, ids_a: dict[str, str]
+        self, video: Path, broker: Broker, ids_a: dict[str, str]
     ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
         gender = {u: e for u, e in ids_a.items() if u.startswith(f"{DEVICE_ID}_gender_")}
         kept = {u: e for u, e in ids_a.items() if u not in gender}
