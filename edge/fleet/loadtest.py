@@ -11,22 +11,26 @@ work does not depend on how many connections the broker terminates).
 It prints, per reporting interval and in total: windows published and
 stored per second, the collector's RSS, and end-to-end latency (publish to
 committed row, from the row's ``stored_at``) at p50/p99/max. Measured, not
-asserted: the figures go into the README.
+asserted: the figures go into the README. SIGINT (Ctrl-C), SIGTERM or SIGHUP end
+the run early, without figures, and everything it started is still cleaned up.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import multiprocessing as mp
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -38,10 +42,20 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.commands.demo import find_mosquitto, start_broker, stop_broker
+from edge.fleet.config import parse_fleet_config
+from edge.signals import install_signal_handlers
 from edge.sinks.base import dumps
 
 log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
+COLLECTOR_ID = "load-collector"
+# The collector is always connected: no per-session queue or in-flight limit should throttle it. The
+# default log types plus "subscribe", so that the run can see the collector's subscription arrive.
+BROKER_CONF = (
+    "max_queued_messages 0\nmax_inflight_messages 0\n"
+    "log_type error\nlog_type warning\nlog_type notice\nlog_type information\nlog_type subscribe\n"
+)
+STOPPED = 130  # the exit status when a signal ended the run early (as a shell reports Ctrl-C)
 
 
 def _rss_mb(pid: int) -> float:
@@ -55,6 +69,24 @@ def _cpu_s(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _poll(condition: Callable[[], bool], timeout: float, interval: float, stop: threading.Event) -> bool:
+    """Whether ``condition()`` held within ``timeout`` seconds, checked every ``interval`` seconds;
+    False at once when ``stop`` is set (the pause between checks is a wait on it)."""
+    deadline = time.monotonic() + timeout
+    while not stop.is_set():
+        if condition():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        stop.wait(interval)
+    return False
+
+
+def _stopped() -> int:
+    log.info("stopped early: no figures")
+    return STOPPED
 
 
 def _payload(device: str, stream: str, seq: int, end: datetime, window_s: int) -> str:
@@ -119,6 +151,7 @@ def _publisher(
 ) -> None:
     """Devices ``first..first+count-1`` on one connection: a window every ``window_s`` and a retained
     health message every ``health_s`` (simulated seconds); sends publish times back through ``out``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the main process ends the run
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"loadgen-{first}", protocol=mqtt.MQTTv5)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
@@ -134,7 +167,7 @@ def _publisher(
     hnxt = rng.uniform(0, min(health_period, 1e9), count)
     healths = np.zeros(count, dtype=np.int64)
     sent: list[tuple[int, int, float]] = []  # (device index, seq, wall time of publish)
-    pause = threading.Event()
+    last: mqtt.MQTTMessageInfo | None = None
     sim_epoch = datetime(2026, 12, 1, tzinfo=timezone.utc)
     while True:
         i, h = int(np.argmin(nxt)), int(np.argmin(hnxt))
@@ -143,9 +176,9 @@ def _publisher(
                 break
             wait = t0 + hnxt[h] - time.time()
             if wait > 0:
-                pause.wait(wait)
+                time.sleep(wait)  # pacing: each device publishes at its own due time
             healths[h] += 1
-            client.publish(
+            last = client.publish(
                 f"edge/dev{first + h}/health", _health(f"dev{first + h}", int(healths[h])), qos=1, retain=True
             )
             hnxt[h] += health_period
@@ -155,15 +188,19 @@ def _publisher(
             break
         wait = due - time.time()
         if wait > 0:
-            pause.wait(wait)
+            time.sleep(wait)  # pacing: each device publishes at its own due time
         seqs[i] += 1
         end = sim_epoch + timedelta(seconds=window_s * int(seqs[i]) + phases[i] * speed)
-        client.publish(
+        last = client.publish(
             f"edge/dev{first + i}/counts", _payload(f"dev{first + i}", streams[i], int(seqs[i]), end, window_s), qos=1
         )
         sent.append((first + i, int(seqs[i]), time.time()))
         nxt[i] += period
-    pause.wait(5.0)  # let the last PUBACKs arrive before disconnecting
+    # Let the last PUBACKs arrive before disconnecting (a broker acknowledges QoS 1 in order, so the
+    # last message's PUBACK comes last); a message that could not be sent has nothing to wait for.
+    if last is not None:
+        with contextlib.suppress(RuntimeError):
+            last.wait_for_publish(30.0)
     client.disconnect()
     client.loop_stop()
     out.put((streams, sent))
@@ -186,15 +223,17 @@ def main(argv: list[str] | None = None) -> int:
     mosquitto = find_mosquitto()
     if mosquitto is None:
         raise SystemExit("mosquitto is not installed (apt install mosquitto)")
+    stop = threading.Event()  # the run's one stop: every wait below ends on it
+    install_signal_handlers(stop, "ending the load test early and cleaning up", log)
     work = Path(tempfile.mkdtemp(prefix="edge-load-"))
-    # The collector is always connected: no per-session queue or in-flight limit should throttle it.
-    broker, port = start_broker(mosquitto, work, "max_queued_messages 0\nmax_inflight_messages 0\n")
+    broker, port = start_broker(mosquitto, work, BROKER_CONF)
+    broker_log = work / "mosquitto.log"  # start_broker's
     dbname = f"edge_load_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(args.pg, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{dbname}"')
     info = psycopg.conninfo.conninfo_to_dict(args.pg)
     config = {
-        "mqtt": {"host": HOST, "port": port, "client_id": "load-collector"},
+        "mqtt": {"host": HOST, "port": port, "client_id": COLLECTOR_ID},
         "database": {
             "host": info.get("host", HOST),
             "port": int(str(info.get("port", 5432))),
@@ -207,20 +246,30 @@ def main(argv: list[str] | None = None) -> int:
         "log_level": "WARNING",
     }
     collector: subprocess.Popen[bytes] | None = None
+    procs: list[Any] = []
     try:
+        mqtt_config = parse_fleet_config(config).mqtt
+        # The broker logs each subscription as "<time>: <client id> <qos> <filter>".
+        subscription = f": {COLLECTOR_ID} 1 {mqtt_config.subscription(mqtt_config.topics.counts)}\n"
         (work / "collector.yaml").write_text(yaml.safe_dump(config))
-        collector = subprocess.Popen(
+        collector = started = subprocess.Popen(
             [sys.executable, "-m", "edge.cli", "collect", "--config", str(work / "collector.yaml")],
             stdout=(work / "collector.log").open("wb"),
             stderr=subprocess.STDOUT,
         )
         with psycopg.connect(args.pg, dbname=dbname, autocommit=True) as db:
-            deadline = time.monotonic() + 60
-            while not db.execute("SELECT to_regclass('windows') IS NOT NULL").fetchone()[0]:  # type: ignore[index]
-                if time.monotonic() > deadline or collector.poll() is not None:
-                    raise RuntimeError("collector did not start:\n" + (work / "collector.log").read_text())
-                threading.Event().wait(0.1)
-            threading.Event().wait(1.0)  # its subscription follows the migrations
+
+            def ready() -> bool:
+                """Migrated and subscribed to the windows, so that the fleet's first ones are not lost."""
+                if started.poll() is not None:
+                    raise RuntimeError("collector exited:\n" + (work / "collector.log").read_text())
+                migrated = db.execute("SELECT to_regclass('windows') IS NOT NULL").fetchone()[0]  # type: ignore[index]
+                return bool(migrated) and subscription in broker_log.read_text(errors="replace")
+
+            if not _poll(ready, 60, 0.1, stop):
+                if stop.is_set():
+                    return _stopped()
+                raise RuntimeError("collector did not start:\n" + (work / "collector.log").read_text())
             duration = args.minutes * 60.0
             t0 = time.time() + 1.0
             ctx = mp.get_context("spawn")
@@ -264,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
             last_n, last_t = 0, time.time()
             stop_at = t0 + duration
             while time.time() < stop_at + 5:
-                threading.Event().wait(min(args.report_s, max(0.5, stop_at + 5 - time.time())))
+                if stop.wait(min(args.report_s, max(0.5, stop_at + 5 - time.time()))):  # until the next report
+                    return _stopped()
                 n = int(db.execute("SELECT count(*) FROM windows").fetchone()[0])  # type: ignore[index]
                 now = time.time()
                 rss.append(_rss_mb(collector.pid))
@@ -283,12 +333,13 @@ def main(argv: list[str] | None = None) -> int:
             for proc in procs:
                 proc.join(60)
             sent = {(f"dev{d}", seq): t for _, s in results for d, seq, t in s}
-            # Let the collector finish what is in flight, bounded.
-            deadline = time.monotonic() + 60
-            while int(db.execute("SELECT count(*) FROM windows").fetchone()[0]) < len(sent):  # type: ignore[index]
-                if time.monotonic() > deadline:
-                    break
-                threading.Event().wait(0.5)
+
+            def all_stored() -> bool:
+                return int(db.execute("SELECT count(*) FROM windows").fetchone()[0]) >= len(sent)  # type: ignore[index]
+
+            _poll(all_stored, 60, 0.5, stop)  # let the collector finish what is in flight, bounded
+            if stop.is_set():
+                return _stopped()
             rows = db.execute("SELECT device, seq, extract(epoch FROM stored_at) FROM windows").fetchall()
             lat = np.array([float(ts) - sent[(d, q)] for d, q, ts in rows if (d, q) in sent])
             size = db.execute(
@@ -333,6 +384,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     finally:
+        for proc in procs:
+            if proc.is_alive():  # the run ended early
+                proc.terminate()
+                proc.join(10)
         if collector is not None:
             collector.terminate()
             collector.wait(60)
