@@ -10,6 +10,7 @@ Windows are aligned to the UTC wall clock: the window holding ``wall`` starts at
 ``floor(wall / window_s) * window_s``, so every device labels the same minute
 alike. Windows are emitted in order, empty ones included (``visitors: 0``), with
 ``stream`` and ``seq`` left empty: the state store numbers them (``edge.state_store``).
+Each is an ``edge.window.Window``.
 ``window.partial`` is true when this aggregator did not cover the whole window:
 the first window after start-up, the window closed early by
 :meth:`Aggregator.close`, and any window in which no frame was processed
@@ -62,14 +63,13 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
 
 from edge.records import Attributes
 from edge.tracker import TrackerUpdate
+from edge.window import Dwell, Faces, Span, Window
 
 log = logging.getLogger(__name__)
 
-SCHEMA = 2  # 2: stream and observed_s added
 UNKNOWN = "unknown"
 GENDERS = ("female", "male")
 EXPRESSIONS = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
@@ -183,7 +183,7 @@ class Aggregator:
         self.site = site
         self._last_frame: float | None = None  # wall time of the last processed frame
         self._open: _Window | None = None
-        self._ready: list[dict[str, Any]] = []
+        self._ready: list[Window] = []
         self._closed = False
         self._cells = breakdown_cells(config)
 
@@ -228,7 +228,7 @@ class Aggregator:
         self._ready.append(self._publish(w))
         self._last_frame = None
 
-    def snapshot(self) -> dict[str, Any] | None:
+    def snapshot(self) -> Window | None:
         """The open window's payload as if it closed now (partial, suppressed, not numbered):
         the durable checkpoint a run that dies without closing it leaves for the next run."""
         if self._open is None or self._closed:
@@ -247,14 +247,14 @@ class Aggregator:
         )
         return self._payload(copy)
 
-    def tick(self, wall: float) -> list[dict[str, Any]]:
-        """Payloads of every window that ended at or before ``wall``, oldest first."""
+    def tick(self, wall: float) -> list[Window]:
+        """Every window that ended at or before ``wall``, oldest first."""
         if not self._closed:
             self._advance(wall)
         out, self._ready = self._ready, []
         return out
 
-    def close(self, wall: float) -> dict[str, Any]:
+    def close(self, wall: float) -> Window:
         """Publish the open window early with ``partial: true`` (shutdown).
 
         Call ``tick(wall)`` first: windows that ended before ``wall`` stay queued
@@ -308,11 +308,11 @@ class Aggregator:
             labels["ethnicity"] = known(a.ethnicity, ETHNICITIES)
         return labels
 
-    def _publish(self, w: _Window) -> dict[str, Any]:
-        """The window's payload with rule-based suppression applied, not yet numbered."""
+    def _publish(self, w: _Window) -> Window:
+        """The window with rule-based suppression applied, not yet numbered."""
         return self._payload(w)
 
-    def _payload(self, w: _Window) -> dict[str, Any]:
+    def _payload(self, w: _Window) -> Window:
         k = self.config.min_cell
         suppressed: list[str] = []
 
@@ -324,22 +324,23 @@ class Aggregator:
 
         visitors = guard("visitors", w.visitors)
 
-        faces: dict[str, Any] = {"peak": w.peak, "mean": round(w.face_sum / w.frames, 2) if w.frames else 0.0}
+        faces = Faces(w.peak, round(w.face_sum / w.frames, 2) if w.frames else 0.0)
         if 1 <= w.peak < k:
-            faces = {"peak": None, "mean": None}
+            faces = Faces(None, None)
             suppressed += ["faces.peak", "faces.mean"]
 
         n = len(w.dwell)
-        dwell: dict[str, Any] = {"n": n, "mean": None, "p50": None, "p90": None}
+        dwell = Dwell(n, None, None, None)
         if 1 <= n < k:
-            dwell["n"] = None
+            dwell = Dwell(None, None, None, None)
             suppressed += ["dwell_s.n", "dwell_s.mean", "dwell_s.p50", "dwell_s.p90"]
         elif n:
             values = sorted(w.dwell)
-            dwell.update(
-                mean=round(sum(values) / n, 2),
-                p50=round(percentile(values, 50), 2),
-                p90=round(percentile(values, 90), 2),
+            dwell = Dwell(
+                n,
+                round(sum(values) / n, 2),
+                round(percentile(values, 50), 2),
+                round(percentile(values, 90), 2),
             )
 
         breakdowns: dict[str, dict[str, int | None]] = {}
@@ -351,22 +352,14 @@ class Aggregator:
             suppressed += [f"{name}.{c}" for c in labels if c in hidden]
 
         start = w.index * self.config.window_s
-        payload: dict[str, Any] = {
-            "schema": SCHEMA,
-            "device": self.device,
-            "site": self.site,
-            "stream": None,  # numbered by the state store
-            "seq": None,
-            "window": {
-                "start": _iso(start),
-                "end": _iso(start + self.config.window_s),
-                "partial": w.partial or w.frames == 0,
-            },
-            "observed_s": round(min(w.observed, self.config.window_s), 1),
-            "visitors": visitors,
-            "faces": faces,
-            "dwell_s": dwell,
-            **breakdowns,
-            "suppressed": suppressed,
-        }
-        return payload
+        return Window(
+            device=self.device,
+            site=self.site,
+            span=Span(_iso(start), _iso(start + self.config.window_s), w.partial or w.frames == 0),
+            observed_s=round(min(w.observed, self.config.window_s), 1),
+            visitors=visitors,
+            faces=faces,
+            dwell=dwell,
+            breakdowns=breakdowns,
+            suppressed=tuple(suppressed),
+        )

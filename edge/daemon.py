@@ -34,6 +34,7 @@ from edge.sources import SourceError
 from edge.state_lock import StateLock
 from edge.state_store import FILE_NAME, StateStore, StorageError
 from edge.tracker import Tracker, TrackerConfig, TrackerUpdate
+from edge.window import Window
 
 log = logging.getLogger(__name__)
 
@@ -185,22 +186,22 @@ class Daemon:
 
     # -- windows
 
-    def _emit(self, windows: list[dict]) -> None:
+    def _emit(self, windows: list[Window]) -> None:
         """Number and spool finished windows, oldest first (one transaction each), and let the sink
         deliver them. A store that cannot write keeps them in memory (``StateStore.failure``)."""
         store = self.store
         for window in windows:
-            payload = store.finish(window)
-            self.sink.publish_window(payload)
+            numbered = store.finish(window)
+            self.sink.publish_window(numbered)
             self.stats.windows += 1
-            visitors = payload["visitors"]
+            visitors = numbered.visitors
             log.info(
                 "window %s %s..%s: %s%s%s",
-                payload["seq"],
-                payload["window"]["start"],
-                payload["window"]["end"],
+                numbered.seq,
+                numbered.span.start,
+                numbered.span.end,
                 f"{visitors} visitors" if visitors is not None else "visitors withheld (1 to min_cell - 1)",
-                " (partial)" if payload["window"]["partial"] else "",
+                " (partial)" if numbered.span.partial else "",
                 " (in memory only)" if store.failure is not None else "",
             )
 
@@ -209,15 +210,14 @@ class Daemon:
         saved = self.store.checkpoint()
         if saved is None:
             return
-        saved["window"]["partial"] = True
         log.warning(
             "the previous run stopped without closing window %s..%s: publishing it as partial from its "
             "last checkpoint (%s s observed; anything counted after the checkpoint is lost)",
-            saved["window"]["start"],
-            saved["window"]["end"],
-            saved.get("observed_s"),
+            saved.span.start,
+            saved.span.end,
+            saved.observed_s,
         )
-        self._emit([saved])
+        self._emit([saved.as_partial()])
 
     def _checkpoint(self) -> None:
         snapshot = self.aggregator.snapshot()
@@ -226,9 +226,9 @@ class Daemon:
         self.store.save_checkpoint(snapshot)
         log.debug(
             "checkpoint of window %s: %s visitors so far, %s s observed",
-            snapshot["window"]["start"],
-            snapshot["visitors"],
-            snapshot["observed_s"],
+            snapshot.span.start,
+            snapshot.visitors,
+            snapshot.observed_s,
         )
 
     def _deliver_from_memory(self) -> None:

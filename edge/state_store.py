@@ -33,15 +33,16 @@ import os
 import sqlite3
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
 from edge import state_files as files
+from edge import state_meta as meta
 from edge.state_files import StorageError
+from edge.window import DayTotal, Window
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,8 @@ def local_date(iso_utc: str) -> str:
     return datetime.fromisoformat(iso_utc.replace("Z", "+00:00")).astimezone().date().isoformat()
 
 
-def _dumps(payload: Mapping[str, Any]) -> str:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+def _dumps(window: Window) -> str:
+    return json.dumps(window.to_payload(), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 class StateStore:
@@ -83,7 +84,7 @@ class StateStore:
         self.notices: list[str] = []  # what opening found and did (a new stream, a file moved aside)
         if memory:
             self._conn = files.memory()
-            self._init_meta(self._conn, next_seq=1)
+            meta.init(self._conn, next_seq=1)
         else:
             try:
                 self._conn = self._open()
@@ -121,116 +122,45 @@ class StateStore:
             except sqlite3.Error as again:
                 raise StorageError(files.explain(self.path, again)) from again
         try:
-            with self._transaction(conn) as c:
+            with meta.transaction(conn) as c:
                 if fresh or c.execute("SELECT 1 FROM meta WHERE key = 'stream'").fetchone() is None:
-                    self._init_meta(c, next_seq=1)
-                    self._migrate(c)
-                self._check_continuity(c)
+                    meta.init(c, next_seq=1)
+                    if (moved := meta.migrate(c, self.path)) is not None:
+                        self.notices.append(moved)
+                        self._write_mark(c)
+                if (doubt := meta.check_continuity(c, self.path, self.mark_path)) is not None:
+                    self.notices.append(doubt)
+                    self._write_mark(c)
                 # A real write, so a disk that cannot take one (full, failing) shows now, before a
                 # window is finished: the store starts in memory instead of failing at every start.
-                self._set(c, "opened_at", repr(time.time()))
+                meta.put(c, "opened_at", repr(time.time()))
         except sqlite3.Error as exc:
             conn.close()
             raise StorageError(files.explain(self.path, exc)) from exc
         # The bound may have been lowered since the last run: apply it now, not at the next window.
-        with self._transaction(conn) as c:
+        with meta.transaction(conn) as c:
             self._evict(c)
         return conn
-
-    @staticmethod
-    def _init_meta(c: sqlite3.Connection, next_seq: int) -> None:
-        defaults = {"stream": str(uuid.uuid4()), "next": str(next_seq), "evicted": "0"}
-        for key, value in defaults.items():
-            c.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
-
-    def _migrate(self, c: sqlite3.Connection) -> None:
-        """Take over the numbering, day total, checkpoint and unsent windows of the two files that
-        held them before (``seq.sqlite3``, ``spool.sqlite3``), then rename those ``*.migrated``."""
-        old = files.read_legacy(self.path.parent)
-        if old is None:
-            return
-        c.executemany("INSERT OR REPLACE INTO spool VALUES (?, ?, ?, ?)", old.windows)
-        self._set(c, "stream", old.stream or self._get(c=c, key="stream"))
-        self._set(c, "next", str(old.next_seq))
-        if old.checkpoint is not None:
-            self._set(c, "checkpoint", old.checkpoint)
-        if old.day is not None:
-            c.execute("INSERT OR REPLACE INTO days VALUES (?, ?)", old.day)
-        files.retire_legacy(self.path.parent)
-        self._write_mark(c)
-        self.notices.append(
-            f"moved the state of {' and '.join(files.LEGACY_FILES)} into {self.path.name} "
-            f"({len(old.windows)} unsent window(s), next seq {old.next_seq}); the old files are kept as *.migrated"
-        )
-
-    def _check_continuity(self, c: sqlite3.Connection) -> None:
-        """Compare the database with its mark; on any doubt start a new stream (see the module)."""
-        stream, next_seq = self._get(c=c, key="stream"), int(self._get(c=c, key="next"))
-        mark = files.read_mark(self.mark_path)
-        doubt = None
-        if mark is None:
-            if next_seq > 1:
-                doubt = f"its mark {self.mark_path.name} is missing"
-        elif mark.get("stream") != stream:
-            doubt = f"it holds stream {stream} where its mark says {mark.get('stream')} (restored or replaced)"
-        elif int(mark.get("seq", 0)) >= next_seq:
-            doubt = f"it would number from seq {next_seq} where seq {mark['seq']} was already taken (lost writes)"
-        if mark is not None:
-            next_seq = max(next_seq, int(mark.get("seq", 0)) + 1)
-            for date, visitors in (mark.get("days") or {}).items():  # a day total is never lowered
-                c.execute(
-                    "INSERT INTO days VALUES (?, ?) ON CONFLICT(date) DO UPDATE SET visitors = MAX(visitors, ?)",
-                    (date, int(visitors), int(visitors)),
-                )
-        if doubt is not None:
-            new = self._new_stream(c, next_seq)
-            self.notices.append(
-                f"state file {self.path} cannot be trusted to continue stream {stream}: {doubt}; "
-                f"windows go out under a new stream {new} from seq {next_seq}, so no (stream, seq) is "
-                "used twice"
-            )
-            self._write_mark(c)
-
-    def _new_stream(self, c: sqlite3.Connection, next_seq: int) -> str:
-        stream = str(uuid.uuid4())
-        self._set(c, "stream", stream)
-        self._set(c, "next", str(next_seq))
-        c.execute("DELETE FROM meta WHERE key = 'last_start'")
-        return stream
 
     def _write_mark(self, c: sqlite3.Connection) -> None:
         """Mirror the highest seq taken and the day totals into the mark (after the commit that
         took them; a mark behind its database by a crash in between is harmless)."""
-        if not self._durable:
-            return
-        days = dict(c.execute("SELECT date, visitors FROM days").fetchall())
-        stream, seq = self._get(c=c, key="stream"), int(self._get(c=c, key="next")) - 1
-        files.write_mark(self.mark_path, {"stream": stream, "seq": seq, "days": days})
+        if self._durable:
+            files.write_mark(self.mark_path, meta.mark(c))
 
     # ------------------------------------------------------------------ plumbing
-
-    @contextlib.contextmanager
-    def _transaction(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     def _write(self, change: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``change`` in a transaction; if the file cannot be written, carry on in memory."""
         with self._lock:
             try:
-                with self._transaction(self._conn) as c:
+                with meta.transaction(self._conn) as c:
                     return change(c)
             except (sqlite3.Error, OSError) as exc:
                 if self.failure is not None:
                     raise  # already in memory: a bug, not storage
                 self._to_memory(exc)
-            with self._transaction(self._conn) as c:
+            with meta.transaction(self._conn) as c:
                 return change(c)
 
     def _to_memory(self, exc: BaseException) -> None:
@@ -240,8 +170,8 @@ class StateStore:
         next_seq = 1
         old = None
         try:
-            old = self._get(c=disk, key="stream")
-            next_seq = int(self._get(c=disk, key="next"))
+            old = meta.get(disk, "stream")
+            next_seq = int(meta.get(disk, "next"))
             for row in disk.execute("SELECT seq, stream, payload, stored_at FROM spool ORDER BY seq"):
                 memory.execute("INSERT INTO spool VALUES (?, ?, ?, ?)", row)
                 copied += 1
@@ -254,13 +184,13 @@ class StateStore:
             disk.close()
         self._conn = memory
         self._durable = False
-        self._init_meta(memory, next_seq)
+        meta.init(memory, next_seq)
         self.failure = f"state file {self.path} cannot be written: {getattr(exc, 'strerror', None) or exc}"
         log.error(
             "%s; windows are kept and delivered from memory under a new stream %s (was %s; %d unsent window(s) "
             "carried over): what is not delivered when this process ends is lost",
             self.failure,
-            self._get(c=memory, key="stream"),
+            meta.get(memory, "stream"),
             old,
             copied,
         )
@@ -269,18 +199,7 @@ class StateStore:
     def stream(self) -> str:
         """The stream windows are numbered under now."""
         with self._lock:
-            return self._get("stream")
-
-    def _get(self, key: str, c: sqlite3.Connection | None = None) -> str:
-        conn = c if c is not None else self._conn
-        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            raise KeyError(key)
-        return str(row[0])
-
-    @staticmethod
-    def _set(c: sqlite3.Connection, key: str, value: str) -> None:
-        c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+            return meta.get(self._conn, "stream")
 
     def _evict(self, c: sqlite3.Connection) -> int:
         """Drop the oldest rows beyond ``max_windows``; count them. Caller holds a transaction."""
@@ -299,19 +218,19 @@ class StateStore:
 
     # ------------------------------------------------------------------ windows
 
-    def finish(self, window: Mapping[str, Any]) -> dict[str, Any]:
+    def finish(self, window: Window) -> Window:
         """Number a finished window and spool it, in one transaction: takes the next seq (on a new
         stream if the window starts before the start of the last one this stream stored), adds its visitors to
         its local day's total (published as ``today``), drops the checkpoint it replaces. Returns
-        the payload as it is published."""
-        start = window["window"]["start"]
+        the window as it is published."""
+        start = window.span.start
         date = local_date(start)
 
-        def change(c: sqlite3.Connection) -> dict[str, Any]:
+        def change(c: sqlite3.Connection) -> Window:
             last = c.execute("SELECT value FROM meta WHERE key = 'last_start'").fetchone()
             if last is not None and _iso_seconds(start) < float(last[0]):
-                old = self._get(c=c, key="stream")
-                new = self._new_stream(c, int(self._get(c=c, key="next")))
+                old = meta.get(c, "stream")
+                new = meta.new_stream(c, int(meta.get(c, "next")))
                 log.warning(
                     "window %s starts before the last window stream %s stored (the clock is behind it, e.g. "
                     "a restart before time sync): it and the windows after it go out under a new stream %s",
@@ -319,12 +238,12 @@ class StateStore:
                     old,
                     new,
                 )
-            seq = int(self._get(c=c, key="next"))
-            self._set(c, "next", str(seq + 1))
-            self._set(c, "last_start", repr(_iso_seconds(start)))
+            seq = int(meta.get(c, "next"))
+            meta.put(c, "next", str(seq + 1))
+            meta.put(c, "last_start", repr(_iso_seconds(start)))
             c.execute(
                 "INSERT INTO days VALUES (?, ?) ON CONFLICT(date) DO UPDATE SET visitors = visitors + ?",
-                (date, window["visitors"] or 0, window["visitors"] or 0),
+                (date, window.visitors or 0, window.visitors or 0),
             )
             c.execute(
                 "DELETE FROM days WHERE date NOT IN (SELECT date FROM days ORDER BY date DESC LIMIT ?)", (DAYS_KEPT,)
@@ -333,29 +252,39 @@ class StateStore:
             saved = c.execute("SELECT value FROM meta WHERE key = 'checkpoint'").fetchone()
             if saved is not None and json.loads(saved[0]).get("window", {}).get("start") == start:
                 c.execute("DELETE FROM meta WHERE key = 'checkpoint'")
-            payload = _numbered(window, self._get(c=c, key="stream"), seq, date, int(total))
-            c.execute("INSERT INTO spool VALUES (?, ?, ?, ?)", (seq, payload["stream"], _dumps(payload), time.time()))
+            stream = meta.get(c, "stream")
+            numbered = window.numbered(stream, seq, DayTotal(date, int(total)))
+            c.execute("INSERT INTO spool VALUES (?, ?, ?, ?)", (seq, stream, _dumps(numbered), time.time()))
             self._evict(c)
-            return payload
+            return numbered
 
-        payload = self._write(change)
+        numbered = self._write(change)
         with self._lock:
             try:
                 self._write_mark(self._conn)
             except OSError as exc:
                 log.warning("state mark %s not written (%s): a restart will start a new stream", self.mark_path, exc)
-        return payload
+        return numbered
 
-    def save_checkpoint(self, payload: Mapping[str, Any]) -> None:
-        """Keep the open window's payload so far (already suppressed, as it would be published)."""
-        text = _dumps(payload)
-        self._write(lambda c: self._set(c, "checkpoint", text))
+    def save_checkpoint(self, window: Window) -> None:
+        """Keep the open window so far (already suppressed, as it would be published)."""
+        text = _dumps(window)
+        self._write(lambda c: meta.put(c, "checkpoint", text))
 
-    def checkpoint(self) -> dict[str, Any] | None:
-        """The open window a previous run left behind, or None after a clean stop."""
+    def checkpoint(self) -> Window | None:
+        """The open window a previous run left behind, or None after a clean stop (or when what
+        is stored cannot be read back as a window: said in the log, and not published)."""
         with self._lock:
             row = self._conn.execute("SELECT value FROM meta WHERE key = 'checkpoint'").fetchone()
-        return None if row is None else dict(json.loads(row[0]))
+        if row is None:
+            return None
+        try:
+            return Window.from_payload(json.loads(row[0]))
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error(
+                "the checkpoint in %s is not a window (%s: %s); not published", self.path, type(exc).__name__, exc
+            )
+            return None
 
     def today(self, date: str) -> int:
         """Published visitors of ``date`` (the device's local date) so far."""
@@ -365,17 +294,17 @@ class StateStore:
 
     # ------------------------------------------------------------------ the spool, for the sink
 
-    def put(self, payload: Mapping[str, Any]) -> int:
+    def put(self, window: Window) -> int:
         """Spool a numbered window (one ``finish`` already spooled is left as it is); returns its seq."""
-        seq = payload.get("seq")
+        seq = window.seq
         if not isinstance(seq, int) or isinstance(seq, bool):
-            raise ValueError(f"a window payload needs an integer 'seq', got {seq!r}")
-        text = _dumps(payload)
+            raise ValueError(f"a window needs an integer seq to be spooled, got {seq!r}")
+        text = _dumps(window)
 
         def change(c: sqlite3.Connection) -> int:
             c.execute(
                 "INSERT OR IGNORE INTO spool VALUES (?, ?, ?, ?)",
-                (seq, str(payload.get("stream") or ""), text, time.time()),
+                (seq, window.stream or "", text, time.time()),
             )
             self._evict(c)
             return int(seq)
@@ -409,7 +338,7 @@ class StateStore:
     def evicted(self) -> int:
         """Windows dropped because the spool was full, over the store's whole life."""
         with self._lock:
-            return int(self._get("evicted"))
+            return int(meta.get(self._conn, "evicted"))
 
     def stats(self, now: float | None = None) -> dict[str, Any]:
         """Depth, oldest age and eviction count, as published in health messages."""
@@ -433,14 +362,3 @@ class StateStore:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-
-def _numbered(window: Mapping[str, Any], stream: str, seq: int, date: str, today: int) -> dict[str, Any]:
-    """The window with its stream, seq and ``today`` (the day's running total, after ``visitors``)."""
-    out: dict[str, Any] = {}
-    for key, value in window.items():
-        out[key] = value
-        if key == "visitors":
-            out["today"] = {"date": date, "visitors": today}
-    out["stream"], out["seq"] = stream, seq
-    return out

@@ -288,7 +288,7 @@ def test_what_the_database_refuses_of_a_message_is_rejected_and_only_a_lost_conn
     # A site of 12,000 varied characters: over the size of an index row (the hourly roll-up's key).
     # The door takes texts of 256 characters at most; this one is put behind it.
     wide = "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(12000))
-    windows[1] = replace(windows[1], site=wide)
+    windows[1] = replace(windows[1], window=replace(windows[1].window, site=wide))
     health = DeviceStatus("cam1", health='{"version": "\\ud800"}', topic="edge/cam1/health", payload=b"x")
     with connect(pg_database) as conn:
         migrate(conn)

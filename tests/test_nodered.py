@@ -75,8 +75,9 @@ class Stream:
     def payload(self, seq: int) -> bytes:
         while seq not in self._payloads:
             for w in self._agg.tick(60.0 * (len(self._payloads) + 1)):
-                w = self._store.finish(w)
-                self._payloads[w["seq"]] = json.dumps(w).encode()
+                numbered = self._store.finish(w)
+                assert numbered.seq is not None
+                self._payloads[numbered.seq] = json.dumps(numbered.to_payload()).encode()
         return self._payloads[seq]
 
     def key(self, seq: int) -> Key:

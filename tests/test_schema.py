@@ -52,13 +52,13 @@ def test_aggregator_windows_match_the_schema(min_cell: int, ethnicity: bool, tmp
     assert len(windows) == 4
     for w in windows:
         with pytest.raises(AssertionError, match="today"):
-            check("window", w)  # the state store numbers a window and adds the day's running total
-        check("window", store.finish(w))
+            check("window", w.to_payload())  # the state store numbers a window and adds the day's running total
+        check("window", store.finish(w).to_payload())
     snapshot = Aggregator(config, "lobby-1", "hq")
     snapshot.observe(TrackerUpdate(active=1), NOON)
     saved = snapshot.snapshot()
-    assert saved is not None and saved["seq"] is None  # a checkpoint is numbered when it is published
-    check("window", store.finish(saved))
+    assert saved is not None and saved.seq is None  # a checkpoint is numbered when it is published
+    check("window", store.finish(saved).to_payload())
     store.close()
 
 
@@ -67,12 +67,12 @@ def test_a_window_with_an_unknown_key_or_a_missing_one_is_refused(tmp_path: Path
     a.observe(TrackerUpdate(), NOON)
     (w,) = a.tick(NOON + 61)
     with StateStore(tmp_path / "state.sqlite3", 100) as store:
-        w = store.finish(w)
-    check("window", w)
+        payload = store.finish(w).to_payload()
+    check("window", payload)
     with pytest.raises(AssertionError, match="track_id"):
-        check("window", dict(w, track_id=3))
+        check("window", dict(payload, track_id=3))
     with pytest.raises(AssertionError, match="stream"):
-        check("window", {k: v for k, v in w.items() if k != "stream"})
+        check("window", {k: v for k, v in payload.items() if k != "stream"})
 
 
 def test_health_messages_match_the_schema(tmp_path: Path) -> None:

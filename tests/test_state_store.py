@@ -5,6 +5,7 @@ a corrupt file moved aside, the old two-file layout taken over, and memory when 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -17,12 +18,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from filesystems import failing_ext4, fill, tmpfs
 
 from edge.state_store import StateStore, StorageError
+from edge.window import DayTotal, Dwell, Faces, Span, Window
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,23 +38,19 @@ def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     time.tzset()
 
 
-def window(minute: int, visitors: int | None = 1, day: str = "2026-11-30", hour: int = 12) -> dict[str, Any]:
+def window(minute: int, visitors: int | None = 1, day: str = "2026-11-30", hour: int = 12) -> Window:
     """A finished window as the aggregator hands it over (not numbered)."""
-    return {
-        "schema": 2,
-        "device": "cam1",
-        "site": "shop",
-        "stream": None,
-        "seq": None,
-        "window": {
-            "start": f"{day}T{hour:02d}:{minute:02d}:00Z",
-            "end": f"{day}T{hour:02d}:{minute:02d}:59Z",
-            "partial": False,
-        },
-        "observed_s": 60.0,
-        "visitors": visitors,
-        "suppressed": [],
-    }
+    return Window(
+        device="cam1",
+        site="shop",
+        span=Span(f"{day}T{hour:02d}:{minute:02d}:00Z", f"{day}T{hour:02d}:{minute:02d}:59Z", False),
+        observed_s=60.0,
+        visitors=visitors,
+        faces=Faces(0, 0.0),
+        dwell=Dwell(0, None, None, None),
+        breakdowns={},
+        suppressed=(),
+    )
 
 
 def store(path: Path, n: int = 100) -> StateStore:
@@ -64,28 +61,30 @@ def test_finish_numbers_spools_and_totals_in_one_step(tmp_path: Path) -> None:
     with store(tmp_path) as s:
         first = s.finish(window(0, 3))
         second = s.finish(window(1, None))  # withheld: adds nothing to the day
-        assert (first["seq"], second["seq"]) == (1, 2)
-        assert first["stream"] == second["stream"] == s.stream and str(uuid.UUID(s.stream)) == s.stream
-        assert first["today"] == second["today"] == {"date": "2026-11-30", "visitors": 3}
-        assert list(first)[list(first).index("visitors") + 1] == "today"  # read beside visitors
-        assert [seq for seq, _ in s.pending(10)] == [1, 2] and s.pending(1)[0][1] == first
+        assert (first.seq, second.seq) == (1, 2)
+        assert first.stream == second.stream == s.stream and str(uuid.UUID(s.stream)) == s.stream
+        assert first.today == second.today == DayTotal("2026-11-30", 3)
+        keys = list(first.to_payload())
+        assert keys[keys.index("visitors") + 1] == "today"  # read beside visitors
+        assert [seq for seq, _ in s.pending(10)] == [1, 2] and s.pending(1)[0][1] == first.to_payload()
         s.put(first)  # a sink's put of a spooled window changes nothing
         assert s.depth() == 2 and s.ack(1) is True and s.ack(1) is False  # a duplicate PUBACK is harmless
         assert [seq for seq, _ in s.pending(10)] == [2]
     with store(tmp_path) as s:
         assert [seq for seq, _ in s.pending(10)] == [2]
-        assert s.finish(window(2, 4))["seq"] == 3 and s.today("2026-11-30") == 7
+        assert s.finish(window(2, 4)).seq == 3 and s.today("2026-11-30") == 7
 
 
 def kill_after_finishing(tmp_path: Path, minutes: int) -> None:
     """A daemon-like process finishes windows, then dies by SIGKILL (its WAL not checkpointed)."""
     script = textwrap.dedent(f"""
         from edge.state_store import StateStore
+        from edge.window import Dwell, Faces, Span, Window
         s = StateStore({str(tmp_path / "state.sqlite3")!r}, 100)
         s._conn.execute("PRAGMA wal_autocheckpoint=0")
         for minute in range({minutes}):
-            s.finish({{"window": {{"start": f"2026-11-30T12:{{minute:02d}}:00Z", "end": "x"}}, "visitors": 1,
-                       "stream": None, "seq": None}})
+            span = Span(f"2026-11-30T12:{{minute:02d}}:00Z", "x", False)
+            s.finish(Window("cam1", "shop", span, 60.0, 1, Faces(0, 0.0), Dwell(0, None, None, None), {{}}, ()))
         print("stored", flush=True)
         input()
     """)
@@ -108,7 +107,7 @@ def test_a_window_finished_before_a_sigkill_is_spooled_and_numbered(tmp_path: Pa
     kill_after_finishing(tmp_path, 3)
     with store(tmp_path) as s:
         assert [seq for seq, _ in s.pending(10)] == [1, 2, 3] and s.today("2026-11-30") == 3
-        assert s.finish(window(3))["seq"] == 4
+        assert s.finish(window(3)).seq == 4
 
 
 def test_eviction_drops_oldest_and_counts_persistently(tmp_path: Path) -> None:
@@ -133,9 +132,9 @@ def test_oldest_age_and_bad_input(tmp_path: Path) -> None:
         (stored_at,) = s._conn.execute("SELECT stored_at FROM spool").fetchone()
         assert s.oldest_age_s(now=stored_at + 42.0) == pytest.approx(42.0)
         assert s.oldest_age_s(now=stored_at - 5) == 0.0  # clock stepped back: never negative
-        for bad in ({"visitors": 1}, {"seq": "3"}, {"seq": True}):
+        for bad in (None, "3", True):
             with pytest.raises(ValueError, match="seq"):
-                s.put(bad)
+                s.put(dataclasses.replace(window(0), seq=bad))  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         StateStore(tmp_path / "t.sqlite3", max_windows=0)
 
@@ -146,7 +145,7 @@ def test_concurrent_finish_and_acks(tmp_path: Path) -> None:
 
         def worker(hour: int) -> None:
             for minute in range(25):
-                seq = s.finish(window(minute, hour=hour))["seq"]
+                seq = s.finish(window(minute, hour=hour)).seq
                 taken.append(seq)
                 if minute % 2:
                     s.ack(seq)
@@ -176,15 +175,15 @@ def test_day_totals_restart_each_day_and_a_clock_behind_never_lowers_them(tmp_pa
         s.finish(window(58, 4, hour=23, day="2026-11-29"))
         s.finish(window(59, 1, hour=23, day="2026-11-29"))
         first = s.stream
-        assert s.finish(window(0, 2, hour=0))["today"] == {"date": "2026-11-30", "visitors": 2}
+        assert s.finish(window(0, 2, hour=0)).today == DayTotal("2026-11-30", 2)
     with store(tmp_path) as s:  # restarted with the clock behind (before time sync)
         late = s.finish(window(59, 3, hour=23, day="2026-11-29"))
         # The window overlaps what the stream stored: a new stream, stated; the old day gets the
         # visitors, the new day's total is left alone.
-        assert late["stream"] != first and late["seq"] == 4
-        assert late["today"] == {"date": "2026-11-29", "visitors": 8}
-        assert s.finish(window(0, 1, hour=0))["today"] == {"date": "2026-11-30", "visitors": 3}
-        assert s.finish(window(1, 1, hour=0))["stream"] == late["stream"]  # only once
+        assert late.stream != first and late.seq == 4
+        assert late.today == DayTotal("2026-11-29", 8)
+        assert s.finish(window(0, 1, hour=0)).today == DayTotal("2026-11-30", 3)
+        assert s.finish(window(1, 1, hour=0)).stream == late.stream  # only once
 
 
 def test_a_restart_within_a_window_keeps_the_stream(tmp_path: Path) -> None:
@@ -194,7 +193,7 @@ def test_a_restart_within_a_window_keeps_the_stream(tmp_path: Path) -> None:
         first = s.finish(window(0))
     with store(tmp_path) as s:
         again = s.finish(window(0))
-        assert again["stream"] == first["stream"] and again["seq"] == 2
+        assert again.stream == first.stream and again.seq == 2
 
 
 def test_a_lost_wal_starts_a_new_stream_and_never_reuses_a_seq(
@@ -206,7 +205,7 @@ def test_a_lost_wal_starts_a_new_stream_and_never_reuses_a_seq(
     (tmp_path / "state.sqlite3-wal").unlink()  # what cp *.sqlite3 or a card dropping writes does
     with store(tmp_path) as s:
         after = s.finish(window(30))
-    assert after["stream"] != before["stream"] and after["seq"] == 8  # seqs 2-7 went out before
+    assert after.stream != before.stream and after.seq == 8  # seqs 2-7 went out before
     assert "cannot be trusted to continue stream" in caplog.text and "lost writes" in caplog.text
     assert "new stream" in caplog.text
 
@@ -223,14 +222,14 @@ def test_a_restored_copy_or_a_lost_mark_starts_a_new_stream(tmp_path: Path) -> N
     shutil.copy(backup, tmp_path / "state.sqlite3")  # restored: seq 2 would come again
     with store(tmp_path) as s:
         restored = s.finish(window(3))
-        assert restored["stream"] != stream and restored["seq"] == 4
+        assert restored.stream != stream and restored.seq == 4
     (tmp_path / "state.mark").unlink()
     with store(tmp_path) as s:
-        assert s.finish(window(4))["stream"] != restored["stream"]
+        assert s.finish(window(4)).stream != restored.stream
     # A state file lost while its mark stays: a new file, and numbering continues above the mark.
     (tmp_path / "state.sqlite3").unlink()
     with store(tmp_path) as s:
-        assert s.finish(window(5))["seq"] == 6
+        assert s.finish(window(5)).seq == 6
 
 
 def test_a_corrupt_state_file_is_moved_aside_and_counting_continues(
@@ -240,7 +239,7 @@ def test_a_corrupt_state_file_is_moved_aside_and_counting_continues(
         s.finish(window(0))
     (tmp_path / "state.sqlite3").write_bytes(b"not a database, after a bad shutdown" * 100)
     with store(tmp_path) as s:
-        assert s.finish(window(1))["seq"] == 2  # above the mark: nothing reused
+        assert s.finish(window(1)).seq == 2  # above the mark: nothing reused
     aside = [p.name for p in tmp_path.iterdir() if ".corrupt-" in p.name]
     assert aside and aside[0] in caplog.text and "moved aside" in caplog.text
 
@@ -256,7 +255,7 @@ def test_the_two_file_layout_is_taken_over(tmp_path: Path, caplog: pytest.LogCap
     old_stream = str(uuid.uuid4())
     seq_file.execute("INSERT INTO text_state VALUES ('stream', ?)", (old_stream,))
     seq_file.execute("INSERT INTO text_state VALUES ('day', ?)", (json.dumps({"date": "2026-11-30", "visitors": 9}),))
-    seq_file.execute("INSERT INTO text_state VALUES ('checkpoint', ?)", (json.dumps(window(45, 2)),))
+    seq_file.execute("INSERT INTO text_state VALUES ('checkpoint', ?)", (json.dumps(window(45, 2).to_payload()),))
     seq_file.close()
     spool = sqlite3.connect(tmp_path / "spool.sqlite3", isolation_level=None)
     spool.execute("CREATE TABLE windows (seq INTEGER PRIMARY KEY, payload TEXT NOT NULL, stored_at REAL NOT NULL)")
@@ -269,7 +268,7 @@ def test_the_two_file_layout_is_taken_over(tmp_path: Path, caplog: pytest.LogCap
         assert s.stream == old_stream and [seq for seq, _ in s.pending(10)] == [40, 41]
         assert s.checkpoint() == window(45, 2)
         numbered = s.finish(window(45, 1))
-        assert (numbered["seq"], numbered["stream"], numbered["today"]["visitors"]) == (42, old_stream, 10)
+        assert (numbered.seq, numbered.stream, numbered.today) == (42, old_stream, DayTotal("2026-11-30", 10))
     assert "unsent window(s)" in caplog.text
     assert sorted(p.name for p in tmp_path.glob("*.migrated")) == ["seq.sqlite3.migrated", "spool.sqlite3.migrated"]
 
@@ -283,11 +282,11 @@ def test_a_state_file_system_turned_read_only_keeps_windows_in_memory(
         second = s.finish(window(1, 3))
         # Numbered under a new stream in memory, with the unsent window carried over; said once.
         assert s.failure is not None and "cannot be written" in s.failure
-        assert second["stream"] != first["stream"] and second["seq"] == 2
-        assert second["today"] == {"date": "2026-11-30", "visitors": 5}
+        assert second.stream != first.stream and second.seq == 2
+        assert second.today == DayTotal("2026-11-30", 5)
         assert [seq for seq, _ in s.pending(10)] == [1, 2] and s.ack(1) and s.ack(2)
         third = s.finish(window(2, 1))
-        assert third["stream"] == second["stream"] and third["seq"] == 3
+        assert third.stream == second.stream and third.seq == 3
         s.save_checkpoint(window(3))  # in memory too, without an error
         assert caplog.text.count("cannot be written") == 1
 
@@ -299,7 +298,7 @@ def test_a_full_disk_at_start_counts_in_memory(tmp_path: Path) -> None:
         fill(disk)
         with store(disk) as s:
             numbered = s.finish(window(1))
-            assert s.failure is not None and numbered["seq"] == 2
+            assert s.failure is not None and numbered.seq == 2
             assert [seq for seq, _ in s.pending(10)] == [1, 2]  # the unsent window is still delivered
 
 

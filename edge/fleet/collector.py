@@ -297,9 +297,9 @@ class Collector:
                 if parsed.below_min_cell(self.config.min_cell):
                     self.counters.below_min_cell += 1
                     self._warnings.warn(
-                        (parsed.device, "min_cell"),
+                        (parsed.window.device, "min_cell"),
                         "device %s publishes counts below the fleet's min_cell %d (its own min_cell is smaller)",
-                        parsed.device,
+                        parsed.window.device,
                         self.config.min_cell,
                     )
                 windows.append(parsed)

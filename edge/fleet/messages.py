@@ -23,7 +23,8 @@ from typing import Any
 
 import fastjsonschema
 
-BREAKDOWNS = ("gender", "age", "expression", "ethnicity")
+from edge.window import BREAKDOWNS, Window
+
 # A window with every attribute and a dozen age brackets is under 2 KB, a health message under 1.5 KB.
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 256  # any text in a message: a site name, a cell label, a version
@@ -47,29 +48,19 @@ class Incoming:
 
 @dataclass(frozen=True)
 class WindowRow:
-    """A valid window payload with the typed columns the views use."""
+    """A valid window as received: the typed window, its times parsed, the JSON text as published."""
 
-    device: str
-    stream: str
-    seq: int
-    site: str
+    window: Window  # numbered: stream, seq and today are set
     start: datetime
     end: datetime
-    partial: bool
-    observed_s: float
-    visitors: int | None
-    faces_peak: int | None
-    dwell_n: int | None
-    dwell_mean: float | None
-    dwell_p50: float | None
-    dwell_p90: float | None
     payload: str  # the JSON text as published
     topic: str
-    cells: tuple[int, ...]  # the published (non-null) breakdown cells, every attribute
 
     def below_min_cell(self, k: int) -> bool:
         """A count of 1..k-1 published: the device runs with a smaller min_cell than the fleet."""
-        counts = (self.visitors, self.faces_peak, self.dwell_n, *self.cells)
+        w = self.window
+        cells = (c for breakdown in w.breakdowns.values() for c in breakdown.values())
+        counts = (w.visitors, w.faces.peak, w.dwell.n, *cells)
         return any(c is not None and 1 <= c < k for c in counts)
 
 
@@ -243,29 +234,24 @@ def parse_window(topic: str, payload: bytes, topic_device: str) -> WindowRow | R
             stream = str(uuid.UUID(doc["stream"]))
         except ValueError as exc:
             raise _Bad(f"stream is {_short(doc['stream'])}, expected a UUID") from exc
-        window, faces, dwell = doc["window"], doc["faces"], doc["dwell_s"]
         cells = [c for name in BREAKDOWNS for c in (doc.get(name) or {}).values() if c is not None]
         if any(c > MAX_COUNT for c in cells):
             raise _Bad(f"a breakdown cell is over {MAX_COUNT}", "range")
+        # Ranges the schema does not bound, in the order a reader checks them.
         _int(doc["today"], "visitors", nullable=False)
+        _int(doc, "seq", nullable=False, most=MAX_SEQ)
+        start, end = _time(doc["window"]["start"], "start"), _time(doc["window"]["end"], "end")
+        _int(doc, "visitors", nullable=True)
+        _int(doc["faces"], "peak", nullable=True)
+        _int(doc["dwell_s"], "n", nullable=True)
+        for key in ("mean", "p50", "p90"):
+            _num(doc["dwell_s"], key)
         return WindowRow(
-            device=doc["device"],
-            stream=stream,
-            seq=int(_int(doc, "seq", nullable=False, most=MAX_SEQ) or 0),
-            site=doc["site"],
-            start=_time(window["start"], "start"),
-            end=_time(window["end"], "end"),
-            partial=window["partial"],
-            observed_s=float(doc["observed_s"]),
-            visitors=_int(doc, "visitors", nullable=True),
-            faces_peak=_int(faces, "peak", nullable=True),
-            dwell_n=_int(dwell, "n", nullable=True),
-            dwell_mean=_num(dwell, "mean"),
-            dwell_p50=_num(dwell, "p50"),
-            dwell_p90=_num(dwell, "p90"),
+            window=Window.from_payload({**doc, "stream": stream}),
+            start=start,
+            end=end,
             payload=payload.decode("utf-8"),
             topic=topic,
-            cells=tuple(cells),
         )
     except _Bad as exc:
         return Rejected(topic, str(exc), payload, exc.kind)

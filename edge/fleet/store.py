@@ -166,20 +166,20 @@ class WindowStore:
         return json.dumps(
             [
                 {
-                    "device": w.device,
-                    "stream": w.stream,
-                    "seq": w.seq,
-                    "site": w.site,
+                    "device": w.window.device,
+                    "stream": w.window.stream,
+                    "seq": w.window.seq,
+                    "site": w.window.site,
                     "window_start": w.start.isoformat(),
                     "window_end": w.end.isoformat(),
-                    "partial": w.partial,
-                    "observed_s": w.observed_s,
-                    "visitors": w.visitors,
-                    "faces_peak": w.faces_peak,
-                    "dwell_n": w.dwell_n,
-                    "dwell_mean": w.dwell_mean,
-                    "dwell_p50": w.dwell_p50,
-                    "dwell_p90": w.dwell_p90,
+                    "partial": w.window.span.partial,
+                    "observed_s": w.window.observed_s,
+                    "visitors": w.window.visitors,
+                    "faces_peak": w.window.faces.peak,
+                    "dwell_n": w.window.dwell.n,
+                    "dwell_mean": w.window.dwell.mean,
+                    "dwell_p50": w.window.dwell.p50,
+                    "dwell_p90": w.window.dwell.p90,
                     "payload": w.payload,
                     "topic": w.topic,
                 }
@@ -245,9 +245,10 @@ class WindowStore:
             if windows:
                 latest: dict[str, WindowRow] = {}
                 for w in windows:
-                    if w.device not in latest or w.end > latest[w.device].end:
-                        latest[w.device] = w
-                cur.executemany(_SEEN_WINDOW, [(w.device, w.site, w.end, w.end) for w in latest.values()])
+                    device = w.window.device
+                    if device not in latest or w.end > latest[device].end:
+                        latest[device] = w
+                cur.executemany(_SEEN_WINDOW, [(w.window.device, w.window.site, w.end, w.end) for w in latest.values()])
             # Only each device's latest status and health in the batch matter (an upsert per device,
             # not per message: 10,000 devices send a health message every 30 s).
             latest_status = {st.device: st for st in statuses if st.status is not None}

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, TypeVar
 
+from edge.window import Window
+
 _S = TypeVar("_S", bound="Sink")
 
 
@@ -42,8 +44,8 @@ class Sink(ABC):
     type_name: ClassVar[str]
 
     @abstractmethod
-    def publish_window(self, payload: Mapping[str, Any]) -> None:
-        """Deliver one finished window (JSON-serialisable dict with an integer ``seq``). In the
+    def publish_window(self, window: Window) -> None:
+        """Deliver one finished, numbered window. In the
         daemon the state store has spooled it already: a sink built on that spool delivers from it,
         oldest first, and acknowledges what its consumer has (``StateStore.ack``)."""
 

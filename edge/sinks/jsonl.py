@@ -22,6 +22,7 @@ from edge.config.fields import Check, Ctx, leaf, resolve
 from edge.plugins import Plugin
 from edge.sinks.base import Sink, SinkConfig, SinkContext, SinkError, dumps
 from edge.state_store import StateStore
+from edge.window import Window
 
 log = logging.getLogger(__name__)
 
@@ -48,32 +49,32 @@ class JsonlSink(Sink):
     type_name: ClassVar[str] = "jsonl"
 
     def __init__(
-        self, settings: JsonlSinkConfig | None = None, *, stream: IO[str] | None = None, spool: StateStore | None = None
+        self, config: JsonlSinkConfig | None = None, *, stream: IO[str] | None = None, spool: StateStore | None = None
     ) -> None:
-        self.settings = settings or JsonlSinkConfig()
+        self.config = config or JsonlSinkConfig()
         self.spool = spool
         self._failing = False
         self._lock = threading.Lock()
         self._owned = False
         if stream is not None:
             self._stream: IO[str] = stream
-        elif self.settings.path == "-":
+        elif self.config.path == "-":
             self._stream = sys.stdout
         else:
-            path = Path(self.settings.path)
+            path = Path(self.config.path)
             path.parent.mkdir(parents=True, exist_ok=True)
             self._stream = path.open("a", encoding="utf-8")
             self._owned = True
         self._closed = False
 
-    def publish_window(self, payload: Mapping[str, Any]) -> None:
+    def publish_window(self, window: Window) -> None:
         with self._lock:
             if self._closed:
                 raise SinkError("JsonlSink is closed")
             if self.spool is None:
-                self._write(payload)
+                self._write(window.to_payload())
                 return
-            self.spool.put(payload)
+            self.spool.put(window)
             for seq, spooled in self.spool.pending(limit=self.spool.max_windows):
                 try:
                     self._write(spooled)
@@ -82,14 +83,14 @@ class JsonlSink(Sink):
                         log.error(
                             "cannot write window %s to %s: %s; it stays spooled and is written before the next one",
                             seq,
-                            self.settings.path,
+                            self.config.path,
                             exc,
                         )
                     self._failing = True
                     return
                 self.spool.ack(seq)
             if self._failing:
-                log.warning("%s takes windows again", self.settings.path)
+                log.warning("%s takes windows again", self.config.path)
                 self._failing = False
 
     def _write(self, payload: Mapping[str, Any]) -> None:

@@ -35,13 +35,11 @@ CRASH = textwrap.dedent("""
 
         def finish(self, window):
             saved = self.checkpoint()
-            if window["visitors"] and not (
-                saved and saved["window"]["start"] == window["window"]["start"] and saved["visitors"]
-            ):
+            if window.visitors and not (saved and saved.span.start == window.span.start and saved.visitors):
                 # What was counted after the last checkpoint is lost by design, and a loaded
                 # machine may checkpoint late: take the checkpoint an idle one would have taken.
-                self.save_checkpoint(dict(window, window=dict(window["window"], partial=True)))
-            Crashing.armed = bool(window["visitors"])  # the first window with someone in it
+                self.save_checkpoint(window.as_partial())
+            Crashing.armed = bool(window.visitors)  # the first window with someone in it
             payload = super().finish(window)
             if Crashing.armed and point == "after the mark":
                 os._exit(9)

@@ -1,0 +1,123 @@
+"""A finished counting window as one typed record, and its one wire form.
+
+The aggregator makes a ``Window`` (unnumbered), the state store numbers it (stream, seq and the
+day's running total ``today``, in the same transaction that spools it), the sinks deliver its
+payload and the fleet collector reads the payload back into a ``Window``. ``to_payload`` and
+``from_payload`` are the only places that know the JSON shape (``edge/schemas/window.schema.json``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+SCHEMA = 2  # 2: stream and observed_s added
+BREAKDOWNS = ("gender", "age", "expression", "ethnicity")  # in payload order
+
+Cells = Mapping[str, int | None]  # cell label -> count, None where suppressed
+
+
+@dataclass(frozen=True)
+class Span:
+    """Where the window lies: UTC ISO-8601 times, and whether it was covered only in part."""
+
+    start: str
+    end: str
+    partial: bool
+
+
+@dataclass(frozen=True)
+class Faces:
+    """Faces in view per processed frame (None where suppressed)."""
+
+    peak: int | None
+    mean: float | None
+
+
+@dataclass(frozen=True)
+class Dwell:
+    """Dwell of the visitors whose track ended in the window (None where suppressed or n is 0)."""
+
+    n: int | None
+    mean: float | None
+    p50: float | None
+    p90: float | None
+
+
+@dataclass(frozen=True)
+class DayTotal:
+    """Visitors so far on the window's local date, this window included."""
+
+    date: str
+    visitors: int
+
+
+@dataclass(frozen=True)
+class Window:
+    """One window's anonymous counts. ``stream``, ``seq`` and ``today`` are None until the state
+    store numbers it (``numbered``); ``breakdowns`` holds the enabled ones, in ``BREAKDOWNS`` order."""
+
+    device: str
+    site: str
+    span: Span
+    observed_s: float
+    visitors: int | None
+    faces: Faces
+    dwell: Dwell
+    breakdowns: Mapping[str, Cells]
+    suppressed: tuple[str, ...]
+    stream: str | None = None
+    seq: int | None = None
+    today: DayTotal | None = None
+    schema: int = SCHEMA
+
+    def numbered(self, stream: str, seq: int, today: DayTotal) -> Window:
+        """This window with its number and its day's total (the state store's job alone)."""
+        return replace(self, stream=stream, seq=seq, today=today)
+
+    def as_partial(self) -> Window:
+        return replace(self, span=replace(self.span, partial=True))
+
+    def to_payload(self) -> dict[str, Any]:
+        """The JSON object as published (key order kept for readers of the raw stream)."""
+        payload: dict[str, Any] = {
+            "schema": self.schema,
+            "device": self.device,
+            "site": self.site,
+            "stream": self.stream,
+            "seq": self.seq,
+            "window": {"start": self.span.start, "end": self.span.end, "partial": self.span.partial},
+            "observed_s": self.observed_s,
+            "visitors": self.visitors,
+        }
+        if self.today is not None:
+            payload["today"] = {"date": self.today.date, "visitors": self.today.visitors}
+        payload["faces"] = {"peak": self.faces.peak, "mean": self.faces.mean}
+        payload["dwell_s"] = {"n": self.dwell.n, "mean": self.dwell.mean, "p50": self.dwell.p50, "p90": self.dwell.p90}
+        for name, cells in self.breakdowns.items():
+            payload[name] = dict(cells)
+        payload["suppressed"] = list(self.suppressed)
+        return payload
+
+    @classmethod
+    def from_payload(cls, doc: Mapping[str, Any]) -> Window:
+        """The window a payload describes. The payload must already be valid (the state store's
+        own rows, or a message the fleet collector checked against the schema): a missing key
+        raises ``KeyError``."""
+        span, faces, dwell, today = doc["window"], doc["faces"], doc["dwell_s"], doc.get("today")
+        return cls(
+            schema=doc["schema"],
+            device=doc["device"],
+            site=doc["site"],
+            stream=doc.get("stream"),
+            seq=doc.get("seq"),
+            span=Span(span["start"], span["end"], span["partial"]),
+            observed_s=doc["observed_s"],
+            visitors=doc["visitors"],
+            today=DayTotal(today["date"], today["visitors"]) if today is not None else None,
+            faces=Faces(faces["peak"], faces["mean"]),
+            dwell=Dwell(dwell["n"], dwell["mean"], dwell["p50"], dwell["p90"]),
+            breakdowns={name: dict(doc[name]) for name in BREAKDOWNS if isinstance(doc.get(name), Mapping)},
+            suppressed=tuple(doc["suppressed"]),
+        )
