@@ -84,11 +84,6 @@ def _poll(condition: Callable[[], bool], timeout: float, interval: float, stop: 
     return False
 
 
-def _stopped() -> int:
-    log.info("stopped early: no figures")
-    return STOPPED
-
-
 def _payload(device: str, stream: str, seq: int, end: datetime, window_s: int) -> str:
     start = end - timedelta(seconds=window_s)
     iso = "%Y-%m-%dT%H:%M:%SZ"
@@ -224,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     if mosquitto is None:
         raise SystemExit("mosquitto is not installed (apt install mosquitto)")
     stop = threading.Event()  # the run's one stop: every wait below ends on it
-    install_signal_handlers(stop, "ending the load test early and cleaning up", log)
+    install_signal_handlers(stop, "ending the load test early (no figures) and cleaning up", log)
     work = Path(tempfile.mkdtemp(prefix="edge-load-"))
     broker, port = start_broker(mosquitto, work, BROKER_CONF)
     broker_log = work / "mosquitto.log"  # start_broker's
@@ -268,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
 
             if not _poll(ready, 60, 0.1, stop):
                 if stop.is_set():
-                    return _stopped()
+                    return STOPPED
                 raise RuntimeError("collector did not start:\n" + (work / "collector.log").read_text())
             duration = args.minutes * 60.0
             t0 = time.time() + 1.0
@@ -314,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             stop_at = t0 + duration
             while time.time() < stop_at + 5:
                 if stop.wait(min(args.report_s, max(0.5, stop_at + 5 - time.time()))):  # until the next report
-                    return _stopped()
+                    return STOPPED
                 n = int(db.execute("SELECT count(*) FROM windows").fetchone()[0])  # type: ignore[index]
                 now = time.time()
                 rss.append(_rss_mb(collector.pid))
@@ -339,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
 
             _poll(all_stored, 60, 0.5, stop)  # let the collector finish what is in flight, bounded
             if stop.is_set():
-                return _stopped()
+                return STOPPED
             rows = db.execute("SELECT device, seq, extract(epoch FROM stored_at) FROM windows").fetchall()
             lat = np.array([float(ts) - sent[(d, q)] for d, q, ts in rows if (d, q) in sent])
             size = db.execute(
