@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from edge.analyzer import Analyzer, AnalyzerConfig
-from edge.commands.evaluate import on_canvas
+from edge.evaluation.outcomes import on_canvas
 from edge.face_mesh import FaceMesh
 from edge.models import DEFAULT_DIR, Manifest
 from edge.records import Face

@@ -13,10 +13,13 @@ import numpy as np
 import pytest
 
 from edge.analyzer import Analyzer, AnalyzerConfig
-from edge.attributes import VIEW_MARGINS, AttributeSwitches, settle_views
+from edge.attributes import VIEW_MARGINS, AttributesConfig, settle_views
 from edge.boxes import iou_matrix
 from edge.cli import main
-from edge.commands.evaluate import Outcome, Sample, parity, parity_table
+from edge.evaluation.labels import Sample
+from edge.evaluation.outcomes import Outcome
+from edge.evaluation.parity import parity
+from edge.evaluation.report import parity_table
 from edge.models import DEFAULT_DIR
 from edge.preprocess import face_views
 from edge.records import Face
@@ -122,7 +125,7 @@ def test_api_finds_every_face_of_a_composite_and_none_in_noise(analyzer: Analyze
 
 
 def test_attributes_switch_off(astronaut: np.ndarray) -> None:
-    only_gender = Analyzer(AnalyzerConfig(attributes=AttributeSwitches(age=False, expression=False), threads=1))
+    only_gender = Analyzer(AnalyzerConfig(attributes=AttributesConfig(age=False, expression=False), threads=1))
     (face,) = only_gender.analyze(astronaut)
     a = face.attributes
     assert a.gender in ("female", "male") and a.age is None and a.expression is None and a.ethnicity is None
@@ -134,7 +137,7 @@ def test_views_average_the_crops_of_shifted_and_scaled_boxes_near_a_decision() -
     gender gate at the face's own score puts every face near), face by face (several faces per
     frame, so a mix-up of faces and views would show)."""
     frame, _ = crowd_frame(4, 640, 480, face_px=90, seed=5)
-    config = AnalyzerConfig(attributes=AttributeSwitches(expression=False), threads=1)
+    config = AnalyzerConfig(attributes=AttributesConfig(expression=False), threads=1)
     one = Analyzer(replace(config, attribute_views=1))
     detections = one.detect(frame)
     assert len(detections) == 4
@@ -448,11 +451,12 @@ def test_parity_holds_groups_to_the_bar_with_a_paired_interval() -> None:
     small_ref, small_int8 = faces("black", "female", 20, 5)  # loses 25 points, but too few faces to hold
     fine_ref, fine_int8 = faces("white", "female", 60, 1)  # loses 1.7 points: within
     p = parity(big_ref + small_ref + fine_ref, big_int8 + small_int8 + fine_int8)
-    groups = p["groups"]["race_x_gender"]
-    big = groups["asian male"]["gender"]
-    assert big["change"] == pytest.approx(-0.2) and big["ci95"][1] < 0
-    assert groups["asian male"]["age_mae_change"]["value"] == pytest.approx(1.0)
-    assert groups["white female"]["expression_agreement"]["value"] == 1.0
-    assert p["bar"]["groups_over"] == ["asian male"]
-    assert p["weakest"]["gender_change"] == "asian male"
+    groups = p.groups.race_x_gender
+    big = groups["asian male"].gender
+    assert big.change == pytest.approx(-0.2) and big.ci95 is not None and big.ci95[1] < 0
+    assert groups["asian male"].age_mae_change.value == pytest.approx(1.0)
+    assert groups["white female"].expression_agreement.value == 1.0
+    assert p.bar.groups_over == ("asian male",)
+    assert p.weakest.gender_change == "asian male"
+    assert p.to_dict()["bar"]["groups_over"] == ["asian male"]  # the JSON keeps its lists
     assert "asian male" in parity_table(p, "float", "int8").splitlines()[-2]

@@ -1,1 +1,1 @@
-"""Implementations of the ``edge`` subcommands (argument parsing lives in ``edge.cli``)."""
+"""The ``edge`` subcommands, one module each: its parser (``add_parser``) and its handler (``run``)."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,12 +15,61 @@ import cv2
 import numpy as np
 
 from edge.analyzer import Analyzer
-from edge.attributes import DESCRIBE_MIN_FACE_PX, MIN_GENDER_SCORE, AttributeSwitches, described
+from edge.attributes import DESCRIBE_MIN_FACE_PX, MIN_GENDER_SCORE, AttributesConfig, described
+from edge.commands.options import Subparsers, add_analyzer_options, add_command, analyzer_config
 from edge.media import MediaError, expand, frames
 from edge.memory import FreeMemory
 from edge.records import Face
 
 log = logging.getLogger(__name__)
+
+
+def add_parser(subparsers: Subparsers) -> None:
+    p = add_command(subparsers, "analyze", "faces and attributes in images, folders and video files")
+    p.add_argument("paths", type=Path, nargs="+", metavar="PATH")
+    p.add_argument("--json", action="store_true", help="one JSON object per line per image or frame")
+    p.add_argument(
+        "--annotate",
+        type=Path,
+        metavar="OUT_DIR",
+        help="write pictures with boxes and labels here (local debugging only: they show faces)",
+    )
+    p.add_argument("--every", type=int, default=1, help="analyse every Nth video frame (default: 1)")
+    p.add_argument(
+        "--describe-min-face",
+        type=non_negative_float,
+        default=DESCRIBE_MIN_FACE_PX,
+        metavar="PX",
+        help="smaller faces (shorter box side) are found but not described: null attributes "
+        f"(default: {DESCRIBE_MIN_FACE_PX}, as the daemon's attributes.min_face_px; 0: every face)",
+    )
+    p.add_argument(
+        "--min-gender-score",
+        type=non_negative_float,
+        default=MIN_GENDER_SCORE,
+        metavar="SCORE",
+        help=f"a gender scored under this is not named: null (default: {MIN_GENDER_SCORE}, as the daemon's "
+        "attributes.min_gender_score; 0: always named)",
+    )
+    add_analyzer_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    naming = Naming(args.describe_min_face, args.min_gender_score)
+    analyzer = Analyzer(analyzer_config(args))
+    return analyze_paths(analyzer, args.paths, args.json, args.annotate, args.every, naming=naming)
+
+
+def non_negative_float(text: str) -> float:
+    """An option's number, 0 or more (argparse adds the option's name to the refusal)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -37,7 +88,7 @@ class Naming:
         )
 
 
-def face_json(face: Face, switches: AttributeSwitches) -> dict:
+def face_json(face: Face, switches: AttributesConfig) -> dict:
     """A face's record: every attribute switched on has its key, null where it was not judged."""
     d, a = face.detection, face.attributes
     out: dict = {"box": [round(v, 1) for v in d.box], "score": round(d.score, 4)}
@@ -93,7 +144,7 @@ def annotate(rgb: np.ndarray, faces: list[Face], path: Path) -> None:
         raise MediaError(f"{path}: could not write the annotated image")
 
 
-def run(
+def analyze_paths(
     analyzer: Analyzer,
     paths: list[Path],
     as_json: bool,
@@ -103,8 +154,8 @@ def run(
     err: TextIO | None = None,
     naming: Naming = Naming(),
 ) -> int:
-    out, err = out or sys.stdout, err or sys.stderr
     """Analyse every input; unreadable ones are reported and skipped. Exit 1 if any failed."""
+    out, err = out or sys.stdout, err or sys.stderr
     failed = 0
     memory = FreeMemory()
     for item in expand(paths):

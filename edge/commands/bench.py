@@ -6,25 +6,121 @@ README and for comparing devices; nothing here fails on a slow machine.
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 import resource
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import cv2
 import numpy as np
 
 from edge.analyzer import Analyzer
+from edge.commands.options import Subparsers, add_analyzer_options, add_command, analyzer_config
 from edge.media import IMAGE_SUFFIXES, MediaError, expand, frames
-from edge.pipeline import FramePipeline
+from edge.models import MISSING_HINT, Manifest
 from edge.synthetic import crowd_frame
-from edge.tracker import TrackerConfig
+
+if TYPE_CHECKING:  # the pipeline's modules are imported by --pipeline only: every command's parser imports this one
+    from edge.tracker import Tracker
+
+log = logging.getLogger("edge.bench")  # the name its warnings have always carried
 
 STAGES = ("decode", "preprocess", "detect", "attributes_per_face", "end_to_end")
+
+
+def add_parser(subparsers: Subparsers) -> None:
+    p = add_command(subparsers, "bench", "per-stage latency (p50/p90), frames per second and peak RSS")
+    p.add_argument("paths", type=Path, nargs="*", metavar="PATH", help="photos or videos (synthetic frames always run)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--repeats", type=int, default=10, help="runs per frame (default: 10)")
+    p.add_argument("--max-frames", type=int, default=30, help="frames read from each video (default: 30)")
+    p.add_argument(
+        "--pipeline",
+        action="store_true",
+        help="sustained daemon pipeline on synthetic video (detection plan, track, attributes, windows)",
+    )
+    p.add_argument("--faces", default="0,1,5,10", help="faces in view for --pipeline (default: 0,1,5,10)")
+    p.add_argument(
+        "--tile-interval",
+        type=int,
+        default=None,
+        help="--pipeline: frames between searches of the same tile (default: the daemon's detector.tile_interval)",
+    )
+    p.add_argument(
+        "--resolution", default="640x480", help="frame sizes for --pipeline, e.g. 640x480,1280x720 (default: 640x480)"
+    )
+    p.add_argument("--duration", type=float, default=60.0, help="media seconds per --pipeline run (default: 60)")
+    p.add_argument("--fps", type=float, default=15.0, help="media frame rate for --pipeline (default: 15)")
+    add_analyzer_options(p, repeatable=True)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Photos and synthetic frames per stage, or (--pipeline) the daemon's sustained pipeline."""
+    # One way to choose what runs: --variant and --detector-input, each repeatable. Photos compare
+    # every combination by default; the pipeline measures what the daemon runs by default.
+    default_variants, default_sizes = (["int8"], [512]) if args.pipeline else (["int8", "float"], [512, 320])
+    if not args.variant and "float" in default_variants:
+        # A wheel carries the int8 models only: by default, measure what is installed and say so.
+        manifest = Manifest(args.model_dir)
+        if not all(manifest.has(key, "float") for key in manifest.models):
+            default_variants = ["int8"]
+            log.warning("float32 models not installed: int8 only. %s", MISSING_HINT)
+    configs = [(v, s) for v in args.variant or default_variants for s in args.detector_input or default_sizes]
+    if args.pipeline:
+        from edge.attributes import AttributesConfig
+        from edge.detector import DetectorConfig
+        from edge.tracker import Tracker, TrackingConfig
+
+        # The daemon's defaults: weak detections reach the tracker, the detection plan covers
+        # faces down to detector.min_face_px; --threshold/--min-face override them.
+        detector = DetectorConfig()
+        if args.threshold is None:
+            args.threshold = min(detector.weak_threshold, detector.score_threshold)
+        if args.min_face is None:
+            args.min_face = detector.min_face_px
+        if args.tile_interval is None:
+            args.tile_interval = detector.tile_interval
+        attributes = AttributesConfig()
+        return run_pipeline(
+            lambda v, s: Analyzer(
+                replace(analyzer_config(args, variant=v, size=s), gender_gate=attributes.min_gender_score, align=True)
+            ),
+            lambda: Tracker(TrackingConfig(), detector, attributes),
+            configs,
+            resolutions(args.resolution),
+            [int(n) for n in args.faces.split(",")],
+            args.duration,
+            args.fps,
+            args.json,
+        )
+    if not args.json:
+        sys.stdout.write(header())
+    return run_photos(
+        lambda v, s: Analyzer(analyzer_config(args, variant=v, size=s)),
+        configs,
+        args.paths,
+        args.repeats,
+        args.max_frames,
+        args.json,
+    )
+
+
+def resolutions(text: str) -> list[tuple[int, int]]:
+    """Frame sizes from ``640x480,1280x720``."""
+    try:
+        sizes = [tuple(int(v) for v in item.lower().split("x")) for item in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or any(len(s) != 2 or min(s) < 32 for s in sizes):
+        raise ValueError(f"--resolution: expected sizes like 640x480,1280x720, got {text!r}")
+    return [(s[0], s[1]) for s in sizes]
 
 
 @dataclass(frozen=True)
@@ -127,7 +223,7 @@ def measure(analyzer: Analyzer, inp: Input, repeats: int) -> dict:
     }
 
 
-def run(
+def run_photos(
     make_analyzer: Callable[[str, int], Analyzer],
     configs: list[tuple[str, int]],
     paths: list[Path],
@@ -179,7 +275,7 @@ def header() -> str:
 
 def run_pipeline(
     make_analyzer: Callable[[str, int], Analyzer],
-    tracker_config: TrackerConfig,
+    make_tracker: Callable[[], Tracker],
     configs: list[tuple[str, int]],
     resolutions: list[tuple[int, int]],
     faces: list[int],
@@ -205,13 +301,13 @@ def run_pipeline(
                     f"passes run per frame (tile interval {analyzer.detector.tile_interval})\n"
                 )
             for n in faces:
-                run = _pipeline_run(analyzer, tracker_config, n, width, height, duration_s, fps)
+                measured = _pipeline_run(analyzer, make_tracker, n, width, height, duration_s, fps)
                 r = dict(
                     variant=variant,
                     detector_input=size,
                     passes=len(plan.passes),
                     passes_per_frame=plan.passes_per_frame(analyzer.detector.tile_interval),
-                    **run,
+                    **measured,
                 )
                 results.append(r)
                 if not as_json:
@@ -229,13 +325,21 @@ def run_pipeline(
 
 
 def _pipeline_run(
-    analyzer: Analyzer, tracker_config: TrackerConfig, n: int, width: int, height: int, duration_s: float, fps: float
+    analyzer: Analyzer,
+    make_tracker: Callable[[], Tracker],
+    n: int,
+    width: int,
+    height: int,
+    duration_s: float,
+    fps: float,
 ) -> dict[str, Any]:
     from edge.aggregator import AggregationConfig, Aggregator
-    from edge.tracker import Tracker
+    from edge.attributes import AttributesConfig
+    from edge.pipeline import FramePipeline
 
     base, _ = crowd_frame(n, width, height, 60.0 * height / 480, seed=n)
-    tracker, agg = Tracker(tracker_config), Aggregator(AggregationConfig(window_s=60), "bench", "bench")
+    tracker = make_tracker()
+    agg = Aggregator(AggregationConfig(window_s=60), AttributesConfig(), "bench", "bench")
     pipeline = FramePipeline(analyzer, tracker)
     frames = int(duration_s * fps)
     times: list[float] = []

@@ -13,6 +13,7 @@ the demo stop the broker.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import json
@@ -26,16 +27,15 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-
-from edge.daemon import Daemon
+from edge.commands.options import Subparsers, add_command
 from edge.scenes import random_scene, write_video
-from edge.settings import parse_config
-from edge.signals import install_signal_handlers
+
+if TYPE_CHECKING:  # imported where used: every command's parser imports this module (paho-mqtt is 9 MB)
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.properties import Properties
+    from paho.mqtt.reasoncodes import ReasonCode
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,32 @@ VIDEO_NAME = "sample.avi"
 # Generous: covers the sink's close (up to its close_timeout_s for the last PUBACK) on a loaded machine.
 GOODBYE_TIMEOUT_S = 15.0
 _PR_SET_PDEATHSIG = 1
+
+
+def add_parser(subparsers: Subparsers) -> None:
+    p = add_command(subparsers, "demo", "everything on this machine: sample video, local broker, daemon, live messages")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
+    p.add_argument("--window", type=int, default=10, help="window length in seconds (default: 10)")
+    p.add_argument("--workdir", type=Path, default=None, help="where the video, broker config and state go")
+    p.add_argument(
+        "--broker",
+        type=host_port,
+        metavar="HOST:PORT",
+        help="publish to this broker (e.g. a fleet's, so `edge collect` stores the demo) instead of a private one",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_demo(args.duration, args.window, args.workdir, broker_at=args.broker)
+
+
+def host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (argparse adds the option's name to the refusal)."""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT such as broker.local:1883, got {text!r}")
+    return host, int(port)
 
 
 def default_workdir() -> Path:
@@ -148,6 +174,8 @@ class Viewer:
     """
 
     def __init__(self, port: int, prefix: str, out: TextIO, host: str = "127.0.0.1") -> None:
+        import paho.mqtt.client as mqtt
+
         self.out = out
         self.prefix = prefix
         self.status_topic = prefix + "status"
@@ -197,7 +225,7 @@ class Viewer:
         self._client.loop_stop()
 
 
-def run(
+def run_demo(
     duration_s: float | None,
     window_s: int,
     workdir: Path | None,
@@ -207,6 +235,10 @@ def run(
     """Run the demo until Ctrl-C/SIGTERM (or ``duration_s``); 0 after a clean stop. ``broker_at``
     (host, port): publish to that broker (a fleet's, so its collector stores the demo's windows)
     instead of a private one."""
+    from edge.daemon import Daemon
+    from edge.settings import parse_config
+    from edge.signals import install_signal_handlers
+
     out = out or sys.stdout
     work = Path(workdir) if workdir is not None else default_workdir()
     work.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ import cv2
 from edge.analyzer import Analyzer
 from edge.media import VIDEO_SUFFIXES, MediaError, frames
 from edge.pipeline import FramePipeline
-from edge.tracker import Tracker, TrackerConfig, TrackerUpdate
+from edge.tracker import Tracker, TrackerUpdate
 
 
 class ClipsError(ValueError):
@@ -118,12 +118,11 @@ def read_clip_labels(folder: Path) -> list[tuple[Path, ClipLabel]]:
     return out
 
 
-def score_clip(
-    analyzer: Analyzer, tracker_config: TrackerConfig, path: Path, label: ClipLabel, gate_px: float
-) -> ClipScore:
+def score_clip(analyzer: Analyzer, make_tracker: Callable[[], Tracker], path: Path, label: ClipLabel) -> ClipScore:
     """Run one clip through a fresh tracker in media time and score it."""
     fps = _fps(path)
-    tracker = Tracker(tracker_config)
+    tracker = make_tracker()
+    gate_px = tracker.min_face_px
     pipeline = FramePipeline(analyzer, tracker)
     visitors = female = male = unknown = 0
     n_frames = boxes = 0
@@ -156,7 +155,7 @@ def score_clip(
             describable = [
                 d
                 for d in result.detections
-                if d.score >= tracker_config.high_score and min(d.box[2] - d.box[0], d.box[3] - d.box[1]) >= gate_px
+                if d.score >= tracker.high_score and min(d.box[2] - d.box[0], d.box[3] - d.box[1]) >= gate_px
             ]
             for attrs in analyzer.attributes.estimate(frame.rgb, describable):
                 if attrs.gender is not None:
@@ -260,7 +259,7 @@ def table(scores: list[ClipScore]) -> str:
 
 def run(
     make_analyzer: Callable[[], Analyzer],
-    tracker_config: TrackerConfig,
+    make_tracker: Callable[[], Tracker],
     folder: Path,
     as_json: bool,
     out: TextIO | None = None,
@@ -272,7 +271,7 @@ def run(
     scores, failed = [], 0
     for path, label in clips:
         try:
-            scores.append(score_clip(analyzer, tracker_config, path, label, tracker_config.attribute_min_face_px))
+            scores.append(score_clip(analyzer, make_tracker, path, label))
         except MediaError as exc:
             err.write(f"edge eval: {exc}\n")
             failed += 1
