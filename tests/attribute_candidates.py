@@ -36,7 +36,7 @@ from gender_candidates import ONE_PERSON_CLIPS, REPO, wilson
 
 from edge import media
 from edge.analyzer import Analyzer, AnalyzerConfig
-from edge.commands.evaluate import on_canvas
+from edge.evaluation.outcomes import on_canvas
 from edge.models import Manifest
 from edge.preprocess import CropSpec, crop_face
 

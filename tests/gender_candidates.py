@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from edge.analyzer import Analyzer, AnalyzerConfig
-from edge.commands.evaluate import on_canvas
+from edge.evaluation.outcomes import on_canvas
 from edge.preprocess import CropSpec, crop_face
 
 REPO = Path(__file__).resolve().parents[1]
