@@ -15,7 +15,7 @@ Each is an ``edge.window.Window``.
 the first window after start-up, the window closed early by
 :meth:`Aggregator.close`, and any window in which no frame was processed
 (camera gone, clock jump): its zeros mean "not observed", not "nobody". A
-forward clock jump of more than ``max_gap_windows`` windows (e.g. NTP fixing an RTC-less board) is not filled
+forward clock jump of more than ``MAX_GAP_WINDOWS`` windows (e.g. NTP fixing an RTC-less board) is not filled
 with empty windows; it is logged and counting resumes in the new window.
 
 What is counted in a window
@@ -28,7 +28,7 @@ What is counted in a window
   counts as ``"unknown"``. Every breakdown therefore sums to ``dwell_s.n``.
 * ``faces``: peak and mean number of faces visible per processed frame.
 * ``observed_s``: seconds of the window during which frames were processed
-  (consecutive frames at most ``max_frame_gap_s`` apart cover the time between
+  (consecutive frames at most ``MAX_FRAME_GAP_S`` apart cover the time between
   them). A camera outage, a crash or a restart shows as a window whose
   ``observed_s`` falls short of its length: its counts cover only that time.
 
@@ -63,7 +63,10 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
+from edge.attributes import AttributesConfig
+from edge.config.fields import Check, Ctx, Invalid, integer, leaf, number
 from edge.records import Attributes
 from edge.tracker import TrackerUpdate
 from edge.window import Dwell, Faces, Span, Window
@@ -74,32 +77,39 @@ UNKNOWN = "unknown"
 GENDERS = ("female", "male")
 EXPRESSIONS = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
 ETHNICITIES = ("white", "black", "asian", "indian", "other")
+MAX_GAP_WINDOWS = 1440  # longest run of empty windows emitted for one clock step
+MAX_FRAME_GAP_S = 2.0  # frames further apart than this leave the time between unobserved
 
 
-@dataclass(frozen=True)
+def _age_brackets(v: Any, ctx: Ctx) -> tuple[int, ...]:
+    if not isinstance(v, list) or not v:
+        raise Invalid
+    if any(not isinstance(a, int) or isinstance(a, bool) for a in v) or v[0] != 0:
+        raise Invalid
+    if any(b <= a for a, b in zip(v, v[1:])):
+        raise Invalid
+    return tuple(v)
+
+
+@dataclass(frozen=True, kw_only=True)
 class AggregationConfig:
-    """Window length (s), minimum cell size k, age bracket lower bounds, ethnicity opt-in."""
+    """Counting windows. ``window_s`` divides a day so windows align to midnight
+    on every device; cells under ``min_cell`` visitors are suppressed."""
 
-    window_s: int = 60
-    min_cell: int = 5
-    age_brackets: tuple[int, ...] = (0, 18, 25, 35, 45, 55, 65)
-    ethnicity: bool = False
-    gender: bool = True  # a breakdown switched off in the config is left out of the payload
-    age: bool = True
-    expression: bool = True
-    max_gap_windows: int = 1440  # longest run of empty windows emitted for one clock step
-    max_frame_gap_s: float = 2.0  # frames further apart than this leave the time between unobserved
-
-    def __post_init__(self) -> None:
-        if self.window_s < 1:
-            raise ValueError(f"window_s must be >= 1, got {self.window_s}")
-        if self.min_cell < 1:
-            raise ValueError(f"min_cell must be >= 1, got {self.min_cell}")
-        b = self.age_brackets
-        if not b or b[0] != 0 or any(y <= x for x, y in zip(b, b[1:])):
-            raise ValueError(f"age_brackets must start at 0 and increase strictly, got {b}")
-        if self.max_gap_windows < 0:
-            raise ValueError(f"max_gap_windows must be >= 0, got {self.max_gap_windows}")
+    window_s: int = leaf(
+        60,
+        integer(
+            "a positive whole number of seconds that divides 86400 (e.g. 60, 300, 900, 3600)",
+            lo=1,
+            also=lambda s: 86400 % s == 0,
+        ),
+    )
+    min_cell: int = leaf(5, integer("a visitor count >= 1", lo=1))
+    age_brackets: tuple[int, ...] = leaf(
+        (0, 18, 25, 35, 45, 55, 65), Check("a list of strictly increasing whole ages starting at 0", _age_brackets)
+    )
+    # How often the open window's counts so far are saved: an unclean stop loses at most this much.
+    checkpoint_s: float = leaf(10.0, number("a number of seconds > 0", lo=0, lo_open=True))
 
     @property
     def age_labels(self) -> tuple[str, ...]:
@@ -108,17 +118,17 @@ class AggregationConfig:
         return tuple(f"{lo}-{hi - 1}" for lo, hi in zip(b, b[1:])) + (f"{b[-1]}+",)
 
 
-def breakdown_cells(config: AggregationConfig) -> dict[str, tuple[str, ...]]:
-    """Every cell of every breakdown the config switches on, in payload order: a window always
-    carries all of them, so dashboards can be set up from the config alone."""
+def breakdown_cells(config: AggregationConfig, attributes: AttributesConfig) -> dict[str, tuple[str, ...]]:
+    """Every cell of every breakdown the config switches on (``attributes``), in payload order: a
+    window always carries all of them, so dashboards can be set up from the config alone."""
     cells: dict[str, tuple[str, ...]] = {}
-    if config.gender:
+    if attributes.gender:
         cells["gender"] = GENDERS + (UNKNOWN,)
-    if config.age:
+    if attributes.age:
         cells["age"] = config.age_labels + (UNKNOWN,)
-    if config.expression:
+    if attributes.expression:
         cells["expression"] = EXPRESSIONS + (UNKNOWN,)
-    if config.ethnicity:
+    if attributes.ethnicity:
         cells["ethnicity"] = ETHNICITIES + (UNKNOWN,)
     return cells
 
@@ -177,22 +187,23 @@ class _Window:
 class Aggregator:
     """Accumulates tracker updates into wall-clock windows and publishes safe counts."""
 
-    def __init__(self, config: AggregationConfig, device: str, site: str) -> None:
+    def __init__(self, config: AggregationConfig, attributes: AttributesConfig, device: str, site: str) -> None:
         self.config = config
+        self.attributes = attributes  # which breakdowns a window has
         self.device = device
         self.site = site
         self._last_frame: float | None = None  # wall time of the last processed frame
         self._open: _Window | None = None
         self._ready: list[Window] = []
         self._closed = False
-        self._cells = breakdown_cells(config)
+        self._cells = breakdown_cells(config, attributes)
 
     def observe(self, update: TrackerUpdate, wall: float) -> None:
         """Count one tracker update into the window holding ``wall``."""
         if self._closed:
             raise RuntimeError("aggregator is closed")
         if update.frame:
-            if self._last_frame is not None and 0.0 < wall - self._last_frame <= self.config.max_frame_gap_s:
+            if self._last_frame is not None and 0.0 < wall - self._last_frame <= MAX_FRAME_GAP_S:
                 self._cover(self._last_frame, wall)
             self._last_frame = wall
         w = self._advance(wall)
@@ -283,7 +294,7 @@ class Aggregator:
         if index > w.index:
             self._ready.append(self._publish(w))
             gap = index - w.index - 1
-            if gap > self.config.max_gap_windows:
+            if gap > MAX_GAP_WINDOWS:
                 log.warning("wall clock jumped %d windows ahead; not emitting empty windows for the gap", gap)
             else:
                 self._ready.extend(self._publish(_Window(i, partial=False)) for i in range(w.index + 1, index))
@@ -298,13 +309,13 @@ class Aggregator:
             return value if value in allowed else UNKNOWN
 
         labels = {}
-        if self.config.gender:
+        if self.attributes.gender:
             labels["gender"] = known(a.gender, GENDERS)
-        if self.config.age:
+        if self.attributes.age:
             labels["age"] = age_label(a.age, self.config)
-        if self.config.expression:
+        if self.attributes.expression:
             labels["expression"] = known(a.expression, EXPRESSIONS)
-        if self.config.ethnicity:
+        if self.attributes.ethnicity:
             labels["ethnicity"] = known(a.ethnicity, ETHNICITIES)
         return labels
 

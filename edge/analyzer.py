@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.attributes import AttributeEstimator, AttributeSwitches
+from edge.attributes import AttributeEstimator, AttributesConfig
 from edge.detector import FaceDetector
 from edge.face_check import FaceCheck
 from edge.face_mesh import MODEL_KEY as FACE_MESH_KEY
@@ -30,7 +30,7 @@ class AnalyzerConfig:
     score_threshold: float = 0.5
     min_face_px: int = 0
     tile_interval: int = 1  # video: frames between searches of the same tile (see FaceDetector)
-    attributes: AttributeSwitches = field(default_factory=AttributeSwitches)
+    attributes: AttributesConfig = field(default_factory=AttributesConfig)
     attribute_views: int = DEFAULT_VIEWS  # crops averaged per estimate near a decision (edge.attributes)
     gender_gate: float | None = None  # the score a gender needs to count (the daemon's min_gender_score)
     backend: str = "auto"

@@ -14,11 +14,22 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from edge.config.fields import boolean, choice, integer, leaf, number
 from edge.face_check import FACE_MIN
 from edge.face_mesh import FaceMesh
 from edge.interpreter import TfliteModel
 from edge.models import Manifest, ModelInfo
-from edge.preprocess import VIEW_STEP, CropSpec, check_views, crop_face, crop_square, face_views, upright_patch
+from edge.preprocess import (
+    DEFAULT_VIEWS,
+    VIEW_COUNTS,
+    VIEW_STEP,
+    CropSpec,
+    check_views,
+    crop_face,
+    crop_square,
+    face_views,
+    upright_patch,
+)
 from edge.records import Attributes, Detection
 
 log = logging.getLogger(__name__)
@@ -50,14 +61,26 @@ def described(attributes: Attributes, face_px: float, min_face_px: float, min_ge
     return attributes
 
 
-@dataclass(frozen=True)
-class AttributeSwitches:
-    """Which attributes run. Ethnicity is off unless an operator turns it on."""
+@dataclass(frozen=True, kw_only=True)
+class AttributesConfig:
+    """Which estimates run. Ethnicity is opt-in: inferring it is restricted in some
+    jurisdictions (e.g. EU AI Act Art. 5(1)(g))."""
 
-    age: bool = True
-    gender: bool = True
-    expression: bool = True
-    ethnicity: bool = False
+    age: bool = leaf(True, boolean())
+    gender: bool = leaf(True, boolean())
+    expression: bool = leaf(True, boolean())
+    ethnicity: bool = leaf(False, boolean())
+    # The quality gate: smaller faces are counted but not described (their visitor lands in
+    # `unknown`); measured in models/README.md "Attribute accuracy against face size".
+    min_face_px: int = leaf(DESCRIBE_MIN_FACE_PX, integer("a face size in pixels >= 0", lo=0))
+    # A visitor's gender is published only when its kept estimates agree (three quarters name it)
+    # and one of them reaches this score, or three of them average 0.65 (edge.attribute_votes.agreed_gender);
+    # otherwise it stays unknown rather than a coin toss (one estimate at >= 0.8: 93-99% right).
+    min_gender_score: float = leaf(MIN_GENDER_SCORE, number("a score between 0 and 1", lo=0, hi=1))
+    # An estimate near a decision (gender 0.5 or min_gender_score, the top two expressions) is the mean
+    # over this many slightly shifted and scaled crops of the face, so that box jitter (frame to frame,
+    # int8 against float) moves it less; the others use the box alone (edge.attributes.VIEW_MARGINS).
+    views: int = leaf(DEFAULT_VIEWS, choice(*VIEW_COUNTS))
 
 
 # How far the views moved a score at most, per reported output (faces of the demo photos,
@@ -162,7 +185,7 @@ class AttributeEstimator:
     def __init__(
         self,
         manifest: Manifest,
-        switches: AttributeSwitches = AttributeSwitches(),
+        switches: AttributesConfig = AttributesConfig(),
         variant: str = "int8",
         backend: str = "auto",
         threads: int | None = None,

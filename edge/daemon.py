@@ -21,19 +21,17 @@ from pathlib import Path
 import numpy as np
 
 from edge import __version__, sd_notify
-from edge.aggregator import AggregationConfig as WindowConfig
 from edge.aggregator import Aggregator, breakdown_cells
 from edge.analyzer import Analyzer, AnalyzerConfig
-from edge.attributes import AttributeSwitches
 from edge.clock import Clock, SystemClock
 from edge.feeds import Feed, ReplayFeed, open_feed
 from edge.pipeline import FramePipeline
-from edge.settings import AttributesConfig, Config, DetectorConfig, TrackingConfig
+from edge.settings import Config
 from edge.sinks import Sink, SinkContext, build_sink, pi_health
 from edge.sources import SourceError
 from edge.state_lock import StateLock
 from edge.state_store import FILE_NAME, StateStore, StorageError
-from edge.tracker import Tracker, TrackerConfig, TrackerUpdate
+from edge.tracker import Tracker, TrackerUpdate
 from edge.window import Window
 
 log = logging.getLogger(__name__)
@@ -49,46 +47,12 @@ def analyzer_config(config: Config) -> AnalyzerConfig:
         score_threshold=min(config.detector.weak_threshold, config.detector.score_threshold),
         min_face_px=config.detector.min_face_px,
         tile_interval=config.detector.tile_interval,
-        attributes=AttributeSwitches(age=a.age, gender=a.gender, expression=a.expression, ethnicity=a.ethnicity),
+        attributes=a,
         attribute_views=a.views,
         gender_gate=a.min_gender_score,
         align=True,  # a track's few best observations are described: the mesh run is cheap here
         backend=config.runtime.backend,
         threads=config.runtime.threads,
-    )
-
-
-def tracker_config(config: Config) -> TrackerConfig:
-    return tracker_settings(config.tracking, config.detector, config.attributes)
-
-
-def tracker_settings(t: TrackingConfig, detector: DetectorConfig, attributes: AttributesConfig) -> TrackerConfig:
-    """The tracker's settings from the config sections that govern it (the bench uses the defaults)."""
-    return TrackerConfig(
-        iou_threshold=t.iou_threshold,
-        max_missed_s=t.max_missed_s,
-        min_visitor_s=t.min_visitor_s,
-        min_hits=t.min_hits,
-        best_observations=t.best_observations,
-        high_score=detector.score_threshold,
-        attribute_min_face_px=attributes.min_face_px,
-        min_gender_score=attributes.min_gender_score,
-        # A face in a tile is searched for every tile_interval frames: it is present in between.
-        presence_frames=detector.tile_interval,
-    )
-
-
-def window_config(config: Config) -> WindowConfig:
-    g = config.aggregation
-    a = config.attributes
-    return WindowConfig(
-        window_s=g.window_s,
-        min_cell=g.min_cell,
-        age_brackets=tuple(g.age_brackets),
-        gender=a.gender,
-        age=a.age,
-        expression=a.expression,
-        ethnicity=a.ethnicity,
     )
 
 
@@ -162,15 +126,15 @@ class Daemon:
             raise
         try:
             self.analyzer = Analyzer(analyzer_config(config))
-            self.tracker = Tracker(tracker_config(config))
+            self.tracker = Tracker(config.tracking, config.detector, config.attributes)
             self.pipeline = FramePipeline(self.analyzer, self.tracker)
-            self.aggregator = Aggregator(window_config(config), config.device_id, config.site)
+            self.aggregator = Aggregator(config.aggregation, config.attributes, config.device_id, config.site)
             if sink is None:
                 context = SinkContext(
                     config.device_id,
                     __version__,
                     window_s=config.aggregation.window_s,
-                    cells=breakdown_cells(window_config(config)),
+                    cells=breakdown_cells(config.aggregation, config.attributes),
                 )
                 self.sink = build_sink(config.sink, context, self.store)
             else:

@@ -20,10 +20,12 @@ merged: confirmed, they count from 0.51; refused, they keep the detector's score
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 
 from edge.boxes import frame_detections, nms
+from edge.config.fields import integer, leaf, number
 from edge.detection_plan import DetectionPass, DetectionPlan, plan_detection
 from edge.face_check import CANDIDATE_MIN_PX, CANDIDATE_SCORE, CONFIRMED_SCORE, FACE_MIN, FaceCheck, promoted
 from edge.interpreter import TfliteModel
@@ -32,6 +34,20 @@ from edge.preprocess import Letterbox, letterbox, resize
 from edge.records import Detection
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetectorConfig:
+    """``score_threshold`` starts a track; weaker detections down to ``weak_threshold`` only
+    continue one. ``min_face_px`` is the smallest face (shorter side, frame pixels) the
+    detection plan must find; smaller values cost more enlarged tiles (0: one full-frame pass)."""
+
+    score_threshold: float = leaf(0.5, number("a score above 0, at most 1", lo=0, hi=1, lo_open=True))
+    weak_threshold: float = leaf(0.25, number("a score between 0 and 1", lo=0, hi=1))
+    min_face_px: int = leaf(20, integer("a face size in pixels >= 0", lo=0))
+    # Frames between searches of the same tile for small faces: 1 + tiles / interval passes a frame.
+    tile_interval: int = leaf(3, integer("a number of frames >= 1", lo=1))
+
 
 TILE_MODEL_KEY = "detector"  # the 512 input: fewest tiles for the same area
 _MERGE_IOU = 0.4  # the same face seen by two passes overlaps far more than two faces do

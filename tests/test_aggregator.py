@@ -18,7 +18,10 @@ from edge.aggregator import (
     age_label,
     suppressed_cells,
 )
+from edge.attributes import AttributesConfig
+from edge.config import ConfigError
 from edge.records import Attributes
+from edge.settings import parse_config
 from edge.tracker import TrackerUpdate, VisitorEnded, VisitorStarted
 
 NOON = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc).timestamp()
@@ -64,8 +67,12 @@ class Published:
         return None if w is None else w.to_payload()
 
 
+BREAKDOWN_SWITCHES = ("gender", "age", "expression", "ethnicity")  # from the attributes section
+
+
 def agg(**kw: Any) -> Published:
-    return Published(Aggregator(AggregationConfig(**kw), device="lobby-1", site="hq"))
+    switches = {k: kw.pop(k) for k in BREAKDOWN_SWITCHES if k in kw}
+    return Published(Aggregator(AggregationConfig(**kw), AttributesConfig(**switches), device="lobby-1", site="hq"))
 
 
 def started(n: int) -> tuple[VisitorStarted, ...]:
@@ -252,10 +259,11 @@ def test_suppressed_cells_rule() -> None:
     assert suppressed_cells({"a": 10, "b": 1, "c": 1, "d": 6}, 5) == {"b", "c", "d"}  # 1 + 1 < k
 
 
-def test_config_validation() -> None:
-    for bad in ({"window_s": 0}, {"min_cell": 0}, {"age_brackets": (18, 25)}, {"age_brackets": (0, 25, 25)}):
-        with pytest.raises(ValueError):
-            AggregationConfig(**bad)  # type: ignore[arg-type]
+def test_aggregation_settings_are_checked_where_the_config_is_read() -> None:
+    base = {"device_id": "t", "source": {"type": "file", "path": "clip.mp4"}}
+    for key, bad in (("window_s", 0), ("min_cell", 0), ("age_brackets", [18, 25]), ("age_brackets", [0, 25, 25])):
+        with pytest.raises(ConfigError, match=rf"aggregation\.{key}: expected"):
+            parse_config({**base, "aggregation": {key: bad}})
 
 
 # ---- property: no published number reveals a group of 1..k-1 people -------------------------------
@@ -286,8 +294,8 @@ def _walk_keys(obj: Any, prefix: str = "") -> list[str]:
 def test_no_published_number_reveals_a_small_group(
     k: int, ethnicity: bool, people: list[Attributes], n_started: int | None, active: list[int]
 ) -> None:
-    config = AggregationConfig(min_cell=k, ethnicity=ethnicity)
-    a = Published(Aggregator(config, device="d", site="s"))
+    config = AggregationConfig(min_cell=k)
+    a = Published(Aggregator(config, AttributesConfig(ethnicity=ethnicity), device="d", site="s"))
     visitors = len(people) if n_started is None else n_started
     for i, n in enumerate(active):
         a.observe(TrackerUpdate(active=n), NOON + i)
@@ -353,7 +361,7 @@ def test_observed_seconds_show_where_frames_were_processed() -> None:
 
 
 def test_frames_far_apart_do_not_count_the_time_between() -> None:
-    a = agg(window_s=60, max_frame_gap_s=2.0)
+    a = agg(window_s=60)  # frames more than MAX_FRAME_GAP_S (2 s) apart leave the time between unobserved
     for t in range(0, 60, 3):  # one frame every 3 s: each frame is an island
         a.observe(TrackerUpdate(), NOON + t)
     (p,) = a.tick(NOON + 61)

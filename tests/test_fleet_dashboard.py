@@ -34,13 +34,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from edge_convert.sources import NpmSource, SourceError, fetch
+from edge_convert.upstream import NpmSource, SourceError, fetch
 from fleet_parts import window_payload
 from payload_schema import check as check_schema
 from pg_database import connect, server_params
 from psycopg.types.json import Jsonb
 
 from edge.aggregator import AggregationConfig, breakdown_cells, suppressed_cells
+from edge.attributes import AttributesConfig
 from edge.fleet.config import DashboardAuthConfig, FleetConfig, parse_fleet_config
 from edge.fleet.dashboard import CSP, make_server, serve
 from edge.fleet.messages import WindowRow, parse_window
@@ -64,7 +65,7 @@ K = 5  # the devices' and the fleet's min_cell
 WINDOW_S = 300
 DAYS_OF_DATA = 3
 AGG = AggregationConfig(window_s=WINDOW_S, min_cell=K)
-CELLS = breakdown_cells(AGG)
+CELLS = breakdown_cells(AGG, AttributesConfig())
 # Shares of ended visitors per cell (the last cell of each is "unknown").
 WEIGHTS = {
     "gender": [0.47, 0.43, 0.10],

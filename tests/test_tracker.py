@@ -6,12 +6,16 @@ import dataclasses
 
 import pytest
 
+from edge.attributes import AttributesConfig
+from edge.config import ConfigError
+from edge.detector import DetectorConfig
 from edge.records import Attributes, Detection
+from edge.settings import parse_config
 from edge.tracker import (
     AttributeRequest,
     Tracker,
-    TrackerConfig,
     TrackerUpdate,
+    TrackingConfig,
     VisitorEnded,
     VisitorStarted,
     combine_attributes,
@@ -29,8 +33,19 @@ def face(cx: float, cy: float, size: float = 40.0, score: float = 0.9) -> Detect
 class Run:
     """Feeds frames to a tracker and collects everything it reports."""
 
-    def __init__(self, config: TrackerConfig | None = None) -> None:
-        self.tracker = Tracker(config or TrackerConfig())
+    def __init__(
+        self,
+        config: TrackingConfig | None = None,
+        *,
+        tile_interval: int = 1,
+        min_face_px: int = 0,
+        min_gender_score: float = 0.0,
+    ) -> None:
+        """The tracker alone: presence counted per frame, no quality gate, no gender threshold,
+        unless a test sets them (in the daemon they come from the detector and attributes sections)."""
+        detector = DetectorConfig(tile_interval=tile_interval)
+        attributes = AttributesConfig(min_face_px=min_face_px, min_gender_score=min_gender_score)
+        self.tracker = Tracker(config or TrackingConfig(), detector, attributes)
         self.started: list[VisitorStarted] = []
         self.ended: list[VisitorEnded] = []
         self.requests: list[AttributeRequest] = []
@@ -64,7 +79,7 @@ def test_moving_face_is_one_visitor() -> None:
 
 def test_one_frame_false_positive_is_not_a_visitor() -> None:
     # Even the laxest settings never turn a single frame into a visitor.
-    for config in (TrackerConfig(), TrackerConfig(min_visitor_s=0.0, min_hits=1)):
+    for config in (TrackingConfig(), TrackingConfig(min_visitor_s=0.0, min_hits=1)):
         run = Run(config)
         run.frame(0.0, face(300, 300))
         run.idle(DT, 3.0)
@@ -196,7 +211,7 @@ def test_dwell_within_one_frame_period() -> None:
 
 
 def test_visitor_starts_after_min_visitor_s_and_min_hits() -> None:
-    run = Run(TrackerConfig(min_visitor_s=1.0, min_hits=3))
+    run = Run(TrackingConfig(min_visitor_s=1.0, min_hits=3))
     for i in range(10):
         assert run.frame(i * DT, face(100, 100)).new_visitors == ()
     assert len(run.frame(10 * DT, face(100, 100)).new_visitors) == 1  # 1.0 s seen
@@ -211,7 +226,7 @@ def test_active_counts_concurrent_faces() -> None:
 
 
 def test_requests_only_for_top_k_observations() -> None:
-    run = Run(TrackerConfig(best_observations=3))
+    run = Run(TrackingConfig(best_observations=3))
     qualities = [5, 4, 3, 1, 2, 6, 3.5, 4.5]
     asked = []
     for i, q in enumerate(qualities):
@@ -225,7 +240,7 @@ def test_requests_only_for_top_k_observations() -> None:
 
 def test_requests_stop_and_state_stays_bounded_over_long_dwell() -> None:
     k = 3
-    run = Run(TrackerConfig(best_observations=k))
+    run = Run(TrackingConfig(best_observations=k))
     key = None
     for i in range(10_000):
         u = run.frame(i * DT, face(100, 100))
@@ -239,7 +254,7 @@ def test_requests_stop_and_state_stays_bounded_over_long_dwell() -> None:
 
 def test_state_bounded_when_quality_keeps_improving_and_nobody_answers() -> None:
     k = 3
-    run = Run(TrackerConfig(best_observations=k))
+    run = Run(TrackingConfig(best_observations=k))
     key = None
     for i in range(10_000):
         u = run.frame(i * DT, face(100, 100, score=0.5 + i * 4e-5))
@@ -250,7 +265,7 @@ def test_state_bounded_when_quality_keeps_improving_and_nobody_answers() -> None
 
 
 def test_attributes_are_combined_from_kept_observations() -> None:
-    run = Run(TrackerConfig(best_observations=2))
+    run = Run(TrackingConfig(best_observations=2))
     answers = [
         Attributes(age=20.0, gender="male", gender_score=0.9, expression="sad", expression_score=0.5),
         Attributes(age=30.0, gender="female", gender_score=0.6, expression="happy", expression_score=0.9),
@@ -273,7 +288,7 @@ def test_attributes_are_combined_from_kept_observations() -> None:
 
 
 def test_skipped_requests_keep_answers_aligned() -> None:
-    run = Run(TrackerConfig(best_observations=3, min_visitor_s=0.2))
+    run = Run(TrackingConfig(best_observations=3, min_visitor_s=0.2))
     reqs = [run.frame(i * DT, face(100, 100, score=0.5 + 0.1 * i)).needs_attributes[0] for i in range(3)]
     run.tracker.add_attributes(reqs[0].track_key, None)  # skipped
     run.tracker.add_attributes(reqs[1].track_key, Attributes(age=10.0))
@@ -343,7 +358,7 @@ def test_gender_needs_votes_that_agree() -> None:
 
 
 def test_a_face_seen_every_third_frame_stays_in_view_between() -> None:
-    run = Run(TrackerConfig(presence_frames=3))
+    run = Run(tile_interval=3)
     for i in range(30):
         u = run.frame(i * DT, *([face(100 + i, 100)] if i % 3 == 0 else []))
         assert u.active == 1, i
@@ -371,7 +386,7 @@ def test_unsure_gender_needs_three_agreeing_votes() -> None:
 
 
 def test_visitor_seen_only_with_unsure_gender_ends_with_gender_unknown() -> None:
-    run = Run(TrackerConfig(min_gender_score=0.8))
+    run = Run(min_gender_score=0.8)
     for i in range(15):
         for r in run.frame(i * DT, face(100, 100)).needs_attributes:
             run.tracker.add_attributes(r.track_key, Attributes(age=25.0, gender="female", gender_score=0.6))
@@ -381,7 +396,7 @@ def test_visitor_seen_only_with_unsure_gender_ends_with_gender_unknown() -> None
 
 
 def test_visitor_whose_votes_agree_ends_with_their_gender() -> None:
-    run = Run(TrackerConfig(min_gender_score=0.8))
+    run = Run(min_gender_score=0.8)
     answered = 0
     for i in range(15):
         for r in run.frame(i * DT, face(100 + i, 100, 40 + i)).needs_attributes:
@@ -411,10 +426,8 @@ def test_track_keys_never_leave_in_visitor_records() -> None:
         assert not any("key" in n or "box" in n or "id" in n for n in names), names
 
 
-def test_config_validation() -> None:
-    with pytest.raises(ValueError):
-        TrackerConfig(iou_threshold=0.0)
-    with pytest.raises(ValueError):
-        TrackerConfig(max_missed_s=0.0)
-    with pytest.raises(ValueError):
-        TrackerConfig(best_observations=0)
+def test_tracking_settings_are_checked_where_the_config_is_read() -> None:
+    base = {"device_id": "t", "source": {"type": "file", "path": "clip.mp4"}}
+    for key, value in (("iou_threshold", 0.0), ("max_missed_s", 0.0), ("best_observations", 0)):
+        with pytest.raises(ConfigError, match=rf"tracking\.{key}: expected"):
+            parse_config({**base, "tracking": {key: value}})

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from edge.analyzer import Analyzer, AnalyzerConfig
-from edge.attributes import REPORTED, VIEW_MARGINS, AttributeSwitches
+from edge.attributes import REPORTED, VIEW_MARGINS, AttributesConfig
 from edge.media import IMAGE_SUFFIXES, frames, read_image
 from edge.models import Manifest
 from edge.preprocess import DEFAULT_VIEWS, CropSpec, crop_face, face_views
@@ -71,7 +71,7 @@ def main() -> None:
     ap.add_argument("--clips", type=Path, required=True)
     ap.add_argument("--every", type=int, default=8)
     args = ap.parse_args()
-    analyzer = Analyzer(AnalyzerConfig(attributes=AttributeSwitches(age=False, gender=False, expression=False)))
+    analyzer = Analyzer(AnalyzerConfig(attributes=AttributesConfig(age=False, gender=False, expression=False)))
     faces = []
     for rgb in images(args.photos, args.clips, args.every):
         for d in analyzer.detect(rgb):

@@ -32,9 +32,6 @@ import logging
 import queue
 import threading
 import time
-from collections import Counter
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -44,7 +41,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge import __version__
+from edge.fleet.collector_health import Counters, HourlyWarnings, health_message
 from edge.fleet.config import FleetConfig
 from edge.fleet.messages import (
     DeviceStatus,
@@ -65,48 +62,6 @@ log = logging.getLogger(__name__)
 ONLINE = "online"
 OFFLINE = "offline"
 _DB_RETRY_MAX_S = 30.0
-
-
-@dataclass
-class Counters:
-    """The collector's running figures (published in its health message)."""
-
-    received: int = 0
-    stored: int = 0
-    duplicates: int = 0
-    rejected: int = 0
-    statuses: int = 0
-    below_min_cell: int = 0
-    batches: int = 0
-    db_errors: int = 0
-    stale_acks: int = 0  # messages of a dropped connection: the broker redelivers them
-    last_commit_ms: float = 0.0
-    connected: bool = False
-    db_ok: bool = False
-    started: float = field(default_factory=time.monotonic)
-    rejected_by_kind: Counter[str] = field(default_factory=Counter)  # edge.fleet.messages.REJECTION_KINDS
-
-
-class HourlyWarnings:
-    """One log line per key (a device and what is wrong) per ``every_s``, saying how many more there
-    were: a device that sends a bad message every window must not fill the log."""
-
-    def __init__(self, logger: logging.Logger, every_s: float = 3600.0) -> None:
-        self._log = logger
-        self._every_s = every_s
-        self._last: dict[tuple[str, ...], float] = {}
-        self._held: Counter[tuple[str, ...]] = Counter()
-
-    def warn(self, key: tuple[str, ...], message: str, *args: Any) -> None:
-        now = time.monotonic()
-        last = self._last.get(key)
-        if last is not None and now - last < self._every_s:
-            self._held[key] += 1
-            return
-        held = self._held.pop(key, 0)
-        suffix = f" ({held} more like it in the last {self._every_s / 3600:g} h, not logged)" if held else ""
-        self._log.warning(message + suffix, *args)
-        self._last[key] = now
 
 
 class Collector:
@@ -359,28 +314,7 @@ class Collector:
             self._client.ack(item.mid, item.qos)
 
     def health(self) -> dict[str, Any]:
-        c = self.counters
-        return {
-            "schema": 1,
-            "collector": self.config.mqtt.client_id,
-            "ts": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "version": __version__,
-            "uptime_s": round(time.monotonic() - c.started, 1),
-            "connected": c.connected,
-            "database_ok": c.db_ok,
-            "received": c.received,
-            "stored": c.stored,
-            "duplicates": c.duplicates,
-            "rejected": c.rejected,
-            "rejected_by_kind": dict(sorted(c.rejected_by_kind.items())),
-            "statuses": c.statuses,
-            "below_min_cell": c.below_min_cell,
-            "batches": c.batches,
-            "db_errors": c.db_errors,
-            "stale_acks": c.stale_acks,
-            "queue": self._queue.qsize(),
-            "last_commit_ms": round(c.last_commit_ms, 2),
-        }
+        return health_message(self.counters, self.config.mqtt.client_id, self._queue.qsize())
 
     def _publish_health(self) -> None:
         doc = self.health()
