@@ -19,8 +19,10 @@ import yaml
 from mqtt_broker import HOST
 from pg_database import connect, server_params
 
-from edge.sinks.mqtt import MqttSettings, MqttSink
+from edge.sinks.base import SinkContext
+from edge.sinks.mqtt import DeliveryTiming, DiscoveryConfig, MqttSink, MqttSinkConfig
 from edge.state_store import StateStore
+from edge.window import Window
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -145,25 +147,18 @@ class Device:
         self.name = name
         self.stream = str(uuid.uuid4())
         self.spool = StateStore(workdir / f"{name}.spool.sqlite3", 100_000)
-        settings = MqttSettings(
-            host=HOST,
-            port=port,
-            keepalive=5,
-            reconnect_min_s=0.1,
-            reconnect_max_s=0.5,
-            close_timeout_s=5.0,
-            discovery=False,
-            topic_prefix=f"edge/{name}/",
-            max_inflight=20,
+        config = MqttSinkConfig(
+            host=HOST, port=port, keepalive=5, topic_prefix=f"edge/{name}/", discovery=DiscoveryConfig(enabled=False)
         )
-        self.sink = MqttSink(settings, self.spool, name, "test")
+        timing = DeliveryTiming(reconnect_min_s=0.1, reconnect_max_s=0.5, close_timeout_s=5.0, max_inflight=20)
+        self.sink = MqttSink(config, self.spool, SinkContext(name, "test"), timing=timing)
         self.handed: list[tuple[str, str, int]] = []
         self._seq = 0
 
     def publish(self, n: int) -> None:
         for _ in range(n):
             self._seq += 1
-            self.sink.publish_window(window_payload(self.name, self.stream, self._seq))
+            self.sink.publish_window(Window.from_payload(window_payload(self.name, self.stream, self._seq)))
             self.handed.append((self.name, self.stream, self._seq))
 
     def close(self) -> None:

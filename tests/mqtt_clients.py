@@ -1,5 +1,6 @@
-"""Functions shared by the MQTT tests: payloads, sink settings, a recording subscriber, a log
-waiter, a sink in a child process (for SIGKILL) and a TCP relay whose link can die.
+"""Functions shared by the MQTT tests: payloads, sink configs and sinks with fast timings, a
+recording subscriber, a log waiter, a sink in a child process (for SIGKILL) and a TCP relay whose
+link can die.
 
 Waits are Conditions/Events with bounded timeouts, never sleeps."""
 
@@ -18,7 +19,7 @@ import sys
 import textwrap
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,10 @@ import pytest
 from mqtt_broker import HOST
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.sinks.mqtt import MqttSettings
+from edge.sinks.base import SinkContext
+from edge.sinks.mqtt import DeliveryTiming, MqttSink, MqttSinkConfig
+from edge.state_store import StateStore
+from edge.window import DayTotal, Dwell, Faces, Span, Window
 
 REPO = Path(__file__).resolve().parents[1]
 DEVICE = "cam1"
@@ -36,33 +40,60 @@ STATUS = f"edge/{DEVICE}/status"
 WAIT = 30.0  # upper bound for any single wait on a loaded 2-core CI machine; normally far sooner
 
 
-def window(seq: int) -> dict[str, Any]:
-    return {
-        "schema": 1,
-        "device": DEVICE,
-        "site": "shop",
-        "seq": seq,
-        "window": {"start": "2026-11-23T12:00:00Z", "end": "2026-11-23T12:01:00Z", "partial": False},
-        "visitors": 7,
-        "faces": {"peak": 5, "mean": 1.2},
-        "dwell_s": {"n": 6, "mean": 12.5, "p50": 10.0, "p90": 30.0},
-        "gender": {"female": 5, "male": None},
-        "age": {"0-17": 0, "18-24": None, "65+": 3},
-        "expression": {"happy": 5, "neutral": None},
-        "suppressed": ["gender.male"],
-    }
+STREAM = "6f1c2b4e-8a1d-4f7e-9a53-0d6f4c1e2b3a"
 
 
-def settings(port: int, **kw: Any) -> MqttSettings:
-    base: dict[str, Any] = {
-        "host": HOST,
-        "port": port,
-        "keepalive": 5,
-        "reconnect_min_s": 0.1,
-        "reconnect_max_s": 0.5,
-        "close_timeout_s": 3.0,
-    }
-    return MqttSettings(**{**base, **kw})
+def window(seq: int) -> Window:
+    """A numbered window as the state store hands it to a sink."""
+    return Window(
+        device=DEVICE,
+        site="shop",
+        stream=STREAM,
+        seq=seq,
+        span=Span("2026-11-23T12:00:00Z", "2026-11-23T12:01:00Z", False),
+        observed_s=60.0,
+        visitors=7,
+        today=DayTotal("2026-11-23", 7 * seq),
+        faces=Faces(5, 1.2),
+        dwell=Dwell(6, 12.5, 10.0, 30.0),
+        breakdowns={
+            "gender": {"female": 5, "male": None},
+            "age": {"0-17": 0, "18-24": None, "65+": 3},
+            "expression": {"happy": 5, "neutral": None},
+        },
+        suppressed=("gender.male",),
+    )
+
+
+# Reconnects and close in tenths of seconds, not the device's seconds.
+FAST = DeliveryTiming(reconnect_min_s=0.1, reconnect_max_s=0.5, close_timeout_s=3.0)
+_TIMINGS = {f.name for f in fields(DeliveryTiming)}
+
+
+def settings(port: int, device: str = DEVICE, **kw: Any) -> MqttSinkConfig:
+    """The sink section for a broker on ``port`` (``kw``: its keys, e.g. ``protocol="3.1.1"``)."""
+    base: dict[str, Any] = {"host": HOST, "port": port, "keepalive": 5, "topic_prefix": f"edge/{device}/"}
+    return MqttSinkConfig(**{**base, **kw})
+
+
+def mqtt_sink(
+    port: int,
+    spool: StateStore,
+    device: str = DEVICE,
+    *,
+    version: str = "t",
+    cells: tuple[tuple[str, str], ...] = (),
+    window_s: int | None = None,
+    **kw: Any,
+) -> MqttSink:
+    """A sink with ``FAST`` timings; ``kw`` are config keys (``settings``) or ``DeliveryTiming`` fields
+    (``refused_retry_s=0.5``); ``cells`` are the breakdown cells the config produces."""
+    timing = replace(FAST, **{k: v for k, v in kw.items() if k in _TIMINGS})
+    config = settings(port, device, **{k: v for k, v in kw.items() if k not in _TIMINGS})
+    groups: dict[str, tuple[str, ...]] = {}
+    for group, label in cells:
+        groups[group] = (*groups.get(group, ()), label)
+    return MqttSink(config, spool, SinkContext(device, version, window_s, groups), timing=timing)
 
 
 @dataclass
@@ -177,14 +208,19 @@ def subscribers() -> Iterator[Callable[..., Subscriber]]:
 # A sink in its own process, so the test can SIGKILL it.
 HELPER = textwrap.dedent("""
     import sys
-    from edge.sinks.mqtt import MqttSettings, MqttSink
+    from edge.sinks.base import SinkContext
+    from edge.sinks.mqtt import DeliveryTiming, MqttSink, MqttSinkConfig
     from edge.state_store import StateStore
+    from edge.window import Dwell, Faces, Span, Window
     mode, spool_path, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    settings = MqttSettings(host="127.0.0.1", port=port, keepalive=2, reconnect_min_s=0.1, reconnect_max_s=0.5)
-    sink = MqttSink(settings, StateStore(spool_path, max(100, n)), "cam1", "test")
+    config = MqttSinkConfig(host="127.0.0.1", port=port, keepalive=2, topic_prefix="edge/cam1/")
+    timing = DeliveryTiming(reconnect_min_s=0.1, reconnect_max_s=0.5)
+    sink = MqttSink(config, StateStore(spool_path, max(100, n)), SinkContext("cam1", "test"), timing=timing)
     if mode == "spool":
         for seq in range(1, n + 1):
-            sink.publish_window({"schema": 1, "device": "cam1", "seq": seq, "visitors": seq})
+            span = Span("2026-11-23T12:00:00Z", "2026-11-23T12:01:00Z", False)
+            dwell = Dwell(0, None, None, None)
+            sink.publish_window(Window("cam1", "shop", span, 60.0, seq, Faces(0, 0.0), dwell, {}, (), "s", seq))
         print("spooled", flush=True)
     else:
         assert sink.wait_connected(10)

@@ -14,13 +14,26 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from mqtt_broker import HOST, Broker
-from mqtt_clients import COUNTS, DEVICE, STATUS, WAIT, Subscriber, read_line, run_helper, settings, sigkill, window
+from mqtt_clients import (
+    COUNTS,
+    DEVICE,
+    STATUS,
+    WAIT,
+    Subscriber,
+    mqtt_sink,
+    read_line,
+    run_helper,
+    settings,
+    sigkill,
+    window,
+)
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge.config import ConfigError
+from edge.secrets import TlsConfig, read_password
 from edge.sinks import SinkError, build_health, pi_health
 from edge.sinks.forget import forget_device
 from edge.sinks.jsonl import JsonlSink, JsonlSinkConfig
-from edge.sinks.mqtt import MqttSink, TlsSettings, read_password
 from edge.state_store import StateStore
 
 
@@ -29,7 +42,7 @@ def test_windows_in_order_status_and_discovery(
 ) -> None:
     sub = subscribers(mqtt_broker.port, [f"edge/{DEVICE}/#"])
     spool = StateStore(tmp_path / "spool.db", 100)
-    sink = MqttSink(settings(mqtt_broker.port), spool, DEVICE, "1.2.3")
+    sink = mqtt_sink(mqtt_broker.port, spool, version="1.2.3")
     assert sink.wait_connected(WAIT)
     for seq in range(1, 7):
         sink.publish_window(window(seq))
@@ -122,25 +135,27 @@ def test_missing_password_or_ca_file_names_the_path(tmp_path: Path, monkeypatch:
     missing = tmp_path / "nope" / "mqtt-password"
     with StateStore(tmp_path / "spool.db", 10) as spool:
         with pytest.raises(SinkError, match=re.escape(str(missing))):
-            MqttSink(settings(1, username="u", password_file=missing), spool, DEVICE, "t")
+            mqtt_sink(1, spool, username="u", password_file=missing)
         with pytest.raises(SinkError, match=re.escape(f"CA file {missing}")):
-            MqttSink(settings(1, tls=TlsSettings(ca_file=missing)), spool, DEVICE, "t")
+            mqtt_sink(1, spool, tls=TlsConfig(ca_file=missing))
+        with pytest.raises(SinkError, match="sink.password_env.*NOPE_UNSET"):
+            mqtt_sink(1, spool, username="u", password_env="NOPE_UNSET")
         creds = tmp_path / "creds"
         creds.mkdir()
         (creds / "mqtt-password").write_text("pw\n")
         monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))  # as systemd's LoadCredential= sets it
-        assert read_password(settings(1, username="u", password_credential="mqtt-password")) == "pw"
+        assert read_password(settings(1, username="u", password_credential="mqtt-password"), "sink") == "pw"
         monkeypatch.setenv("MQTT_PW", "from-env")
-        assert read_password(settings(1, username="u", password_env="MQTT_PW")) == "from-env"
-        with pytest.raises(SinkError, match="NOPE_UNSET"):
-            read_password(settings(1, username="u", password_env="NOPE_UNSET"))
+        assert read_password(settings(1, username="u", password_env="MQTT_PW"), "sink") == "from-env"
+        with pytest.raises(ConfigError, match="NOPE_UNSET"):
+            read_password(settings(1, username="u", password_env="NOPE_UNSET"), "sink")
 
 
 def test_jsonl_sink_and_registry(tmp_path: Path) -> None:
     out = tmp_path / "out" / "windows.jsonl"
     with JsonlSink(JsonlSinkConfig(path=str(out))) as sink:
         sink.publish_window(window(1))
-        assert out.read_text() == json.dumps(window(1), separators=(",", ":")) + "\n"  # flushed per line
+        assert out.read_text() == json.dumps(window(1).to_payload(), separators=(",", ":")) + "\n"  # flushed per line
         sink.publish_window(window(2))
         sink.publish_health({"x": 1})  # not part of the window stream
     assert [json.loads(x)["seq"] for x in out.read_text().splitlines()] == [1, 2]
@@ -166,7 +181,7 @@ def test_discovery_follows_the_config_and_clears_what_it_no_longer_produces(
 ) -> None:
     before = (("gender", "female"), ("gender", "male"), ("gender", "unknown"), ("age", "0-17"), ("age", "18+"))
     spool = StateStore(tmp_path / "spool.db", 100)
-    with MqttSink(settings(mqtt_broker.port, discovery_cells=before, window_s=60), spool, DEVICE, "1") as sink:
+    with mqtt_sink(mqtt_broker.port, spool, version="1", cells=before, window_s=60) as sink:
         assert sink.wait_connected(WAIT)
     configs = [t for t in retained_now(mqtt_broker.port, subscribers, ["homeassistant/#"])]
     assert f"homeassistant/sensor/{DEVICE}/gender_female/config" in configs
@@ -174,7 +189,7 @@ def test_discovery_follows_the_config_and_clears_what_it_no_longer_produces(
     # The operator switches gender off and changes the age brackets.
     after = (("age", "0-29"), ("age", "30+"), ("age", "unknown"))
     sub = subscribers(mqtt_broker.port, ["homeassistant/#"])
-    with MqttSink(settings(mqtt_broker.port, discovery_cells=after, window_s=60), spool, DEVICE, "1") as sink:
+    with mqtt_sink(mqtt_broker.port, spool, version="1", cells=after, window_s=60) as sink:
         assert sink.wait_connected(WAIT)
         gone = {f"homeassistant/sensor/{DEVICE}/{o}/config" for o in ("gender_female", "gender_male", "gender_unknown")}
         gone |= {f"homeassistant/sensor/{DEVICE}/{o}/config" for o in ("age_0_17", "age_18_plus")}
@@ -204,8 +219,8 @@ def test_forget_removes_the_device_from_the_broker(
     other = StateStore(tmp_path / "other.db", 100)
     cells = (("gender", "female"),)
     with (
-        MqttSink(settings(mqtt_broker.port, discovery_cells=cells), spool, DEVICE, "1") as sink,
-        MqttSink(settings(mqtt_broker.port, discovery_cells=cells), other, "cam2", "1") as neighbour,
+        mqtt_sink(mqtt_broker.port, spool, version="1", cells=cells) as sink,
+        mqtt_sink(mqtt_broker.port, other, "cam2", version="1", cells=cells) as neighbour,
     ):
         assert sink.wait_connected(WAIT) and neighbour.wait_connected(WAIT)
         sink.publish_health({"fps": 1.0})
@@ -241,7 +256,7 @@ def test_a_window_from_an_older_config_gets_no_entities_the_current_config_does_
     cells += (("expression", "surprised"), ("expression", "unknown"))
     sub = subscribers(mqtt_broker.port, ["homeassistant/#", COUNTS])
     spool = StateStore(tmp_path / "spool.db", 100)
-    with MqttSink(settings(mqtt_broker.port, discovery_cells=cells), spool, DEVICE, "1") as sink:
+    with mqtt_sink(mqtt_broker.port, spool, version="1", cells=cells) as sink:
         assert sink.wait_connected(WAIT)
         sink.publish_window(window(1))  # has gender
         assert sub.wait_for(lambda ms: any(m.topic == COUNTS for m in ms))

@@ -2,8 +2,10 @@
 
 Plugins (``edge.plugins``): ``jsonl`` and ``mqtt``; each module holds its config section, its
 ``Sink``, its ``build`` and its ``edge check`` probe. Beside them: the interface (``base``), the
-health message (``health``), Home Assistant discovery (``discovery``) and removing a device from
-the broker (``forget``). A new sink is one new module here.
+health message (``health``), Home Assistant discovery (``discovery``), removing a device from
+the broker (``forget``) and the parts of the MQTT sink (``mqtt_link``, ``mqtt_drain``,
+``mqtt_delivery``, ``mqtt_diagnostics``: modules without a ``PLUGIN``). A new sink is one new
+module here.
 """
 
 from __future__ import annotations

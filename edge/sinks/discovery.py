@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -151,3 +152,45 @@ def _storage_config(device: DiscoveryDevice, block: dict[str, Any]) -> dict[str,
         "payload_not_available": STATUS_OFFLINE,
         "device": block,
     }
+
+
+class Announcements:
+    """The discovery configs a live device has announced, for the MQTT sink (thread-safe: the
+    network thread announces at connect and checks retained configs, the drain thread announces
+    cells that windows bring).
+
+    ``cells`` are the breakdown cells the current config produces, announced at every connect; a
+    window's cells outside them get no entity (a window made under an older config, spooled or
+    recovered from a checkpoint); with no ``cells`` given, every cell a window carries does.
+    """
+
+    def __init__(self, device: DiscoveryDevice, cells: Iterable[tuple[str, str]]) -> None:
+        self.device = device
+        self._lock = threading.Lock()
+        self._cells: dict[tuple[str, str], None] = dict.fromkeys(cells)
+        self._configured = frozenset(self._cells)
+        self._wanted: set[str] = set()  # config topics the current config produces
+
+    def at_connect(self) -> list[tuple[str, dict[str, Any]]]:
+        """(topic, config) for every entity of the device, as far as known now."""
+        with self._lock:
+            configs = entity_configs(self.device, list(self._cells))
+            self._wanted.update(topic for topic, _ in configs)
+        return configs
+
+    def new_cells(self, payload: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """(topic, config) for the cells of a window not announced yet (and produced by the config)."""
+        with self._lock:
+            configured = self._configured
+            new = [c for c in cells_of(payload) if c not in self._cells and (not configured or c in configured)]
+            if not new:
+                return []
+            self._cells.update(dict.fromkeys(new))
+            configs = entity_configs(self.device, new, base=False)
+            self._wanted.update(topic for topic, _ in configs)
+        return configs
+
+    def stale(self, topic: str) -> bool:
+        """A retained config of this device that the current config does not produce (to clear)."""
+        with self._lock:
+            return topic not in self._wanted

@@ -22,21 +22,22 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.sinks.base import SinkError
 from edge.sinks.discovery import DiscoveryDevice
-from edge.sinks.mqtt import MqttSettings, read_password, secure
+from edge.sinks.mqtt import MqttSinkConfig
+from edge.sinks.mqtt_link import secure
 
 log = logging.getLogger(__name__)
 
 
-def forget_device(settings: MqttSettings, device_id: str, timeout_s: float = 10.0) -> list[str]:
+def forget_device(config: MqttSinkConfig, device_id: str, timeout_s: float = 10.0) -> list[str]:
     """Clear every retained discovery config, ``status`` and ``health`` of ``device_id``.
 
     Run it with the device's daemon stopped (a running daemon announces itself again at its
     next connect). Returns the topics cleared; raises SinkError when the broker cannot be
     reached or does not answer within ``timeout_s``.
     """
-    prefix = settings.topic_prefix or f"edge/{device_id}/"
+    prefix = config.topic_prefix or f"edge/{device_id}/"
     prefix = prefix if prefix.endswith("/") else prefix + "/"
-    device = DiscoveryDevice(device_id, device_id, "", settings.discovery_prefix, prefix + "counts", prefix + "status")
+    device = DiscoveryDevice(device_id, device_id, "", config.discovery.prefix, prefix + "counts", prefix + "status")
     marker = f"{prefix}forget/{uuid.uuid4().hex}"
     filters = [device.config_filter, prefix + "status", prefix + "health", marker]
     found: list[str] = []
@@ -68,20 +69,20 @@ def forget_device(settings: MqttSettings, device_id: str, timeout_s: float = 10.
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=f"{device_id}-forget-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5
     )
-    secure(client, settings, read_password(settings))
+    secure(client, config)
     client.on_connect = on_connect
     client.on_subscribe = on_subscribe
     client.on_message = on_message
     try:
-        client.connect(settings.host, settings.port, settings.keepalive)
+        client.connect(config.host, config.port, config.keepalive)
     except OSError as exc:
-        raise SinkError(f"cannot connect to MQTT broker {settings.host}:{settings.port}: {exc}") from exc
+        raise SinkError(f"cannot connect to MQTT broker {config.host}:{config.port}: {exc}") from exc
     client.loop_start()
     try:
         if not done.wait(timeout_s):
-            raise SinkError(f"MQTT broker {settings.host}:{settings.port} did not answer within {timeout_s:g} s")
+            raise SinkError(f"MQTT broker {config.host}:{config.port} did not answer within {timeout_s:g} s")
         if failure:
-            raise SinkError(f"MQTT broker {settings.host}:{settings.port}: {failure[0]}")
+            raise SinkError(f"MQTT broker {config.host}:{config.port}: {failure[0]}")
         infos = [client.publish(topic, b"", qos=1, retain=True) for topic in found]
         for info in infos:
             info.wait_for_publish(timeout=timeout_s)

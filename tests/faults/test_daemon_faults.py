@@ -27,13 +27,12 @@ import yaml
 from daemon_proc import REPO, LogLines, config, jsonl_sink, run_daemon, run_edge, spawn_daemon, walker, watch
 from filesystems import failing_ext4, fill, tmpfs
 from mqtt_broker import HOST, Broker
-from mqtt_clients import LogWaiter, Subscriber
+from mqtt_clients import LogWaiter, Subscriber, mqtt_sink
 
 from edge.cli import main
 from edge.daemon import Daemon
 from edge.scenes import Scene, write_video
 from edge.settings import parse_config
-from edge.sinks.mqtt import MqttSettings, MqttSink
 from edge.state_lock import StateLock
 from edge.state_store import StateStore
 
@@ -397,9 +396,8 @@ def test_a_sink_whose_network_thread_dies_stops_the_daemon_with_1(tmp_path: Path
     logging.getLogger("edge").addHandler(handler)
     try:
         # A value validation refuses, given to the sink directly: the way a paho bug would kill the thread.
-        settings = MqttSettings(host="broker..local", port=1883, reconnect_min_s=0.1, reconnect_max_s=0.5)
         stop, result = threading.Event(), []
-        daemon = Daemon(parse_config(doc), stop, sink=lambda store: MqttSink(settings, store, "cam", "t"))
+        daemon = Daemon(parse_config(doc), stop, sink=lambda store: mqtt_sink(1883, store, "cam", host="broker..local"))
         runner = threading.Thread(target=lambda: result.append(daemon.run()))
         runner.start()
         runner.join(timeout=60)

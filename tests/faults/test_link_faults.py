@@ -8,7 +8,6 @@ sink logged. Waits are Conditions with bounded timeouts, never sleeps."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import re
@@ -25,14 +24,14 @@ from mqtt_clients import (
     LinkProxy,
     LogWaiter,
     Subscriber,
+    mqtt_sink,
     read_line,
     run_helper,
-    settings,
     sigkill,
     window,
 )
 
-from edge.sinks.mqtt import MqttSink, TlsSettings
+from edge.secrets import TlsConfig
 from edge.state_store import StateStore
 
 
@@ -42,7 +41,7 @@ def test_broker_outage_spools_then_delivers_everything_in_order(
     broker = broker_factory(persistence=True)  # keeps the subscriber's session across the restart
     sub = subscribers(broker.port, [COUNTS], client_id="outage-sub", persistent=True)
     spool = StateStore(tmp_path / "spool.db", 100)
-    with MqttSink(settings(broker.port), spool, DEVICE, "t") as sink:
+    with mqtt_sink(broker.port, spool) as sink:
         assert sink.wait_connected(WAIT)
         for seq in range(1, 4):
             sink.publish_window(window(seq))
@@ -71,7 +70,7 @@ def test_dead_link_loses_in_flight_windows_which_are_resent_in_order(
     try:
         with (
             StateStore(tmp_path / "spool.db", 100) as spool,
-            MqttSink(settings(proxy.port, keepalive=1, max_inflight=4), spool, DEVICE, "t") as sink,
+            mqtt_sink(proxy.port, spool, keepalive=1, max_inflight=4) as sink,
         ):
             assert sink.wait_connected(WAIT)
             for seq in range(1, 4):
@@ -110,7 +109,7 @@ def test_sigkilled_sink_leaves_spool_that_a_new_sink_drains(
 
         broker.start()
         sub = subscribers(broker.port, [COUNTS])
-        with MqttSink(settings(broker.port), spool, DEVICE, "t") as sink:
+        with mqtt_sink(broker.port, spool) as sink:
             assert sub.wait_seqs([1, 2, 3, 4, 5]) == [1, 2, 3, 4, 5]
             assert sink.wait_idle(WAIT)
         assert spool.depth() == 0
@@ -130,7 +129,7 @@ def test_tls_with_right_and_wrong_ca(
 
     with (
         StateStore(tmp_path / "ok.db", 10) as spool,
-        MqttSink(settings(broker.tls_port, tls=TlsSettings(ca_file=tls_files.ca)), spool, DEVICE, "t") as sink,
+        mqtt_sink(broker.tls_port, spool, tls=TlsConfig(ca_file=tls_files.ca)) as sink,
     ):
         assert sink.wait_connected(WAIT)
         sink.publish_window(window(1))
@@ -139,7 +138,7 @@ def test_tls_with_right_and_wrong_ca(
     caplog.set_level(logging.INFO, logger="edge.sinks")
     with (
         StateStore(tmp_path / "bad.db", 10) as spool,
-        MqttSink(settings(broker.tls_port, tls=TlsSettings(ca_file=tls_files.wrong_ca)), spool, "cam2", "t") as sink,
+        mqtt_sink(broker.tls_port, spool, "cam2", tls=TlsConfig(ca_file=tls_files.wrong_ca)) as sink,
     ):
         lines = sink_log.wait_for("certificate rejected")
         assert lines, sink_log.lines
@@ -158,16 +157,16 @@ def test_refused_password_is_logged_per_attempt_and_retried(
     caplog.set_level(logging.INFO, logger="edge.sinks")
     with StateStore(tmp_path / "spool.db", 10) as spool:
         for protocol in ("5", "3.1.1"):
-            s = settings(
+            before = len(sink_log.lines)
+            with mqtt_sink(
                 broker.port,
+                spool,
                 username="edge",
                 password_file=wrong,
                 protocol=protocol,
                 reconnect_min_s=0.05,
                 reconnect_max_s=0.2,
-            )
-            before = len(sink_log.lines)
-            with MqttSink(s, spool, DEVICE, "t") as sink:
+            ) as sink:
                 refused = sink_log.wait_for("refused the connection", count=2, since=before)
                 assert len(refused) >= 2, sink_log.lines
                 assert sink.connect_attempts >= 2
@@ -175,7 +174,7 @@ def test_refused_password_is_logged_per_attempt_and_retried(
                 sink.publish_window(window(1))  # still accepted (spooled) while refused
             assert re.search(r"(Not authorized|Bad user name or password) \(reason code 13[45]\)", refused[0])
             assert "check the MQTT user name ('edge') and password" in refused[0]
-        with MqttSink(settings(broker.port, username="edge", password_file=right), spool, DEVICE, "t") as sink:
+        with mqtt_sink(broker.port, spool, username="edge", password_file=right) as sink:
             assert sink.wait_connected(WAIT)
             assert sink.wait_idle(WAIT)
     assert not any("s3cret" in r.getMessage() for r in caplog.records)
@@ -186,14 +185,14 @@ def test_full_spool_evicts_oldest_while_broker_is_down(
 ) -> None:
     broker = broker_factory(start=False)
     with StateStore(tmp_path / "spool.db", max_windows=3) as spool:
-        with MqttSink(settings(broker.port), spool, DEVICE, "t") as sink:
+        with mqtt_sink(broker.port, spool) as sink:
             for seq in range(1, 6):
                 sink.publish_window(window(seq))
             assert spool.evicted == 2
             assert [s for s, _ in spool.pending(10)] == [3, 4, 5]
         broker.start()
         sub = subscribers(broker.port, [COUNTS])
-        with MqttSink(settings(broker.port), spool, DEVICE, "t") as sink:
+        with mqtt_sink(broker.port, spool) as sink:
             assert sub.wait_seqs([3, 4, 5]) == [3, 4, 5]
             assert sink.wait_idle(WAIT)
 
@@ -205,7 +204,7 @@ def test_a_reset_link_reconnects_and_loses_nothing(
     sub = subscribers(mqtt_broker.port, [COUNTS])
     proxy = LinkProxy(mqtt_broker.port)
     try:
-        with StateStore(tmp_path / "s.db", 100) as spool, MqttSink(settings(proxy.port), spool, DEVICE, "t") as sink:
+        with StateStore(tmp_path / "s.db", 100) as spool, mqtt_sink(proxy.port, spool) as sink:
             assert sink.wait_connected(WAIT)
             for seq in range(1, 4):
                 sink.publish_window(window(seq))
@@ -229,7 +228,7 @@ def test_a_broker_restarted_without_persistence_gets_every_window_the_device_hel
     sub = subscribers(broker.port, [COUNTS])
     proxy = LinkProxy(broker.port)
     try:
-        with StateStore(tmp_path / "s.db", 100) as spool, MqttSink(settings(proxy.port), spool, DEVICE, "t") as sink:
+        with StateStore(tmp_path / "s.db", 100) as spool, mqtt_sink(proxy.port, spool) as sink:
             assert sink.wait_connected(WAIT)
             for seq in range(1, 4):
                 sink.publish_window(window(seq))
@@ -276,7 +275,7 @@ def test_a_long_backlog_drains_in_order_and_a_kill_mid_drain_loses_nothing(
     with StateStore(spool_path, BACKLOG) as spool:
         left = spool.depth()
         assert 0 < left < BACKLOG, "the kill did not land mid-drain"
-        with MqttSink(settings(mqtt_broker.port), spool, DEVICE, "t") as sink:
+        with mqtt_sink(mqtt_broker.port, spool) as sink:
             assert sub.wait_seqs(list(range(1, BACKLOG + 1)), timeout=120) == list(range(1, BACKLOG + 1))
             assert sink.wait_idle(WAIT)
         assert spool.depth() == 0
@@ -297,7 +296,7 @@ def refused_then_allowed(
 ) -> tuple[list[dict], list[str]]:
     """Three windows into a broker whose ACL denies counts, then the ACL fixed: health while refused."""
     health_topic = f"edge/{DEVICE}/health"
-    with MqttSink(settings(broker.port, refused_retry_s=0.5, **kw), spool, DEVICE, "t") as sink:
+    with mqtt_sink(broker.port, spool, refused_retry_s=0.5, **kw) as sink:
         assert sink.wait_connected(WAIT)
         for seq in range(1, 4):
             sink.publish_window(window(seq))
@@ -348,14 +347,14 @@ def test_over_mqtt_311_a_write_only_device_is_told_how_to_go_on(
     sub = subscribers(broker.port, [COUNTS], auth=("reader", "pw-reader"))
     password = tmp_path / "pw"
     password.write_text("pw-cam")
-    cfg = settings(broker.port, protocol="3.1.1", username="cam", password_file=password, echo_timeout_s=1.0)
+    kw = {"protocol": "3.1.1", "username": "cam", "password_file": password, "echo_timeout_s": 1.0}
     with StateStore(tmp_path / "spool.db", 100) as spool:
-        with MqttSink(cfg, spool, DEVICE, "t") as sink:
+        with mqtt_sink(broker.port, spool, **kw) as sink:
             sink.publish_window(window(1))
             held = sink_log.wait_for("refused window seq 1 ")
             assert held and "grant read access or set sink.read_back: false" in held[0], sink_log.lines
             assert spool.depth() == 1
-        with MqttSink(dataclasses.replace(cfg, read_back=False), spool, DEVICE, "t") as sink:
+        with mqtt_sink(broker.port, spool, **kw, read_back=False) as sink:
             for seq in range(2, 4):
                 sink.publish_window(window(seq))
             assert sub.wait_seqs([1, 2, 3]) == [1, 2, 3]
@@ -372,10 +371,10 @@ def test_a_client_id_taken_over_names_the_shared_device_id(
     with (
         StateStore(tmp_path / "a.db", 10) as spool_a,
         StateStore(tmp_path / "b.db", 10) as spool_b,
-        MqttSink(settings(mqtt_broker.port, reconnect_min_s=5, reconnect_max_s=5), spool_a, DEVICE, "t") as first,
+        mqtt_sink(mqtt_broker.port, spool_a, reconnect_min_s=5, reconnect_max_s=5) as first,
     ):
         assert first.wait_connected(WAIT)
-        with MqttSink(settings(mqtt_broker.port), spool_b, DEVICE, "t") as second:
+        with mqtt_sink(mqtt_broker.port, spool_b) as second:
             assert second.wait_connected(WAIT)
             lines = sink_log.wait_for("lost connection")
     # mosquitto 2.0 closes the old connection without a DISCONNECT packet; a broker that sends one
@@ -388,10 +387,10 @@ def test_tls_against_a_plain_port_and_plain_against_a_tls_port_say_so(
 ) -> None:
     broker = broker_factory(tls=tls_files)
     with StateStore(tmp_path / "spool.db", 10) as spool:
-        with MqttSink(settings(broker.port, tls=TlsSettings(ca_file=tls_files.ca)), spool, DEVICE, "t"):
+        with mqtt_sink(broker.port, spool, tls=TlsConfig(ca_file=tls_files.ca)):
             lines = sink_log.wait_for("TLS handshake")
         assert lines and f"is port {broker.port} a TLS listener?" in lines[0], sink_log.lines
-        with MqttSink(settings(broker.tls_port), spool, DEVICE, "t"):
+        with mqtt_sink(broker.tls_port, spool):
             lines = sink_log.wait_for("did not complete the connection")
         assert lines and f"if port {broker.tls_port} is a TLS listener, configure sink.tls" in lines[0], sink_log.lines
 
@@ -400,7 +399,7 @@ def test_a_broker_that_wants_credentials_says_so_when_none_are_set(
     broker_factory: Callable[..., Broker], tmp_path: Path, sink_log: LogWaiter
 ) -> None:
     broker = broker_factory(users={"edge": "secret"})
-    with StateStore(tmp_path / "spool.db", 10) as spool, MqttSink(settings(broker.port), spool, DEVICE, "t"):
+    with StateStore(tmp_path / "spool.db", 10) as spool, mqtt_sink(broker.port, spool):
         lines = sink_log.wait_for("refused the connection")
     assert lines and "the broker wants credentials: set sink.username and a password" in lines[0], sink_log.lines
     assert "None" not in lines[0]
@@ -415,7 +414,6 @@ def test_a_dead_network_thread_is_reported_not_hidden(
 ) -> None:
     """Values paho cannot encode kill its network thread (config validation refuses them; this
     is the backstop): the sink reports the failure, so the daemon can stop and be restarted."""
-    cfg = settings(mqtt_broker.port, **change)
-    with StateStore(tmp_path / "spool.db", 10) as spool, MqttSink(cfg, spool, DEVICE, "t") as sink:
+    with StateStore(tmp_path / "spool.db", 10) as spool, mqtt_sink(mqtt_broker.port, spool, **change) as sink:
         assert sink_log.wait_for("the MQTT network thread died"), sink_log.lines
         assert sink.failure is not None and error.split(".")[-1] in sink.failure
