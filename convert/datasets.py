@@ -33,6 +33,9 @@ class Photo:
     faces: np.ndarray | None = None  # reference boxes x1, y1, x2, y2 (frame pixels), when known
 
 
+Faces = list[tuple[np.ndarray, np.ndarray]]  # (frame, box x1, y1, x2, y2) per face
+
+
 def read_rgb(path: Path) -> np.ndarray:
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:

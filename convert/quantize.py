@@ -1,4 +1,4 @@
-"""TFLite conversion: float32 and full-integer (int8 weights and activations)."""
+"""TFLite conversion: float32 and full-integer (int8 weights and activations), and a model's two files."""
 
 from __future__ import annotations
 
@@ -6,11 +6,18 @@ import logging
 import os
 import re
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
+
+from .datasets import pin_input_range
+
+if TYPE_CHECKING:
+    from .catalogue import ModelDef
 
 log = logging.getLogger(__name__)
 
@@ -109,3 +116,21 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
+
+
+def convert_model(
+    mdef: ModelDef, module: tf.Module, calibration: np.ndarray, out_dir: Path, int8_module: tf.Module | None = None
+) -> tuple[Path, Path]:
+    """Write the float model from ``module`` and the int8 one from ``int8_module`` (the same
+    network, re-balanced for integer arithmetic) or ``module``."""
+    float_path = out_dir / f"{mdef.float_stem or mdef.stem}_float32.tflite"
+    int8_path = out_dir / f"{mdef.stem}_int8.tflite"
+    t0 = time.monotonic()
+    if mdef.float_stem is None:
+        write_atomic(float_path, to_float_tflite(module, mdef.float_input_shape or mdef.input_shape))
+    int8 = to_int8_tflite(
+        int8_module or module, mdef.input_shape, pin_input_range(calibration), float_scope=mdef.float_scope
+    )
+    write_atomic(int8_path, int8)
+    log.info("%s: converted in %.1f s (%d calibration samples)", mdef.key, time.monotonic() - t0, len(calibration))
+    return float_path, int8_path

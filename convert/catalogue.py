@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import tensorflow as tf
@@ -21,9 +22,9 @@ from .faceapi_nets import (
     SsdMobilenetV1,
 )
 from .parity import GENDER_AGREEMENT_BAR, GROUP_SLACK
-from .sources import FACE_API, HUMAN_MODELS, NpmSource
 from .tfjs_graph import PRELU_SCOPE, GraphModel
 from .tfjs_weights import load_faceapi_weights
+from .upstream import FACE_API, HUMAN_MODELS, NpmSource
 from .verify import Bar
 
 GEAR_RACES = ("white", "black", "asian", "indian", "other")  # UTKFace's labels, in the model's order
@@ -88,6 +89,11 @@ class ModelDef:
     # The network's own licence and origin where they differ from the package that carries it.
     license: str | None = None
     upstream: str | None = None
+
+    @property
+    def input_size(self) -> int:
+        """The side of the square input, in pixels."""
+        return int(cast(int, self.input_shape[1]))
 
 
 def _faceapi(name: str, cls: type) -> Callable[[Path], tf.Module]:
