@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
-import numpy as np
 import tensorflow as tf
 
 from edge.preprocess import CropSpec
@@ -261,11 +260,3 @@ FACE_MESH = ModelDef(
 )
 
 ALL = (DETECTOR, DETECTOR_320, AGE_GENDER, EXPRESSION, ETHNICITY, FACE_MESH)
-
-
-def package_dir(model: ModelDef, fetched: dict[str, Path]) -> Path:
-    return fetched[model.source.spec]
-
-
-def to_array(outputs: dict[str, tf.Tensor]) -> dict[str, np.ndarray]:
-    return {k: v.numpy() for k, v in outputs.items()}

@@ -1,8 +1,10 @@
 """Small frozen records that stages hand each other.
 
-A frame flows source -> detector -> attributes -> tracker -> aggregator -> sink;
-these are the only shapes that cross a stage boundary. Nothing here is ever
-published: the aggregator turns them into counts.
+A frame flows source -> detector -> tracker -> aggregator -> state store -> sink; the
+tracker asks for the attributes of a track's few best crops, and the attribute models
+answer it (``edge.pipeline``). These are the only shapes that cross a stage boundary
+before the aggregator; nothing here is ever published: the aggregator turns them into
+counts (an ``edge.window.Window``).
 """
 
 from __future__ import annotations
