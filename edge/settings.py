@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from edge.aggregator import AggregationConfig
 from edge.attributes import AttributesConfig
-from edge.config import load_typed, parse_typed
+from edge.config.build import load_typed, parse_typed
 from edge.config.fields import (
     choice,
     derived,

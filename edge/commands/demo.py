@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from edge.commands.options import Subparsers, add_command
-from edge.scenes import random_scene, write_video
 
 if TYPE_CHECKING:  # imported where used: every command's parser imports this module (paho-mqtt is 9 MB)
     import paho.mqtt.client as mqtt
@@ -101,6 +100,8 @@ def ensure_video(work: Path, out: TextIO) -> Path:
     out.flush()
     started = time.monotonic()
     partial = work / f".{VIDEO_NAME}.{os.getpid()}.avi"
+    from edge.scenes import random_scene, write_video  # here: every command's parser imports this module
+
     try:
         write_video(random_scene(14, 60.0, fps=10.0, seed=7), partial)
         partial.with_suffix(".truth.json").replace(video.with_suffix(".truth.json"))

@@ -10,11 +10,11 @@ component declares its own section beside itself (the tracker its ``TrackingConf
 plugin its config), and the device's root schema (``edge.settings``) and the fleet collector's
 (``edge.fleet.config``) assemble them. Modules: ``errors`` (the exception and how values are
 shown), ``fields`` (checks and field declarations), ``yaml_lines`` (YAML with line numbers and
-bounds), ``build`` (the validating pass).
+bounds), ``build`` (the validating pass: ``load_typed``, ``parse_typed``).
 """
 
-from edge.config.build import load_typed, parse_typed
 from edge.config.errors import ConfigError
-from edge.config.yaml_lines import MAX_CONFIG_BYTES, MAX_CONFIG_NODES
 
-__all__ = ["MAX_CONFIG_BYTES", "MAX_CONFIG_NODES", "ConfigError", "load_typed", "parse_typed"]
+# Only the exception here: a component that declares its section imports ``edge.config.fields``,
+# and must not pull in the YAML reader (``edge analyze`` never reads a config).
+__all__ = ["ConfigError"]

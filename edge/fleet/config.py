@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.config import load_typed, parse_typed
+from edge.config.build import load_typed, parse_typed
 from edge.config.fields import (
     POSITIVE_S,
     Check,

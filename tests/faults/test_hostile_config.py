@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from daemon_proc import run_edge
 
-from edge.config import MAX_CONFIG_BYTES, ConfigError
+from edge.config import ConfigError
+from edge.config.yaml_lines import MAX_CONFIG_BYTES
 from edge.settings import load_config
 
 BASE = "device_id: cam\nsource: {type: file, path: clip.mp4}\n"
