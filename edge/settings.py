@@ -40,6 +40,8 @@ DEFAULT_STATE_DIR = Path("~/.local/state/edge")
 
 @dataclass(frozen=True, kw_only=True)
 class ModelsConfig:
+    """Which model files the daemon loads (the manifest in ``dir`` names and checks them)."""
+
     dir: Path = leaf(DEFAULT_MODEL_DIR, file_path("a folder holding the .tflite models"))
     variant: str = leaf("int8", choice("int8", "float"))
     detector_input: int = leaf(512, choice(512, 320))
@@ -47,6 +49,8 @@ class ModelsConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class RuntimeConfig:
+    """The TFLite interpreter and its threads (``auto``: the first installed of LiteRT, tflite-runtime)."""
+
     backend: str = leaf("auto", choice("auto", "litert", "tflite_runtime", "tensorflow"))
     threads: int | None = leaf(None, optional(integer("a thread count from 1 to 256", lo=1, hi=256), "all cores"))
 
