@@ -1,4 +1,4 @@
-"""The published JSON Schemas match what the code produces and what the README documents."""
+"""The published JSON Schemas match what the code produces and what docs/payload.md documents."""
 
 from __future__ import annotations
 
@@ -20,21 +20,24 @@ REPO = Path(__file__).resolve().parent.parent
 NOON = 1_764_504_000.0  # 2025-11-30T12:00:00Z
 
 
-def readme_keys(heading: str) -> list[str]:
-    text = (REPO / "README.md").read_text()
+PAYLOAD_DOC = REPO / "docs" / "payload.md"
+
+
+def documented_keys(heading: str) -> list[str]:
+    text = PAYLOAD_DOC.read_text()
     section = text[text.index(heading) :]
     table = section[section.index("| key | meaning |") :].split("\n\n", 1)[0]
     return [m.group(1) for m in re.finditer(r"^\| `([a-z_0-9]+)` \|", table, re.MULTILINE)]
 
 
-def test_the_readme_documents_every_key_of_the_window_schema_in_order() -> None:
+def test_the_docs_document_every_key_of_the_window_schema_in_order() -> None:
     schema = json.loads((SCHEMAS / "window.schema.json").read_text())
-    assert readme_keys("### Window payload") == list(schema["properties"])
+    assert documented_keys("# Window payload") == list(schema["properties"])
 
 
-def test_the_readme_example_is_a_valid_window() -> None:
-    text = (REPO / "README.md").read_text()
-    section = text[text.index("### Window payload") :]
+def test_the_documented_example_is_a_valid_window() -> None:
+    text = PAYLOAD_DOC.read_text()
+    section = text[text.index("# Window payload") :]
     example = section[section.index("```json") + len("```json") : section.index("```", section.index("```json") + 7)]
     check("window", json.loads(example))
 
