@@ -37,14 +37,17 @@ class Plugin(Generic[S]):
 def discover(package: ModuleType) -> Mapping[str, Plugin[Any]]:
     """Every ``PLUGIN`` in ``package``'s modules, keyed by type (sorted, so messages are stable)."""
     found: dict[str, Plugin[Any]] = {}
+    where: dict[str, str] = {}
     for info in pkgutil.iter_modules(package.__path__):
         module = importlib.import_module(f"{package.__name__}.{info.name}")
         plugin = getattr(module, "PLUGIN", None)
         if not isinstance(plugin, Plugin):
             continue
         if plugin.type in found:
-            raise RuntimeError(f"two {package.__name__} plugins of type {plugin.type!r}: {info.name} and another")
-        found[plugin.type] = plugin
+            raise RuntimeError(
+                f"{package.__name__}.{where[plugin.type]} and .{info.name} both declare type {plugin.type!r}"
+            )
+        found[plugin.type], where[plugin.type] = plugin, info.name
     return dict(sorted(found.items()))
 
 

@@ -41,8 +41,6 @@ class SinkError(RuntimeError):
 class Sink(ABC):
     """Destination for window payloads and health reports."""
 
-    type_name: ClassVar[str]
-
     @abstractmethod
     def publish_window(self, window: Window) -> None:
         """Deliver one finished, numbered window. In the

@@ -46,8 +46,6 @@ class JsonlSinkConfig(SinkConfig):
 class JsonlSink(Sink):
     """One JSON object per line, flushed per line so a tail or a pipe sees each window at once."""
 
-    type_name: ClassVar[str] = "jsonl"
-
     def __init__(
         self, config: JsonlSinkConfig | None = None, *, stream: IO[str] | None = None, spool: StateStore | None = None
     ) -> None:

@@ -178,8 +178,6 @@ class MqttSink(Sink):
     for the base sensors and the breakdown cells ``context`` names.
     """
 
-    type_name: ClassVar[str] = "mqtt"
-
     def __init__(
         self,
         config: MqttSinkConfig,
