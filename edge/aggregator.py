@@ -26,6 +26,10 @@ What is counted in a window
 * ``gender``, ``age``, ``expression`` (and ``ethnicity`` only when enabled):
   the same ended visitors, with their combined attributes; a missing estimate
   counts as ``"unknown"``. Every breakdown therefore sums to ``dwell_s.n``.
+* ``viewers`` (where attention is on): the same ended visitors who looked for at least
+  ``attention.min_s`` (``edge.attention``); ``viewer_rate`` = viewers / ``dwell_s.n``;
+  ``attention_s`` their attention time (sum, median); ``viewers_by`` the viewers by gender
+  and age band where those are on. A visitor's attention never exceeds its dwell.
 * ``faces``: peak and mean number of faces visible per processed frame.
 * ``observed_s``: seconds of the window during which frames were processed
   (consecutive frames at most ``MAX_FRAME_GAP_S`` apart cover the time between
@@ -49,7 +53,9 @@ subtraction. Suppressed values are published as null and listed in
    cells, which is thus either 0 or >= k, and a lone suppressed cell never
    occurs. Breakdowns are separate margins (no cross-tabulation), so they
    cannot be subtracted from each other.
-4. ``faces``: concurrency, not a head count, but a peak of 1..k-1 still says
+4. ``viewers``, ``viewer_rate``, ``attention_s`` and ``viewers_by`` (where attention is on):
+   the same ended visitors split into viewers and the rest (``edge.viewers``).
+5. ``faces``: concurrency, not a head count, but a peak of 1..k-1 still says
    "this few people were here": peak and mean are both null then.
 
 Not covered here: differencing across windows (e.g. a partial window and its
@@ -65,13 +71,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from edge.attention import AttentionConfig
 from edge.attributes import AttributesConfig
 from edge.config.fields import Check, Ctx, Invalid, integer, leaf, number
 from edge.records import Attributes
+from edge.suppression import suppressed_cells
 from edge.tracker import TrackerUpdate
-from edge.window import Dwell, Faces, Span, Window
+from edge.viewers import attention_cells
+from edge.window import VIEWER_BREAKDOWNS, Dwell, Faces, Span, Window
 
 log = logging.getLogger(__name__)
+
+__all__ = ["suppressed_cells"]  # re-exported: rule 3, which the fleet side applies to its roll-ups too
 
 UNKNOWN = "unknown"
 GENDERS = ("female", "male")
@@ -144,21 +155,6 @@ def age_label(age: float | None, config: AggregationConfig) -> str:
     return labels[i]
 
 
-def suppressed_cells(cells: dict[str, int], k: int) -> set[str]:
-    """Cells of one breakdown to publish as null (rule 3 of the module docstring)."""
-    total = sum(cells.values())
-    if total == 0:
-        return set()
-    if total < k:
-        return set(cells)
-    hidden = {c for c, v in cells.items() if 1 <= v < k}
-    while hidden and sum(cells[c] for c in hidden) < k:
-        order = list(cells)
-        rest = sorted((v, order.index(c), c) for c, v in cells.items() if c not in hidden and v > 0)
-        hidden.add(rest[0][2])  # non-empty: the total is >= k
-    return hidden
-
-
 def percentile(sorted_values: list[float], q: float) -> float:
     """Linear-interpolated percentile (numpy's default) of non-empty sorted values."""
     pos = (len(sorted_values) - 1) * q / 100.0
@@ -182,14 +178,39 @@ class _Window:
     dwell: list[float] = field(default_factory=list)
     breakdowns: dict[str, Counter[str]] = field(default_factory=dict)
     observed: float = 0.0  # seconds covered by processed frames
+    looked: list[float] = field(default_factory=list)  # attention seconds of each ended viewer
+    viewer_breakdowns: dict[str, Counter[str]] = field(default_factory=dict)
+
+    def copy(self) -> _Window:
+        return _Window(
+            self.index,
+            self.partial,
+            self.visitors,
+            self.frames,
+            self.face_sum,
+            self.peak,
+            list(self.dwell),
+            {k: Counter(v) for k, v in self.breakdowns.items()},
+            self.observed,
+            list(self.looked),
+            {k: Counter(v) for k, v in self.viewer_breakdowns.items()},
+        )
 
 
 class Aggregator:
     """Accumulates tracker updates into wall-clock windows and publishes safe counts."""
 
-    def __init__(self, config: AggregationConfig, attributes: AttributesConfig, device: str, site: str) -> None:
+    def __init__(
+        self,
+        config: AggregationConfig,
+        attributes: AttributesConfig,
+        attention: AttentionConfig,
+        device: str,
+        site: str,
+    ) -> None:
         self.config = config
         self.attributes = attributes  # which breakdowns a window has
+        self.attention = attention  # whether it has viewers, and who is one
         self.device = device
         self.site = site
         self._last_frame: float | None = None  # wall time of the last processed frame
@@ -214,8 +235,14 @@ class Aggregator:
             w.peak = max(w.peak, update.active)
         for ended in update.ended:
             w.dwell.append(max(0.0, ended.dwell_s))
-            for name, label in self._labels(ended.attributes).items():
+            labels = self._labels(ended.attributes)
+            for name, label in labels.items():
                 w.breakdowns.setdefault(name, Counter())[label] += 1
+            if self.attention.enabled and (ended.attention_s or 0.0) >= self.attention.min_s:
+                w.looked.append(min(float(ended.attention_s or 0.0), max(0.0, ended.dwell_s)))
+                for name in VIEWER_BREAKDOWNS:
+                    if name in labels:
+                        w.viewer_breakdowns.setdefault(name, Counter())[labels[name]] += 1
 
     def _cover(self, start: float, end: float) -> None:
         """Count [start, end) as observed, split at window boundaries (windows finish on the way)."""
@@ -236,7 +263,7 @@ class Aggregator:
             return
         w, self._open = self._open, None
         w.partial = True
-        self._ready.append(self._publish(w))
+        self._ready.append(self._payload(w))
         self._last_frame = None
 
     def snapshot(self) -> Window | None:
@@ -244,18 +271,8 @@ class Aggregator:
         the durable checkpoint a run that dies without closing it leaves for the next run."""
         if self._open is None or self._closed:
             return None
-        w = self._open
-        copy = _Window(
-            w.index,
-            True,
-            w.visitors,
-            w.frames,
-            w.face_sum,
-            w.peak,
-            list(w.dwell),
-            {k: Counter(v) for k, v in w.breakdowns.items()},
-            w.observed,
-        )
+        copy = self._open.copy()
+        copy.partial = True
         return self._payload(copy)
 
     def tick(self, wall: float) -> list[Window]:
@@ -277,7 +294,7 @@ class Aggregator:
         self._closed = True
         self._open = None
         w.partial = True
-        return self._publish(w)
+        return self._payload(w)
 
     def _advance(self, wall: float) -> _Window:
         """Finish windows that ended by ``wall`` and return the one to count into."""
@@ -292,12 +309,12 @@ class Aggregator:
             )
             return w
         if index > w.index:
-            self._ready.append(self._publish(w))
+            self._ready.append(self._payload(w))
             gap = index - w.index - 1
             if gap > MAX_GAP_WINDOWS:
                 log.warning("wall clock jumped %d windows ahead; not emitting empty windows for the gap", gap)
             else:
-                self._ready.extend(self._publish(_Window(i, partial=False)) for i in range(w.index + 1, index))
+                self._ready.extend(self._payload(_Window(i, partial=False)) for i in range(w.index + 1, index))
             self._open = _Window(index, partial=False)
         return self._open
 
@@ -319,11 +336,8 @@ class Aggregator:
             labels["ethnicity"] = known(a.ethnicity, ETHNICITIES)
         return labels
 
-    def _publish(self, w: _Window) -> Window:
-        """The window with rule-based suppression applied, not yet numbered."""
-        return self._payload(w)
-
     def _payload(self, w: _Window) -> Window:
+        """The window with rule-based suppression applied, not yet numbered."""
         k = self.config.min_cell
         suppressed: list[str] = []
 
@@ -355,12 +369,21 @@ class Aggregator:
             )
 
         breakdowns: dict[str, dict[str, int | None]] = {}
+        counted: dict[str, dict[str, int]] = {}
+        hidden_paths: list[str] = []
+        hidden_cells: dict[str, set[str]] = {}
         for name, labels in self._cells.items():
             counts = w.breakdowns.get(name, Counter())
-            cells = {label: counts.get(label, 0) for label in labels}
-            hidden = suppressed_cells(cells, k)
+            cells = counted[name] = {label: counts.get(label, 0) for label in labels}
+            hidden = hidden_cells[name] = suppressed_cells(cells, k)
             breakdowns[name] = {c: (None if c in hidden else v) for c, v in cells.items()}
-            suppressed += [f"{name}.{c}" for c in labels if c in hidden]
+            hidden_paths += [f"{name}.{c}" for c in labels if c in hidden]
+        attention = None
+        if self.attention.enabled:
+            split = {name: counted[name] for name in VIEWER_BREAKDOWNS if name in counted}
+            attention, viewer_paths = attention_cells(w.looked, n, w.viewer_breakdowns, split, hidden_cells, k)
+            suppressed += viewer_paths  # in payload order: viewers come before the breakdowns
+        suppressed += hidden_paths
 
         start = w.index * self.config.window_s
         return Window(
@@ -373,4 +396,5 @@ class Aggregator:
             dwell=dwell,
             breakdowns=breakdowns,
             suppressed=tuple(suppressed),
+            attention=attention,
         )

@@ -7,16 +7,18 @@ daemon share; it owns the loaded models and keeps per-stage timings.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from edge.attributes import AttributeEstimator, AttributesConfig
 from edge.detector import FaceDetector
-from edge.face_check import FaceCheck
+from edge.face_check import FACE_MIN, FaceCheck
 from edge.face_mesh import MODEL_KEY as FACE_MESH_KEY
-from edge.face_mesh import FaceMesh
+from edge.face_mesh import FaceMesh, MeshReading
+from edge.head_pose import head_pose
 from edge.models import DEFAULT_DIR, Manifest
 from edge.preprocess import DEFAULT_VIEWS
 from edge.records import Detection, Face
@@ -42,6 +44,9 @@ class AnalyzerConfig:
     # model set has the face mesh. The daemon does (it describes a track's few best observations);
     # per photo it costs about 4 ms a face, which `edge analyze` pays only when asked (--align).
     align: bool = False
+    # Read each face's head pose from the face mesh (edge.head_pose): the daemon does when attention
+    # is on (about 1.5 ms a face on two cores); `edge analyze` when asked (--pose).
+    pose: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,8 +67,11 @@ class Analyzer:
         manifest = Manifest(config.model_dir)
         key = "detector" if config.detector_input == 512 else f"detector_{config.detector_input}"
         mesh = None
-        if (config.face_check or config.align) and FACE_MESH_KEY in manifest.models:  # older sets lack it
-            mesh = FaceMesh(manifest, config.variant, config.backend, config.threads)
+        if (config.face_check or config.align or config.pose) and FACE_MESH_KEY in manifest.models:
+            mesh = FaceMesh(manifest, config.variant, config.backend, config.threads)  # older sets lack it
+        if config.pose and mesh is None:
+            raise ValueError(f"head pose needs the face mesh, which the model set in {config.model_dir} lacks")
+        self.mesh = mesh if config.pose else None
         check = FaceCheck(mesh) if config.face_check and mesh is not None else None
         self.detector = FaceDetector(
             manifest,
@@ -92,12 +100,30 @@ class Analyzer:
         """Faces only; ``frame_index`` for video frames (tiles take turns), None for photos."""
         return self.detector.detect(frame_rgb, frame_index)
 
+    def read_poses(
+        self, frame_rgb: np.ndarray, detections: Sequence[Detection]
+    ) -> tuple[list[Detection], list[MeshReading]]:
+        """The detections with their head pose (None where the mesh finds no face in the box), and
+        the mesh readings, which ``AttributeEstimator.estimate`` takes instead of a second run.
+        Needs ``AnalyzerConfig.pose``."""
+        if self.mesh is None:
+            raise RuntimeError("this analyzer reads no head pose (AnalyzerConfig.pose is off)")
+        readings = [self.mesh.read(frame_rgb, d.box) for d in detections]
+        posed = [
+            replace(d, pose=head_pose(r.points) if r.face >= FACE_MIN else None) for d, r in zip(detections, readings)
+        ]
+        return posed, readings
+
     def analyze(self, frame_rgb: np.ndarray) -> list[Face]:
-        """All faces in an RGB uint8 frame, with attributes; timings in ``last_timings``."""
+        """All faces in an RGB uint8 frame, with attributes (and head pose where configured);
+        timings in ``last_timings``."""
         t0 = time.perf_counter()
         detections = self.detector.detect(frame_rgb)
+        readings: list[MeshReading] | None = None
+        if self.mesh is not None:
+            detections, readings = self.read_poses(frame_rgb, detections)
         t1 = time.perf_counter()
-        attrs = self.attributes.estimate(frame_rgb, detections)
+        attrs = self.attributes.estimate(frame_rgb, detections, readings)
         t2 = time.perf_counter()
         self.last_timings = Timings((t1 - t0) * 1000.0, (t2 - t1) * 1000.0)
         return [Face(d, a) for d, a in zip(detections, attrs)]

@@ -16,7 +16,7 @@ import numpy as np
 
 from edge.config.fields import boolean, choice, integer, leaf, number
 from edge.face_check import FACE_MIN
-from edge.face_mesh import FaceMesh
+from edge.face_mesh import FaceMesh, MeshReading
 from edge.interpreter import TfliteModel
 from edge.models import Manifest, ModelInfo
 from edge.preprocess import (
@@ -216,17 +216,20 @@ class AttributeEstimator:
         self._reach = widest * (1 + 3 * VIEW_STEP)
         self._px_per_box = max((c.size / (1 + 2 * c.margin) for c in self._specs), default=1.0)
 
-    def upright(self, frame_rgb: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    def upright(
+        self, frame_rgb: np.ndarray, box: np.ndarray, reading: MeshReading | None = None
+    ) -> tuple[np.ndarray, np.ndarray, float]:
         """The image to crop one face from, as (image, origin, scale): a frame box ``b`` lies at
         ``(b - origin) * scale`` in it. The frame itself, or a patch turned so the face's eyes are
         level (``MIN_ROLL_DEG``). A box the mesh does not take for a face (flag under ``FACE_MIN``:
         too small or blurred to read) is left as it is. A large face is first shrunk (areas averaged,
         as ``crop_face`` does) to the finest crop's scale, so the turn samples no more pixels than
-        the crops will use."""
+        the crops will use. ``reading``: the mesh's reading of this box, where the caller has it."""
         same = (frame_rgb, np.zeros(2), 1.0)
         if self.mesh is None:
             return same
-        reading = self.mesh.read(frame_rgb, box)
+        if reading is None:
+            reading = self.mesh.read(frame_rgb, box)
         roll = reading.roll_deg
         if reading.face < FACE_MIN or abs(roll) < MIN_ROLL_DEG:
             return same
@@ -245,12 +248,20 @@ class AttributeEstimator:
         patch, corner = upright_patch(image, small_box, roll, self._reach)
         return patch, origin + np.asarray(corner) / scale, scale
 
-    def estimate(self, frame_rgb: np.ndarray, detections: Sequence[Detection]) -> list[Attributes]:
+    def estimate(
+        self,
+        frame_rgb: np.ndarray,
+        detections: Sequence[Detection],
+        readings: Sequence[MeshReading | None] | None = None,
+    ) -> list[Attributes]:
+        """The attributes of each detection; ``readings``: the face mesh's reading of each box where
+        the caller already ran it (head pose), so turning a face upright costs no second run."""
         n = len(detections)
         if n == 0:
             return []
         fields: list[dict] = [{} for _ in range(n)]
-        images = [self.upright(frame_rgb, np.asarray(d.box)) for d in detections]
+        known = list(readings) if readings is not None else [None] * n
+        images = [self.upright(frame_rgb, np.asarray(d.box), r) for d, r in zip(detections, known)]
         boxes = [
             (face_views(d.box, self.views) - np.tile(origin, 2)) * scale
             for d, (_, origin, scale) in zip(detections, images)

@@ -51,6 +51,7 @@ def analyzer_config(config: Config) -> AnalyzerConfig:
         attribute_views=a.views,
         gender_gate=a.min_gender_score,
         align=True,  # a track's few best observations are described: the mesh run is cheap here
+        pose=config.attention.enabled,  # every face's head pose, for attention time
         backend=config.runtime.backend,
         threads=config.runtime.threads,
     )
@@ -63,14 +64,16 @@ class Stats:
     started: float
     frames: int = 0
     detect_ms: float = 0.0
+    pose_ms: float = 0.0
     track_ms: float = 0.0
     attributes_ms: float = 0.0
     windows: int = 0
 
-    def observe(self, detect_ms: float, track_ms: float, attributes_ms: float) -> None:
+    def observe(self, detect_ms: float, pose_ms: float, track_ms: float, attributes_ms: float) -> None:
         self.frames += 1
         a = 1.0 if self.frames == 1 else 0.1  # moving averages: recent behaviour, constant memory
         self.detect_ms += a * (detect_ms - self.detect_ms)
+        self.pose_ms += a * (pose_ms - self.pose_ms)
         self.track_ms += a * (track_ms - self.track_ms)
         self.attributes_ms += a * (attributes_ms - self.attributes_ms)
 
@@ -126,9 +129,11 @@ class Daemon:
             raise
         try:
             self.analyzer = Analyzer(analyzer_config(config))
-            self.tracker = Tracker(config.tracking, config.detector, config.attributes)
+            self.tracker = Tracker(config.tracking, config.detector, config.attributes, config.attention)
             self.pipeline = FramePipeline(self.analyzer, self.tracker)
-            self.aggregator = Aggregator(config.aggregation, config.attributes, config.device_id, config.site)
+            self.aggregator = Aggregator(
+                config.aggregation, config.attributes, config.attention, config.device_id, config.site
+            )
             if sink is None:
                 context = SinkContext(
                     config.device_id,
@@ -214,7 +219,7 @@ class Daemon:
 
     def _process(self, pixels: np.ndarray, monotonic: float, wall: float) -> TrackerUpdate:
         result = self.pipeline.process(pixels, monotonic)
-        self.stats.observe(result.detect_ms, result.track_ms, result.attributes_ms)
+        self.stats.observe(result.detect_ms, result.pose_ms, result.track_ms, result.attributes_ms)
         self.aggregator.observe(result.update, wall)
         return result.update
 
@@ -223,6 +228,7 @@ class Daemon:
             "fps": round(feed_fps, 2),
             "processed_frames": self.stats.frames,
             "detector_ms": round(self.stats.detect_ms, 2),
+            "pose_ms": round(self.stats.pose_ms, 2),
             "tracker_ms": round(self.stats.track_ms, 3),
             "attributes_ms": round(self.stats.attributes_ms, 2),
             "dropped_frames": dropped,

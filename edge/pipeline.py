@@ -1,4 +1,4 @@
-"""One frame through detector -> tracker -> attributes: the counting core.
+"""One frame through detector -> head pose -> tracker -> attributes: the counting core.
 
 The daemon and ``edge eval --clips`` both run frames through this, so what the
 evaluation scores is exactly what a device counts. Pure apart from inference:
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.analyzer import Analyzer
+from edge.face_mesh import MeshReading
 from edge.records import Detection
 from edge.tracker import Tracker, TrackerUpdate
 
@@ -24,6 +25,7 @@ class FrameResult:
     update: TrackerUpdate
     detections: tuple[Detection, ...]
     detect_ms: float
+    pose_ms: float  # head pose of every face (0 where attention is off)
     track_ms: float
     attributes_ms: float
 
@@ -32,6 +34,8 @@ class FramePipeline:
     """Detect, track, and estimate attributes only where the tracker asks for them."""
 
     def __init__(self, analyzer: Analyzer, tracker: Tracker) -> None:
+        """Head poses are read (for the tracker's attention time) when the analyzer reads them
+        (``AnalyzerConfig.pose``)."""
         self.analyzer = analyzer
         self.tracker = tracker
         self._frames = 0
@@ -41,12 +45,26 @@ class FramePipeline:
         detections = self.analyzer.detect(pixels, self._frames)
         self._frames += 1
         t1 = time.perf_counter()
-        update = self.tracker.update(detections, monotonic)
+        readings: dict[int, MeshReading] = {}
+        if self.analyzer.mesh is not None and detections:
+            detections, meshes = self.analyzer.read_poses(pixels, detections)
+            readings = {id(d): r for d, r in zip(detections, meshes)}
         t2 = time.perf_counter()
+        update = self.tracker.update(detections, monotonic)
+        t3 = time.perf_counter()
         if update.needs_attributes:
             requests = list(update.needs_attributes)
-            estimates = self.analyzer.attributes.estimate(pixels, [r.detection for r in requests])
+            estimates = self.analyzer.attributes.estimate(
+                pixels, [r.detection for r in requests], [readings.get(id(r.detection)) for r in requests]
+            )
             for request, attributes in zip(requests, estimates):
                 self.tracker.add_attributes(request.track_key, attributes)
-        t3 = time.perf_counter()
-        return FrameResult(update, tuple(detections), (t1 - t0) * 1000.0, (t2 - t1) * 1000.0, (t3 - t2) * 1000.0)
+        t4 = time.perf_counter()
+        return FrameResult(
+            update,
+            tuple(detections),
+            (t1 - t0) * 1000.0,
+            (t2 - t1) * 1000.0,
+            (t3 - t2) * 1000.0,
+            (t4 - t3) * 1000.0,
+        )

@@ -25,11 +25,26 @@ class Frame:
 
 
 @dataclass(frozen=True)
+class HeadPose:
+    """Which way a head points, in degrees, as the camera sees it (``edge.head_pose``).
+
+    ``yaw`` is positive when the face turns towards the image's right, ``pitch`` when it tilts
+    up, ``roll`` when it leans clockwise on screen; all three are 0 for a face looking straight
+    into the lens. Never published: the tracker turns it into attention time."""
+
+    yaw: float
+    pitch: float
+    roll: float
+
+
+@dataclass(frozen=True)
 class Detection:
-    """A face box in frame pixels (x1, y1, x2, y2) with the detector's confidence."""
+    """A face box in frame pixels (x1, y1, x2, y2) with the detector's confidence, and the head's
+    pose where it was read (None: not read, or the face mesh did not find a face in the box)."""
 
     box: tuple[float, float, float, float]
     score: float
+    pose: HeadPose | None = None
 
     @property
     def area(self) -> float:

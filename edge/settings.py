@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from edge.aggregator import AggregationConfig
+from edge.attention import AttentionConfig
 from edge.attributes import AttributesConfig
 from edge.config.build import load_typed, parse_typed
 from edge.config.fields import (
@@ -83,6 +84,7 @@ class Config:
     attributes: AttributesConfig = section(AttributesConfig)
     tracking: TrackingConfig = section(TrackingConfig)
     aggregation: AggregationConfig = section(AggregationConfig)
+    attention: AttentionConfig = section(AttentionConfig)
     sink: SinkConfig = registry_field(SINK_TYPES, default_type="jsonl")
     state_dir: Path = derived(_STATE_DIR, lambda ctx: _default_state_dir())
     log_level: str = leaf("INFO", choice("DEBUG", "INFO", "WARNING", "ERROR"))

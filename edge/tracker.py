@@ -41,6 +41,9 @@ Design
   weak face is counted, and its attributes stay unknown. A detection that
   does not beat the current worst kept observation costs nothing, so per-frame
   work and per-track state stay bounded however long someone stays.
+* **Attention** (``edge.attention``): where the attention config is on, every sighting's head
+  pose (``Detection.pose``) goes to the track's ``Gaze``, which sums the time the track looked;
+  an ended visitor carries that sum and its first-look delay, nothing else about its gaze.
 * A track's boxes and observations are dropped the moment it ends; only
   :class:`VisitorEnded` (dwell and combined attributes) leaves.
 
@@ -62,6 +65,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from edge.attention import AttentionConfig
 from edge.attribute_votes import combine_attributes, quality
 from edge.attributes import AttributesConfig
 from edge.config.fields import POSITIVE_S, integer, leaf, number
@@ -103,10 +107,13 @@ class VisitorStarted:
 
 @dataclass(frozen=True)
 class VisitorEnded:
-    """A visitor track ended: how long it was seen and its settled, combined attributes."""
+    """A visitor track ended: how long it was seen, its settled, combined attributes and, where
+    attention is on, how long it looked and how soon it first did (None: never, or attention off)."""
 
     dwell_s: float
     attributes: Attributes | None
+    attention_s: float | None = None
+    first_look_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -138,8 +145,15 @@ class TrackerUpdate:
 class Tracker:
     """Greedy IoU tracker with motion prediction; see the module docstring."""
 
-    def __init__(self, tracking: TrackingConfig, detector: DetectorConfig, attributes: AttributesConfig) -> None:
+    def __init__(
+        self,
+        tracking: TrackingConfig,
+        detector: DetectorConfig,
+        attributes: AttributesConfig,
+        attention: AttentionConfig,
+    ) -> None:
         self.config = tracking
+        self.attention = attention
         self.high_score = detector.score_threshold  # detections below only continue live tracks
         self.presence_frames = detector.tile_interval  # matched this recently: a face in view
         self.min_face_px = attributes.min_face_px  # the quality gate for describing a face
@@ -188,6 +202,8 @@ class Tracker:
         for track, det in matches:
             matched.add(id(det))
             track.hit(det.box, now, self._frame, det.score >= self.high_score)
+            if self.attention.enabled:
+                track.gaze.see(det.pose, now, track.first_seen, self.attention)
             if (
                 not track.visitor
                 and track.hits >= self._min_hits
@@ -203,6 +219,8 @@ class Tracker:
                 continue
             track = Track(next(self._keys), det.box, now, self._frame, self._pending_cap)
             self._tracks[track.key] = track
+            if self.attention.enabled:
+                track.gaze.see(det.pose, now, now, self.attention)
             if self._describable(det) and track.offer(quality(det), cfg.best_observations):
                 requests.append(AttributeRequest(track.key, det))
         active = sum(1 for t in self._tracks.values() if self._frame - t.last_frame < self.presence_frames)
@@ -256,6 +274,10 @@ class Tracker:
     def _end(self, track: Track) -> VisitorEnded | None:
         if not track.visitor:
             return None
+        looked = self.attention.enabled
         return VisitorEnded(
-            dwell_s=track.last_seen - track.first_seen, attributes=track.attributes(self.min_gender_score)
+            dwell_s=track.last_seen - track.first_seen,
+            attributes=track.attributes(self.min_gender_score),
+            attention_s=track.gaze.attention_s if looked else None,
+            first_look_s=track.gaze.first_look_s if looked else None,
         )

@@ -11,6 +11,7 @@ from collections import deque
 
 import numpy as np
 
+from edge.attention import Gaze
 from edge.attribute_votes import combine_attributes
 from edge.boxes import iou_matrix
 from edge.records import Attributes, Detection
@@ -64,6 +65,7 @@ class Track:
         "observations",
         "pending",
         "numbers",
+        "gaze",
     )
 
     def __init__(self, key: int, box: Box, now: float, frame: int, pending_cap: int) -> None:
@@ -80,6 +82,7 @@ class Track:
         self.observations: list[Observation] = []
         self.pending: deque[int] = deque(maxlen=pending_cap)  # observation numbers awaiting attributes
         self.numbers = itertools.count()
+        self.gaze = Gaze()
 
     def predict(self, now: float) -> Box:
         """Where the face is now: the last box moved at the track's velocity, its size kept. Sizes

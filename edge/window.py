@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-SCHEMA = 2  # 2: stream and observed_s added
+SCHEMA = 3  # 2: stream and observed_s added; 3: viewers, viewer_rate, attention_s, viewers_by
 BREAKDOWNS = ("gender", "age", "expression", "ethnicity")  # in payload order
+VIEWER_BREAKDOWNS = ("gender", "age")  # viewers are broken down by these where they are on
 
 Cells = Mapping[str, int | None]  # cell label -> count, None where suppressed
 
@@ -46,6 +47,19 @@ class Dwell:
 
 
 @dataclass(frozen=True)
+class Attention:
+    """Viewers among the visitors whose track ended in the window (those counted in ``Dwell``):
+    how many looked for at least ``attention.min_s``, their share, their attention time (sum and
+    median, seconds) and viewers by gender and age band. None where suppressed or undefined."""
+
+    viewers: int | None
+    rate: float | None
+    seconds_sum: float | None
+    seconds_median: float | None
+    by: Mapping[str, Cells]
+
+
+@dataclass(frozen=True)
 class DayTotal:
     """Visitors so far on the window's local date, this window included."""
 
@@ -67,6 +81,7 @@ class Window:
     dwell: Dwell
     breakdowns: Mapping[str, Cells]
     suppressed: tuple[str, ...]
+    attention: Attention | None = None  # None: attention is switched off
     stream: str | None = None
     seq: int | None = None
     today: DayTotal | None = None
@@ -95,6 +110,12 @@ class Window:
             payload["today"] = {"date": self.today.date, "visitors": self.today.visitors}
         payload["faces"] = {"peak": self.faces.peak, "mean": self.faces.mean}
         payload["dwell_s"] = {"n": self.dwell.n, "mean": self.dwell.mean, "p50": self.dwell.p50, "p90": self.dwell.p90}
+        if self.attention is not None:
+            a = self.attention
+            payload["viewers"] = a.viewers
+            payload["viewer_rate"] = a.rate
+            payload["attention_s"] = {"sum": a.seconds_sum, "median": a.seconds_median}
+            payload["viewers_by"] = {name: dict(cells) for name, cells in a.by.items()}
         for name, cells in self.breakdowns.items():
             payload[name] = dict(cells)
         payload["suppressed"] = list(self.suppressed)
@@ -106,6 +127,16 @@ class Window:
         own rows, or a message the fleet collector checked against the schema): a missing key
         raises ``KeyError``."""
         span, faces, dwell, today = doc["window"], doc["faces"], doc["dwell_s"], doc.get("today")
+        attention = None
+        if "viewers" in doc:  # schema 3 with attention on
+            seconds, by = doc["attention_s"], doc["viewers_by"]
+            attention = Attention(
+                viewers=doc["viewers"],
+                rate=doc["viewer_rate"],
+                seconds_sum=seconds["sum"],
+                seconds_median=seconds["median"],
+                by={name: dict(by[name]) for name in VIEWER_BREAKDOWNS if isinstance(by.get(name), Mapping)},
+            )
         return cls(
             schema=doc["schema"],
             device=doc["device"],
@@ -120,4 +151,5 @@ class Window:
             dwell=Dwell(dwell["n"], dwell["mean"], dwell["p50"], dwell["p90"]),
             breakdowns={name: dict(doc[name]) for name in BREAKDOWNS if isinstance(doc.get(name), Mapping)},
             suppressed=tuple(doc["suppressed"]),
+            attention=attention,
         )

@@ -18,6 +18,7 @@ from edge.aggregator import (
     age_label,
     suppressed_cells,
 )
+from edge.attention import AttentionConfig
 from edge.attributes import AttributesConfig
 from edge.config import ConfigError
 from edge.records import Attributes
@@ -36,11 +37,16 @@ TOP_KEYS = [
     "visitors",
     "faces",
     "dwell_s",
+    "viewers",
+    "viewer_rate",
+    "attention_s",
+    "viewers_by",
     "gender",
     "age",
     "expression",
     "suppressed",
 ]
+ATTENTION_KEYS = ["viewers", "viewer_rate", "attention_s", "viewers_by"]
 
 
 class Published:
@@ -70,17 +76,20 @@ class Published:
 BREAKDOWN_SWITCHES = ("gender", "age", "expression", "ethnicity")  # from the attributes section
 
 
-def agg(**kw: Any) -> Published:
+def agg(*, attention: AttentionConfig | None = None, **kw: Any) -> Published:
     switches = {k: kw.pop(k) for k in BREAKDOWN_SWITCHES if k in kw}
-    return Published(Aggregator(AggregationConfig(**kw), AttributesConfig(**switches), device="lobby-1", site="hq"))
+    looking = attention or AttentionConfig()
+    return Published(
+        Aggregator(AggregationConfig(**kw), AttributesConfig(**switches), looking, device="lobby-1", site="hq")
+    )
 
 
 def started(n: int) -> tuple[VisitorStarted, ...]:
     return tuple(VisitorStarted(None) for _ in range(n))
 
 
-def ended(*attrs: Attributes | None, dwell: float = 10.0) -> tuple[VisitorEnded, ...]:
-    return tuple(VisitorEnded(dwell, a) for a in attrs)
+def ended(*attrs: Attributes | None, dwell: float = 10.0, looked: float | None = None) -> tuple[VisitorEnded, ...]:
+    return tuple(VisitorEnded(dwell, a, attention_s=looked) for a in attrs)
 
 
 def test_windows_align_to_utc_wall_clock() -> None:
@@ -149,7 +158,7 @@ def test_payload_schema_is_exact() -> None:
     (p,) = a.tick(NOON + 60)
     assert list(p) == TOP_KEYS
     assert p == {
-        "schema": 2,
+        "schema": 3,
         "device": "lobby-1",
         "site": "hq",
         "stream": None,
@@ -159,6 +168,13 @@ def test_payload_schema_is_exact() -> None:
         "visitors": 1,
         "faces": {"peak": 2, "mean": 1.5},
         "dwell_s": {"n": 1, "mean": 10.0, "p50": 10.0, "p90": 10.0},
+        "viewers": 0,  # the visitor's attention time is unknown: not a viewer
+        "viewer_rate": 0.0,
+        "attention_s": {"sum": 0.0, "median": None},
+        "viewers_by": {
+            "gender": {"female": 0, "male": 0, "unknown": 0},
+            "age": {"0-17": 0, "18-24": 0, "25-34": 0, "35-44": 0, "45-54": 0, "55-64": 0, "65+": 0, "unknown": 0},
+        },
         "gender": {"female": 1, "male": 0, "unknown": 0},
         "age": {"0-17": 0, "18-24": 0, "25-34": 1, "35-44": 0, "45-54": 0, "55-64": 0, "65+": 0, "unknown": 0},
         "expression": {
@@ -295,7 +311,7 @@ def test_no_published_number_reveals_a_small_group(
     k: int, ethnicity: bool, people: list[Attributes], n_started: int | None, active: list[int]
 ) -> None:
     config = AggregationConfig(min_cell=k)
-    a = Published(Aggregator(config, AttributesConfig(ethnicity=ethnicity), device="d", site="s"))
+    a = Published(Aggregator(config, AttributesConfig(ethnicity=ethnicity), AttentionConfig(), device="d", site="s"))
     visitors = len(people) if n_started is None else n_started
     for i, n in enumerate(active):
         a.observe(TrackerUpdate(active=n), NOON + i)

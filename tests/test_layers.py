@@ -38,15 +38,37 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "edge.signals",
             "edge.state_files",
             "edge.state_lock",
+            "edge.suppression",
             "edge.synthetic",
             "edge.window",
         ),
     ),
     (
         "models and inference",
-        ("edge.models", "edge.face_mesh", "edge.face_check", "edge.detector", "edge.attributes", "edge.analyzer"),
+        (
+            "edge.models",
+            "edge.head_pose",
+            "edge.face_mesh",
+            "edge.face_check",
+            "edge.detector",
+            "edge.attributes",
+            "edge.analyzer",
+        ),
     ),
-    ("pure stages and the state store", ("edge.tracker", "edge.aggregator", "edge.pipeline", "edge.state_store")),
+    (
+        "pure stages and the state store",
+        (
+            "edge.attention",
+            "edge.attribute_votes",
+            "edge.tracks",
+            "edge.tracker",
+            "edge.viewers",
+            "edge.aggregator",
+            "edge.pipeline",
+            "edge.state_meta",
+            "edge.state_store",
+        ),
+    ),
     ("plugins: sources and sinks", ("edge.sources", "edge.sinks", "edge.feeds", "edge.scenes")),
     (
         "assembly: settings, checks, the daemon, evaluation, the fleet side",
@@ -94,7 +116,9 @@ def _layer(module: str) -> int | None:
     best: tuple[int, int] | None = None  # (prefix length, layer)
     for index, (_, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:
-            if (module == prefix or module.startswith(prefix + ".")) and (best is None or len(prefix) > best[0]):
+            # The package itself ("edge") is a module, not a prefix: every module must be placed.
+            inside = module.startswith(prefix + ".") and "." in prefix
+            if (module == prefix or inside) and (best is None or len(prefix) > best[0]):
                 best = (len(prefix), index)
     return None if best is None else best[1]
 

@@ -37,6 +37,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from polling import poll
 
 from edge.aggregator import AggregationConfig, Aggregator
+from edge.attention import AttentionConfig
 from edge.attributes import AttributesConfig
 from edge.state_store import StateStore
 
@@ -69,7 +70,9 @@ class Stream:
         self.device = device
         self._store = StateStore(Path(":memory:"), 100_000, memory=True)  # numbers them, as on a device
         self.id = self._store.stream
-        self._agg = Aggregator(AggregationConfig(window_s=60), AttributesConfig(), device, "nodered-test")
+        self._agg = Aggregator(
+            AggregationConfig(window_s=60), AttributesConfig(), AttentionConfig(), device, "nodered-test"
+        )
         self._agg.tick(0.0)  # opens window 0; each later minute closes one window with the next seq
         self._payloads: dict[int, bytes] = {}
 

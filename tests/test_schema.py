@@ -10,6 +10,7 @@ import pytest
 from payload_schema import SCHEMAS, check, validator
 
 from edge.aggregator import AggregationConfig, Aggregator
+from edge.attention import AttentionConfig
 from edge.attributes import AttributesConfig
 from edge.records import Attributes
 from edge.sinks import build_health, pi_health
@@ -46,7 +47,7 @@ def test_the_documented_example_is_a_valid_window() -> None:
 @pytest.mark.parametrize("ethnicity", [False, True])
 def test_aggregator_windows_match_the_schema(min_cell: int, ethnicity: bool, tmp_path: Path) -> None:
     config = AggregationConfig(window_s=60, min_cell=min_cell)
-    a = Aggregator(config, AttributesConfig(ethnicity=ethnicity), "lobby-1", "hq")
+    a = Aggregator(config, AttributesConfig(ethnicity=ethnicity), AttentionConfig(), "lobby-1", "hq")
     store = StateStore(tmp_path / "state.sqlite3", 100)
     people = [Attributes(age=30.0 + i, gender="female" if i % 3 else "male", expression="happy") for i in range(7)]
     a.observe(TrackerUpdate(new_visitors=tuple(VisitorStarted(p) for p in people), active=7), NOON + 1)
@@ -58,7 +59,7 @@ def test_aggregator_windows_match_the_schema(min_cell: int, ethnicity: bool, tmp
         with pytest.raises(AssertionError, match="today"):
             check("window", w.to_payload())  # the state store numbers a window and adds the day's running total
         check("window", store.finish(w).to_payload())
-    snapshot = Aggregator(config, AttributesConfig(ethnicity=ethnicity), "lobby-1", "hq")
+    snapshot = Aggregator(config, AttributesConfig(ethnicity=ethnicity), AttentionConfig(), "lobby-1", "hq")
     snapshot.observe(TrackerUpdate(active=1), NOON)
     saved = snapshot.snapshot()
     assert saved is not None and saved.seq is None  # a checkpoint is numbered when it is published
@@ -67,7 +68,7 @@ def test_aggregator_windows_match_the_schema(min_cell: int, ethnicity: bool, tmp
 
 
 def test_a_window_with_an_unknown_key_or_a_missing_one_is_refused(tmp_path: Path) -> None:
-    a = Aggregator(AggregationConfig(window_s=60), AttributesConfig(), "lobby-1", "hq")
+    a = Aggregator(AggregationConfig(window_s=60), AttributesConfig(), AttentionConfig(), "lobby-1", "hq")
     a.observe(TrackerUpdate(), NOON)
     (w,) = a.tick(NOON + 61)
     with StateStore(tmp_path / "state.sqlite3", 100) as store:

@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from edge.attention import AttentionConfig
 from edge.attributes import AttributesConfig
 from edge.config import ConfigError
 from edge.detector import DetectorConfig
@@ -40,12 +41,13 @@ class Run:
         tile_interval: int = 1,
         min_face_px: int = 0,
         min_gender_score: float = 0.0,
+        attention: AttentionConfig | None = None,
     ) -> None:
         """The tracker alone: presence counted per frame, no quality gate, no gender threshold,
         unless a test sets them (in the daemon they come from the detector and attributes sections)."""
         detector = DetectorConfig(tile_interval=tile_interval)
         attributes = AttributesConfig(min_face_px=min_face_px, min_gender_score=min_gender_score)
-        self.tracker = Tracker(config or TrackingConfig(), detector, attributes)
+        self.tracker = Tracker(config or TrackingConfig(), detector, attributes, attention or AttentionConfig())
         self.started: list[VisitorStarted] = []
         self.ended: list[VisitorEnded] = []
         self.requests: list[AttributeRequest] = []

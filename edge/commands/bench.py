@@ -57,6 +57,11 @@ def add_parser(subparsers: Subparsers) -> None:
     )
     p.add_argument("--duration", type=float, default=60.0, help="media seconds per --pipeline run (default: 60)")
     p.add_argument("--fps", type=float, default=15.0, help="media frame rate for --pipeline (default: 15)")
+    p.add_argument(
+        "--no-attention",
+        action="store_true",
+        help="--pipeline without head pose per face, as attention.enabled: false runs (default: the daemon's, on)",
+    )
     add_analyzer_options(p, repeatable=True)
     p.set_defaults(func=run)
 
@@ -74,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
             log.warning("float32 models not installed: int8 only. %s", MISSING_HINT)
     configs = [(v, s) for v in args.variant or default_variants for s in args.detector_input or default_sizes]
     if args.pipeline:
+        from edge.attention import AttentionConfig
         from edge.attributes import AttributesConfig
         from edge.detector import DetectorConfig
         from edge.tracker import Tracker, TrackingConfig
@@ -88,11 +94,17 @@ def run(args: argparse.Namespace) -> int:
         if args.tile_interval is None:
             args.tile_interval = detector.tile_interval
         attributes = AttributesConfig()
+        attention = AttentionConfig(enabled=not args.no_attention)
         return run_pipeline(
             lambda v, s: Analyzer(
-                replace(analyzer_config(args, variant=v, size=s), gender_gate=attributes.min_gender_score, align=True)
+                replace(
+                    analyzer_config(args, variant=v, size=s),
+                    gender_gate=attributes.min_gender_score,
+                    align=True,
+                    pose=attention.enabled,
+                )
             ),
-            lambda: Tracker(TrackingConfig(), detector, attributes),
+            lambda: Tracker(TrackingConfig(), detector, attributes, attention),
             configs,
             resolutions(args.resolution),
             [int(n) for n in args.faces.split(",")],
@@ -317,6 +329,9 @@ def run_pipeline(
                         f"{r['fps']:6.1f} fps  first quarter p50/p90 {f['p50']:5.1f}/{f['p90']:5.1f} ms  "
                         f"last quarter {last['p50']:5.1f}/{last['p90']:5.1f} ms  "
                         f"peak RSS {r['rss_start_mb']:.0f} -> {r['rss_end_mb']:.0f} MB\n"
+                        f"{'':<12}stage p50 ms: "
+                        + "  ".join(f"{k} {v:.2f}" for k, v in r["stage_ms_p50"].items())
+                        + f"  (head pose {r['pose_ms_per_face']:.2f} ms a face)\n"
                     )
                     out.flush()
     if as_json:
@@ -339,10 +354,12 @@ def _pipeline_run(
 
     base, _ = crowd_frame(n, width, height, 60.0 * height / 480, seed=n)
     tracker = make_tracker()
-    agg = Aggregator(AggregationConfig(window_s=60), AttributesConfig(), "bench", "bench")
+    agg = Aggregator(AggregationConfig(window_s=60), AttributesConfig(), tracker.attention, "bench", "bench")
     pipeline = FramePipeline(analyzer, tracker)
     frames = int(duration_s * fps)
     times: list[float] = []
+    stages: dict[str, list[float]] = {"detect": [], "pose": [], "track": [], "attributes": []}
+    posed = 0  # faces whose pose was read
     rss_start = peak_rss_mb()
     wall0 = time.time()
     t_start = time.perf_counter()
@@ -350,10 +367,13 @@ def _pipeline_run(
         # People sway a few pixels: they stay, so dwell grows with the run.
         frame = np.roll(base, (int(3 * np.sin(i / 7)), int(4 * np.cos(i / 9))), axis=(0, 1))
         t0 = time.perf_counter()
-        update = pipeline.process(frame, i / fps).update
-        agg.observe(update, wall0 + i / fps)
+        result = pipeline.process(frame, i / fps)
+        agg.observe(result.update, wall0 + i / fps)
         agg.tick(wall0 + i / fps)
         times.append((time.perf_counter() - t0) * 1000)
+        for stage, ms in zip(stages, (result.detect_ms, result.pose_ms, result.track_ms, result.attributes_ms)):
+            stages[stage].append(ms)
+        posed += len(result.detections) if analyzer.mesh is not None else 0
     elapsed = time.perf_counter() - t_start
     q = max(1, len(times) // 4)
     return {
@@ -371,6 +391,9 @@ def _pipeline_run(
             "p50": float(np.percentile(times[-q:], 50)),
             "p90": float(np.percentile(times[-q:], 90)),
         },
+        "stage_ms_p50": {stage: float(np.percentile(ms, 50)) for stage, ms in stages.items()},
+        # Head pose per face read (the face mesh and the angles): 0 with attention off.
+        "pose_ms_per_face": sum(stages["pose"]) / posed if posed else 0.0,
         "rss_start_mb": rss_start,
         "rss_end_mb": peak_rss_mb(),
         "tracks_at_end": tracker.tracks,

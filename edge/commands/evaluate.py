@@ -150,6 +150,6 @@ def _run_clips(args: argparse.Namespace) -> int:
     from edge.tracker import Tracker
 
     def make_tracker() -> Tracker:
-        return Tracker(config.tracking, config.detector, config.attributes)
+        return Tracker(config.tracking, config.detector, config.attributes, config.attention)
 
     return clips.run(lambda: Analyzer(chosen), make_tracker, args.clips, args.json)
