@@ -306,16 +306,19 @@ def _walk_keys(obj: Any, prefix: str = "") -> list[str]:
     people=st.lists(_attributes, max_size=40),
     n_started=st.one_of(st.none(), st.integers(0, 40)),  # None: the same people started in the window
     active=st.lists(st.integers(0, 12), max_size=8),
+    looks=st.lists(st.one_of(st.none(), st.floats(0, 3)), max_size=40),  # attention seconds per person
 )
 def test_no_published_number_reveals_a_small_group(
-    k: int, ethnicity: bool, people: list[Attributes], n_started: int | None, active: list[int]
+    k: int, ethnicity: bool, people: list[Attributes], n_started: int | None, active: list[int], looks: list
 ) -> None:
     config = AggregationConfig(min_cell=k)
     a = Published(Aggregator(config, AttributesConfig(ethnicity=ethnicity), AttentionConfig(), device="d", site="s"))
     visitors = len(people) if n_started is None else n_started
     for i, n in enumerate(active):
         a.observe(TrackerUpdate(active=n), NOON + i)
-    a.observe(TrackerUpdate(new_visitors=started(visitors), ended=ended(*people, dwell=3.0)), NOON + 30)
+    looked = [looks[i] if i < len(looks) else None for i in range(len(people))]
+    gone = tuple(VisitorEnded(3.0, x, attention_s=t) for x, t in zip(people, looked))
+    a.observe(TrackerUpdate(new_visitors=started(visitors), ended=gone), NOON + 30)
     (p,) = a.tick(NOON + 60)
 
     # Exact shape, and nothing per person in it.
@@ -356,6 +359,33 @@ def test_no_published_number_reveals_a_small_group(
             assert len(hidden) >= 2
             assert rest == 0 or rest >= k
             assert all(truth[name][c] != rest for c in hidden if truth[name][c] >= 1) or rest == 0
+
+    # Viewers split the ended visitors in two: neither side, nor any cell of either side that the
+    # published numbers give, may be a group of 1..k-1 (edge.viewers).
+    viewer = [x for x, t in zip(people, looked) if t is not None and t >= 1.0]
+    assert not small(p["viewers"])
+    if p["viewers"] is None:
+        assert p["viewer_rate"] is None and set(p["attention_s"].values()) == {None}
+        assert all(v is None for cells in p["viewers_by"].values() for v in cells.values())
+    else:
+        assert p["viewers"] == len(viewer) and not small(len(people) - len(viewer))
+        assert p["attention_s"]["sum"] <= 3.0 * len(people)  # attention never exceeds dwell
+    mine = {
+        "gender": Counter(x.gender or "unknown" for x in viewer),
+        "age": Counter(age_label(x.age, config) for x in viewer),
+    }
+    for name, cells in p["viewers_by"].items():
+        shown = {c: v for c, v in cells.items() if v is not None}
+        assert all(v == mine[name][c] for c, v in shown.items())
+        for c, v in shown.items():
+            assert not small(v)
+            if v:  # a cell's viewers and its visitors give those who did not look
+                assert p[name][c] is not None and not small(p[name][c] - v)
+        if p["viewers"] is not None:
+            assert not small(p["viewers"] - sum(shown.values()))
+            others = len(people) - p["viewers"]
+            known = {c: p[name][c] - v for c, v in shown.items() if p[name][c] is not None}
+            assert not small(others - sum(known.values()))
 
 
 def frames(a: Published, start: float, end: float, fps: float) -> None:
