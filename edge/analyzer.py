@@ -15,7 +15,7 @@ import numpy as np
 
 from edge.attributes import AttributeEstimator, AttributesConfig
 from edge.detector import FaceDetector
-from edge.face_check import FACE_MIN, FaceCheck
+from edge.face_check import CONFIRMED_SCORE, FACE_MIN, FaceCheck
 from edge.face_mesh import MODEL_KEY as FACE_MESH_KEY
 from edge.face_mesh import FaceMesh, MeshReading
 from edge.head_pose import head_pose
@@ -49,14 +49,24 @@ class AnalyzerConfig:
     pose: bool = False
 
 
+def readable(detection: Detection, reading: MeshReading) -> bool:
+    """Whether a box's landmarks say which way a head points: the mesh takes the box for a face, or
+    the detector is sure of it on its own (``CONFIRMED_SCORE``, the start threshold). On the back of
+    a head (weak boxes, face flag under 0.1) the mesh still draws a face, looking ahead; on a real
+    face that the video's compression has dithered the flag can fall to 0 at 50 px while the pose
+    stays within a few degrees (docs/attention.md)."""
+    return reading.face >= FACE_MIN or detection.score >= CONFIRMED_SCORE
+
+
 @dataclass(frozen=True)
 class Timings:
     detect_ms: float
     attributes_ms: float
+    pose_ms: float = 0.0  # head pose of every face (AnalyzerConfig.pose)
 
     @property
     def total_ms(self) -> float:
-        return self.detect_ms + self.attributes_ms
+        return self.detect_ms + self.pose_ms + self.attributes_ms
 
 
 class Analyzer:
@@ -109,9 +119,7 @@ class Analyzer:
         if self.mesh is None:
             raise RuntimeError("this analyzer reads no head pose (AnalyzerConfig.pose is off)")
         readings = [self.mesh.read(frame_rgb, d.box) for d in detections]
-        posed = [
-            replace(d, pose=head_pose(r.points) if r.face >= FACE_MIN else None) for d, r in zip(detections, readings)
-        ]
+        posed = [replace(d, pose=head_pose(r.points) if readable(d, r) else None) for d, r in zip(detections, readings)]
         return posed, readings
 
     def analyze(self, frame_rgb: np.ndarray) -> list[Face]:
@@ -119,11 +127,12 @@ class Analyzer:
         timings in ``last_timings``."""
         t0 = time.perf_counter()
         detections = self.detector.detect(frame_rgb)
+        t1 = time.perf_counter()
         readings: list[MeshReading] | None = None
         if self.mesh is not None:
             detections, readings = self.read_poses(frame_rgb, detections)
-        t1 = time.perf_counter()
-        attrs = self.attributes.estimate(frame_rgb, detections, readings)
         t2 = time.perf_counter()
-        self.last_timings = Timings((t1 - t0) * 1000.0, (t2 - t1) * 1000.0)
+        attrs = self.attributes.estimate(frame_rgb, detections, readings)
+        t3 = time.perf_counter()
+        self.last_timings = Timings((t1 - t0) * 1000.0, (t3 - t2) * 1000.0, (t2 - t1) * 1000.0)
         return [Face(d, a) for d, a in zip(detections, attrs)]

@@ -28,6 +28,10 @@ ALLOWED_KEYS = {
     "visitors",
     "faces",
     "dwell_s",
+    "viewers",
+    "viewer_rate",
+    "attention_s",
+    "viewers_by",
     "gender",
     "age",
     "expression",
@@ -62,6 +66,11 @@ def test_simple_scene_counts_every_visitor_once_in_the_right_window(tmp_path: Pa
     genders = {g: sum(w["gender"][g] for w in windows) for g in ("female", "male", "unknown")}
     assert genders["male"] == 0 and genders["female"] + genders["unknown"] == 4, genders
     assert genders["female"] >= 3, genders
+    # The walkers face the camera all the way across: each is a viewer (attention on by default), and
+    # no window's attention exceeds its visitors' dwell.
+    assert sum(w["viewers"] for w in windows) == 4
+    for w in windows:
+        assert w["attention_s"]["sum"] <= w["dwell_s"]["n"] * (w["dwell_s"]["mean"] or 0.0) + 1e-6
     total, day = 0, None
     for w in windows:
         check("window", w)

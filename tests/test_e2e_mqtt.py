@@ -37,6 +37,10 @@ KEYS = {
     "visitors",
     "faces",
     "dwell_s",
+    "viewers",
+    "viewer_rate",
+    "attention_s",
+    "viewers_by",
     "gender",
     "age",
     "expression",
@@ -91,7 +95,7 @@ def test_video_to_daemon_to_broker_to_subscriber(mqtt_broker: Broker, tmp_path: 
     assert sum(w["visitors"] for w in windows) == len(scene.visitors)
     for w in windows:
         check("window", w)
-        assert set(w) == KEYS and w["device"] == DEVICE and w["schema"] == 2
+        assert set(w) == KEYS and w["device"] == DEVICE and w["schema"] == 3
     for health in healths:
         check("health", health)
     assert healths and healths[-1]["spool"]["depth"] >= 0 and "mqtt" in healths[-1]
@@ -151,13 +155,20 @@ def test_dashboards_follow_the_config_and_forget_removes_the_device(
     discovery = f"homeassistant/sensor/{DEVICE}/"
     first = retained(mqtt_broker.port, ["homeassistant/#"])
     assert discovery + "gender_female/config" in first and discovery + "age_65_plus/config" in first
+    assert discovery + "viewers/config" in first and discovery + "viewers_age_65_plus/config" in first
 
-    # Gender switched off, other age brackets: their entities leave Home Assistant (empty retained configs).
-    changed = dict(base, attributes={"gender": False}, aggregation={"window_s": 10, "age_brackets": [0, 30]})
+    # Gender and attention switched off, other age brackets: their entities leave Home Assistant
+    # (empty retained configs).
+    changed = dict(
+        base,
+        attributes={"gender": False},
+        aggregation={"window_s": 10, "age_brackets": [0, 30]},
+        attention={"enabled": False},
+    )
     assert Daemon(parse_config(changed), threading.Event()).run() == 0
     second = retained(mqtt_broker.port, ["homeassistant/#"])
     objects = {t.removeprefix(discovery).removesuffix("/config") for t in second}
-    assert not {o for o in objects if o.startswith("gender_")}
+    assert not {o for o in objects if o.startswith(("gender_", "viewer", "attention"))}
     assert {o for o in objects if o.startswith("age_")} == {"age_0_29", "age_30_plus", "age_unknown"}
     assert json.loads(second[discovery + "visitors/config"])["expire_after"] == 2 * 10 + 60
 

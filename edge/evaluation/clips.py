@@ -5,14 +5,16 @@ detector, two-stage tracker, quality-gated attributes) in media time, with the
 daemon's defaults or the detector/tracking/attribute settings of ``--config``.
 Scored against ``labels.json``::
 
-    {"clip-name": {"visitors": 2, "female": 1, "male": 1, "faces_per_frame": 1 | null}}
+    {"clip-name": {"visitors": 2, "female": 1, "male": 1, "faces_per_frame": 1 | null, "viewers": 1}}
 
 ``clip-name`` is a video (or GIF) in DIR without its suffix. Per clip and in
 total: visitors counted vs truth; visitors counted female / male / unknown vs
 truth; where ``faces_per_frame`` is given, frame-level recall (faces the
 tracker holds in a frame, capped at the truth) and the share of extra boxes;
 where every visitor of a clip has the same labelled gender, how often a gender
-named on a frame's describable faces is right. Counting uses no minimum cell:
+named on a frame's describable faces is right; with attention on, the viewers
+among the visitors and their attention time (against ``viewers`` where the
+label gives it; ``edge.attention``). Counting uses no minimum cell:
 it is an evaluation of the counter, not a publication.
 """
 
@@ -44,6 +46,7 @@ class ClipLabel:
     female: int
     male: int
     faces_per_frame: int | None
+    viewers: int | None = None  # visitors who looked at the camera for attention.min_s, where labelled
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,9 @@ class ClipScore:
     boxes: int  # tracked faces summed over frames
     gender_named: int | None  # describable face-frames given a gender
     gender_right: int | None
+    viewers: int | None = None  # None: attention off
+    viewers_truth: int | None = None
+    attention_s: float | None = None  # summed over the clip's visitors
 
     @property
     def recall(self) -> float | None:
@@ -81,10 +87,11 @@ class ClipScore:
         return None if not self.gender_named or self.gender_right is None else self.gender_right / self.gender_named
 
 
-LABEL_KEYS = {"visitors", "female", "male", "faces_per_frame"}
+LABEL_KEYS = {"visitors", "female", "male", "faces_per_frame", "viewers"}
+OPTIONAL_KEYS = {"faces_per_frame", "viewers"}  # null or absent: not labelled
 LABELS_LAYOUT = (
     'expected labels.json mapping each clip\'s file name without suffix to {"visitors": N, "female": N, '
-    '"male": N, "faces_per_frame": N or null}'
+    '"male": N, "faces_per_frame": N or null, "viewers": N (optional)}'
 )
 
 
@@ -108,12 +115,14 @@ def read_clip_labels(folder: Path) -> list[tuple[Path, ClipLabel]]:
             raise ClipsError(f"{path}: {name}: expected keys visitors, female, male (and faces_per_frame), got {raw!r}")
         values = {k: raw.get(k) for k in LABEL_KEYS}
         for key, value in values.items():
-            if not (isinstance(value, int) and value >= 0) and not (key == "faces_per_frame" and value is None):
+            if not (isinstance(value, int) and value >= 0) and not (key in OPTIONAL_KEYS and value is None):
                 raise ClipsError(f"{path}: {name}.{key}: expected a count >= 0, got {value!r}")
         if name not in files:
             raise ClipsError(f"{path}: {name}: no video named {name}.* in {folder}")
         per_frame = values["faces_per_frame"]
-        label = ClipLabel(name, int(raw["visitors"]), int(raw["female"]), int(raw["male"]), per_frame)
+        label = ClipLabel(
+            name, int(raw["visitors"]), int(raw["female"]), int(raw["male"]), per_frame, values["viewers"]
+        )
         out.append((files[name], label))
     return out
 
@@ -128,13 +137,17 @@ def score_clip(analyzer: Analyzer, make_tracker: Callable[[], Tracker], path: Pa
     n_frames = boxes = 0
     found = extra = 0
     named = right = 0
+    attention = tracker.attention
+    viewers, looked = 0, 0.0
     one_gender = (
         "female" if label.female == label.visitors > 0 else "male" if label.male == label.visitors > 0 else None
     )
 
     def settle(update: TrackerUpdate) -> None:
-        nonlocal female, male, unknown
+        nonlocal female, male, unknown, viewers, looked
         for ended in update.ended:
+            looked += ended.attention_s or 0.0
+            viewers += (ended.attention_s or 0.0) >= attention.min_s
             gender = ended.attributes.gender if ended.attributes else None
             female += gender == "female"
             male += gender == "male"
@@ -179,6 +192,9 @@ def score_clip(analyzer: Analyzer, make_tracker: Callable[[], Tracker], path: Pa
         boxes=boxes,
         gender_named=named if one_gender is not None else None,
         gender_right=right if one_gender is not None else None,
+        viewers=viewers if attention.enabled else None,
+        viewers_truth=label.viewers,
+        attention_s=round(looked, 1) if attention.enabled else None,
     )
 
 
@@ -217,6 +233,9 @@ def total(scores: list[ClipScore]) -> ClipScore:
         boxes=sum(s.boxes for s in scores if s.faces_truth is not None),
         gender_named=add_labelled("gender_named"),
         gender_right=add_labelled("gender_right"),
+        viewers=add_labelled("viewers"),
+        viewers_truth=add_labelled("viewers_truth"),
+        attention_s=None if any(s.attention_s is None for s in scores) else round(add("attention_s"), 1),
     )
 
 
@@ -229,6 +248,12 @@ def as_dict(score: ClipScore) -> dict[str, Any]:
     }
 
 
+def _viewers(s: ClipScore) -> str:
+    if s.viewers is None:
+        return "-"
+    return str(s.viewers) if s.viewers_truth is None else f"{s.viewers}/{s.viewers_truth}"
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
@@ -236,7 +261,7 @@ def _pct(value: float | None) -> str:
 def table(scores: list[ClipScore]) -> str:
     head = (
         f"{'clip':<34} {'frames':>6}  {'visitors':>8}  {'female':>7}  {'male':>7}  {'unknown':>7}  "
-        f"{'recall':>7}  {'extra':>6}  {'gender right (n)':>16}"
+        f"{'recall':>7}  {'extra':>6}  {'gender right (n)':>16}  {'viewers':>7}  {'looked s':>8}"
     )
     lines = [head, "-" * len(head)]
     for s in [*scores, total(scores)]:
@@ -246,13 +271,15 @@ def table(scores: list[ClipScore]) -> str:
         lines.append(
             f"{s.clip[:34]:<34} {s.frames:>6}  {f'{s.visitors}/{s.visitors_truth}':>8}  "
             f"{f'{s.female}/{s.female_truth}':>7}  {f'{s.male}/{s.male_truth}':>7}  {s.unknown:>7}  "
-            f"{_pct(s.recall):>7}  {_pct(s.extra_rate):>6}  {gender:>16}"
+            f"{_pct(s.recall):>7}  {_pct(s.extra_rate):>6}  {gender:>16}  {_viewers(s):>7}  "
+            f"{'-' if s.attention_s is None else f'{s.attention_s:.1f}':>8}"
         )
     lines.append("")
     lines.append(
         "counted/truth; recall: tracked faces per frame (capped at the labelled count) over labelled faces; "
         "extra: tracked faces beyond the label over all tracked faces; gender right: per describable face "
-        "and frame, clips whose visitors share one gender."
+        "and frame, clips whose visitors share one gender; viewers: visitors who looked at the camera for "
+        "attention.min_s (counted/truth where labelled), looked s: their visitors' attention time."
     )
     return "\n".join(lines) + "\n"
 
