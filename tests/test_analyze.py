@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from edge.analyzer import Analyzer, AnalyzerConfig
+from edge.attention import AttentionConfig, looking
 from edge.attributes import VIEW_MARGINS, AttributesConfig, settle_views
 from edge.boxes import iou_matrix
 from edge.cli import main
@@ -25,6 +26,7 @@ from edge.preprocess import face_views
 from edge.records import Face
 from edge.synthetic import crowd_frame
 
+CLIPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-footage"
 FACE_KEYS = {"box", "score", "age", "gender", "gender_score", "expression", "expression_score"}
 RECORD_KEYS = {"source", "frame", "width", "height", "faces", "timings_ms"}
 
@@ -54,7 +56,7 @@ def test_analyze_json_schema_on_a_real_photo(tmp_path: Path, astronaut: np.ndarr
     assert set(record) == RECORD_KEYS
     assert record["source"] == str(photo) and record["frame"] == 0
     assert (record["width"], record["height"]) == (512, 512)
-    assert set(record["timings_ms"]) == {"detect", "attributes", "total"}
+    assert set(record["timings_ms"]) == {"detect", "pose", "attributes", "total"}
     (face,) = record["faces"]
     assert set(face) == FACE_KEYS
     assert len(face["box"]) == 4 and 0.5 <= face["score"] <= 1
@@ -63,6 +65,43 @@ def test_analyze_json_schema_on_a_real_photo(tmp_path: Path, astronaut: np.ndarr
     assert 10 < face["age"] < 70
     # Eileen Collins is smiling in this portrait.
     assert face["expression"] == "happy"
+
+
+def test_analyze_pose_gives_yaw_pitch_roll_and_looking(tmp_path: Path, astronaut: np.ndarray, capsys) -> None:
+    h, w = astronaut.shape[:2]
+    turn = cv2.getRotationMatrix2D((w / 2, h / 2), 20.0, 1.0)  # 20 deg counter-clockwise on screen
+    rolled = cv2.warpAffine(astronaut, turn, (w, h), borderMode=cv2.BORDER_REFLECT)
+    paths = [write_rgb(tmp_path / "a.png", astronaut), write_rgb(tmp_path / "b.png", rolled)]
+    code, out, err = run_cli(capsys, "analyze", "--json", "--pose", *map(str, paths))
+    assert code == 0, err
+    upright, tilted = (json.loads(line) for line in out.splitlines())
+    assert set(upright["timings_ms"]) == {"detect", "pose", "attributes", "total"}
+    (face,) = upright["faces"]
+    assert set(face) == FACE_KEYS | {"pose", "looking"}
+    # The portrait faces the camera: inside the default cone, and level.
+    assert abs(face["pose"]["yaw"]) < 10 and abs(face["pose"]["pitch"]) < 20 and abs(face["pose"]["roll"]) < 8
+    assert face["looking"] is True
+    # Turning the picture rolls the head the other way on screen and leaves where it looks about the same.
+    (turned,) = tilted["faces"]
+    assert -25 < turned["pose"]["roll"] - face["pose"]["roll"] < -10
+    assert abs(turned["pose"]["yaw"] - face["pose"]["yaw"]) < 10 and turned["looking"] is True
+    _, out, _ = run_cli(capsys, "analyze", str(paths[0]), "--pose")
+    assert "(looking)" in out and "yaw " in out
+
+
+@pytest.mark.skipif(not (CLIPS / "head-pose-face-detection-female.avi").is_file(), reason="no development clips")
+def test_a_head_turned_aside_is_not_looking_and_its_mirror_turns_the_other_way(analyzer: Analyzer) -> None:
+    cap = cv2.VideoCapture(str(CLIPS / "head-pose-face-detection-female.avi"))
+    ok, bgr = cap.read()  # the first frame: her head turned well to the image's left
+    cap.release()
+    assert ok
+    posed = Analyzer(replace(analyzer.config, pose=True))
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    (left,) = [f.detection.pose for f in posed.analyze(rgb)]
+    (right,) = [f.detection.pose for f in posed.analyze(np.ascontiguousarray(rgb[:, ::-1]))]
+    assert left is not None and right is not None
+    assert left.yaw < -30 and right.yaw > 30 and abs(left.yaw + right.yaw) < 5
+    assert not looking(left, AttentionConfig()) and not looking(right, AttentionConfig())
 
 
 def test_ethnicity_is_absent_unless_enabled(tmp_path: Path, astronaut: np.ndarray, capsys) -> None:
@@ -416,6 +455,12 @@ def test_bench_pipeline_reports_the_plan_and_frames_per_resolution(capsys) -> No
     assert [(r["width"], r["height"], r["frames"]) for r in runs] == [(256, 192, 4), (1280, 720, 4)]
     assert runs[0]["passes"] == 1 and runs[1]["passes"] > 1  # HD needs tiles for 20 px faces
     assert all(r["fps"] > 0 for r in runs)
+    # Attention is on by default: every face's head pose is read, and its cost reported.
+    assert set(runs[0]["stage_ms_p50"]) == {"detect", "pose", "track", "attributes"}
+    assert all(r["pose_ms_per_face"] > 0 for r in runs)
+    assert main([*argv, "--resolution", "256x192", "--no-attention"]) == 0
+    (off,) = json.loads(capsys.readouterr().out)["pipeline"]
+    assert off["pose_ms_per_face"] == 0.0
 
 
 def test_bench_refuses_a_bad_resolution(capsys) -> None:

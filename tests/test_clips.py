@@ -33,7 +33,7 @@ def labelled_folder(tmp_path: Path) -> Path:
     write_video(walkers, folder / "walkers.avi")
     write_video(empty, folder / "empty.avi")
     labels = {
-        "walkers": {"visitors": 3, "female": 3, "male": 0, "faces_per_frame": None},
+        "walkers": {"visitors": 3, "female": 3, "male": 0, "faces_per_frame": None, "viewers": 3},
         "empty": {"visitors": 0, "female": 0, "male": 0, "faces_per_frame": 0},
     }
     (folder / "labels.json").write_text(json.dumps(labels))
@@ -50,6 +50,9 @@ def test_clips_are_counted_as_the_daemon_counts(tmp_path: Path, capsys: pytest.C
     assert walkers["visitors"] == 3 and walkers["visitors_truth"] == 3
     assert walkers["male"] == 0 and walkers["female"] + walkers["unknown"] == 3  # the astronaut is a woman
     assert walkers["recall"] is None  # faces_per_frame not labelled
+    # The walkers face the camera as they cross: each is a viewer, for at most the time it was seen.
+    assert walkers["viewers"] == walkers["viewers_truth"] == 3 and empty["viewers_truth"] is None
+    assert 3 * 2.0 < walkers["attention_s"] <= 3 * 5.0
     assert empty["visitors"] == 0 and empty["boxes"] == 0 and empty["extra_rate"] == 0.0
     assert doc["total"]["visitors"] == 3 and doc["total"]["frames"] == walkers["frames"] + empty["frames"]
     # The table names every clip and the total.
@@ -65,6 +68,7 @@ def test_clips_are_counted_as_the_daemon_counts(tmp_path: Path, capsys: pytest.C
         ({"walkers": {"visitors": 1}}, "expected keys visitors, female, male"),
         ({"walkers": {"visitors": -1, "female": 0, "male": 0}}, "walkers.visitors: expected a count >= 0, got -1"),
         ({"missing": {"visitors": 1, "female": 0, "male": 1}}, "no video named missing"),
+        ({"walkers": {"visitors": 1, "female": 0, "male": 0, "viewers": "two"}}, "walkers.viewers: expected a count"),
     ],
 )
 def test_bad_labels_are_named(
