@@ -16,6 +16,7 @@ from edge.detector import DetectorConfig
 from edge.records import Attributes, Detection, HeadPose
 from edge.settings import parse_config
 from edge.tracker import Tracker, TrackerUpdate, TrackingConfig, VisitorEnded
+from edge.window import Window
 
 DT = 0.1  # 10 frames a second
 FRONT = HeadPose(0.0, 0.0, 0.0)
@@ -132,3 +133,17 @@ def test_attention_config_is_validated_with_key_value_and_expectation() -> None:
     assert "attention.min_s" in text and "attention.camera_offset.roll" in text
     off = parse_config({**base, "attention": {"enabled": False}})
     assert dataclasses.replace(off.attention, enabled=True) == AttentionConfig()
+
+
+def test_a_window_with_viewers_reads_back_from_its_payload_unchanged() -> None:
+    # The state store keeps checkpoints and the fleet decodes windows through the payload.
+    people = [VisitorEnded(5.0, Attributes(gender="male", age=30.0), attention_s=a) for a in (2.0, 0.0, 3.0)]
+    a = Aggregator(AggregationConfig(min_cell=1), AttributesConfig(), AttentionConfig(), "d", "s")
+    a.observe(TrackerUpdate(ended=tuple(people)), NOON)
+    window = a.snapshot()
+    assert window is not None and window.attention is not None and window.attention.viewers == 2
+    assert Window.from_payload(window.to_payload()) == window
+    off = Aggregator(AggregationConfig(min_cell=1), AttributesConfig(), AttentionConfig(enabled=False), "d", "s")
+    off.observe(TrackerUpdate(ended=tuple(people)), NOON)
+    quiet = off.snapshot()
+    assert quiet is not None and quiet.attention is None and Window.from_payload(quiet.to_payload()) == quiet
