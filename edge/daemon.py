@@ -140,6 +140,7 @@ class Daemon:
                     __version__,
                     window_s=config.aggregation.window_s,
                     cells=breakdown_cells(config.aggregation, config.attributes),
+                    attention=config.attention.enabled,
                 )
                 self.sink = build_sink(config.sink, context, self.store)
             else:

@@ -84,16 +84,18 @@ def mqtt_sink(
     version: str = "t",
     cells: tuple[tuple[str, str], ...] = (),
     window_s: int | None = None,
+    attention: bool = False,
     **kw: Any,
 ) -> MqttSink:
     """A sink with ``FAST`` timings; ``kw`` are config keys (``settings``) or ``DeliveryTiming`` fields
-    (``refused_retry_s=0.5``); ``cells`` are the breakdown cells the config produces."""
+    (``refused_retry_s=0.5``); ``cells`` are the breakdown cells the config produces, ``attention``
+    whether its windows carry viewers."""
     timing = replace(FAST, **{k: v for k, v in kw.items() if k in _TIMINGS})
     config = settings(port, device, **{k: v for k, v in kw.items() if k not in _TIMINGS})
     groups: dict[str, tuple[str, ...]] = {}
     for group, label in cells:
         groups[group] = (*groups.get(group, ()), label)
-    return MqttSink(config, spool, SinkContext(device, version, window_s, groups), timing=timing)
+    return MqttSink(config, spool, SinkContext(device, version, window_s, groups, attention), timing=timing)
 
 
 @dataclass
@@ -220,7 +222,8 @@ HELPER = textwrap.dedent("""
         for seq in range(1, n + 1):
             span = Span("2026-11-23T12:00:00Z", "2026-11-23T12:01:00Z", False)
             dwell = Dwell(0, None, None, None)
-            sink.publish_window(Window("cam1", "shop", span, 60.0, seq, Faces(0, 0.0), dwell, {}, (), "s", seq))
+            window = Window("cam1", "shop", span, 60.0, seq, Faces(0, 0.0), dwell, {}, (), stream="s", seq=seq)
+            sink.publish_window(window)
         print("spooled", flush=True)
     else:
         assert sink.wait_connected(10)

@@ -4,12 +4,15 @@ The faults (outages, dead links, SIGKILL, TLS, refused credentials) are in tests
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -29,12 +32,20 @@ from mqtt_clients import (
 )
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge.aggregator import AggregationConfig, Aggregator
+from edge.attention import AttentionConfig
+from edge.attributes import AttributesConfig
 from edge.config import ConfigError
+from edge.records import Attributes
 from edge.secrets import TlsConfig, read_password
 from edge.sinks import SinkError, build_health, pi_health
+from edge.sinks.discovery import Announcements, DiscoveryDevice
 from edge.sinks.forget import forget_device
 from edge.sinks.jsonl import JsonlSink, JsonlSinkConfig
 from edge.state_store import StateStore
+from edge.tracker import TrackerUpdate, VisitorEnded
+from edge.window import Attention as WindowAttention
+from edge.window import Window
 
 
 def test_windows_in_order_status_and_discovery(
@@ -264,3 +275,124 @@ def test_a_window_from_an_older_config_gets_no_entities_the_current_config_does_
     configs = {m.topic for m in sub.messages if m.topic.startswith("homeassistant/") and m.payload}
     assert configs and not {t for t in configs if "/gender_" in t}
     spool.close()
+
+
+ATTENTION_OBJECTS = {"viewers", "viewer_rate", "attention_sum", "attention_median"}
+GENDERS = (("gender", "female"), ("gender", "male"), ("gender", "unknown"))
+
+
+def test_attention_entities_are_announced_while_attention_is_on_and_cleared_when_it_is_off(
+    mqtt_broker: Broker, tmp_path: Path, subscribers: Callable[..., Subscriber]
+) -> None:
+    cells = (*GENDERS, ("age", "0-17"), ("age", "65+"), ("expression", "happy"))
+    spool = StateStore(tmp_path / "spool.db", 100)
+    with mqtt_sink(mqtt_broker.port, spool, version="1", cells=cells, window_s=60, attention=True) as sink:
+        assert sink.wait_connected(WAIT)
+    on = {
+        t.split("/")[3]: json.loads(p)
+        for t, p in retained_now(mqtt_broker.port, subscribers, ["homeassistant/#"]).items()
+    }
+    viewers_by = {"viewers_gender_female", "viewers_gender_male", "viewers_gender_unknown"}
+    viewers_by |= {"viewers_age_0_17", "viewers_age_65_plus"}  # gender and age only: no viewers by expression
+    assert ATTENTION_OBJECTS | viewers_by <= set(on) and not {o for o in on if o.startswith("viewers_expression")}
+    viewers, rate, total, median = (on[o] for o in ("viewers", "viewer_rate", "attention_sum", "attention_median"))
+    # Like Visitors and Mean dwell: one number a window, unavailable with the device, expiring after two windows.
+    for config in (viewers, rate, total, median, on["viewers_age_65_plus"]):
+        assert config["state_topic"] == COUNTS and config["availability_topic"] == STATUS and config["qos"] == 1
+        assert config["state_class"] == "measurement" and config["force_update"] is True
+        assert config["expire_after"] == on["visitors"]["expire_after"] == 2 * 60 + 60
+        assert config["device"] == on["visitors"]["device"]
+    assert viewers["value_template"] == "{{ value_json.viewers }}" and "unit_of_measurement" not in viewers
+    assert rate["unit_of_measurement"] == "%" and "device_class" not in rate
+    for config in (total, median):
+        assert (config["unit_of_measurement"], config["device_class"]) == ("s", "duration")
+    assert total["value_template"] == "{{ value_json.attention_s.sum }}"
+    assert median["value_template"] == "{{ value_json.attention_s.median }}"
+    assert on["viewers_age_65_plus"]["value_template"] == '{{ value_json.viewers_by.age["65+"] }}'
+    assert on["viewers_age_65_plus"]["name"] == "Viewers age 65 and over"
+    assert on["viewers_gender_female"]["default_entity_id"] == f"sensor.{DEVICE}_viewers_gender_female"
+    assert (viewers["name"], total["name"], median["name"]) == ("Viewers", "Attention", "Median attention")
+
+    # Attention switched off: its entities are cleared, the rest stays; a window spooled while it
+    # was on (it carries viewers) brings none of them back.
+    sub = subscribers(mqtt_broker.port, ["homeassistant/#"])
+    gone = {f"homeassistant/sensor/{DEVICE}/{o}/config" for o in ATTENTION_OBJECTS | viewers_by}
+    with mqtt_sink(mqtt_broker.port, spool, version="1", cells=cells, window_s=60) as sink:
+        assert sink.wait_connected(WAIT)
+        assert sub.wait_for(lambda ms: gone <= {m.topic for m in ms if m.payload == ""}), sub.messages
+        assert set(sink.cleared) == gone
+        sink.publish_window(attention_window(1))
+        assert sink.wait_idle(WAIT)
+    off = {t.split("/")[3] for t in retained_now(mqtt_broker.port, subscribers, ["homeassistant/#"])}
+    assert off == set(on) - ATTENTION_OBJECTS - viewers_by
+    assert {"visitors", "dwell_mean", "gender_female", "age_65_plus", "expression_happy"} <= off
+    spool.close()
+
+
+def attention_window(seq: int) -> Window:
+    """``window(seq)`` as a device with attention on makes it: viewers, some of them suppressed."""
+    return dataclasses.replace(
+        window(seq),
+        attention=WindowAttention(5, 0.714, 21.4, 3.5, {"gender": {"female": 5, "male": None}, "age": {"65+": None}}),
+    )
+
+
+NOON = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc).timestamp()
+_PLAIN = re.compile(r"\{\{ value_json((?:\.\w+|\[\"[^\"]*\"\])+) \}\}")
+_PERCENT = re.compile(r"\{\{ \(value_json\.(\w+) \* 100\) \| round\(1\) if value_json\.\1 is number else none \}\}")
+_MISSING = object()
+
+
+def rendered(template: str, payload: Mapping[str, Any]) -> Any:
+    """What Home Assistant renders for the two template forms discovery writes (tests/ha/check_ha.py
+    checks it with Home Assistant's own Jinja): a payload path, where a null renders "None" (HA:
+    unknown) and a missing key is a template warning (``_MISSING``); or a share as a percentage."""
+    if m := _PERCENT.fullmatch(template):
+        share = payload.get(m.group(1))
+        return round(share * 100, 1) if isinstance(share, int | float) else None
+    m = _PLAIN.fullmatch(template)
+    assert m, f"a template of another form: {template}"
+    value: Any = payload
+    for a, b in re.findall(r"\.(\w+)|\[\"([^\"]*)\"\]", m.group(1)):
+        if not isinstance(value, Mapping) or (a or b) not in value:
+            return _MISSING
+        value = value[a or b]
+    return value
+
+
+def aggregated(looked: list[float], k: int = 1, attention: AttentionConfig | None = None) -> dict[str, Any]:
+    """The payload of a window in which one 30-year-old woman per entry of ``looked`` (her attention
+    seconds) passed by, as the daemon's Aggregator makes it."""
+    a = Aggregator(AggregationConfig(min_cell=k), AttributesConfig(), attention or AttentionConfig(), DEVICE, "s")
+    people = tuple(VisitorEnded(6.0, Attributes(gender="female", age=30.0), attention_s=t) for t in looked)
+    a.observe(TrackerUpdate(ended=people), NOON)
+    (w,) = a.tick(NOON + 60)
+    return w.to_payload()
+
+
+def test_attention_templates_give_the_windows_numbers_and_unknown_where_suppressed() -> None:
+    device = DiscoveryDevice(DEVICE, DEVICE, "1", "homeassistant", COUNTS, STATUS, 60)
+    cells = (*GENDERS, ("age", "25-34"), ("age", "65+"))
+    configs = Announcements(device, cells, attention=True).at_connect()
+    templates = {c["unique_id"].removeprefix(f"{DEVICE}_"): c["value_template"] for _, c in configs}
+
+    def shown(payload: dict[str, Any], *objects: str) -> list[Any]:
+        return [rendered(templates[o], payload) for o in objects]
+
+    figures = ("viewers", "viewer_rate", "attention_sum", "attention_median")
+    by = ("viewers_gender_female", "viewers_gender_male", "viewers_age_25_34", "viewers_age_65_plus")
+    # 3 of 5 looked for at least min_s (1 s): 0.6 -> 60 %, 1 + 2.5 + 4 s, median 2.5 s.
+    seen = aggregated([0.0, 0.99, 1.0, 2.5, 4.0])
+    assert shown(seen, *figures) == [3, 60.0, 7.5, 2.5]
+    assert shown(seen, *by) == [3, 0, 3, 0]
+    assert shown(aggregated([0.0, 1.5, 2.0]), "viewer_rate") == [66.7]  # 0.667, not 66.70000000000002
+    # Nobody looked: 0 viewers, 0 %, 0 s; no median (unknown).
+    assert shown(aggregated([0.0, 0.5, 0.0]), *figures) == [0, 0.0, 0.0, None]
+    # 8 viewers of 10 would tell that 2 did not look (k 5): every viewer figure is null, shown as unknown.
+    withheld = aggregated([2.0] * 8 + [0.0] * 2, k=5)
+    assert shown(withheld, *figures, *by) == [None] * 8
+    assert shown(withheld, "gender_female", "dwell_mean") == [10, 6.0]  # the visitors' own figures stay
+    # A window without attention (switched off, or a schema 2 device): the share renders unknown,
+    # the paths are missing (their entities exist only while the device says attention is on).
+    off = aggregated([2.0], attention=AttentionConfig(enabled=False))
+    assert shown(off, "viewer_rate") == [None] and shown(off, "viewers", "attention_sum") == [_MISSING] * 2

@@ -11,6 +11,10 @@ by waiting for silence: the broker delivers one topic in order, the function nod
 node keep that order, so once the last window published (and its repeat) is in both files,
 everything published before it on that topic has been handled.
 
+The flow passes a window on as the device sent it: visitors and dwell as much as viewers and
+attention time (schema 3 with attention on), their nulls where suppressed, and windows without
+them (attention off, or schema 2 from an older device); a test checks that with such windows.
+
 Needs ``node`` and ``npm ci --prefix edge/integrations/nodered``; skips with that command otherwise.
 """
 
@@ -25,8 +29,8 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +44,7 @@ from edge.aggregator import AggregationConfig, Aggregator
 from edge.attention import AttentionConfig
 from edge.attributes import AttributesConfig
 from edge.state_store import StateStore
+from edge.tracker import TrackerUpdate, VisitorEnded, VisitorStarted
 
 REPO = Path(__file__).resolve().parent.parent
 NODERED_DIR = REPO / "edge" / "integrations" / "nodered"
@@ -63,23 +68,42 @@ N = 20  # windows per phase
 Key = tuple[str, str, int]  # (device, stream, seq)
 
 
-class Stream:
-    """One (device, stream) of windows from the daemon's Aggregator; ``payload(seq)`` is the same bytes each time."""
+Tracks = tuple[VisitorEnded, ...]
 
-    def __init__(self, device: str) -> None:
+
+class Stream:
+    """One (device, stream) of windows from the daemon's Aggregator; ``payload(seq)`` is the same bytes each time.
+
+    ``ended``: the visitors whose track ends in each window, the first ones first (none after them);
+    ``schema``: the schema number an older device would publish them with."""
+
+    def __init__(
+        self,
+        device: str,
+        attention: AttentionConfig | None = None,
+        ended: Sequence[Tracks] = (),
+        schema: int | None = None,
+    ) -> None:
         self.device = device
         self._store = StateStore(Path(":memory:"), 100_000, memory=True)  # numbers them, as on a device
         self.id = self._store.stream
         self._agg = Aggregator(
-            AggregationConfig(window_s=60), AttributesConfig(), AttentionConfig(), device, "nodered-test"
+            AggregationConfig(window_s=60), AttributesConfig(), attention or AttentionConfig(), device, "nodered-test"
         )
         self._agg.tick(0.0)  # opens window 0; each later minute closes one window with the next seq
+        self._ended = list(ended)
+        self._schema = schema
         self._payloads: dict[int, bytes] = {}
 
     def payload(self, seq: int) -> bytes:
         while seq not in self._payloads:
-            for w in self._agg.tick(60.0 * (len(self._payloads) + 1)):
-                numbered = self._store.finish(w)
+            i = len(self._payloads)
+            if i < len(self._ended):
+                people = self._ended[i]
+                update = TrackerUpdate(new_visitors=(VisitorStarted(None),) * len(people), ended=people, frame=False)
+                self._agg.observe(update, 60.0 * i + 30.0)
+            for w in self._agg.tick(60.0 * (i + 1)):
+                numbered = self._store.finish(w if self._schema is None else replace(w, schema=self._schema))
                 assert numbered.seq is not None
                 self._payloads[numbered.seq] = json.dumps(numbered.to_payload()).encode()
         return self._payloads[seq]
@@ -364,3 +388,53 @@ def test_committed_flow_is_what_build_flow_generates(tmp_path: Path) -> None:
         f.write("// edited\n")
     stale = subprocess.run(build, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert stale.returncode == 1 and "out of date" in stale.stderr, stale.stderr
+
+
+ATTENTION_KEYS = {"viewers", "viewer_rate", "attention_s", "viewers_by"}
+
+
+def passers_by(looked: float, n: int) -> Tracks:
+    """``n`` visitors who each looked at the screen for ``looked`` seconds of their 6 s in view."""
+    return (VisitorEnded(6.0, None, attention_s=looked),) * n
+
+
+@needs_nodered
+def test_nodered_carries_viewers_and_attention_as_the_device_sent_them(
+    mqtt_broker: Broker, nodered: Callable[[int, list[dict[str, Any]]], NodeRed]
+) -> None:
+    # min_cell 5: 8 viewers and 6 who did not look are published, 8 and 2 are not (2 is too few).
+    published = passers_by(2.5, 8) + passers_by(0.0, 6)
+    streams = {
+        "viewers": Stream(
+            "cam-viewers", ended=[published, passers_by(2.0, 8) + passers_by(0.5, 2), passers_by(0.0, 6)]
+        ),
+        "attention off": Stream("cam-attention-off", AttentionConfig(enabled=False), ended=[published]),
+        "schema 2": Stream("cam-schema-2", AttentionConfig(enabled=False), ended=[published], schema=2),
+    }
+    red = nodered(mqtt_broker.port, shipped_flow())
+    dev = Device(mqtt_broker.port)
+    try:
+        red.start()
+        red.wait_ready(dev, Stream(PROBE_DEVICE))
+        for stream in streams.values():
+            dev.publish(stream, [1, 2, 3])
+        red.wait_answered(dev, [s.key(q) for s in streams.values() for q in (1, 2, 3)], "the windows")
+        assert red.stop() == 0, red.log()
+    finally:
+        dev.close()
+    accepted = {(r["device"], r["seq"]): r for r in red.accepted.read()}
+    for stream in streams.values():  # every window as it was sent
+        assert [accepted[stream.device, q] for q in (1, 2, 3)] == [json.loads(stream.payload(q)) for q in (1, 2, 3)]
+
+    viewers = [accepted["cam-viewers", q] for q in (1, 2, 3)]
+    assert [(w["visitors"], w["dwell_s"]["mean"]) for w in viewers] == [(14, 6.0), (10, 6.0), (6, 6.0)]
+    assert [(w["viewers"], w["viewer_rate"], w["attention_s"]["sum"]) for w in viewers] == [
+        (8, 0.571, 20.0),
+        (None, None, None),  # 8 viewers of 10 would tell that 2 did not look
+        (0, 0.0, 0.0),
+    ]
+    assert viewers[0]["schema"] == 3 and viewers[0]["attention_s"]["median"] == 2.5
+    for name in ("attention off", "schema 2"):
+        window = accepted[streams[name].device, 1]
+        assert (window["visitors"], window["dwell_s"]["mean"]) == (14, 6.0) and not ATTENTION_KEYS & set(window)
+    assert accepted["cam-schema-2", 1]["schema"] == 2

@@ -32,6 +32,8 @@ class SinkContext:
     window_s: int | None = None  # window length: dashboards expire a value after two missed windows
     # Breakdown group -> the cells the config produces (dashboards get exactly those).
     cells: Mapping[str, tuple[str, ...]] | None = None
+    # Windows carry viewers and attention time (``attention.enabled``): dashboards get those figures.
+    attention: bool = False
 
 
 class SinkError(RuntimeError):

@@ -8,6 +8,10 @@ node's config topics, and clears (empty retained payload, which makes Home
 Assistant remove the entity) every one it does not produce; ``edge forget`` clears
 them all.
 
+With attention on (``SinkContext.attention``) the device also has the viewer sensors (viewers,
+their share, attention time) and one sensor per viewers-by cell; with it off they are not
+produced, so the same clearing removes them.
+
 Each sensor reads one number from the ``counts`` payload, is marked unavailable
 with the device's ``status`` topic, subscribes at QoS 1, and expires (Home
 Assistant shows it unavailable) when no window arrived for two window lengths
@@ -25,6 +29,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from edge.window import VIEWER_BREAKDOWNS
+
 STATUS_ONLINE = "online"
 STATUS_OFFLINE = "offline"
 # Payload keys whose dict values are per-category counts (one sensor per cell).
@@ -33,7 +39,10 @@ MANUFACTURER = "edge-face-analytics"
 MODEL = "Edge face analytics"
 _GROUP_NAMES = {"gender": "Gender", "age": "Age", "expression": "Expression", "ethnicity": "Ethnicity"}
 
-# object id, name, template path, extra fields
+# Cells of ``viewers_by.<group>`` carry this group prefix (the viewers among that breakdown's cell).
+VIEWERS_BY = "viewers_by."
+
+# object id, name, template path, extra fields (a "value_template" there replaces the path's)
 _BASE_SENSORS: tuple[tuple[str, str, tuple[str, ...], dict[str, Any]], ...] = (
     ("visitors", "Visitors", ("visitors",), {"icon": "mdi:account-group"}),
     # Home Assistant's long-term statistics sum a total_increasing sensor per hour and day.
@@ -45,6 +54,31 @@ _BASE_SENSORS: tuple[tuple[str, str, tuple[str, ...], dict[str, Any]], ...] = (
     ),
     ("dwell_mean", "Mean dwell", ("dwell_s", "mean"), {"unit_of_measurement": "s", "device_class": "duration"}),
     ("faces_peak", "Peak faces", ("faces", "peak"), {"icon": "mdi:face-recognition"}),
+)
+
+
+def _percent(key: str) -> str:
+    """A 0..1 share as a percentage; a null (suppressed) share renders "None", which Home Assistant
+    shows as unknown (``None * 100`` would be a template error)."""
+    return f"{{{{ (value_json.{key} * 100) | round(1) if value_json.{key} is number else none }}}}"
+
+
+# Only in windows made with attention on (schema 3): announced while it is on, cleared otherwise.
+_ATTENTION_SENSORS: tuple[tuple[str, str, tuple[str, ...], dict[str, Any]], ...] = (
+    ("viewers", "Viewers", ("viewers",), {"icon": "mdi:eye"}),
+    (
+        "viewer_rate",
+        "Viewer rate",
+        ("viewer_rate",),
+        {"unit_of_measurement": "%", "icon": "mdi:eye-check", "value_template": _percent("viewer_rate")},
+    ),
+    ("attention_sum", "Attention", ("attention_s", "sum"), {"unit_of_measurement": "s", "device_class": "duration"}),
+    (
+        "attention_median",
+        "Median attention",
+        ("attention_s", "median"),
+        {"unit_of_measurement": "s", "device_class": "duration"},
+    ),
 )
 
 
@@ -88,14 +122,34 @@ def _template(*path: str) -> str:
 
 
 def cells_of(payload: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The breakdown cells (group, key) a window payload carries."""
-    return [(g, str(k)) for g in BREAKDOWN_GROUPS if isinstance(payload.get(g), Mapping) for k in payload[g]]
+    """The breakdown cells (group, key) a window payload carries, its viewers-by cells included."""
+    cells = [(g, str(k)) for g in BREAKDOWN_GROUPS if isinstance(payload.get(g), Mapping) for k in payload[g]]
+    by = payload.get("viewers_by")
+    if isinstance(by, Mapping):
+        cells += [(VIEWERS_BY + g, str(k)) for g in VIEWER_BREAKDOWNS if isinstance(by.get(g), Mapping) for k in by[g]]
+    return cells
+
+
+def viewer_cells(cells: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The viewers-by cells that go with breakdown cells (windows split gender and age by viewers)."""
+    return [(VIEWERS_BY + g, k) for g, k in cells if g in VIEWER_BREAKDOWNS]
+
+
+def _cell_sensor(group: str, key: str) -> tuple[str, str, tuple[str, ...], dict[str, Any]]:
+    """Object id, name, template path and extra fields of one cell's sensor."""
+    label = key.replace("+", " and over")
+    if group.startswith(VIEWERS_BY):
+        split = group.removeprefix(VIEWERS_BY)
+        name = f"Viewers {_GROUP_NAMES.get(split, split).lower()} {label}"
+        return f"viewers_{split}_{slug(key)}", name, ("viewers_by", split, key), {"icon": "mdi:eye"}
+    return f"{group}_{slug(key)}", f"{_GROUP_NAMES.get(group, group)} {label}", (group, key), {}
 
 
 def entity_configs(
-    device: DiscoveryDevice, cells: Iterable[tuple[str, str]], base: bool = True
+    device: DiscoveryDevice, cells: Iterable[tuple[str, str]], base: bool = True, attention: bool = False
 ) -> list[tuple[str, dict[str, Any]]]:
-    """(topic, config) for the base sensors (if ``base``) and one sensor per breakdown cell."""
+    """(topic, config) for the base sensors (if ``base``; the viewer sensors too if ``attention``)
+    and one sensor per breakdown cell."""
     block = {
         "identifiers": [device.device_id],
         "name": device.name,
@@ -104,9 +158,9 @@ def entity_configs(
         "sw_version": device.version,
     }
     sensors = list(_BASE_SENSORS) if base else []
-    for group, key in cells:
-        name = f"{_GROUP_NAMES.get(group, group)} {key.replace('+', ' and over')}"
-        sensors.append((f"{group}_{slug(key)}", name, (group, key), {}))
+    if base and attention:
+        sensors += _ATTENTION_SENSORS
+    sensors += [_cell_sensor(group, key) for group, key in cells]
     out = []
     if base and device.health_topic is not None:
         out.append((device.config_topic("storage"), _storage_config(device, block)))
@@ -162,33 +216,43 @@ class Announcements:
     ``cells`` are the breakdown cells the current config produces, announced at every connect; a
     window's cells outside them get no entity (a window made under an older config, spooled or
     recovered from a checkpoint); with no ``cells`` given, every cell a window carries does.
+    ``attention``: windows carry viewers, so the viewer sensors and the viewers-by cells of
+    ``cells`` are produced too; without it they are not, and a retained one is stale.
     """
 
-    def __init__(self, device: DiscoveryDevice, cells: Iterable[tuple[str, str]]) -> None:
+    def __init__(self, device: DiscoveryDevice, cells: Iterable[tuple[str, str]], attention: bool = False) -> None:
         self.device = device
+        self.attention = attention
         self._lock = threading.Lock()
-        self._cells: dict[tuple[str, str], None] = dict.fromkeys(cells)
+        cells = list(cells)
+        self._cells: dict[tuple[str, str], None] = dict.fromkeys(cells + (viewer_cells(cells) if attention else []))
         self._configured = frozenset(self._cells)
         self._wanted: set[str] = set()  # config topics the current config produces
 
     def at_connect(self) -> list[tuple[str, dict[str, Any]]]:
         """(topic, config) for every entity of the device, as far as known now."""
         with self._lock:
-            configs = entity_configs(self.device, list(self._cells))
+            configs = entity_configs(self.device, list(self._cells), attention=self.attention)
             self._wanted.update(topic for topic, _ in configs)
         return configs
 
     def new_cells(self, payload: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         """(topic, config) for the cells of a window not announced yet (and produced by the config)."""
         with self._lock:
-            configured = self._configured
-            new = [c for c in cells_of(payload) if c not in self._cells and (not configured or c in configured)]
+            new = [c for c in cells_of(payload) if c not in self._cells and self._produced(c)]
             if not new:
                 return []
             self._cells.update(dict.fromkeys(new))
             configs = entity_configs(self.device, new, base=False)
             self._wanted.update(topic for topic, _ in configs)
         return configs
+
+    def _produced(self, cell: tuple[str, str]) -> bool:
+        """Whether the current config produces ``cell`` (any cell, with no cells configured; never
+        a viewers-by cell with attention off)."""
+        if cell[0].startswith(VIEWERS_BY) and not self.attention:
+            return False
+        return not self._configured or cell in self._configured
 
     def stale(self, topic: str) -> bool:
         """A retained config of this device that the current config does not produce (to clear)."""

@@ -175,7 +175,8 @@ class MqttSink(Sink):
     Topics (``topic_prefix``, by default ``edge/<device_id>/``): ``status`` (retained online/offline,
     Last Will), ``counts`` (one QoS 1 message per window, not retained), ``health`` (retained), and
     Home Assistant discovery configs under ``<discovery prefix>/sensor/<device_id>/<object>/config``
-    for the base sensors and the breakdown cells ``context`` names.
+    for the base sensors, the viewer sensors (if ``context.attention``) and the breakdown cells
+    ``context`` names.
     """
 
     def __init__(
@@ -210,13 +211,14 @@ class MqttSink(Sink):
             window_s=context.window_s,
             health_topic=self.health_topic,
         )
-        # Every breakdown cell the config produces is announced at connect; retained configs of
-        # this device for anything else are cleared. Cells seen in windows are announced too.
+        # Every breakdown cell the config produces (and, with attention on, the viewer sensors) is
+        # announced at connect; retained configs of this device for anything else are cleared.
+        # Cells seen in windows are announced too.
         cells = [(group, label) for group, labels in (context.cells or {}).items() for label in labels]
         self._link = Link(  # reads the password and TLS files: SinkError here, before any thread starts
             config,
             timing,
-            Announcements(self.discovery, cells) if config.discovery.enabled else None,
+            Announcements(self.discovery, cells, context.attention) if config.discovery.enabled else None,
             spool,
             device_id=device_id,
             status_topic=self.status_topic,

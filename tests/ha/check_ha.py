@@ -9,20 +9,22 @@ onboarding REST API, sets up MQTT through the REST config flow, and then runs ``
 generated looping video and checks over REST and the websocket API that:
 
 1. the device and one entity per discovery config appear (entity ids are reported against the
-   configs' ``default_entity_id``);
-2. every entity's state follows each window (the daemon starts after Home Assistant's birth
-   message: a state published before it is lost);
+   configs' ``default_entity_id``), the viewer sensors (Viewers, Viewer rate %, Attention and
+   Median attention in s, duration) with their units;
+2. every entity's state follows each window, the viewer sensors' included (the daemon starts after
+   Home Assistant's birth message: a state published before it is lost);
 3. SIGKILL mid-window makes every entity unavailable through the Last Will;
 4. a restart with ``attributes.gender: false`` (and ``min_cell: 3``, so that cells are suppressed)
    publishes the killed run's checkpointed window, removes the gender entities, and they stay away;
 5. SIGSTOP (a hung daemon, a dead network) makes them unavailable after the keepalive, SIGCONT
    brings them back;
-6. ``edge forget`` removes the device from Home Assistant;
-7. ``home-assistant.log`` has no WARNING/ERROR about mqtt, the device or templates;
-8. with ``--statistics``: 5-minute long-term statistics of ``visitors_today`` (Home Assistant's
+6. a restart with ``attention.enabled: false`` removes the viewer entities, and they stay away;
+7. ``edge forget`` removes the device from Home Assistant;
+8. ``home-assistant.log`` has no WARNING/ERROR about mqtt, the device or templates;
+9. with ``--statistics``: 5-minute long-term statistics of ``visitors_today`` (Home Assistant's
    wall clock shifted with libfaketime so that a 5-minute boundary falls early in the run).
 
-A failed assertion in 4 is recorded and the later phases still run. It is a script, not a pytest
+A failed assertion in 4 or 6 is recorded and the later phases still run. It is a script, not a pytest
 module (a minute or two, a 0.8 GB venv, Python >= 3.13). Run it with the project's venv
 (``.venv/bin/python tests/ha/check_ha.py run``). Exit status: 0 when every assertion held, 1 when
 one failed (the temporary directory is kept), 2 on a setup error, 3 when no Python >= 3.13 is
@@ -84,6 +86,13 @@ HOST = "127.0.0.1"
 DEVICE_ID = "ha-check"
 DISCOVERY_PREFIX = "homeassistant"
 WINDOW_S = 5
+# The sensors of windows made with attention on (edge.sinks.discovery): object id -> (unit, device class).
+ATTENTION_SENSORS = {
+    "viewers": (None, None),
+    "viewer_rate": ("%", None),
+    "attention_sum": ("s", "duration"),
+    "attention_median": ("s", "duration"),
+}
 EXIT_FAILED, EXIT_SETUP, EXIT_SKIPPED = 1, 2, 3
 # Problem lines in home-assistant.log that have nothing to do with the daemon (this machine's build).
 UNRELATED_LOG = (
@@ -633,14 +642,34 @@ class Watcher:
 
 _TEMPLATE = re.compile(r"\{\{ value_json((?:\.[A-Za-z_]\w*|\[\"[^\"]*\"\])+) \}\}")
 _SEGMENT = re.compile(r"\.([A-Za-z_]\w*)|\[\"([^\"]*)\"\]")
+_PERCENT = re.compile(
+    r"\{\{ \(value_json\.([A-Za-z_]\w*) \* 100\) \| round\(1\) if value_json\.\1 is number else none \}\}"
+)
+Reader = tuple[str, Callable[[dict[str, Any]], Any]]  # (what it reads, payload -> the value HA shows)
 
 
 def template_path(template: str) -> tuple[str, ...]:
     """``{{ value_json.age["65+"] }}`` -> ("age", "65+"): the payload value a sensor shows."""
     m = _TEMPLATE.fullmatch(template)
     if not m:
-        raise CheckFailed(f"unexpected value_template {template!r}: this check reads only plain value_json paths")
+        raise CheckFailed(f"unexpected value_template {template!r}: this check reads plain value_json paths and shares")
     return tuple(a or b for a, b in _SEGMENT.findall(m.group(1)))
+
+
+def template_reader(template: str) -> Reader:
+    """The payload value a sensor shows: a plain path, or a 0..1 share as a percentage rounded to 0.1
+    (Jinja's round is Python's; a null or missing share renders "None", unknown in HA)."""
+    m = _PERCENT.fullmatch(template)
+    if m is None:
+        path = template_path(template)
+        return ".".join(path), lambda payload: lookup(payload, path)
+    key = m.group(1)
+
+    def percent(payload: dict[str, Any]) -> Any:
+        share = payload.get(key)
+        return round(share * 100, 1) if isinstance(share, int | float) and not isinstance(share, bool) else None
+
+    return f"{key} * 100", percent
 
 
 _MISSING = object()
@@ -666,6 +695,17 @@ def state_matches(state: str, value: Any) -> bool:
         return math.isclose(float(state), float(value), rel_tol=1e-9, abs_tol=1e-9)
     except ValueError:
         return False
+
+
+def is_gender(unique_id: str) -> bool:
+    """A gender cell's entity, or the viewers among one (``gender_female``, ``viewers_gender_female``)."""
+    return "_gender_" in unique_id
+
+
+def is_attention(unique_id: str) -> bool:
+    """An entity that only windows made with attention on feed: the viewer sensors, viewers-by cells."""
+    obj = unique_id.removeprefix(f"{DEVICE_ID}_")
+    return obj in ATTENTION_SENSORS or obj.startswith("viewers_")
 
 
 def ha_slug(text: str) -> str:
@@ -735,7 +775,9 @@ def write_scene(path: Path) -> Path:
     return write_video(scene, path)
 
 
-def daemon_config(workdir: Path, video: Path, broker_port: int, min_cell: int, **attributes: bool) -> dict[str, Any]:
+def daemon_config(
+    workdir: Path, video: Path, broker_port: int, min_cell: int, attention: bool = True, **attributes: bool
+) -> dict[str, Any]:
     return {
         "device_id": DEVICE_ID,
         "site": "ha-check",
@@ -744,6 +786,7 @@ def daemon_config(workdir: Path, video: Path, broker_port: int, min_cell: int, *
         "attributes": {"age": True, "gender": True, "expression": True, **attributes},
         # checkpoint_s 1: a SIGKILL always leaves a checkpointed open window for the next run to publish
         "aggregation": {"window_s": WINDOW_S, "min_cell": min_cell, "checkpoint_s": 1},
+        "attention": {"enabled": attention},
         "sink": {
             "type": "mqtt",
             "host": HOST,
@@ -766,6 +809,7 @@ class Check:
         self.ws: WebSocket
         self.watcher: Watcher
         self.daemons: list[DaemonProc] = []
+        self.daemon_config: Path | None = None  # the last daemon's config (edge forget reads it)
         self.workdir: Path
         self.killed_checkpoint: str | None = None  # window start of the checkpoint a SIGKILL left behind
         self.windows_at_kill = 0
@@ -859,11 +903,15 @@ class Check:
         restarted = time.monotonic()
         configs_b, ids_b = self.phase_restart_without_gender(video, broker, ids_a)
         self.phase_windows("restart without gender", configs_b, ids_b, windows=2)
-        self.assert_gender_stays_away(restarted)
+        self.assert_stays_away("gender", is_gender, restarted)
         self.phase_freeze(ids_b)
+        restarted = time.monotonic()
+        configs_c, ids_c = self.phase_restart_without_attention(video, broker, ids_b)
+        self.phase_windows("restart without attention", configs_c, ids_c, windows=2)
+        self.assert_stays_away("attention", is_attention, restarted)
         if statistics:
-            self.phase_statistics(ids_b)
-        self.phase_forget(ids_b)
+            self.phase_statistics(ids_c)
+        self.phase_forget(ids_c)
 
     # ------------------------------------------------------------------ HA up, owner, MQTT
 
@@ -925,11 +973,14 @@ class Check:
 
     # ------------------------------------------------------------------ the device appears
 
-    def start_daemon(self, video: Path, broker: Broker, name: str, min_cell: int, **attributes: bool) -> DaemonProc:
+    def start_daemon(
+        self, video: Path, broker: Broker, name: str, min_cell: int, attention: bool = True, **attributes: bool
+    ) -> DaemonProc:
         import yaml
 
-        path = self.workdir / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(daemon_config(self.workdir, video, broker.port, min_cell, **attributes)))
+        path = self.daemon_config = self.workdir / f"{name}.yaml"
+        config = daemon_config(self.workdir, video, broker.port, min_cell, attention, **attributes)
+        path.write_text(yaml.safe_dump(config))
         daemon = DaemonProc(self.args.edge_python, path, self.workdir / f"{name}.log")
         self.daemons.append(daemon)
         return daemon
@@ -968,6 +1019,7 @@ class Check:
             configs, _ = self.watcher.snapshot()
             objects = {c["unique_id"].removeprefix(f"{DEVICE_ID}_") for c in configs.values()}
             needed = {"visitors", "visitors_today", "dwell_mean", "faces_peak", "gender_female", "age_65_plus"}
+            needed |= {*ATTENTION_SENSORS, "viewers_gender_female", "viewers_age_65_plus"}
             return configs if needed <= objects else None
 
         configs = wait_for("the daemon's discovery configs on the broker", configs_published, 120, 0.2)
@@ -1023,6 +1075,7 @@ class Check:
                     wrong.append(f"{ids[cfg['unique_id']]}.{key}: config {cfg.get(key)!r}, HA {attrs.get(key)!r}")
         if wrong:
             raise CheckFailed("entity attributes differ from the discovery configs:\n" + "\n".join(wrong))
+        self.check_attention_sensors(states, ids)
 
         # status is retained "online": every entity turns available (before the first window: "unknown").
         def available() -> dict[str, dict[str, Any]] | None:
@@ -1036,17 +1089,33 @@ class Check:
         wait_for("the Storage sensor to say ok", lambda: self.api.states()[storage]["state"] == "ok" or None, 60, 0.5)
         return configs, ids
 
+    def check_attention_sensors(self, states: dict[str, dict[str, Any]], ids: dict[str, str]) -> None:
+        """The viewer sensors as HA shows them: one number a window, with their units."""
+        shown, wrong = {}, []
+        for obj, (unit, device_class) in ATTENTION_SENSORS.items():
+            entity = ids[f"{DEVICE_ID}_{obj}"]
+            attrs = states[entity]["attributes"]
+            got = (attrs.get("unit_of_measurement"), attrs.get("device_class"), attrs.get("state_class"))
+            shown[obj] = {"entity_id": entity, "unit": got[0], "device_class": got[1], "state_class": got[2]}
+            if got != (unit, device_class, "measurement"):
+                wrong.append(f"{entity}: HA {got}, expected {(unit, device_class, 'measurement')}")
+            log(f"attention sensor {entity}: unit {got[0]}, device_class {got[1]}, state_class {got[2]}")
+        self.findings["attention_sensors"] = shown
+        if wrong:
+            raise CheckFailed("attention sensors with the wrong units or classes:\n" + "\n".join(wrong))
+
     # ------------------------------------------------------------------ states follow the windows
 
     def phase_windows(self, label: str, configs: dict[str, dict[str, Any]], ids: dict[str, str], windows: int) -> None:
         """For ``windows`` successive windows: every entity shows the window's value (a window that
         arrives while polling replaces the one awaited), and Visitors' last_updated moves each time."""
         # The window sensors; the Storage sensor reads the health topic (checked in phase_discovery).
-        paths = {
-            ids[c["unique_id"]]: template_path(c["value_template"])
+        readers = {
+            ids[c["unique_id"]]: template_reader(c["value_template"])
             for c in configs.values()
             if c["state_topic"].endswith("/counts")
         }
+        attention = {obj: ids[f"{DEVICE_ID}_{obj}"] for obj in ATTENTION_SENSORS if f"{DEVICE_ID}_{obj}" in ids}
         visitors = ids[f"{DEVICE_ID}_visitors"]
         today = ids[f"{DEVICE_ID}_visitors_today"]
         _, seen = self.watcher.snapshot()
@@ -1074,9 +1143,9 @@ class Check:
                 states = self.api.states()
                 mismatch = [
                     f"{e}: HA {states.get(e, {}).get('state')!r}, window seq {payload['seq']} "
-                    f"{'.'.join(p)} = {lookup(payload, p) if lookup(payload, p) is not _MISSING else '(missing)'}"
-                    for e, p in paths.items()
-                    if not state_matches(states.get(e, {}).get("state", "absent"), lookup(payload, p))
+                    f"{what} = {read(payload) if read(payload) is not _MISSING else '(missing)'}"
+                    for e, (what, read) in readers.items()
+                    if not state_matches(states.get(e, {}).get("state", "absent"), read(payload))
                 ]
                 if mismatch or states[visitors]["last_updated"] == previous:
                     return None
@@ -1099,10 +1168,14 @@ class Check:
                     "visitors": payload["visitors"],
                     "today": payload["today"]["visitors"],
                     "ha_after_s": round(time.monotonic() - arrived, 2),
-                    "null_cells": sorted(".".join(p) for p in paths.values() if lookup(payload, p) is None),
+                    "null_cells": sorted(what for what, read in readers.values() if read(payload) is None),
                 }
             )
             log(f"{label}: window seq {payload['seq']} shown by every entity ({matched[-1]['ha_after_s']} s)")
+            if attention:
+                figures = {obj: [readers[e][1](payload), states[e]["state"]] for obj, e in attention.items()}
+                matched[-1]["attention"] = figures
+                log(f"{label}: window seq {payload['seq']} attention (window -> HA): {figures}")
         self.findings.setdefault("windows", {})[label] = matched
         self.mark(f"windows_{label.replace(' ', '_')}_s", t_phase)
 
@@ -1141,7 +1214,7 @@ class Check:
     def phase_restart_without_gender(
         self, video: Path, broker: Broker, ids_a: dict[str, str]
     ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-        gender = {u: e for u, e in ids_a.items() if u.startswith(f"{DEVICE_ID}_gender_")}
+        gender = {u: e for u, e in ids_a.items() if is_gender(u)}
         kept = {u: e for u, e in ids_a.items() if u not in gender}
         t = time.monotonic()
         # min_cell 3 as well: suppressed cells (null in the payload) must show as "unknown", not fail a template
@@ -1178,14 +1251,56 @@ class Check:
             wait_for("the gender entities removed from HA", removed, 20, 0.3)
             self.findings["restart_to_gender_removed_s"] = self.mark("restart_to_gender_removed_s", t)
         except CheckFailed as exc:
-            self.soft_fail(f"{exc}; gender discovery configs on the broker since the restart:\n" + self.timeline(t))
-        self.findings["gender_configs_since_restart"] = self.timeline(t).splitlines()
-        configs_b = {k: c for k, c in self.watcher.snapshot()[0].items() if "_gender_" not in c["unique_id"]}
+            self.soft_fail(
+                f"{exc}; gender discovery configs on the broker since the restart:\n" + self.timeline(t, is_gender)
+            )
+        self.findings["gender_configs_since_restart"] = self.timeline(t, is_gender).splitlines()
+        configs_b = {k: c for k, c in self.watcher.snapshot()[0].items() if not is_gender(c["unique_id"])}
         return configs_b, kept
 
-    def timeline(self, since: float, part: str = "/gender_") -> str:
+    def phase_restart_without_attention(
+        self, video: Path, broker: Broker, ids_b: dict[str, str]
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+        """A clean stop, then the same config with ``attention.enabled: false``: the viewer entities
+        leave HA, the others come back."""
+        rc = self.daemons[-1].signal(signal.SIGTERM)
+        if rc != 0:
+            raise CheckFailed(f"the daemon exited with {rc} after SIGTERM")
+        attention = {u: e for u, e in ids_b.items() if is_attention(u)}
+        kept = {u: e for u, e in ids_b.items() if u not in attention}
+        t = time.monotonic()
+        self.start_daemon(video, broker, "daemon-c", min_cell=3, attention=False, gender=False)
+
+        def back() -> bool:
+            self.daemons[-1].alive_or_fail()
+            states = self.api.states()
+            return all(states.get(e, {}).get("state") not in (None, "unavailable") for e in kept.values())
+
+        wait_for("the entities without attention available again", back, 60, 0.3)
+        self.mark("restart_without_attention_to_available_s", t)
+
+        def removed() -> bool:
+            ids = self.registry()
+            states = self.api.states()
+            return not any(u in ids for u in attention) and not any(e in states for e in attention.values())
+
+        try:
+            wait_for("the attention entities removed from HA", removed, 20, 0.3)
+            self.findings["restart_to_attention_removed_s"] = self.mark("restart_to_attention_removed_s", t)
+            log(f"attention entities removed from HA's states and registry: {sorted(attention.values())}")
+        except CheckFailed as exc:
+            configs = self.timeline(t, is_attention)
+            self.soft_fail(f"{exc}; attention discovery configs on the broker since the restart:\n{configs}")
+        self.findings["attention_configs_since_restart"] = self.timeline(t, is_attention).splitlines()
+        configs_c = {k: c for k, c in self.watcher.snapshot()[0].items() if not is_attention(c["unique_id"])}
+        return configs_c, kept
+
+    def timeline(self, since: float, member: Callable[[str], bool]) -> str:
+        """The config messages since ``since`` of the entities ``member`` picks (by unique id)."""
         with self.watcher.cv:
-            events = [e for e in self.watcher.config_events if e[0] >= since and part in e[1]]
+            events = [
+                e for e in self.watcher.config_events if e[0] >= since and member(f"{DEVICE_ID}_{e[1].split('/')[-2]}")
+            ]
         return "\n".join(
             f"+{at - since:.2f} s {topic}: {'config (retained)' if present else 'empty payload (cleared)'}"
             for at, topic, present in events
@@ -1217,18 +1332,17 @@ class Check:
         wait_for("every entity available again after SIGCONT (reconnect, status online)", available, 60)
         self.findings["sigcont_to_available_s"] = self.mark("sigcont_to_available_s", t)
 
-    def assert_gender_stays_away(self, restarted: float) -> None:
-        """After windows of the restarted daemon: no gender config on the broker, no gender entity in HA."""
+    def assert_stays_away(self, what: str, member: Callable[[str], bool], restarted: float) -> None:
+        """After windows of the restarted daemon: no config on the broker, no entity in HA of those
+        ``member`` picks (by unique id), the ``what`` the new config switched off."""
         ids = self.registry()
-        back = sorted(ids[u] for u in ids if u.startswith(f"{DEVICE_ID}_gender_"))
-        retained = sorted(
-            k.split("/")[-2] for k, c in self.watcher.snapshot()[0].items() if "_gender_" in c["unique_id"]
-        )
+        back = sorted(ids[u] for u in ids if member(u))
+        retained = sorted(k.split("/")[-2] for k, c in self.watcher.snapshot()[0].items() if member(c["unique_id"]))
         if back or retained:
-            msg = f"gender entities present after the restart with gender: false: HA {back}, retained {retained}"
-            if not any(f.startswith("timed out") and "gender" in f for f in self.failures):
-                self.soft_fail(msg + "\n" + self.timeline(restarted))
-            self.findings["gender_after_restart"] = {"ha": back, "retained_configs": retained}
+            msg = f"{what} entities present after the restart without {what}: HA {back}, retained {retained}"
+            if not any(f.startswith("timed out") and what in f for f in self.failures):
+                self.soft_fail(msg + "\n" + self.timeline(restarted, member))
+            self.findings[f"{what}_after_restart"] = {"ha": back, "retained_configs": retained}
 
     # ------------------------------------------------------------------ long-term statistics
 
@@ -1295,7 +1409,8 @@ class Check:
             raise CheckFailed(f"the daemon exited with {rc} after SIGTERM")
         self.mark("sigterm_exit_s", t)
         t = time.monotonic()
-        config = self.workdir / "daemon-b.yaml"
+        config = self.daemon_config
+        assert config is not None
         out = subprocess.run(
             [self.args.edge_python, "-m", "edge.cli", "forget", "--config", str(config)],
             capture_output=True,
