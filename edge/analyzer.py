@@ -77,11 +77,11 @@ class Analyzer:
         manifest = Manifest(config.model_dir)
         key = "detector" if config.detector_input == 512 else f"detector_{config.detector_input}"
         mesh = None
-        if (config.face_check or config.align or config.pose) and FACE_MESH_KEY in manifest.models:
-            mesh = FaceMesh(manifest, config.variant, config.backend, config.threads)  # older sets lack it
-        if config.pose and mesh is None:
-            raise ValueError(f"head pose needs the face mesh, which the model set in {config.model_dir} lacks")
-        self.mesh = mesh if config.pose else None
+        # Older model sets lack the mesh: the face check and turning faces upright do without it;
+        # head pose needs it, and a set without it is refused (ModelError) as any missing model is.
+        if config.pose or ((config.face_check or config.align) and FACE_MESH_KEY in manifest.models):
+            mesh = FaceMesh(manifest, config.variant, config.backend, config.threads)
+        self.pose_mesh = mesh if config.pose else None  # reads head poses (None: pose off)
         check = FaceCheck(mesh) if config.face_check and mesh is not None else None
         self.detector = FaceDetector(
             manifest,
@@ -116,9 +116,9 @@ class Analyzer:
         """The detections with their head pose (None where the mesh finds no face in the box), and
         the mesh readings, which ``AttributeEstimator.estimate`` takes instead of a second run.
         Needs ``AnalyzerConfig.pose``."""
-        if self.mesh is None:
+        if self.pose_mesh is None:
             raise RuntimeError("this analyzer reads no head pose (AnalyzerConfig.pose is off)")
-        readings = [self.mesh.read(frame_rgb, d.box) for d in detections]
+        readings = [self.pose_mesh.read(frame_rgb, d.box) for d in detections]
         posed = [replace(d, pose=head_pose(r.points) if readable(d, r) else None) for d, r in zip(detections, readings)]
         return posed, readings
 
@@ -129,7 +129,7 @@ class Analyzer:
         detections = self.detector.detect(frame_rgb)
         t1 = time.perf_counter()
         readings: list[MeshReading] | None = None
-        if self.mesh is not None:
+        if self.pose_mesh is not None:
             detections, readings = self.read_poses(frame_rgb, detections)
         t2 = time.perf_counter()
         attrs = self.attributes.estimate(frame_rgb, detections, readings)

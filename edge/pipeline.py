@@ -46,7 +46,7 @@ class FramePipeline:
         self._frames += 1
         t1 = time.perf_counter()
         readings: dict[int, MeshReading] = {}
-        if self.analyzer.mesh is not None and detections:
+        if self.analyzer.pose_mesh is not None and detections:
             detections, meshes = self.analyzer.read_poses(pixels, detections)
             readings = {id(d): r for d, r in zip(detections, meshes)}
         t2 = time.perf_counter()

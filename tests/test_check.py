@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -325,3 +326,19 @@ def test_missing_or_corrupt_models_are_errors(tmp_path: Path, capsys: pytest.Cap
     target.write_bytes(target.read_bytes()[:-10])
     code, err = check({"dir": str(models)})
     assert code == 2 and "models.dir" in err and str(target) in err
+    # The face mesh is checked like the others; a set without it (an older one) is refused only while
+    # attention is on, which needs it for head pose.
+    target.write_bytes((DEFAULT_DIR / "age_gender_int8.tflite").read_bytes())
+    mesh = models / "facemesh_int8.tflite"
+    mesh.write_bytes(b"not a model")
+    code, err = check({"dir": str(models)})
+    assert code == 2 and str(mesh) in err
+    manifest = json.loads((models / "manifest.json").read_text())
+    del manifest["models"]["face_mesh"]
+    (models / "manifest.json").write_text(json.dumps(manifest))
+    code, err = check({"dir": str(models)})
+    assert code == 2 and "'face_mesh' is not in" in err
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({**base, "models": {"dir": str(models)}, "attention": {"enabled": False}}))
+    assert main(["check", "--config", str(path)]) == 0

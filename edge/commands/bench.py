@@ -373,7 +373,7 @@ def _pipeline_run(
         times.append((time.perf_counter() - t0) * 1000)
         for stage, ms in zip(stages, (result.detect_ms, result.pose_ms, result.track_ms, result.attributes_ms)):
             stages[stage].append(ms)
-        posed += len(result.detections) if analyzer.mesh is not None else 0
+        posed += len(result.detections) if analyzer.pose_mesh is not None else 0
     elapsed = time.perf_counter() - t_start
     q = max(1, len(times) // 4)
     return {
