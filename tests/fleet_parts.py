@@ -28,12 +28,20 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def window_payload(
-    device: str, stream: str, seq: int, *, site: str = "shop", minute: int | None = None, visitors: int | None = 7
+    device: str,
+    stream: str,
+    seq: int,
+    *,
+    site: str = "shop",
+    minute: int | None = None,
+    visitors: int | None = 7,
+    attention: bool = False,
 ) -> dict[str, Any]:
-    """A schema-2 window (edge/schemas/window.schema.json) with breakdowns that obey min_cell 5."""
+    """A schema-2 window (edge/schemas/window.schema.json) with breakdowns that obey min_cell 5;
+    with ``attention`` a schema-3 one whose 5 viewers of the 10 ended visitors are published."""
     start = datetime(2026, 12, 1, tzinfo=timezone.utc) + timedelta(minutes=seq if minute is None else minute)
     iso = "%Y-%m-%dT%H:%M:%SZ"
-    return {
+    doc: dict[str, Any] = {
         "schema": 2,
         "device": device,
         "site": site,
@@ -48,6 +56,21 @@ def window_payload(
         "gender": {"female": 5, "male": 5, "unknown": 0},
         "age": {"18-24": 5, "25-34": None, "35-44": None, "unknown": 0},
         "suppressed": ([] if visitors is not None else ["visitors"]) + ["age.25-34", "age.35-44"],
+    }
+    if not attention:
+        return doc
+    suppressed = doc.pop("suppressed")
+    return {
+        **doc,
+        "schema": 3,
+        "viewers": 5,
+        "viewer_rate": 0.5,
+        "attention_s": {"sum": 31.5, "median": 5.5},
+        "viewers_by": {
+            "gender": {"female": 0, "male": 5, "unknown": 0},
+            "age": {"18-24": 0, "25-34": None, "35-44": None, "unknown": 0},
+        },
+        "suppressed": [*suppressed, "viewers_by.age.25-34", "viewers_by.age.35-44"],
     }
 
 
@@ -158,7 +181,9 @@ class Device:
     def publish(self, n: int) -> None:
         for _ in range(n):
             self._seq += 1
-            self.sink.publish_window(Window.from_payload(window_payload(self.name, self.stream, self._seq)))
+            # Every other window from a device that measures attention (schema 3), the rest schema 2.
+            doc = window_payload(self.name, self.stream, self._seq, attention=self._seq % 2 == 0)
+            self.sink.publish_window(Window.from_payload(doc))
             self.handed.append((self.name, self.stream, self._seq))
 
     def close(self) -> None:
@@ -178,10 +203,14 @@ def rollup_mismatches(dbname: str) -> int:
             """
             SELECT count(*) FROM (
                 SELECT date_trunc('hour', window_start, 'UTC') AS hour, site, device, count(*) AS w,
-                       sum(visitors) AS v, sum(dwell_n) AS n
+                       sum(visitors) AS v, sum(dwell_n) AS n, count(*) FILTER (WHERE attention) AS wa,
+                       sum(viewers) AS vw, sum(dwell_n) FILTER (WHERE viewers IS NOT NULL) AS vn,
+                       sum(attention_sum_s) FILTER (WHERE viewers IS NOT NULL) AS att
                 FROM windows GROUP BY 1, 2, 3) a
             FULL JOIN hourly b ON a.hour = b.hour AND a.site = b.site AND a.device = b.device
             WHERE a.w IS DISTINCT FROM b.windows OR a.v IS DISTINCT FROM b.visitors OR a.n IS DISTINCT FROM b.dwell_n
+               OR a.wa IS DISTINCT FROM b.windows_attention OR a.vw IS DISTINCT FROM b.viewers
+               OR a.vn IS DISTINCT FROM b.viewers_n OR a.att IS DISTINCT FROM b.attention_s
             """
         ).fetchone()
         cells = conn.execute(

@@ -473,7 +473,12 @@ def test_the_demo_feeds_a_fleet_collector(tmp_path: Path, mqtt_broker: Broker, p
     with connect(pg_database) as conn:
         devices = {d for (d,) in conn.execute("SELECT DISTINCT device FROM windows")}
         status = conn.execute("SELECT status FROM devices WHERE device = %s", (DEMO_DEVICE,)).fetchone()
+        # The daemon's own windows: schema 3 with attention (on by default), every one stored.
+        kinds = conn.execute("SELECT DISTINCT (payload ->> 'schema')::int, attention FROM windows").fetchall()
+        rejected = conn.execute("SELECT count(*) FROM rejected").fetchone()
     assert devices == {DEMO_DEVICE} and status == ("offline",)  # its goodbye stored too
+    assert kinds == [(3, True)] and rejected == (0,)
+    assert rollup_mismatches(pg_database) == 0
 
 
 def test_config_errors_name_the_key_the_value_and_what_was_expected(tmp_path: Path) -> None:

@@ -7,6 +7,9 @@ devices build them (``edge.aggregator.suppressed_cells``, payloads that follow w
 * ``lobby-2`` has small counts, published as null (suppressed on the device);
 * ``shop-1`` is the only device of its site and has one hour in which every window was suppressed.
 
+``lobby-1`` and ``shop-1`` measure attention (schema 3, viewers split by the device's own rule,
+``edge.viewers.attention_cells``); ``lobby-2`` is an older device (schema 2, no attention).
+
 The page test loads the page in Debian's chromium through chromedriver, waits for the page to say
 it has drawn everything, and looks at the pixels of every chart and at the browser's console.
 """
@@ -47,6 +50,7 @@ from edge.fleet.dashboard import CSP, make_server, serve
 from edge.fleet.messages import WindowRow, parse_window
 from edge.fleet.schema import migrate
 from edge.fleet.store import WindowStore
+from edge.viewers import attention_cells
 
 REPO = Path(__file__).resolve().parent.parent
 VENDOR = REPO / "edge" / "fleet" / "static" / "vendor"
@@ -73,6 +77,7 @@ WEIGHTS = {
     "expression": [0.5, 0.25, 0.04, 0.02, 0.01, 0.01, 0.07, 0.1],
 }
 DEVICES = {"lobby-1": "lobby", "lobby-2": "lobby", "shop-1": "shop"}
+ATTENTION = {"lobby-1", "shop-1"}  # devices that send schema 3 with attention
 
 
 # --- the vendored chart library -----------------------------------------------------------------
@@ -113,19 +118,42 @@ class Fleet:
     suppressed_hour: datetime  # shop-1's hour of suppressed-only windows
     visitors: dict[tuple[str, datetime], int | None]  # (device, window start) -> published visitors
     dwell: dict[tuple[str, datetime], tuple[int | None, float | None]]
+    # (device, window start) -> published viewers and attention_s.sum (the windows that measured it)
+    viewers: dict[tuple[str, datetime], tuple[int | None, float | None]]
 
 
-def _breakdowns(rng: random.Random, ended: int) -> tuple[dict[str, dict[str, int | None]], list[str]]:
-    """Each ended visitor's cells, then the device's suppression (primary and complementary)."""
-    out: dict[str, dict[str, int | None]] = {}
+def _breakdowns(
+    rng: random.Random, times: list[float], attention: bool
+) -> tuple[dict[str, Any], list[str], tuple[int | None, float | None]]:
+    """Each ended visitor's cells, then the device's suppression (primary and complementary); with
+    ``attention`` about 40 % of them look (for part of their dwell) and the payload's attention keys
+    are made as the aggregator makes them."""
+    out: dict[str, Any] = {}
     paths: list[str] = []
+    people: dict[str, list[str]] = {}
+    every: dict[str, dict[str, int]] = {}
+    hidden: dict[str, set[str]] = {}
     for name, labels in CELLS.items():
-        counts = Counter(rng.choices(labels, weights=WEIGHTS[name], k=ended))
-        cells = {label: counts.get(label, 0) for label in labels}
-        hidden = suppressed_cells(cells, K)
-        out[name] = {c: (None if c in hidden else v) for c, v in cells.items()}
-        paths += [f"{name}.{c}" for c in labels if c in hidden]
-    return out, paths
+        people[name] = rng.choices(labels, weights=WEIGHTS[name], k=len(times))
+        counts = Counter(people[name])
+        every[name] = {label: counts.get(label, 0) for label in labels}
+        hidden[name] = suppressed_cells(every[name], K)
+        out[name] = {c: (None if c in hidden[name] else v) for c, v in every[name].items()}
+        paths += [f"{name}.{c}" for c in labels if c in hidden[name]]
+    if not attention:
+        return out, paths, (None, None)
+    lookers = [i for i in range(len(times)) if rng.random() < 0.4]
+    looked = [round(rng.uniform(1.0, times[i]), 1) for i in lookers]
+    split = ("gender", "age")
+    counts_of = {name: Counter(people[name][i] for i in lookers) for name in split}
+    a, more = attention_cells(looked, len(times), counts_of, {n: every[n] for n in split}, hidden, K)
+    out.update(
+        viewers=a.viewers,
+        viewer_rate=a.rate,
+        attention_s={"sum": a.seconds_sum, "median": a.seconds_median},
+        viewers_by={name: dict(cells) for name, cells in a.by.items()},
+    )
+    return out, paths + more, (a.viewers, a.seconds_sum)
 
 
 def _visitors(rng: random.Random, device: str, start: datetime, suppressed_hour: datetime) -> int:
@@ -150,6 +178,7 @@ def _insert(dbname: str) -> Fleet:
     suppressed_hour = end.replace(minute=0, second=0, microsecond=0) - timedelta(hours=6)
     visitors: dict[tuple[str, datetime], int | None] = {}
     dwell: dict[tuple[str, datetime], tuple[int | None, float | None]] = {}
+    viewers: dict[tuple[str, datetime], tuple[int | None, float | None]] = {}
     rows: list[WindowRow] = []
     for device, site in DEVICES.items():
         stream = str(uuid.uuid4())
@@ -162,7 +191,7 @@ def _insert(dbname: str) -> Fleet:
             times = sorted(rng.uniform(2, 90) for _ in range(ended))
             dwell_n = None if 1 <= ended < K else ended
             mean = round(sum(times) / ended, 2) if dwell_n else None
-            cells, paths = _breakdowns(rng, ended)
+            cells, paths, attention = _breakdowns(rng, times, device in ATTENTION)
             peak = min(true_v, rng.randint(1, 6)) if true_v else 0
             peak_published = None if 1 <= peak < K else peak
             today[start.date()] += published_v or 0
@@ -172,7 +201,7 @@ def _insert(dbname: str) -> Fleet:
             if dwell_n is None and ended:
                 suppressed += ["dwell_s.n", "dwell_s.mean", "dwell_s.p50", "dwell_s.p90"]
             payload = {
-                "schema": 2,
+                "schema": 3 if device in ATTENTION else 2,
                 "device": device,
                 "site": site,
                 "stream": stream,
@@ -199,6 +228,8 @@ def _insert(dbname: str) -> Fleet:
                 check_schema("window", payload)
             visitors[(device, start)] = published_v
             dwell[(device, start)] = (dwell_n, mean)
+            if device in ATTENTION:
+                viewers[(device, start)] = attention
             row = parse_window(f"edge/{device}/counts", json.dumps(payload).encode(), device)
             assert isinstance(row, WindowRow), row
             rows.append(row)
@@ -244,7 +275,7 @@ def _insert(dbname: str) -> Fleet:
             " last_window_end = excluded.last_window_end, last_seen = excluded.last_seen",
             devices,
         )
-    return Fleet(dbname, now, suppressed_hour, visitors, dwell)
+    return Fleet(dbname, now, suppressed_hour, visitors, dwell, viewers)
 
 
 @pytest.fixture(scope="module")
@@ -352,6 +383,8 @@ def test_summary_matches_the_inserted_windows(fleet: Fleet, base_url: str) -> No
     expected = sum(n * m for n, m in pairs if m is not None) / sum(n for n, m in pairs if m is not None)
     assert dwell["shop"]["values"][day] == pytest.approx(expected, abs=0.051)
 
+    _check_attention(fleet, data, hours)
+
     # Gender and age mix: n is the site's published ended visitors; cells null or >= k, never above n.
     mix = {(m["site"], m["attribute"]): m for m in data["mix"]}
     assert set(mix) == {(s, a) for s in ("lobby", "shop") for a in ("gender", "age", "expression")}
@@ -370,6 +403,46 @@ def test_summary_matches_the_inserted_windows(fleet: Fleet, base_url: str) -> No
     assert devices["lobby-2"]["online"] is False and devices["lobby-2"]["status"] == "online"
     assert devices["shop-1"]["online"] is False and devices["shop-1"]["spool_depth"] is None
     assert devices["lobby-1"]["last_seen"].endswith("Z")
+
+
+def _check_attention(fleet: Fleet, data: dict[str, Any], hours: list[datetime]) -> None:
+    """Viewers and attention minutes per site hour: the sums of what the windows that measured
+    attention published, shown only where the viewers, the non-viewers of those windows and the
+    hour's dwell_n minus its viewers are each 0 or >= k (else withheld); an hour in which no window
+    measured attention (lobby-2 alone) is a gap, not withheld."""
+    att = data["attention"]
+    assert att["hours"] == data["hourly"]["hours"]
+    viewers = {s["name"]: s for s in att["viewers"]}
+    minutes = {s["name"]: s for s in att["minutes"]}
+    assert set(viewers) == set(minutes) == {"lobby", "shop"}
+    # (site, hour) -> [viewers, their windows' dwell_n, every dwell_n, attention seconds, measured]
+    sums: dict[tuple[str, datetime], list[Any]] = defaultdict(lambda: [None, 0, 0, 0.0, 0])
+    for (device, start), (n, _mean) in fleet.dwell.items():
+        acc = sums[(DEVICES[device], start.replace(minute=0))]
+        acc[2] += n or 0
+        if (device, start) in fleet.viewers:
+            acc[4] += 1
+            v, seconds = fleet.viewers[(device, start)]
+            if v is not None:
+                assert n is not None and seconds is not None
+                acc[0], acc[1], acc[3] = (acc[0] or 0) + v, acc[1] + n, acc[3] + seconds
+    safe = lambda x: x == 0 or x >= K  # noqa: E731
+    shown = withheld = 0
+    for site in ("lobby", "shop"):
+        for i, hour in enumerate(hours):
+            v, vn, n, seconds, measured = sums.get((site, hour), [None, 0, 0, 0.0, 0])
+            ok = v is not None and safe(v) and safe(vn - v) and safe(n - v)
+            assert viewers[site]["values"][i] == (v if ok else None), (site, hour)
+            assert viewers[site]["hidden"][i] == bool(measured and not ok), (site, hour)
+            if ok:
+                assert minutes[site]["values"][i] == pytest.approx(seconds / 60, abs=0.051), (site, hour)
+            else:
+                assert minutes[site]["values"][i] is None
+            shown += ok and v > 0
+            withheld += bool(measured and not ok)
+    i = hours.index(fleet.suppressed_hour)  # shop-1 hid every count of that hour: viewers too
+    assert viewers["shop"]["values"][i] is None and viewers["shop"]["hidden"][i]
+    assert shown > 20 and withheld >= 1, (shown, withheld)
 
 
 def test_days_parameter(fleet: Fleet, base_url: str) -> None:
@@ -490,10 +563,11 @@ def test_basic_auth(fleet: Fleet, tmp_path: Path) -> None:
 
 # --- the page in chromium --------------------------------------------------------------------------
 
-CANVASES = ("chart-hourly", "chart-daily", "chart-dwell", "chart-gender", "chart-age", "chart-spool")
+CANVASES = ("chart-hourly", "chart-attention", "chart-daily", "chart-dwell", "chart-gender", "chart-age", "chart-spool")
 # A colour each chart must contain: the first site's or device's series, the female share, ...
 SERIES_COLOUR = {
     "chart-hourly": "#2563eb",
+    "chart-attention": "#2563eb",
     "chart-daily": "#2563eb",
     "chart-dwell": "#2563eb",
     "chart-gender": "#db2777",
@@ -589,6 +663,20 @@ return {labels: chart.data.labels.length, lone};
 """
 
 
+# Per dataset of a chart: its data and how many of its points lie, drawn, inside the plot area.
+_DRAWN_JS = """
+const chart = Chart.getChart(document.getElementById(arguments[0]));
+const area = chart.chartArea, out = {};
+chart.data.datasets.forEach((ds, d) => {
+  const points = chart.getDatasetMeta(d).data;
+  const drawn = points.filter((p, i) => ds.data[i] != null && !p.skip && Number.isFinite(p.x) && Number.isFinite(p.y)
+    && p.x >= area.left && p.x <= area.right && p.y >= area.top - 1 && p.y <= area.bottom + 1).length;
+  out[ds.label] = {data: ds.data, drawn};
+});
+return out;
+"""
+
+
 def test_page_draws_every_chart(base_url: str, browser: Any, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -614,6 +702,17 @@ def test_page_draws_every_chart(base_url: str, browser: Any, tmp_path: Path) -> 
         assert area > 100_000, (canvas, p)
         assert p["opaque"] > 0.01 * area and p["colours"] > 20, (canvas, p)
         assert p["series"] > 30, f"{canvas}: its data colour {SERIES_COLOUR[canvas]} is not drawn: {p}"
+
+    # The attention chart draws both series of each site from the stored windows, as the API gives them.
+    _, _, body = _get(base_url + "api/summary")
+    api = json.loads(body)["attention"]
+    drawn = browser.execute_script(_DRAWN_JS, "chart-attention")
+    for key, what in (("viewers", "viewers"), ("minutes", "attention (min)")):
+        for s in api[key]:
+            line = drawn[f"{s['name']} {what}"]
+            assert line["data"] == s["values"], (s["name"], what)
+            assert line["drawn"] == sum(v is not None for v in s["values"]) > 10, (s["name"], what, line)
+    assert any(label.endswith("viewers: withheld (1–4)") for label in drawn), list(drawn)
 
     privacy = browser.find_element(By.ID, "privacy").text
     assert "1 to 4" in privacy and "k = 5" in privacy

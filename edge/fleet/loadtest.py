@@ -87,9 +87,10 @@ def _poll(condition: Callable[[], bool], timeout: float, interval: float, stop: 
 def _payload(device: str, stream: str, seq: int, end: datetime, window_s: int) -> str:
     start = end - timedelta(seconds=window_s)
     iso = "%Y-%m-%dT%H:%M:%SZ"
+    hidden = {"female": None, "male": None, "unknown": 0}
     return dumps(
         {
-            "schema": 2,
+            "schema": 3,
             "device": device,
             "site": f"site{int(device[3:]) // 20:04d}",
             "stream": stream,
@@ -99,11 +100,15 @@ def _payload(device: str, stream: str, seq: int, end: datetime, window_s: int) -
             "visitors": 6,
             "today": {"date": end.strftime("%Y-%m-%d"), "visitors": 6 * seq},
             "faces": {"peak": 5, "mean": 1.4},
-            "dwell_s": {"n": 6, "mean": 14.5, "p50": 12.0, "p90": 30.0},
-            "gender": {"female": None, "male": None, "unknown": 0},
-            "age": {"18-24": 0, "25-34": 6, "35-44": 0, "unknown": 0},
-            "expression": {"neutral": 6, "happy": 0, "unknown": 0},
-            "suppressed": ["gender.female", "gender.male"],
+            "dwell_s": {"n": 10, "mean": 14.5, "p50": 12.0, "p90": 30.0},
+            "viewers": 5,  # attention as edge.viewers publishes it: 5 of the 10 ended visitors looked
+            "viewer_rate": 0.5,
+            "attention_s": {"sum": 21.4, "median": 3.9},
+            "viewers_by": {"gender": hidden, "age": {"18-24": 0, "25-34": 5, "35-44": 0, "unknown": 0}},
+            "gender": hidden,
+            "age": {"18-24": 0, "25-34": 10, "35-44": 0, "unknown": 0},
+            "expression": {"neutral": 10, "happy": 0, "unknown": 0},
+            "suppressed": ["gender.female", "gender.male", "viewers_by.gender.female", "viewers_by.gender.male"],
         }
     )
 
@@ -270,24 +275,11 @@ def main(argv: list[str] | None = None) -> int:
             ctx = mp.get_context("spawn")
             out = ctx.Queue()
             per = -(-args.devices // args.publishers)
-            procs = [
-                ctx.Process(
-                    target=_publisher,
-                    args=(
-                        port,
-                        k * per,
-                        min(per, args.devices - k * per),
-                        args.window_s,
-                        args.health_s,
-                        args.speed,
-                        t0,
-                        duration,
-                        out,
-                    ),
-                )
-                for k in range(args.publishers)
-                if k * per < args.devices
+            timing = (args.window_s, args.health_s, args.speed, t0, duration)
+            spans = [
+                (k * per, min(per, args.devices - k * per)) for k in range(args.publishers) if k * per < args.devices
             ]
+            procs = [ctx.Process(target=_publisher, args=(port, first, n, *timing, out)) for first, n in spans]
             for proc in procs:
                 proc.start()
             rate = args.devices * args.speed / args.window_s
@@ -340,7 +332,11 @@ def main(argv: list[str] | None = None) -> int:
             size = db.execute(
                 "SELECT pg_total_relation_size('windows') / greatest(count(*), 1) FROM windows"
             ).fetchone()
-            devices_rows = db.execute("SELECT count(*) FROM devices WHERE health IS NOT NULL").fetchone()
+            # Devices with health, and what the hourly roll-ups hold of attention (5 viewers a window).
+            devices_rows = db.execute(
+                "SELECT (SELECT count(*) FROM devices WHERE health IS NOT NULL), sum(viewers), sum(windows_attention)"
+                " FROM hourly"
+            ).fetchone()
             dup = db.execute("SELECT count(*) - count(DISTINCT (device, stream, seq)) FROM windows").fetchone()[0]  # type: ignore[index]
         stored = len(rows)
         elapsed = duration
@@ -365,9 +361,10 @@ def main(argv: list[str] | None = None) -> int:
         third = max(1, len(rss) // 3)
         log.info("collector CPU: %.0f s in %.0f s (%.0f%% of one core)", cpu, elapsed, 100.0 * cpu / elapsed)
         log.info(
-            "table windows: %d bytes per window with its indexes; devices with health: %s",
+            "table windows: %d bytes per window with its indexes; devices with health: %s; hourly: %s viewers of %s"
+            " windows with attention",
             size[0] if size else 0,
-            devices_rows[0] if devices_rows else 0,
+            *(devices_rows or (0, 0, 0)),
         )
         log.info(
             "collector RSS MB: first third %.1f, middle %.1f, last third %.1f (min %.1f, max %.1f)",

@@ -23,7 +23,7 @@ from typing import Any
 
 import fastjsonschema
 
-from edge.window import BREAKDOWNS, Window
+from edge.window import BREAKDOWNS, VIEWER_BREAKDOWNS, Window
 
 # A window with every attribute and a dozen age brackets is under 2 KB, a health message under 1.5 KB.
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -31,6 +31,9 @@ MAX_TEXT_CHARS = 256  # any text in a message: a site name, a cell label, a vers
 MAX_COUNT = 2**31 - 1  # the integer columns (visitors, dwell_n, cells)
 MAX_SEQ = 2**63 - 1  # bigint
 STATUSES = ("online", "offline")
+SCHEMAS = (2, 3)  # window payload versions this collector reads (3 adds attention)
+# A window measures attention with all four keys or with none (schema 2, or attention off).
+ATTENTION_KEYS = ("viewers", "viewer_rate", "attention_s", "viewers_by")
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,12 @@ class WindowRow:
     def below_min_cell(self, k: int) -> bool:
         """A count of 1..k-1 published: the device runs with a smaller min_cell than the fleet."""
         w = self.window
-        cells = (c for breakdown in w.breakdowns.values() for c in breakdown.values())
+        cells = [c for breakdown in w.breakdowns.values() for c in breakdown.values()]
+        a = w.attention
+        if a is not None:
+            cells += [c for breakdown in a.by.values() for c in breakdown.values()]
+            if a.viewers is not None and w.dwell.n is not None:
+                cells += [a.viewers, w.dwell.n - a.viewers]  # viewers and those who did not look
         counts = (w.visitors, w.faces.peak, w.dwell.n, *cells)
         return any(c is not None and 1 <= c < k for c in counts)
 
@@ -221,13 +229,32 @@ def _time(text: Any, key: str, where: str = "window") -> datetime:
         raise _Bad(f"{where}.{key} is {_short(text)}, expected a UTC time like 2026-01-01T12:00:00Z") from exc
 
 
+def _attention(doc: dict[str, Any]) -> None:
+    """``_Bad`` unless the window's attention keys are all there or all absent (schema 3), and
+    its viewers are a part of its published ended visitors: the roll-ups subtract one from the other."""
+    present = [key for key in ATTENTION_KEYS if key in doc]
+    if not present:
+        return
+    if doc["schema"] < 3:
+        raise _Bad(f"{present[0]} is a schema 3 key, the window says schema {doc['schema']}")
+    if len(present) < len(ATTENTION_KEYS):
+        missing = next(key for key in ATTENTION_KEYS if key not in doc)
+        raise _Bad(f"{present[0]} without {missing}: a window carries all of {', '.join(ATTENTION_KEYS)} or none")
+    viewers, n = _int(doc, "viewers", nullable=True), doc["dwell_s"]["n"]
+    if viewers is not None and (n is None or viewers > n):
+        raise _Bad(f"viewers is {viewers}, more than the published dwell_s.n ({_short(n)})", "range")
+    cells = [c for name in VIEWER_BREAKDOWNS for c in (doc["viewers_by"].get(name) or {}).values() if c is not None]
+    if any(c > MAX_COUNT for c in cells):
+        raise _Bad(f"a viewers_by cell is over {MAX_COUNT}", "range")
+
+
 def parse_window(topic: str, payload: bytes, topic_device: str) -> WindowRow | Rejected:
-    """A schema-2 window (``edge/schemas/window.schema.json``) of the device its topic names,
-    or why it is not one."""
+    """A window (``edge/schemas/window.schema.json``: schema 2, or 3 with attention) of the device
+    its topic names, or why it is not one."""
     try:
         doc = _load(payload)
-        if isinstance(doc, dict) and doc.get("schema") != 2:
-            raise _Bad(f"schema is {_short(doc.get('schema'))}, this collector reads schema 2")
+        if isinstance(doc, dict) and doc.get("schema") not in SCHEMAS:
+            raise _Bad(f"schema is {_short(doc.get('schema'))}, this collector reads schema 2 and 3")
         _conform(doc, "window.schema.json")
         _own(doc, topic_device)
         try:
@@ -246,6 +273,7 @@ def parse_window(topic: str, payload: bytes, topic_device: str) -> WindowRow | R
         _int(doc["dwell_s"], "n", nullable=True)
         for key in ("mean", "p50", "p90"):
             _num(doc["dwell_s"], key)
+        _attention(doc)
         return WindowRow(
             window=Window.from_payload({**doc, "stream": stream}),
             start=start,

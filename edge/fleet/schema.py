@@ -21,6 +21,11 @@ sum only published values, then apply the rule again with the fleet's
   publishes small counts; each row still obeys the rule, but a difference of
   rows of different periods could expose one of them. The collector counts
   such windows (``below_min_cell`` in its health) and logs the device.
+* viewers (schema 3) are a part of the ended visitors (``dwell_n``): a row
+  shows its summed viewers, viewer_rate and attention seconds only when the
+  viewers, the non-viewers of the windows that published viewers and the
+  row's ``dwell_n`` minus its viewers are each 0 or >= ``min_cell``; else all
+  three are null (as they are where no window measured attention).
 """
 
 from __future__ import annotations
@@ -178,11 +183,13 @@ END $$;
 """
 
 
-def _visitor_view(name: str, period: str, by_device: bool) -> str:
+def _visitor_view(name: str, period: str, by_device: bool, attention: bool = False) -> str:
+    """A visitors view; with ``attention`` (migration 4) its attention columns are added at the end,
+    so ``CREATE OR REPLACE`` keeps the view, its grants and what reads it."""
     device_col = "device" if by_device else "NULL::text AS device"
     group = "1, site, device" if by_device else "1, site"
     return f"""
-CREATE VIEW {name} AS
+CREATE {"OR REPLACE " if attention else ""}VIEW {name} AS
 SELECT date_trunc('{period}', hour, 'UTC') AS period_start,
        site, {device_col},
        sum(windows) AS windows,
@@ -192,9 +199,52 @@ SELECT date_trunc('{period}', hour, 'UTC') AS period_start,
        fleet_cell(sum(visitors)::bigint, fleet_min_cell()) AS visitors,
        fleet_cell(sum(dwell_n)::bigint, fleet_min_cell()) AS dwell_n,
        CASE WHEN fleet_cell(sum(dwell_mean_n)::bigint, fleet_min_cell()) > 0
-            THEN sum(dwell_total_s) / sum(dwell_mean_n) END AS dwell_mean_s
+            THEN sum(dwell_total_s) / sum(dwell_mean_n) END AS dwell_mean_s{_ATTENTION_COLUMNS if attention else ""}
 FROM hourly
 GROUP BY {group};
+"""
+
+
+# Viewers are a part of the ended visitors (dwell_n): a row shows them only where the viewers, the
+# visitors of the same windows who did not look (viewers_n - viewers, which viewer_rate gives away)
+# and the row's dwell_n minus its viewers are each 0 or >= min_cell. Attention seconds go with them.
+_ATTENTION_COLUMNS = """,
+       sum(windows_attention) AS windows_attention,
+       sum(windows_viewers_suppressed) AS windows_viewers_suppressed,
+       CASE WHEN fleet_viewers_shown(sum(viewers)::bigint, sum(viewers_n)::bigint, sum(dwell_n)::bigint)
+            THEN sum(viewers)::bigint END AS viewers,
+       CASE WHEN fleet_viewers_shown(sum(viewers)::bigint, sum(viewers_n)::bigint, sum(dwell_n)::bigint)
+            AND sum(viewers_n) > 0 THEN sum(viewers)::double precision / sum(viewers_n) END AS viewer_rate,
+       CASE WHEN fleet_viewers_shown(sum(viewers)::bigint, sum(viewers_n)::bigint, sum(dwell_n)::bigint)
+            THEN sum(attention_s) END AS attention_s"""
+
+_ATTENTION = """
+-- What each window measured of attention (schema 3 with attention on; false for schema 2). The
+-- previous release refused schema 3, so every row stored before this migration is false and null.
+ALTER TABLE windows
+    ADD COLUMN attention boolean NOT NULL DEFAULT false,
+    ADD COLUMN viewers integer,                 -- null: 1..k-1 viewers or non-viewers, or not measured
+    ADD COLUMN viewer_rate double precision,
+    ADD COLUMN attention_sum_s double precision,
+    ADD COLUMN attention_median_s double precision;
+
+-- Sums over the windows that published viewers (null while none did).
+ALTER TABLE hourly
+    ADD COLUMN windows_attention integer NOT NULL DEFAULT 0,          -- windows that measured attention
+    ADD COLUMN windows_viewers_suppressed integer NOT NULL DEFAULT 0, -- of those, windows with viewers null
+    ADD COLUMN viewers bigint,
+    ADD COLUMN viewers_n bigint,                  -- ended visitors (dwell_n) of the windows that published viewers
+    ADD COLUMN attention_s double precision;      -- their attention_s.sum
+
+-- Whether summed viewers may be shown beside the summed dwell_n: the viewers, the non-viewers of
+-- the same windows and dwell_n minus the viewers each 0 or >= min_cell (edge.viewers, after summing).
+CREATE FUNCTION fleet_viewers_shown(viewers bigint, viewers_n bigint, dwell_n bigint) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+SELECT viewers IS NOT NULL
+       AND fleet_cell(viewers, fleet_min_cell()) IS NOT NULL
+       AND fleet_cell(viewers_n - viewers, fleet_min_cell()) IS NOT NULL
+       AND fleet_cell(coalesce(dwell_n, 0) - viewers, fleet_min_cell()) IS NOT NULL
+$$;
 """
 
 
@@ -245,6 +295,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         3,
         "a device is seen at its own times: last_seen may be unknown (a retained status replayed on subscribe)",
         "ALTER TABLE devices ALTER COLUMN last_seen DROP NOT NULL;",
+    ),
+    Migration(
+        4,
+        "attention (schema 3 windows): viewers and attention seconds in windows, hourly and the visitors views",
+        _ATTENTION
+        + _visitor_view("visitors_hourly", "hour", by_device=True, attention=True)
+        + _visitor_view("visitors_daily", "day", by_device=True, attention=True)
+        + _visitor_view("visitors_hourly_site", "hour", by_device=False, attention=True)
+        + _visitor_view("visitors_daily_site", "day", by_device=False, attention=True),
     ),
 )
 

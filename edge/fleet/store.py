@@ -29,25 +29,33 @@ WITH batch AS (
     SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
         device text, stream uuid, seq bigint, site text, window_start timestamptz, window_end timestamptz,
         partial boolean, observed_s double precision, visitors integer, faces_peak integer, dwell_n integer,
-        dwell_mean double precision, dwell_p50 double precision, dwell_p90 double precision, payload text,
-        topic text)
+        dwell_mean double precision, dwell_p50 double precision, dwell_p90 double precision, attention boolean,
+        viewers integer, viewer_rate double precision, attention_sum_s double precision,
+        attention_median_s double precision, payload text, topic text)
 ),
 new AS (
     INSERT INTO windows (device, stream, seq, site, window_start, window_end, partial, observed_s, visitors,
-                         faces_peak, dwell_n, dwell_mean, dwell_p50, dwell_p90, payload, topic, collector)
+                         faces_peak, dwell_n, dwell_mean, dwell_p50, dwell_p90, attention, viewers, viewer_rate,
+                         attention_sum_s, attention_median_s, payload, topic, collector)
     SELECT device, stream, seq, site, window_start, window_end, partial, observed_s, visitors, faces_peak,
-           dwell_n, dwell_mean, dwell_p50, dwell_p90, payload::jsonb, topic, %(collector)s
+           dwell_n, dwell_mean, dwell_p50, dwell_p90, attention, viewers, viewer_rate, attention_sum_s,
+           attention_median_s, payload::jsonb, topic, %(collector)s
     FROM batch
     ON CONFLICT (device, stream, seq) DO NOTHING
-    RETURNING device, site, window_start, partial, observed_s, visitors, dwell_n, dwell_mean, payload
+    RETURNING device, site, window_start, partial, observed_s, visitors, dwell_n, dwell_mean, attention, viewers,
+              attention_sum_s, payload
 ),
 hours AS (
     INSERT INTO hourly AS h (hour, site, device, windows, windows_partial, windows_suppressed, observed_s,
-                             visitors, dwell_n, dwell_mean_n, dwell_total_s)
+                             visitors, dwell_n, dwell_mean_n, dwell_total_s, windows_attention,
+                             windows_viewers_suppressed, viewers, viewers_n, attention_s)
     SELECT date_trunc('hour', window_start, 'UTC'), site, device, count(*), count(*) FILTER (WHERE partial),
            count(*) FILTER (WHERE visitors IS NULL), sum(observed_s), sum(visitors), sum(dwell_n),
            sum(dwell_n) FILTER (WHERE dwell_mean IS NOT NULL),
-           sum(dwell_n * dwell_mean) FILTER (WHERE dwell_mean IS NOT NULL)
+           sum(dwell_n * dwell_mean) FILTER (WHERE dwell_mean IS NOT NULL),
+           count(*) FILTER (WHERE attention), count(*) FILTER (WHERE attention AND viewers IS NULL),
+           sum(viewers), sum(dwell_n) FILTER (WHERE viewers IS NOT NULL),
+           sum(attention_sum_s) FILTER (WHERE viewers IS NOT NULL)
     FROM new GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
     ON CONFLICT (hour, site, device) DO UPDATE SET
         windows = h.windows + excluded.windows,
@@ -57,7 +65,12 @@ hours AS (
         visitors = fleet_add(h.visitors, excluded.visitors),
         dwell_n = fleet_add(h.dwell_n, excluded.dwell_n),
         dwell_mean_n = fleet_add(h.dwell_mean_n, excluded.dwell_mean_n),
-        dwell_total_s = fleet_add(h.dwell_total_s, excluded.dwell_total_s)
+        dwell_total_s = fleet_add(h.dwell_total_s, excluded.dwell_total_s),
+        windows_attention = h.windows_attention + excluded.windows_attention,
+        windows_viewers_suppressed = h.windows_viewers_suppressed + excluded.windows_viewers_suppressed,
+        viewers = fleet_add(h.viewers, excluded.viewers),
+        viewers_n = fleet_add(h.viewers_n, excluded.viewers_n),
+        attention_s = fleet_add(h.attention_s, excluded.attention_s)
 ),
 cells AS (
     INSERT INTO hourly_cells AS c (hour, site, device, attribute, cell, visitors)
@@ -180,12 +193,27 @@ class WindowStore:
                     "dwell_mean": w.window.dwell.mean,
                     "dwell_p50": w.window.dwell.p50,
                     "dwell_p90": w.window.dwell.p90,
+                    **WindowStore._attention(w),
                     "payload": w.payload,
                     "topic": w.topic,
                 }
                 for w in windows
             ]
         )
+
+    @staticmethod
+    def _attention(w: WindowRow) -> dict[str, Any]:
+        """The window's attention columns: all null (and ``attention`` false) where it measured none."""
+        a = w.window.attention
+        if a is None:
+            return {"attention": False}
+        return {
+            "attention": True,
+            "viewers": a.viewers,
+            "viewer_rate": a.rate,
+            "attention_sum_s": a.seconds_sum,
+            "attention_median_s": a.seconds_median,
+        }
 
     def _insert(self, cur: psycopg.Cursor[Any], windows: Sequence[WindowRow]) -> int:
         row = cur.execute(_STORE_WINDOWS, {"rows": self._json(windows), "collector": self._collector}).fetchone()

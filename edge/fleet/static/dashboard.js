@@ -80,10 +80,10 @@
   }
 
   // Markers at zero for withheld values (hidden from the legend, named in the tooltip).
-  function withheldMarkers(series, colours, k) {
+  function withheldMarkers(series, colours, k, what = "") {
     return series.filter((s) => s.hidden.some(Boolean)).map((s) => ({
       type: "line",
-      label: `${s.name}: withheld (1–${k - 1})`,
+      label: `${s.name}${what}: withheld (1–${k - 1})`,
       data: s.hidden.map((h) => (h ? 0 : null)),
       showLine: false,
       pointStyle: "crossRot",
@@ -106,13 +106,13 @@
   }
 
   // lastOpen: the last point is a period still filling (the current hour): its segment is dashed.
-  function lineChart(canvas, labels, series, colours, k, unit, lastOpen) {
+  function lineDataset(s, label, colour, labels, lastOpen) {
     const last = labels.length - 1;
-    const datasets = series.map((s) => ({
-      label: s.name,
+    return {
+      label,
       data: s.values,
-      borderColor: colours[s.name],
-      backgroundColor: colours[s.name],
+      borderColor: colour,
+      backgroundColor: colour,
       borderWidth: 2,
       // Many points: no dots, except a value with no neighbour, which no line would draw.
       pointRadius: (ctx) => {
@@ -124,7 +124,11 @@
       tension: 0.25,
       spanGaps: false,
       segment: { borderDash: (ctx) => (lastOpen && ctx.p1DataIndex === last ? [5, 4] : undefined) },
-    }));
+    };
+  }
+
+  function lineChart(canvas, labels, series, colours, k, unit, lastOpen) {
+    const datasets = series.map((s) => lineDataset(s, s.name, colours[s.name], labels, lastOpen));
     return new Chart(canvas, {
       type: "line",
       data: { labels, datasets: datasets.concat(withheldMarkers(series, colours, k)) },
@@ -133,6 +137,44 @@
         scales: {
           x: { ticks: { maxRotation: 0, autoSkipPadding: 16 }, grid: { display: false } },
           y: { beginAtZero: true, title: { display: Boolean(unit), text: unit } },
+        },
+        plugins: {
+          legend: legendWithoutMarkers,
+          tooltip: { callbacks: { label: withheldTooltip } },
+        },
+      },
+    });
+  }
+
+  // Viewers per hour and site (solid, left axis) and their attention time in minutes (thin and
+  // dotted, right axis), on the same hours as the visitors chart above it.
+  function attentionChart(data, colours, k) {
+    const labels = data.attention.hours.map(hourLabel);
+    const viewers = data.attention.viewers.map((s) =>
+      ({ ...lineDataset(s, `${s.name} viewers`, colours[s.name], labels, true), yAxisID: "y" }));
+    const minutes = data.attention.minutes.map((s) => ({
+      ...lineDataset(s, `${s.name} attention (min)`, colours[s.name], labels, true),
+      yAxisID: "y1",
+      borderWidth: 1.5,
+      borderDash: [2, 3],
+    }));
+    el("attention-span").textContent = viewers.length
+      ? "· last 48 hours, by site: viewers (left) and their attention time (right, dotted)"
+      : "· no device measured attention in the last 48 hours";
+    return new Chart(el("chart-attention"), {
+      type: "line",
+      data: { labels, datasets: viewers.concat(minutes, withheldMarkers(data.attention.viewers, colours, k, " viewers")) },
+      options: {
+        interaction: { mode: "index", intersect: false },
+        scales: {
+          x: { ticks: { maxRotation: 0, autoSkipPadding: 16 }, grid: { display: false } },
+          y: { beginAtZero: true, position: "left", title: { display: true, text: "viewers" } },
+          y1: {
+            beginAtZero: true,
+            position: "right",
+            grid: { drawOnChartArea: false },
+            title: { display: true, text: "attention, minutes" },
+          },
         },
         plugins: {
           legend: legendWithoutMarkers,
@@ -298,10 +340,11 @@
 
     charts.splice(0).forEach((c) => c.destroy());
     const siteNames = [...new Set(data.hourly.series.map((s) => s.name)
-      .concat(data.dwell.series.map((s) => s.name)))].sort();
+      .concat(data.dwell.series.map((s) => s.name), data.attention.viewers.map((s) => s.name)))].sort();
     const siteColours = colourOf(siteNames);
     charts.push(lineChart(el("chart-hourly"), data.hourly.hours.map(hourLabel), data.hourly.series,
       siteColours, k, "visitors", true));
+    charts.push(attentionChart(data, siteColours, k));
     charts.push(dailyChart(data, k));
     charts.push(lineChart(el("chart-dwell"), data.dwell.days.map(dayLabel), data.dwell.series, siteColours, k,
       "seconds", false));
