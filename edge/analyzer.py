@@ -45,7 +45,7 @@ class AnalyzerConfig:
     # per photo it costs about 4 ms a face, which `edge analyze` pays only when asked (--align).
     align: bool = False
     # Read each face's head pose from the face mesh (edge.head_pose): the daemon does when attention
-    # is on (about 1.5 ms a face on two cores); `edge analyze` when asked (--pose).
+    # is on (about 2 ms a face on two cores); `edge analyze` when asked (--pose).
     pose: bool = False
 
 

@@ -56,7 +56,7 @@ def add_parser(subparsers: Subparsers) -> None:
         "--pose",
         action="store_true",
         help="also each face's head pose (yaw, pitch, roll in degrees) and whether it looks at the camera by the "
-        "default attention cone (+-22.5 deg, no offset); about 1.5 ms a face",
+        "default attention cone (+-22.5 deg, no offset); about 2 ms a face",
     )
     add_analyzer_options(p)
     p.set_defaults(func=run)
