@@ -25,6 +25,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "edge.checks",
             "edge.clock",
             "edge.config",
+            "edge.crossing",
             "edge.detection_plan",
             "edge.integrations",
             "edge.interpreter",

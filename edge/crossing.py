@@ -1,0 +1,71 @@
+"""Where a person is against a counting line and zones: the geometry people counting needs.
+
+A line is two points in frame coordinates normalised to 0..1 (so a config survives a change of
+resolution), with the side people come *in* to named ``left`` or ``right`` of the direction from its
+first point to its second (as seen in the image, y down). A track crosses when the step between two
+of its positions (the foot of its box, where it stands) meets the line segment itself, not its
+extension: someone walking past the end of a door line does not count. Zones are polygons in the
+same coordinates. Pure functions, no state: the tracker keeps the positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+Point = tuple[float, float]
+
+IN, OUT, NONE = 1, -1, 0
+
+
+@dataclass(frozen=True)
+class Line:
+    """A counting line from ``a`` to ``b`` (normalised); ``in_side`` is where "in" lies."""
+
+    a: Point
+    b: Point
+    in_side: str = "left"  # "left" or "right" of a -> b, as seen in the image
+
+    def side(self, p: Point) -> float:
+        """Positive on the ``in`` side, negative on the other, 0 on the line (its extension too)."""
+        (ax, ay), (bx, by) = self.a, self.b
+        # The cross product's sign with y pointing down: positive is to the right of a -> b on screen.
+        right = (bx - ax) * (p[1] - ay) - (by - ay) * (p[0] - ax)
+        return right if self.in_side == "right" else -right
+
+
+def _orient(p: Point, q: Point, r: Point) -> float:
+    return (q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0])
+
+
+def crossing(line: Line, before: Point, after: Point) -> int:
+    """``IN`` or ``OUT`` when the step from ``before`` to ``after`` crosses the line segment from one
+    side to the other, ``NONE`` otherwise. A position exactly on the line is on neither side: the
+    caller passes a track's last position strictly off the line as ``before``, so a foot landing on
+    the line for a frame neither loses the crossing nor counts it twice."""
+    s0, s1 = line.side(before), line.side(after)
+    if s0 == 0 or s1 == 0 or (s0 > 0) == (s1 > 0):
+        return NONE
+    # Strict sides of the step's line for both ends of the segment: the step meets the segment.
+    o1, o2 = _orient(before, after, line.a), _orient(before, after, line.b)
+    if o1 != 0 and o2 != 0 and (o1 > 0) == (o2 > 0):
+        return NONE
+    return IN if s1 > 0 else OUT
+
+
+def inside(polygon: Sequence[Point], p: Point) -> bool:
+    """Whether ``p`` lies inside ``polygon`` (even-odd rule; a point on an edge may go either way)."""
+    x, y = p
+    hit = False
+    n = len(polygon)
+    for i in range(n):
+        (x1, y1), (x2, y2) = polygon[i], polygon[(i + 1) % n]
+        if (y1 > y) != (y2 > y) and x < x1 + (y - y1) * (x2 - x1) / (y2 - y1):
+            hit = not hit
+    return hit
+
+
+def foot(box: tuple[float, float, float, float], width: int, height: int) -> Point:
+    """Where a person stands: the bottom centre of the box, normalised to the frame."""
+    x1, _, x2, y2 = box
+    return ((x1 + x2) / 2 / width, y2 / height)
