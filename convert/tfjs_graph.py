@@ -147,7 +147,24 @@ def _strided_slice(node: dict, inputs: list[tf.Tensor]) -> tf.Tensor:
     return tf.strided_slice(inputs[0], inputs[1], inputs[2], inputs[3], **masks)
 
 
-_OPS: dict[str, Callable[[dict, list[tf.Tensor]], tf.Tensor]] = {
+def _resize_bilinear(node: dict, inputs: list[tf.Tensor]) -> tf.Tensor:
+    attr = node.get("attr", {})
+    return tf.compat.v1.image.resize_bilinear(
+        inputs[0],
+        inputs[1],
+        align_corners=bool(attr.get("align_corners", {}).get("b", False)),
+        half_pixel_centers=bool(attr.get("half_pixel_centers", {}).get("b", False)),
+    )
+
+
+_CAST_TYPES = {"DT_FLOAT": tf.float32, "DT_INT32": tf.int32, "DT_INT64": tf.int64, "DT_BOOL": tf.bool}
+
+
+def _cast(node: dict, inputs: list[tf.Tensor]) -> tf.Tensor:
+    return tf.cast(inputs[0], _CAST_TYPES[node.get("attr", {}).get("DstT", {}).get("type", "DT_FLOAT")])
+
+
+_OPS: dict[str, Callable[[dict, list[tf.Tensor]], tf.Tensor | list[tf.Tensor]]] = {
     "_FusedConv2D": _conv,
     "Conv2D": _conv,
     "FusedDepthwiseConv2dNative": _depthwise,
@@ -177,16 +194,31 @@ _OPS: dict[str, Callable[[dict, list[tf.Tensor]], tf.Tensor]] = {
     "Tanh": lambda n, i: tf.tanh(i[0]),
     "ExpandDims": lambda n, i: tf.expand_dims(i[0], i[1]),
     "StridedSlice": _strided_slice,
+    # MoveNet's feature pyramid (static shapes: Shape folds to a constant in a tf.function).
+    "Cast": _cast,
+    "Shape": lambda n, i: tf.shape(i[0]),
+    "ResizeBilinear": _resize_bilinear,
+    # NanoDet's ONNX export: NCHW kept through transposes, explicit pads, channel splits.
+    "Transpose": lambda n, i: tf.transpose(i[0], i[1]),
+    "PadV2": lambda n, i: tf.pad(i[0], i[1], constant_values=i[2]),
+    "ConcatV2": lambda n, i: tf.concat(i[:-1], axis=i[-1]),
+    "SplitV": lambda n, i: tf.split(i[0], i[1], axis=i[2]),
+    "LeakyRelu": lambda n, i: tf.nn.leaky_relu(i[0], float(n.get("attr", {}).get("alpha", {}).get("f", 0.2))),
+    "SparseToDense": lambda n, i: tf.raw_ops.SparseToDense(
+        sparse_indices=i[0], output_shape=i[1], sparse_values=i[2], default_value=i[3]
+    ),
 }
 
 
 class GraphModel(tf.Module):
     """A tfjs graph model re-expressed as standard TensorFlow ops.
 
-    Calling it with the single input returns ``{signature_output_name: tensor}``.
+    Calling it with the single input returns ``{signature_output_name: tensor}``, or, with
+    ``outputs`` (``{key: node name}``), those inner nodes: a graph can be cut before its own
+    post-processing, which then runs outside the model.
     """
 
-    def __init__(self, model_json: Path) -> None:
+    def __init__(self, model_json: Path, outputs: dict[str, str] | None = None) -> None:
         super().__init__(name=re.sub(r"\W", "_", model_json.stem))  # faceres-deep -> faceres_deep
         spec = json.loads(model_json.read_text())
         if spec.get("format") != "graph-model":
@@ -199,17 +231,32 @@ class GraphModel(tf.Module):
         for name, node in self._nodes.items():
             if node["op"] == "Const" and name not in self._consts:
                 raise ValueError(f"{model_json}: constant {name} has no weights")
-            if node["op"] not in _OPS and node["op"] not in ("Const", "Placeholder"):
-                raise UnsupportedOp(f"{model_json}: node {name} uses unsupported op {node['op']}")
         # Older exports keep the signature under userDefinedMetadata; some name outputs only.
         sig = spec.get("signature") or (spec.get("userDefinedMetadata") or {}).get("signature") or {}
         (placeholder,) = [n for n in self._nodes.values() if n["op"] == "Placeholder"]
         self.input_name = placeholder["name"]
         dims = placeholder.get("attr", {}).get("shape", {}).get("shape", {}).get("dim", [])
         self.input_shape = [int(d["size"]) for d in dims]
-        if not sig.get("outputs"):
+        if outputs is not None:
+            self.outputs = dict(outputs)
+        elif sig.get("outputs"):
+            self.outputs = {key: v["name"].split(":")[0] for key, v in sig["outputs"].items()}
+        else:
             raise ValueError(f"{model_json}: no output signature")
-        self.outputs = {key: v["name"].split(":")[0] for key, v in sig["outputs"].items()}
+        for name in self._reachable():
+            if self._nodes[name]["op"] not in _OPS and self._nodes[name]["op"] not in ("Const", "Placeholder"):
+                raise UnsupportedOp(f"{model_json}: node {name} uses unsupported op {self._nodes[name]['op']}")
+
+    def _reachable(self) -> set[str]:
+        """The nodes the outputs depend on (a cut graph leaves its post-processing out)."""
+        seen: set[str] = set()
+        todo = list(self.outputs.values())
+        while todo:
+            name = todo.pop().lstrip("^").partition(":")[0]
+            if name not in seen:
+                seen.add(name)
+                todo.extend(self._nodes[name].get("input", []))
+        return seen
 
     def _fold_channel_affines(self) -> int:
         """Fold per-channel ``x * a + b`` (Keras BatchNorm after an activation) into the
@@ -281,19 +328,29 @@ class GraphModel(tf.Module):
         return folded
 
     def __call__(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
-        cache: dict[str, tf.Tensor] = {self.input_name: x}
+        results: dict[str, tf.Tensor | list[tf.Tensor]] = {self.input_name: x}
 
-        def value(name: str) -> tf.Tensor:
-            name = name.split(":")[0].lstrip("^")
-            if name in cache:
-                return cache[name]
-            if name in self._consts:
-                return self._consts[name]
+        def value(ref: str) -> tf.Tensor:
+            name, _, index = ref.lstrip("^").partition(":")
+            out = self._consts[name] if name in self._consts else results[name]
+            return out[int(index or 0)] if isinstance(out, list) else out  # SplitV gives several
+
+        # Depth first without recursion: ONNX exports (NanoDet) chain thousands of nodes.
+        todo = [n.partition(":")[0] for n in self.outputs.values()]
+        while todo:
+            name = todo[-1]
+            if name in results or name in self._consts:
+                todo.pop()
+                continue
             node = self._nodes[name]
-            inputs = [value(i) for i in node.get("input", []) if not i.startswith("^")]
-            cache[name] = _OPS[node["op"]](node, inputs)
-            return cache[name]
-
+            refs = [i for i in node.get("input", []) if not i.startswith("^")]
+            missing = [r.partition(":")[0] for r in refs]
+            missing = [m for m in missing if m not in results and m not in self._consts]
+            if missing:
+                todo.extend(missing)
+                continue
+            results[name] = _OPS[node["op"]](node, [value(r) for r in refs])
+            todo.pop()
         return {key: value(name) for key, name in self.outputs.items()}
 
 
