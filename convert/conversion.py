@@ -23,12 +23,13 @@ from edge.interpreter import TfliteModel
 
 from . import datasets as ds
 from .attribute_conversion import convert_attribute_models
-from .catalogue import ALL, DETECTOR, FACE_MESH
+from .catalogue import ALL, DETECTOR, FACE_MESH, PERSON
 from .detector_conversion import convert_detectors, detector_frames, prove_faceapi_counts, reference_photos
 from .face_mesh_conversion import convert_face_mesh
 from .inference import detect
 from .manifest import existing_entries, manifest_document
 from .model_card import write_model_card
+from .person_conversion import convert_person
 from .proof_table import Report
 from .quantize import write_atomic
 from .upstream import fetch
@@ -143,6 +144,12 @@ def run(out_dir: Path, cache_dir: Path, calib_dir: Path | None, only: set[str]) 
             packages[FACE_MESH.source.spec], calib_faces, framed, verif_faces, verif_photos, out_dir, report, calib_dir
         )
         log.info("%s: built, converted and proved in %.0f s", FACE_MESH.key, time.monotonic() - t0)
+    if PERSON.key in only:
+        t0 = time.monotonic()
+        entries[PERSON.key] = convert_person(
+            packages[PERSON.source.spec], calib_photos, verif_photos, out_dir, report, calib_dir
+        )
+        log.info("%s: built, converted and proved in %.0f s", PERSON.key, time.monotonic() - t0)
     entries.pop("face_check", None)  # the same network before its landmarks had a proof
 
     table = write_outputs(out_dir, manifest_document(entries, calib_dir), report)

@@ -54,6 +54,16 @@ CARDS = {
         "reads about 0.6 of a tilt beyond 20 degrees (it expects upright crops): a face tilted 30 degrees "
         "is turned by about 18, which gave back most of what the tilt cost (models/README.md).",
     ),
+    "person": (
+        "MoveNet MultiPose (Human models' graph), cut before its keypoint post-processing: the person-centre "
+        "heatmap and the box heads, 256x256 letterboxed frame, decoded in numpy (3x3 local maxima of the "
+        "centre heatmap, at most 6 people, NMS at IoU 0.5; `edge_convert.person_nets`). Chosen over NanoDet by "
+        'recall on the real clips, speed and int8 parity (evaluation section: "Choosing the person detector").',
+        "COCO and Google's internal pose data (per the MoveNet model card); the package does not say.",
+        "People seen from high above or cut off by the frame edge score low: in the development clip of a "
+        "corridor filmed from above, about half of the person-frames reach 0.3 (the people in the other clips, "
+        "level views, all of them). At most 6 people per frame.",
+    ),
 }
 
 

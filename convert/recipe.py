@@ -26,6 +26,8 @@ SEEDS = {
     "face_check_calibration": 7,
     "face_check_verification": 8,
     "face_mesh_roll": 9,
+    "person_calibration": 10,
+    "person_verification": 11,
 }
 MAX_ROLL_DEG = 35.0  # verification faces are also turned by up to this, either way
 NON_FACES_PER_PHOTO = 40

@@ -16,7 +16,7 @@ clips) and measured:
 * int8 against float: boxes matched by IoU >= 0.5 (share of float boxes matched, their mean IoU,
   mean |score change|) and the recall of both, on the clip frames at 1x.
 
-    .venv/bin/python tests/person_candidates.py [--runs 50] [--threads 2]
+    .venv/bin/python tests/person_candidates.py [--runs 50] [--threads 2] [--only movenet] [--speed-only]
 """
 
 from __future__ import annotations
@@ -212,6 +212,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", choices=sorted(CANDIDATES), action="append")
+    parser.add_argument("--speed-only", action="store_true", help="convert and time; skip the clips")
     args = parser.parse_args()
     from edge_convert.upstream import FACE_API, HUMAN_MODELS, fetch
 
@@ -239,6 +240,8 @@ def main() -> None:
                 m_int8 = TfliteModel(q_path, threads=args.threads)
             except RuntimeError as exc:  # NanoDet's int8 file: XNNPACK refuses a node
                 print(f"does not load: {exc}")
+            if args.speed_only:
+                continue
             header = "| threshold | recall | false boxes/frame | " + " | ".join(PRESENT) + " |"
             for scale in SCALES:
                 for label, model in (("float32", m_float), ("int8", m_int8)):

@@ -15,7 +15,7 @@ from edge.interpreter import BACKENDS
 from edge.models import DEFAULT_DIR, Manifest, ModelError, sha256_of
 
 MANIFEST = json.loads((DEFAULT_DIR / "manifest.json").read_text())
-KEYS = ["detector", "detector_320", "age_gender", "expression", "ethnicity", "face_mesh"]
+KEYS = ["detector", "detector_320", "age_gender", "expression", "ethnicity", "face_mesh", "person"]
 INSTALLED = [
     name
     for name, b in BACKENDS.items()
