@@ -232,9 +232,9 @@ def main() -> None:
             t0 = time.monotonic()
             f_path, q_path = convert(name, module, size, calibration(face_api, size), work)
             print(f"\n## {name} {size} px (converted in {time.monotonic() - t0:.0f} s)")
-            print(f"speed float32 {speed(f_path, size, args.threads, args.runs):.1f} ms, int8 ", end="")
             m_float, m_int8 = TfliteModel(f_path, threads=args.threads), None
             print(f"letterbox + decoding (numpy): {post_ms(m_float, decode, clips, size):.2f} ms (median)")
+            print(f"speed float32 {speed(f_path, size, args.threads, args.runs):.1f} ms, int8 ", end="")
             try:
                 print(f"{speed(q_path, size, args.threads, args.runs):.1f} ms (median, threads={args.threads})")
                 m_int8 = TfliteModel(q_path, threads=args.threads)
