@@ -336,7 +336,7 @@ class GraphModel(tf.Module):
             return out[int(index or 0)] if isinstance(out, list) else out  # SplitV gives several
 
         # Depth first without recursion: ONNX exports (NanoDet) chain thousands of nodes.
-        todo = [n.partition(":")[0] for n in self.outputs.values()]
+        todo = [n.partition(":")[0] for n in reversed(self.outputs.values())]
         while todo:
             name = todo[-1]
             if name in results or name in self._consts:
@@ -346,8 +346,8 @@ class GraphModel(tf.Module):
             refs = [i for i in node.get("input", []) if not i.startswith("^")]
             missing = [r.partition(":")[0] for r in refs]
             missing = [m for m in missing if m not in results and m not in self._consts]
-            if missing:
-                todo.extend(missing)
+            if missing:  # first input on top: ops are created in the order recursion created them,
+                todo.extend(reversed(missing))  # so the converted files stay byte for byte the same
                 continue
             results[name] = _OPS[node["op"]](node, [value(r) for r in refs])
             todo.pop()
