@@ -30,6 +30,9 @@ What is counted in a window
   ``attention.min_s`` (``edge.attention``); ``viewer_rate`` = viewers / ``dwell_s.n``;
   ``attention_s`` their attention time (sum, median); ``viewers_by`` the viewers by gender
   and age band where those are on. A visitor's attention never exceeds its dwell.
+* ``people``, ``people_with_face``, ``passers_by``, ``stayers`` (where people are counted): the
+  persons whose track ended in the window (``edge.people``: a person track, or a visitor whose face
+  was never inside one); ``crossings`` of the counting line by them, ``zones`` occupancy per frame.
 * ``faces``: peak and mean number of faces visible per processed frame.
 * ``observed_s``: seconds of the window during which frames were processed
   (consecutive frames at most ``MAX_FRAME_GAP_S`` apart cover the time between
@@ -55,7 +58,8 @@ subtraction. Suppressed values are published as null and listed in
    cannot be subtracted from each other.
 4. ``viewers``, ``viewer_rate``, ``attention_s`` and ``viewers_by`` (where attention is on):
    the same ended visitors split into viewers and the rest (``edge.viewers``).
-5. ``faces``: concurrency, not a head count, but a peak of 1..k-1 still says
+5. The people cells: ``edge.people_cells`` (splits as viewers; crossings and zones as counts).
+6. ``faces``: concurrency, not a head count, but a peak of 1..k-1 still says
    "this few people were here": peak and mean are both null then.
 
 Not covered here: differencing across windows (e.g. a partial window and its
@@ -67,18 +71,22 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from edge.attention import AttentionConfig
 from edge.attributes import AttributesConfig
 from edge.config.fields import Check, Ctx, Invalid, integer, leaf, number
+from edge.people import PeopleUpdate
+from edge.people_cells import count_people, people_cells
+from edge.people_config import PeopleConfig
 from edge.records import Attributes
 from edge.suppression import suppressed_cells
 from edge.tracker import TrackerUpdate
 from edge.viewers import attention_cells
 from edge.window import VIEWER_BREAKDOWNS, Dwell, Faces, Span, Window
+from edge.window_tally import Tally, percentile
 
 log = logging.getLogger(__name__)
 
@@ -155,46 +163,8 @@ def age_label(age: float | None, config: AggregationConfig) -> str:
     return labels[i]
 
 
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Linear-interpolated percentile (numpy's default) of non-empty sorted values."""
-    pos = (len(sorted_values) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
-
-
 def _iso(t: int) -> str:
     return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@dataclass
-class _Window:
-    index: int  # start = index * window_s
-    partial: bool
-    visitors: int = 0
-    frames: int = 0
-    face_sum: int = 0
-    peak: int = 0
-    dwell: list[float] = field(default_factory=list)
-    breakdowns: dict[str, Counter[str]] = field(default_factory=dict)
-    observed: float = 0.0  # seconds covered by processed frames
-    looked: list[float] = field(default_factory=list)  # attention seconds of each ended viewer
-    viewer_breakdowns: dict[str, Counter[str]] = field(default_factory=dict)
-
-    def copy(self) -> _Window:
-        return _Window(
-            self.index,
-            self.partial,
-            self.visitors,
-            self.frames,
-            self.face_sum,
-            self.peak,
-            list(self.dwell),
-            {k: Counter(v) for k, v in self.breakdowns.items()},
-            self.observed,
-            list(self.looked),
-            {k: Counter(v) for k, v in self.viewer_breakdowns.items()},
-        )
 
 
 class Aggregator:
@@ -207,20 +177,23 @@ class Aggregator:
         attention: AttentionConfig,
         device: str,
         site: str,
+        people: PeopleConfig | None = None,
     ) -> None:
         self.config = config
         self.attributes = attributes  # which breakdowns a window has
         self.attention = attention  # whether it has viewers, and who is one
+        self.people = people if people is not None and people.enabled else None  # None: no people keys
         self.device = device
         self.site = site
         self._last_frame: float | None = None  # wall time of the last processed frame
-        self._open: _Window | None = None
+        self._open: Tally | None = None
         self._ready: list[Window] = []
         self._closed = False
         self._cells = breakdown_cells(config, attributes)
 
-    def observe(self, update: TrackerUpdate, wall: float) -> None:
-        """Count one tracker update into the window holding ``wall``."""
+    def observe(self, update: TrackerUpdate, wall: float, people: PeopleUpdate | None = None) -> None:
+        """Count one tracker update (and, where people are counted, the people tracker's update of
+        the same frame) into the window holding ``wall``."""
         if self._closed:
             raise RuntimeError("aggregator is closed")
         if update.frame:
@@ -243,6 +216,8 @@ class Aggregator:
                 for name in VIEWER_BREAKDOWNS:
                     if name in labels:
                         w.viewer_breakdowns.setdefault(name, Counter())[labels[name]] += 1
+        if self.people is not None:
+            count_people(w.people, update, people)
 
     def _cover(self, start: float, end: float) -> None:
         """Count [start, end) as observed, split at window boundaries (windows finish on the way)."""
@@ -296,11 +271,11 @@ class Aggregator:
         w.partial = True
         return self._payload(w)
 
-    def _advance(self, wall: float) -> _Window:
+    def _advance(self, wall: float) -> Tally:
         """Finish windows that ended by ``wall`` and return the one to count into."""
         index = math.floor(wall / self.config.window_s)
         if self._open is None:
-            self._open = _Window(index, partial=wall > index * self.config.window_s)
+            self._open = Tally(index, partial=wall > index * self.config.window_s)
             return self._open
         w = self._open
         if index < w.index:
@@ -314,8 +289,8 @@ class Aggregator:
             if gap > MAX_GAP_WINDOWS:
                 log.warning("wall clock jumped %d windows ahead; not emitting empty windows for the gap", gap)
             else:
-                self._ready.extend(self._payload(_Window(i, partial=False)) for i in range(w.index + 1, index))
-            self._open = _Window(index, partial=False)
+                self._ready.extend(self._payload(Tally(i, partial=False)) for i in range(w.index + 1, index))
+            self._open = Tally(index, partial=False)
         return self._open
 
     def _labels(self, attrs: Attributes | None) -> dict[str, str]:
@@ -336,7 +311,7 @@ class Aggregator:
             labels["ethnicity"] = known(a.ethnicity, ETHNICITIES)
         return labels
 
-    def _payload(self, w: _Window) -> Window:
+    def _payload(self, w: Tally) -> Window:
         """The window with rule-based suppression applied, not yet numbered."""
         k = self.config.min_cell
         suppressed: list[str] = []
@@ -378,11 +353,15 @@ class Aggregator:
             hidden = hidden_cells[name] = suppressed_cells(cells, k)
             breakdowns[name] = {c: (None if c in hidden else v) for c, v in cells.items()}
             hidden_paths += [f"{name}.{c}" for c in labels if c in hidden]
+        people = None
+        if self.people is not None:  # in payload order: people come after dwell_s, before viewers
+            people, people_paths = people_cells(w.people, self.people, k)
+            suppressed += people_paths
         attention = None
         if self.attention.enabled:
             split = {name: counted[name] for name in VIEWER_BREAKDOWNS if name in counted}
             attention, viewer_paths = attention_cells(w.looked, n, w.viewer_breakdowns, split, hidden_cells, k)
-            suppressed += viewer_paths  # in payload order: viewers come before the breakdowns
+            suppressed += viewer_paths  # viewers come before the breakdowns
         suppressed += hidden_paths
 
         start = w.index * self.config.window_s
@@ -397,4 +376,5 @@ class Aggregator:
             breakdowns=breakdowns,
             suppressed=tuple(suppressed),
             attention=attention,
+            people=people,
         )

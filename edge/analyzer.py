@@ -20,8 +20,13 @@ from edge.face_mesh import MODEL_KEY as FACE_MESH_KEY
 from edge.face_mesh import FaceMesh, MeshReading
 from edge.head_pose import head_pose
 from edge.models import DEFAULT_DIR, Manifest
+from edge.person_detector import PersonDetector
 from edge.preprocess import DEFAULT_VIEWS
-from edge.records import Detection, Face
+from edge.records import Detection, Face, PersonDetection
+
+# The person detector reports boxes down to this score; the people tracker starts tracks only at
+# people.score_threshold (0.3 by default) and lets weaker boxes continue them.
+PERSON_WEAK = 0.15
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,9 @@ class AnalyzerConfig:
     # Read each face's head pose from the face mesh (edge.head_pose): the daemon does when attention
     # is on (about 2 ms a face on two cores); `edge analyze` when asked (--pose).
     pose: bool = False
+    # Load the person detector (edge.person_detector): the daemon does where people are counted
+    # (people.enabled), `edge analyze` when asked (--people).
+    people: bool = False
 
 
 def readable(detection: Detection, reading: MeshReading) -> bool:
@@ -104,7 +112,19 @@ class Analyzer:
             gates={} if config.gender_gate is None else {"gender": config.gender_gate},
             mesh=mesh if config.align else None,
         )
+        self.person_detector = (
+            PersonDetector(manifest, config.variant, config.backend, config.threads, PERSON_WEAK)
+            if config.people
+            else None
+        )
         self.last_timings = Timings(0.0, 0.0)
+
+    def persons(self, frame_rgb: np.ndarray) -> tuple[PersonDetection, ...]:
+        """Everyone in the frame, face or not (needs ``AnalyzerConfig.people``); weak boxes too,
+        down to ``PERSON_WEAK``: a tracker decides what they may do (``edge.people``)."""
+        if self.person_detector is None:
+            raise RuntimeError("this analyzer finds no people (AnalyzerConfig.people is off)")
+        return self.person_detector.detect(frame_rgb)
 
     def detect(self, frame_rgb: np.ndarray, frame_index: int | None = None) -> list[Detection]:
         """Faces only; ``frame_index`` for video frames (tiles take turns), None for photos."""

@@ -5,7 +5,8 @@ resolution), with the side people come *in* to named ``left`` or ``right`` of th
 first point to its second (as seen in the image, y down). A track crosses when the step between two
 of its positions (the foot of its box, where it stands) meets the line segment itself, not its
 extension: someone walking past the end of a door line does not count. Zones are polygons in the
-same coordinates. Pure functions, no state: the tracker keeps the positions.
+same coordinates. And which person a face belongs to (``holds``), in frame pixels. Pure functions,
+no state: the trackers keep the positions.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 Point = tuple[float, float]
+Box4 = tuple[float, float, float, float]  # x1, y1, x2, y2 in frame pixels
 
 IN, OUT, NONE = 1, -1, 0
 
@@ -65,7 +67,28 @@ def inside(polygon: Sequence[Point], p: Point) -> bool:
     return hit
 
 
-def foot(box: tuple[float, float, float, float], width: int, height: int) -> Point:
+def foot(box: Box4, width: int, height: int) -> Point:
     """Where a person stands: the bottom centre of the box, normalised to the frame."""
     x1, _, x2, y2 = box
     return ((x1 + x2) / 2 / width, y2 / height)
+
+
+# A face belongs to a person when its centre lies in the person's box widened by this share of its
+# width on each side, and no lower than this share of its height from the top (the head and
+# shoulders; a person's box reaches down to the feet, or to the frame's edge).
+_SIDE_MARGIN = 0.1
+_HEAD_DEPTH = 0.6
+
+
+def holds(person: Box4, face: Box4) -> bool:
+    """Whether a face box belongs to a person box (its centre in the person's upper part, and the
+    face no wider than the person)."""
+    px1, py1, px2, py2 = person
+    fx1, fy1, fx2, fy2 = face
+    w, h = px2 - px1, py2 - py1
+    cx, cy = (fx1 + fx2) / 2, (fy1 + fy2) / 2
+    return (
+        px1 - _SIDE_MARGIN * w <= cx <= px2 + _SIDE_MARGIN * w
+        and py1 - _SIDE_MARGIN * h <= cy <= py1 + _HEAD_DEPTH * h
+        and fx2 - fx1 <= (1 + 2 * _SIDE_MARGIN) * w
+    )

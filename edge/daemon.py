@@ -25,6 +25,7 @@ from edge.aggregator import Aggregator, breakdown_cells
 from edge.analyzer import Analyzer, AnalyzerConfig
 from edge.clock import Clock, SystemClock
 from edge.feeds import Feed, ReplayFeed, open_feed
+from edge.people import PeopleTracker
 from edge.pipeline import FramePipeline
 from edge.settings import Config
 from edge.sinks import Sink, SinkContext, build_sink, pi_health
@@ -52,6 +53,7 @@ def analyzer_config(config: Config) -> AnalyzerConfig:
         gender_gate=a.min_gender_score,
         align=True,  # a track's few best observations are described: the mesh run is cheap here
         pose=config.attention.enabled,  # every face's head pose, for attention time
+        people=config.people.enabled,  # the person detector, for people counting
         backend=config.runtime.backend,
         threads=config.runtime.threads,
     )
@@ -130,9 +132,10 @@ class Daemon:
         try:
             self.analyzer = Analyzer(analyzer_config(config))
             self.tracker = Tracker(config.tracking, config.detector, config.attributes, config.attention)
-            self.pipeline = FramePipeline(self.analyzer, self.tracker)
+            people = PeopleTracker(config.people) if config.people.enabled else None
+            self.pipeline = FramePipeline(self.analyzer, self.tracker, people)
             self.aggregator = Aggregator(
-                config.aggregation, config.attributes, config.attention, config.device_id, config.site
+                config.aggregation, config.attributes, config.attention, config.device_id, config.site, config.people
             )
             if sink is None:
                 context = SinkContext(
@@ -221,7 +224,7 @@ class Daemon:
     def _process(self, pixels: np.ndarray, monotonic: float, wall: float) -> TrackerUpdate:
         result = self.pipeline.process(pixels, monotonic)
         self.stats.observe(result.detect_ms, result.pose_ms, result.track_ms, result.attributes_ms)
-        self.aggregator.observe(result.update, wall)
+        self.aggregator.observe(result.update, wall, result.people)
         return result.update
 
     def _health(self, feed_fps: float, dropped: int) -> dict:
@@ -298,7 +301,8 @@ class Daemon:
                 if frame is not None:
                     self._process(frame.pixels, mono, wall)
                 else:
-                    self.aggregator.observe(self.tracker.expire(mono), wall)
+                    expired = self.pipeline.expire(mono)
+                    self.aggregator.observe(expired.update, wall, expired.people)
                 last_wall, last_mono, timed = wall, mono, True
                 if not ready and (frame is not None or now - started >= 10.0):
                     # READY once the source delivers, or after 10 s without it (a camera
@@ -345,7 +349,8 @@ class Daemon:
                     last_wall, last_mono = max(last_wall, wall), mono
             try:
                 if feed is not None:  # else nothing was observed: no window to close
-                    self.aggregator.observe(self.tracker.flush(last_mono), last_wall)
+                    flushed = self.pipeline.flush(last_mono)
+                    self.aggregator.observe(flushed.update, last_wall, flushed.people)
                     self._emit(self.aggregator.tick(last_wall))
                     self._emit([self.aggregator.close(last_wall)])
                 if self.store.failure is not None:

@@ -53,6 +53,15 @@ class Detection:
 
 
 @dataclass(frozen=True)
+class PersonDetection:
+    """A person's box in frame pixels (x1, y1, x2, y2), head to feet as far as in view, with the
+    person detector's confidence (``edge.person_detector``). Never published."""
+
+    box: tuple[float, float, float, float]
+    score: float
+
+
+@dataclass(frozen=True)
 class Attributes:
     """Attribute estimates for one face; a field is None when that attribute is switched off."""
 

@@ -32,6 +32,7 @@ from edge.config.fields import (
 )
 from edge.detector import DetectorConfig
 from edge.models import DEFAULT_DIR as DEFAULT_MODEL_DIR
+from edge.people_config import PeopleConfig
 from edge.sinks import SINK_TYPES, SinkConfig
 from edge.sources import SOURCE_TYPES, SourceConfig
 from edge.tracker import TrackingConfig
@@ -85,6 +86,7 @@ class Config:
     tracking: TrackingConfig = section(TrackingConfig)
     aggregation: AggregationConfig = section(AggregationConfig)
     attention: AttentionConfig = section(AttentionConfig)
+    people: PeopleConfig = section(PeopleConfig)
     sink: SinkConfig = registry_field(SINK_TYPES, default_type="jsonl")
     state_dir: Path = derived(_STATE_DIR, lambda ctx: _default_state_dir())
     log_level: str = leaf("INFO", choice("DEBUG", "INFO", "WARNING", "ERROR"))

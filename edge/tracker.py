@@ -44,6 +44,9 @@ Design
 * **Attention** (``edge.attention``): where the attention config is on, every sighting's head
   pose (``Detection.pose``) goes to the track's ``Gaze``, which sums the time the track looked;
   an ended visitor carries that sum and its first-look delay, nothing else about its gaze.
+* **People** (``edge.people``): a face track seen inside a person's box is marked, so its visitor
+  is counted once, as that person; the boxes of visitors seen this frame go back to the people
+  tracker, which marks their person as seen with a face.
 * A track's boxes and observations are dropped the moment it ends; only
   :class:`VisitorEnded` (dwell and combined attributes) leaves.
 
@@ -69,9 +72,10 @@ from edge.attention import AttentionConfig
 from edge.attribute_votes import combine_attributes, quality
 from edge.attributes import AttributesConfig
 from edge.config.fields import POSITIVE_S, integer, leaf, number
+from edge.crossing import holds
 from edge.detector import DetectorConfig
 from edge.records import Attributes, Detection
-from edge.tracks import Track, associate
+from edge.tracks import Box, Track, associate
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +118,7 @@ class VisitorEnded:
     attributes: Attributes | None
     attention_s: float | None = None
     first_look_s: float | None = None
+    in_person: bool = False  # seen inside a person's box (edge.people): that person counts it
 
 
 @dataclass(frozen=True)
@@ -140,6 +145,7 @@ class TrackerUpdate:
     active: int = 0
     needs_attributes: tuple[AttributeRequest, ...] = ()
     frame: bool = True
+    visitor_faces: tuple[Box, ...] = ()  # boxes of the visitors seen this frame, for edge.people.link
 
 
 class Tracker:
@@ -174,8 +180,9 @@ class Tracker:
         track = self._tracks.get(track_key)
         return 0 if track is None else len(track.observations) + len(track.pending)
 
-    def update(self, detections: Sequence[Detection], now: float) -> TrackerUpdate:
-        """Associate one frame's detections (``now``: monotonic seconds at capture)."""
+    def update(self, detections: Sequence[Detection], now: float, persons: Sequence[Box] = ()) -> TrackerUpdate:
+        """Associate one frame's detections (``now``: monotonic seconds at capture). ``persons``:
+        where the people are (``edge.people``), so a face seen inside one is not counted twice."""
         cfg = self.config
         self._frame += 1
         ended = self._expire(now)
@@ -202,6 +209,7 @@ class Tracker:
         for track, det in matches:
             matched.add(id(det))
             track.hit(det.box, now, self._frame, det.score >= self.high_score)
+            track.in_person = track.in_person or any(holds(p, det.box) for p in persons)
             if self.attention.enabled:
                 track.gaze.see(det.pose, now, track.first_seen, self.attention)
             if (
@@ -218,13 +226,15 @@ class Tracker:
             if id(det) in matched:
                 continue
             track = Track(next(self._keys), det.box, now, self._frame, self._pending_cap)
+            track.in_person = any(holds(p, det.box) for p in persons)
             self._tracks[track.key] = track
             if self.attention.enabled:
                 track.gaze.see(det.pose, now, now, self.attention)
             if self._describable(det) and track.offer(quality(det), cfg.best_observations):
                 requests.append(AttributeRequest(track.key, det))
         active = sum(1 for t in self._tracks.values() if self._frame - t.last_frame < self.presence_frames)
-        return TrackerUpdate(tuple(started), tuple(ended), active, tuple(requests))
+        faces = tuple(t.box for t, _ in matches if t.visitor)
+        return TrackerUpdate(tuple(started), tuple(ended), active, tuple(requests), visitor_faces=faces)
 
     def _describable(self, det: Detection) -> bool:
         """The quality gate: attributes only from confident faces big enough to judge."""
@@ -280,4 +290,5 @@ class Tracker:
             attributes=track.attributes(self.min_gender_score),
             attention_s=track.gaze.attention_s if looked else None,
             first_look_s=track.gaze.first_look_s if looked else None,
+            in_person=track.in_person,
         )

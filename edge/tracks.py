@@ -1,20 +1,23 @@
 """One tracked face's state and how tracks meet this frame's detections (association).
 
-Used by ``edge.tracker`` only. A track is bounded (two boxes, at most k kept observations, a short
-queue of unanswered attribute requests) so memory stays flat however long someone stays.
+Used by ``edge.tracker``, and by ``edge.people`` for person tracks (``Motion``, ``associate``). A
+track is bounded (two boxes, at most k kept observations, a short queue of unanswered attribute
+requests) so memory stays flat however long someone stays.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import deque
+from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
 from edge.attention import Gaze
 from edge.attribute_votes import combine_attributes
 from edge.boxes import iou_matrix
-from edge.records import Attributes, Detection
+from edge.records import Attributes
 
 Box = tuple[float, float, float, float]
 
@@ -48,27 +51,13 @@ class Observation:
         self.attributes: Attributes | None = None
 
 
-class Track:
-    """Mutable per-track state; bounded: two boxes, <= k observations, a short request queue."""
+class Motion:
+    """Where one tracked thing is and how it moves: its last box, smoothed velocity and sightings.
+    Face tracks (``Track``) and person tracks (``edge.people``) both build on it."""
 
-    __slots__ = (
-        "key",
-        "first_seen",
-        "last_seen",
-        "box",
-        "velocity",
-        "coasted",
-        "last_frame",
-        "hits",
-        "confident_hits",
-        "visitor",
-        "observations",
-        "pending",
-        "numbers",
-        "gaze",
-    )
+    __slots__ = ("key", "first_seen", "last_seen", "box", "velocity", "coasted", "last_frame", "hits", "confident_hits")
 
-    def __init__(self, key: int, box: Box, now: float, frame: int, pending_cap: int) -> None:
+    def __init__(self, key: int, box: Box, now: float, frame: int) -> None:
         self.key = key
         self.first_seen = now
         self.last_seen = now
@@ -78,14 +67,9 @@ class Track:
         self.coasted = 0  # matches in a row whose box was of another size (predicted instead)
         self.hits = 1
         self.confident_hits = 1  # only a confident detection starts a track
-        self.visitor = False
-        self.observations: list[Observation] = []
-        self.pending: deque[int] = deque(maxlen=pending_cap)  # observation numbers awaiting attributes
-        self.numbers = itertools.count()
-        self.gaze = Gaze()
 
     def predict(self, now: float) -> Box:
-        """Where the face is now: the last box moved at the track's velocity, its size kept. Sizes
+        """Where the thing is now: the last box moved at the track's velocity, its size kept. Sizes
         are not extrapolated: a face half hidden behind a passer-by shrinks its box for a frame or
         two, and carrying that on made the predicted box collapse just as the face came back."""
         if self.velocity is None:
@@ -116,6 +100,22 @@ class Track:
         self.hits += 1
         self.confident_hits += int(confident)
 
+
+class Track(Motion):
+    """A face track: its motion, and bounded per-face state (<= k observations, a short request
+    queue, its gaze, whether it was ever seen inside a person's box)."""
+
+    __slots__ = ("visitor", "observations", "pending", "numbers", "gaze", "in_person")
+
+    def __init__(self, key: int, box: Box, now: float, frame: int, pending_cap: int) -> None:
+        super().__init__(key, box, now, frame)
+        self.visitor = False
+        self.observations: list[Observation] = []
+        self.pending: deque[int] = deque(maxlen=pending_cap)  # observation numbers awaiting attributes
+        self.numbers = itertools.count()
+        self.gaze = Gaze()
+        self.in_person = False  # seen inside a counted person's box (edge.people): one human, one count
+
     def offer(self, q: float, k: int) -> bool:
         """Keep this observation if it enters the top-k by quality; True when it did."""
         if len(self.observations) >= k:
@@ -134,9 +134,14 @@ class Track:
         )
 
 
+class Boxed(Protocol):
+    @property
+    def box(self) -> Box: ...
+
+
 def associate(
-    tracks: list[Track],
-    dets: list[Detection],
+    tracks: Sequence[Motion],
+    dets: Sequence[Boxed],
     now: float,
     frame: int,
     iou_threshold: float,

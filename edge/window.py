@@ -9,10 +9,10 @@ payload and the fleet collector reads the payload back into a ``Window``. ``to_p
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-SCHEMA = 3  # 2: stream and observed_s added; 3: viewers, viewer_rate, attention_s, viewers_by
+SCHEMA = 4  # 2: stream, observed_s; 3: viewers, viewer_rate, attention_s, viewers_by; 4: people, crossings, zones
 BREAKDOWNS = ("gender", "age", "expression", "ethnicity")  # in payload order
 VIEWER_BREAKDOWNS = ("gender", "age")  # viewers are broken down by these where they are on
 
@@ -60,6 +60,29 @@ class Attention:
 
 
 @dataclass(frozen=True)
+class Occupancy:
+    """People standing in one zone per frame the person detector ran on: peak and mean."""
+
+    peak: int | None
+    mean: float | None
+
+
+@dataclass(frozen=True)
+class People:
+    """Everyone whose person track ended in the window, face or not (``edge.people``): how many,
+    how many showed a face, passers-by and stayers (dwell under or at least ``people.min_dwell_s``),
+    crossings of the counting line (None: no line) and zone occupancy (empty: no zones). None
+    where suppressed."""
+
+    n: int | None
+    with_face: int | None
+    passers_by: int | None
+    stayers: int | None
+    crossings: tuple[int | None, int | None] | None = None  # in, out
+    zones: Mapping[str, Occupancy] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class DayTotal:
     """Visitors so far on the window's local date, this window included."""
 
@@ -82,6 +105,7 @@ class Window:
     breakdowns: Mapping[str, Cells]
     suppressed: tuple[str, ...]
     attention: Attention | None = None  # None: attention is switched off
+    people: People | None = None  # None: people counting is switched off
     stream: str | None = None
     seq: int | None = None
     today: DayTotal | None = None
@@ -110,6 +134,16 @@ class Window:
             payload["today"] = {"date": self.today.date, "visitors": self.today.visitors}
         payload["faces"] = {"peak": self.faces.peak, "mean": self.faces.mean}
         payload["dwell_s"] = {"n": self.dwell.n, "mean": self.dwell.mean, "p50": self.dwell.p50, "p90": self.dwell.p90}
+        if self.people is not None:
+            p = self.people
+            payload["people"] = p.n
+            payload["people_with_face"] = p.with_face
+            payload["passers_by"] = p.passers_by
+            payload["stayers"] = p.stayers
+            if p.crossings is not None:
+                payload["crossings"] = {"in": p.crossings[0], "out": p.crossings[1]}
+            if p.zones:
+                payload["zones"] = {name: {"peak": z.peak, "mean": z.mean} for name, z in p.zones.items()}
         if self.attention is not None:
             a = self.attention
             payload["viewers"] = a.viewers
@@ -137,6 +171,17 @@ class Window:
                 seconds_median=seconds["median"],
                 by={name: dict(by[name]) for name in VIEWER_BREAKDOWNS if isinstance(by.get(name), Mapping)},
             )
+        people = None
+        if "people" in doc:  # schema 4 with people counting on
+            crossings, zones = doc.get("crossings"), doc.get("zones") or {}
+            people = People(
+                n=doc["people"],
+                with_face=doc["people_with_face"],
+                passers_by=doc["passers_by"],
+                stayers=doc["stayers"],
+                crossings=(crossings["in"], crossings["out"]) if crossings is not None else None,
+                zones={name: Occupancy(z["peak"], z["mean"]) for name, z in zones.items()},
+            )
         return cls(
             schema=doc["schema"],
             device=doc["device"],
@@ -152,4 +197,5 @@ class Window:
             breakdowns={name: dict(doc[name]) for name in BREAKDOWNS if isinstance(doc.get(name), Mapping)},
             suppressed=tuple(doc["suppressed"]),
             attention=attention,
+            people=people,
         )

@@ -158,7 +158,7 @@ def test_payload_schema_is_exact() -> None:
     (p,) = a.tick(NOON + 60)
     assert list(p) == TOP_KEYS
     assert p == {
-        "schema": 3,
+        "schema": 4,
         "device": "lobby-1",
         "site": "hq",
         "stream": None,

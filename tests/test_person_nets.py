@@ -1,4 +1,4 @@
-"""The person detector's decoding (``edge_convert.person_nets.decode_movenet``) on hand-made heads:
+"""The person detector's decoding (``edge.person_detector.decode_people``) on hand-made heads:
 box geometry from the centre cell, its offset and its size; plateaus and neighbours merged; the
 threshold and the cap of 6 people."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("tensorflow")
-from edge_convert.person_nets import MOVENET_MAX_PEOPLE, decode_movenet  # noqa: E402
+from edge.person_detector import MAX_PEOPLE as MOVENET_MAX_PEOPLE
+from edge.person_detector import decode_people as decode_movenet
 
 GRID, SIZE = 64, 256  # 4 px cells
 

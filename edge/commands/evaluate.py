@@ -152,4 +152,11 @@ def _run_clips(args: argparse.Namespace) -> int:
     def make_tracker() -> Tracker:
         return Tracker(config.tracking, config.detector, config.attributes, config.attention)
 
-    return clips.run(lambda: Analyzer(chosen), make_tracker, args.clips, args.json)
+    from edge.people import PeopleTracker
+    from edge.people_config import LineConfig
+
+    def make_people(line: LineConfig | None) -> PeopleTracker:
+        return PeopleTracker(replace(config.people, line=line or config.people.line))
+
+    people = make_people if config.people.enabled else None
+    return clips.run(lambda: Analyzer(chosen), make_tracker, args.clips, args.json, make_people=people)

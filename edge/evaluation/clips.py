@@ -5,7 +5,9 @@ detector, two-stage tracker, quality-gated attributes) in media time, with the
 daemon's defaults or the detector/tracking/attribute settings of ``--config``.
 Scored against ``labels.json``::
 
-    {"clip-name": {"visitors": 2, "female": 1, "male": 1, "faces_per_frame": 1 | null, "viewers": 1}}
+    {"clip-name": {"visitors": 2, "female": 1, "male": 1, "faces_per_frame": 1 | null, "viewers": 1,
+                   "people": 2,
+                   "crossings": {"start": [0.5, 0], "end": [0.5, 1], "in_side": "left", "in": 1, "out": 0}}}
 
 ``clip-name`` is a video (or GIF) in DIR without its suffix. Per clip and in
 total: visitors counted vs truth; visitors counted female / male / unknown vs
@@ -14,7 +16,9 @@ tracker holds in a frame, capped at the truth) and the share of extra boxes;
 where every visitor of a clip has the same labelled gender, how often a gender
 named on a frame's describable faces is right; with attention on, the viewers
 among the visitors and their attention time (against ``viewers`` where the
-label gives it; ``edge.attention``). Counting uses no minimum cell:
+label gives it; ``edge.attention``); with people counting on, the people
+(``edge.people``, as a window counts them) against ``people``, and the
+crossings of the label's line against its ``in`` and ``out``. Counting uses no minimum cell:
 it is an evaluation of the counter, not a publication.
 """
 
@@ -30,13 +34,27 @@ from typing import Any, TextIO
 import cv2
 
 from edge.analyzer import Analyzer
+from edge.config.build import parse_typed
+from edge.config.errors import ConfigError
 from edge.media import VIDEO_SUFFIXES, MediaError, frames
+from edge.people import PeopleTracker
+from edge.people_cells import PeopleTally, count_people
+from edge.people_config import LineConfig
 from edge.pipeline import FramePipeline
 from edge.tracker import Tracker, TrackerUpdate
 
 
 class ClipsError(ValueError):
     """The clips folder or its labels are missing or malformed."""
+
+
+@dataclass(frozen=True)
+class CrossingLabel:
+    """A counting line drawn for one clip, and how many crossed it each way."""
+
+    line: LineConfig
+    ins: int
+    outs: int
 
 
 @dataclass(frozen=True)
@@ -47,6 +65,8 @@ class ClipLabel:
     male: int
     faces_per_frame: int | None
     viewers: int | None = None  # visitors who looked at the camera for attention.min_s, where labelled
+    people: int | None = None  # everyone who passed, face or not, where labelled
+    crossings: CrossingLabel | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +91,11 @@ class ClipScore:
     viewers: int | None = None  # None: attention off
     viewers_truth: int | None = None
     attention_s: float | None = None  # summed over the clip's visitors
+    people: int | None = None  # None: people counting off
+    people_truth: int | None = None
+    people_with_face: int | None = None
+    crossings: tuple[int, int] | None = None  # in, out over the label's line (None: none labelled)
+    crossings_truth: tuple[int, int] | None = None
 
     @property
     def recall(self) -> float | None:
@@ -87,12 +112,26 @@ class ClipScore:
         return None if not self.gender_named or self.gender_right is None else self.gender_right / self.gender_named
 
 
-LABEL_KEYS = {"visitors", "female", "male", "faces_per_frame", "viewers"}
-OPTIONAL_KEYS = {"faces_per_frame", "viewers"}  # null or absent: not labelled
+LABEL_KEYS = {"visitors", "female", "male", "faces_per_frame", "viewers", "people"}
+OPTIONAL_KEYS = {"faces_per_frame", "viewers", "people"}  # null or absent: not labelled
 LABELS_LAYOUT = (
     'expected labels.json mapping each clip\'s file name without suffix to {"visitors": N, "female": N, '
-    '"male": N, "faces_per_frame": N or null, "viewers": N (optional)}'
+    '"male": N, "faces_per_frame": N or null, "viewers": N (optional), "people": N (optional), '
+    '"crossings": {"start": [x, y], "end": [x, y], "in_side": "left" | "right", "in": N, "out": N} (optional)}'
 )
+
+
+def _crossings(raw: Any, where: str) -> CrossingLabel | None:
+    if raw is None:
+        return None
+    counts = {k: raw.get(k) for k in ("in", "out")} if isinstance(raw, dict) else {}
+    if not counts or any(not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in counts.values()):
+        raise ClipsError(f'{where}.crossings: expected {{..., "in": N, "out": N}}, got {raw!r}')
+    try:
+        line = parse_typed({k: v for k, v in raw.items() if k not in counts}, LineConfig, f"{where}.crossings")
+    except ConfigError as exc:
+        raise ClipsError(str(exc)) from None
+    return CrossingLabel(line, int(raw["in"]), int(raw["out"]))
 
 
 def read_clip_labels(folder: Path) -> list[tuple[Path, ClipLabel]]:
@@ -120,19 +159,39 @@ def read_clip_labels(folder: Path) -> list[tuple[Path, ClipLabel]]:
         if name not in files:
             raise ClipsError(f"{path}: {name}: no video named {name}.* in {folder}")
         per_frame = values["faces_per_frame"]
+        crossings = _crossings(raw.get("crossings"), f"{path}: {name}")
         label = ClipLabel(
-            name, int(raw["visitors"]), int(raw["female"]), int(raw["male"]), per_frame, values["viewers"]
+            name,
+            int(raw["visitors"]),
+            int(raw["female"]),
+            int(raw["male"]),
+            per_frame,
+            values["viewers"],
+            values["people"],
+            crossings,
         )
         out.append((files[name], label))
     return out
 
 
-def score_clip(analyzer: Analyzer, make_tracker: Callable[[], Tracker], path: Path, label: ClipLabel) -> ClipScore:
-    """Run one clip through a fresh tracker in media time and score it."""
+MakePeople = Callable[[LineConfig | None], PeopleTracker]
+
+
+def score_clip(
+    analyzer: Analyzer,
+    make_tracker: Callable[[], Tracker],
+    path: Path,
+    label: ClipLabel,
+    make_people: MakePeople | None = None,
+) -> ClipScore:
+    """Run one clip through a fresh tracker (and people tracker, where people are counted, with the
+    label's line) in media time and score it."""
     fps = _fps(path)
     tracker = make_tracker()
     gate_px = tracker.min_face_px
-    pipeline = FramePipeline(analyzer, tracker)
+    people = make_people(label.crossings.line if label.crossings else None) if make_people else None
+    pipeline = FramePipeline(analyzer, tracker, people)
+    tally = PeopleTally()
     visitors = female = male = unknown = 0
     n_frames = boxes = 0
     found = extra = 0
@@ -159,6 +218,7 @@ def score_clip(analyzer: Analyzer, make_tracker: Callable[[], Tracker], path: Pa
         update = result.update
         visitors += len(update.new_visitors)
         settle(update)
+        count_people(tally, update, result.people)
         n_frames += 1
         boxes += update.active
         if label.faces_per_frame is not None:
@@ -174,8 +234,11 @@ def score_clip(analyzer: Analyzer, make_tracker: Callable[[], Tracker], path: Pa
                 if attrs.gender is not None:
                     named += 1
                     right += attrs.gender == one_gender
-    settle(tracker.flush((index + 1) / fps))
+    flushed = pipeline.flush((index + 1) / fps)
+    settle(flushed.update)
+    count_people(tally, flushed.update, flushed.people)
     per_frame = label.faces_per_frame
+    crossings = label.crossings
     return ClipScore(
         clip=label.name,
         frames=n_frames,
@@ -195,6 +258,11 @@ def score_clip(analyzer: Analyzer, make_tracker: Callable[[], Tracker], path: Pa
         viewers=viewers if attention.enabled else None,
         viewers_truth=label.viewers,
         attention_s=round(looked, 1) if attention.enabled else None,
+        people=len(tally.dwell) if people is not None else None,
+        people_truth=label.people,
+        people_with_face=tally.with_face if people is not None else None,
+        crossings=(tally.ins, tally.outs) if people is not None and crossings else None,
+        crossings_truth=(crossings.ins, crossings.outs) if crossings else None,
     )
 
 
@@ -236,6 +304,9 @@ def total(scores: list[ClipScore]) -> ClipScore:
         viewers=add_labelled("viewers"),
         viewers_truth=add_labelled("viewers_truth"),
         attention_s=None if any(s.attention_s is None for s in scores) else round(add("attention_s"), 1),
+        people=add_labelled("people"),
+        people_truth=add_labelled("people_truth"),
+        people_with_face=add_labelled("people_with_face"),
     )
 
 
@@ -254,6 +325,19 @@ def _viewers(s: ClipScore) -> str:
     return str(s.viewers) if s.viewers_truth is None else f"{s.viewers}/{s.viewers_truth}"
 
 
+def _people(s: ClipScore) -> str:
+    if s.people is None:
+        return "-"
+    return str(s.people) if s.people_truth is None else f"{s.people}/{s.people_truth}"
+
+
+def _crossed(s: ClipScore) -> str:
+    if s.crossings is None:
+        return "-"
+    got = f"{s.crossings[0]}/{s.crossings[1]}"
+    return got if s.crossings_truth is None else f"{got} ({s.crossings_truth[0]}/{s.crossings_truth[1]})"
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
@@ -261,7 +345,8 @@ def _pct(value: float | None) -> str:
 def table(scores: list[ClipScore]) -> str:
     head = (
         f"{'clip':<34} {'frames':>6}  {'visitors':>8}  {'female':>7}  {'male':>7}  {'unknown':>7}  "
-        f"{'recall':>7}  {'extra':>6}  {'gender right (n)':>16}  {'viewers':>7}  {'looked s':>8}"
+        f"{'recall':>7}  {'extra':>6}  {'gender right (n)':>16}  {'viewers':>7}  {'looked s':>8}  "
+        f"{'people':>6}  {'w/ face':>7}  {'in/out':>11}"
     )
     lines = [head, "-" * len(head)]
     for s in [*scores, total(scores)]:
@@ -272,14 +357,17 @@ def table(scores: list[ClipScore]) -> str:
             f"{s.clip[:34]:<34} {s.frames:>6}  {f'{s.visitors}/{s.visitors_truth}':>8}  "
             f"{f'{s.female}/{s.female_truth}':>7}  {f'{s.male}/{s.male_truth}':>7}  {s.unknown:>7}  "
             f"{_pct(s.recall):>7}  {_pct(s.extra_rate):>6}  {gender:>16}  {_viewers(s):>7}  "
-            f"{'-' if s.attention_s is None else f'{s.attention_s:.1f}':>8}"
+            f"{'-' if s.attention_s is None else f'{s.attention_s:.1f}':>8}  "
+            f"{_people(s):>6}  {'-' if s.people_with_face is None else s.people_with_face:>7}  {_crossed(s):>11}"
         )
     lines.append("")
     lines.append(
         "counted/truth; recall: tracked faces per frame (capped at the labelled count) over labelled faces; "
         "extra: tracked faces beyond the label over all tracked faces; gender right: per describable face "
         "and frame, clips whose visitors share one gender; viewers: visitors who looked at the camera for "
-        "attention.min_s (counted/truth where labelled), looked s: their visitors' attention time."
+        "attention.min_s (counted/truth where labelled), looked s: their visitors' attention time; people: "
+        "everyone who passed, face or not (counted/truth where labelled), w/ face: of them, seen with a face; "
+        "in/out: crossings of the label's line (truth in brackets)."
     )
     return "\n".join(lines) + "\n"
 
@@ -291,6 +379,7 @@ def run(
     as_json: bool,
     out: TextIO | None = None,
     err: TextIO | None = None,
+    make_people: MakePeople | None = None,
 ) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     clips = read_clip_labels(folder)
@@ -298,7 +387,7 @@ def run(
     scores, failed = [], 0
     for path, label in clips:
         try:
-            scores.append(score_clip(analyzer, make_tracker, path, label))
+            scores.append(score_clip(analyzer, make_tracker, path, label, make_people))
         except MediaError as exc:
             err.write(f"edge eval: {exc}\n")
             failed += 1
