@@ -14,6 +14,10 @@ everything published before it on that topic has been handled.
 The flow passes a window on as the device sent it: visitors and dwell as much as viewers and
 attention time (schema 3 with attention on), their nulls where suppressed, and windows without
 them (attention off, or schema 2 from an older device); a test checks that with such windows.
+The same for the people keys (schema 4 with people counting on): people, people with a face,
+passers-by and stayers, crossings of a counting line and zone occupancy where those are
+configured, null where suppressed (never 0), and absent with people counting off or from a
+schema 3 device.
 
 Needs ``node`` and ``npm ci --prefix edge/integrations/nodered``; skips with that command otherwise.
 """
@@ -43,8 +47,11 @@ from polling import poll
 from edge.aggregator import AggregationConfig, Aggregator
 from edge.attention import AttentionConfig
 from edge.attributes import AttributesConfig
+from edge.people import PeopleUpdate, PersonEnded
+from edge.people_config import LineConfig, PeopleConfig
 from edge.state_store import StateStore
 from edge.tracker import TrackerUpdate, VisitorEnded, VisitorStarted
+from edge.window import SCHEMA
 
 REPO = Path(__file__).resolve().parent.parent
 NODERED_DIR = REPO / "edge" / "integrations" / "nodered"
@@ -69,12 +76,15 @@ Key = tuple[str, str, int]  # (device, stream, seq)
 
 
 Tracks = tuple[VisitorEnded, ...]
+Persons = tuple[PeopleUpdate, ...]
 
 
 class Stream:
     """One (device, stream) of windows from the daemon's Aggregator; ``payload(seq)`` is the same bytes each time.
 
     ``ended``: the visitors whose track ends in each window, the first ones first (none after them);
+    ``persons``: the people tracker's updates in each window (ended persons, zone counts), counted
+    where ``people`` is on (None: the Aggregator's default, no people keys);
     ``schema``: the schema number an older device would publish them with."""
 
     def __init__(
@@ -83,25 +93,36 @@ class Stream:
         attention: AttentionConfig | None = None,
         ended: Sequence[Tracks] = (),
         schema: int | None = None,
+        people: PeopleConfig | None = None,
+        persons: Sequence[Persons] = (),
     ) -> None:
         self.device = device
         self._store = StateStore(Path(":memory:"), 100_000, memory=True)  # numbers them, as on a device
         self.id = self._store.stream
         self._agg = Aggregator(
-            AggregationConfig(window_s=60), AttributesConfig(), attention or AttentionConfig(), device, "nodered-test"
+            AggregationConfig(window_s=60),
+            AttributesConfig(),
+            attention or AttentionConfig(),
+            device,
+            "nodered-test",
+            people=people,
         )
         self._agg.tick(0.0)  # opens window 0; each later minute closes one window with the next seq
         self._ended = list(ended)
+        self._persons = list(persons)
         self._schema = schema
         self._payloads: dict[int, bytes] = {}
 
     def payload(self, seq: int) -> bytes:
         while seq not in self._payloads:
             i = len(self._payloads)
-            if i < len(self._ended):
-                people = self._ended[i]
-                update = TrackerUpdate(new_visitors=(VisitorStarted(None),) * len(people), ended=people, frame=False)
-                self._agg.observe(update, 60.0 * i + 30.0)
+            visitors = self._ended[i] if i < len(self._ended) else ()
+            persons = self._persons[i] if i < len(self._persons) else ()
+            updates: Sequence[PeopleUpdate | None] = persons or ((None,) if visitors else ())
+            for j, person_update in enumerate(updates):
+                ended = visitors if j == 0 else ()  # the visitors with the first of the window's updates
+                update = TrackerUpdate(new_visitors=(VisitorStarted(None),) * len(ended), ended=ended, frame=False)
+                self._agg.observe(update, 60.0 * i + 30.0 + j, people=person_update)
             for w in self._agg.tick(60.0 * (i + 1)):
                 numbered = self._store.finish(w if self._schema is None else replace(w, schema=self._schema))
                 assert numbered.seq is not None
@@ -433,8 +454,104 @@ def test_nodered_carries_viewers_and_attention_as_the_device_sent_them(
         (None, None, None),  # 8 viewers of 10 would tell that 2 did not look
         (0, 0.0, 0.0),
     ]
-    assert viewers[0]["schema"] == 3 and viewers[0]["attention_s"]["median"] == 2.5
+    assert viewers[0]["schema"] == SCHEMA and viewers[0]["attention_s"]["median"] == 2.5
     for name in ("attention off", "schema 2"):
         window = accepted[streams[name].device, 1]
         assert (window["visitors"], window["dwell_s"]["mean"]) == (14, 6.0) and not ATTENTION_KEYS & set(window)
     assert accepted["cam-schema-2", 1]["schema"] == 2
+
+
+PEOPLE_KEYS = {"people", "people_with_face", "passers_by", "stayers", "crossings", "zones"}
+DOOR = LineConfig(start=(0.0, 0.5), end=(1.0, 0.5))
+ZONES = (("aisle", ((0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0))), ("till", ((0.5, 0.0), (1.0, 0.0), (1.0, 1.0))))
+
+
+def faces(dwell_s: float, n: int, *, in_person: bool) -> Tracks:
+    """``n`` visitors seen for ``dwell_s``; one ``in_person`` is counted by its person track, any
+    other is a person of its own (its face was never inside a person's box)."""
+    return (VisitorEnded(dwell_s, None, in_person=in_person),) * n
+
+
+def persons(dwell_s: float, n: int, *, with_face: bool = False) -> PeopleUpdate:
+    """``n`` person tracks that ended after ``dwell_s``."""
+    return PeopleUpdate(ended=(PersonEnded(dwell_s, with_face),) * n)
+
+
+def people_of(window: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(window[k] for k in ("people", "people_with_face", "passers_by", "stayers"))
+
+
+@needs_nodered
+def test_nodered_carries_people_crossings_and_zones_as_the_device_sent_them(
+    mqtt_broker: Broker, nodered: Callable[[int, list[dict[str, Any]]], NodeRed]
+) -> None:
+    # min_cell 5, people.min_dwell_s 10. Window 1, 23 people: 6 visitors whose face was never in
+    # a person's box (6 s), 5 persons with the faces of 5 more visitors (14 s), 7 persons without a
+    # face (3 s), 5 without (20 s): 11 with a face, 13 passers-by, 10 stayers, all published.
+    counted = [faces(6.0, 6, in_person=False) + faces(12.0, 5, in_person=True)]
+    tracked = [(persons(14.0, 5, with_face=True), persons(3.0, 7), persons(20.0, 5))]
+    # Window 2, 8 people: 6 visitors, 2 persons without a face: the 2 would show through
+    # people_with_face, so it is null; 8 passers-by and 0 stayers are published (0 is safe).
+    counted.append(faces(6.0, 6, in_person=False))
+    tracked.append((persons(3.0, 2),))
+    # Window 3, 3 people: too few, every people key null. Window 4: nobody, every people key 0.
+    counted.append(())
+    tracked.append((persons(3.0, 3),))
+    # At the door: 6 in (published) and 2 out (null); per person frame 6, 4, 2 people in the aisle
+    # (peak 6, mean 4.0) and 0, 2, 1 at the till (peak 2: both null). Window 2 there: all 0.
+    door = (
+        PeopleUpdate(ended=(PersonEnded(4.0, False, 1, 0),) * 4, zones=(6, 0)),
+        PeopleUpdate(ended=(PersonEnded(4.0, False, 1, 1),) * 2, zones=(4, 2)),
+        PeopleUpdate(zones=(2, 1)),
+    )
+    published = faces(6.0, 6, in_person=False)
+    streams = {
+        "people": Stream("cam-people", people=PeopleConfig(), ended=counted, persons=tracked),
+        "line and zones": Stream(
+            "cam-door", people=PeopleConfig(line=DOOR, zones=ZONES), persons=[door, (PeopleUpdate(zones=(0, 0)),)]
+        ),
+        "people off": Stream("cam-people-off", people=PeopleConfig(enabled=False), ended=[published]),
+        "schema 3": Stream("cam-schema-3", ended=[published], schema=3),  # a device from before people counting
+    }
+    seqs = (1, 2, 3, 4)
+    red = nodered(mqtt_broker.port, shipped_flow())
+    dev = Device(mqtt_broker.port)
+    try:
+        red.start()
+        red.wait_ready(dev, Stream(PROBE_DEVICE))
+        for stream in streams.values():
+            dev.publish(stream, seqs)
+        red.wait_answered(dev, [s.key(q) for s in streams.values() for q in seqs], "the windows")
+        assert red.stop() == 0, red.log()
+    finally:
+        dev.close()
+    accepted = {(r["device"], r["seq"]): r for r in red.accepted.read()}
+    for stream in streams.values():  # every window as it was sent
+        assert [accepted[stream.device, q] for q in seqs] == [json.loads(stream.payload(q)) for q in seqs]
+
+    people = [accepted["cam-people", q] for q in seqs]
+    assert [(w["schema"], w["visitors"]) for w in people] == [(SCHEMA, 11), (SCHEMA, 6), (SCHEMA, 0), (SCHEMA, 0)]
+    assert [people_of(w) for w in people] == [
+        (23, 11, 13, 10),
+        (8, None, 8, 0),  # 2 without a face among 8
+        (None, None, None, None),  # 3 people
+        (0, 0, 0, 0),  # nobody: a count, not a suppression
+    ]
+    assert not {"crossings", "zones"} & set().union(*people)  # no line, no zones configured
+    assert "people_with_face" in people[1]["suppressed"] and "people" in people[2]["suppressed"]
+    assert "people" not in people[3]["suppressed"]
+
+    door_windows = [accepted["cam-door", q] for q in (1, 2)]
+    assert [people_of(w) for w in door_windows] == [(6, 0, 6, 0), (0, 0, 0, 0)]
+    assert [w["crossings"] for w in door_windows] == [{"in": 6, "out": None}, {"in": 0, "out": 0}]
+    assert [w["zones"] for w in door_windows] == [
+        {"aisle": {"peak": 6, "mean": 4.0}, "till": {"peak": None, "mean": None}},
+        {"aisle": {"peak": 0, "mean": 0.0}, "till": {"peak": 0, "mean": 0.0}},
+    ]
+    assert {"crossings.out", "zones.till.peak", "zones.till.mean"} <= set(door_windows[0]["suppressed"])
+
+    for name in ("people off", "schema 3"):
+        window = accepted[streams[name].device, 1]
+        assert (window["visitors"], window["dwell_s"]["mean"]) == (6, 6.0) and not PEOPLE_KEYS & set(window)
+        assert window["viewers"] == 0  # the rest of the window is still there
+    assert accepted["cam-schema-3", 1]["schema"] == 3
