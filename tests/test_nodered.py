@@ -488,8 +488,8 @@ def test_nodered_carries_people_crossings_and_zones_as_the_device_sent_them(
     # min_cell 5, people.min_dwell_s 10. Window 1, 23 people: 6 visitors whose face was never in
     # a person's box (6 s), 5 persons with the faces of 5 more visitors (14 s), 7 persons without a
     # face (3 s), 5 without (20 s): 11 with a face, 13 passers-by, 10 stayers, all published.
-    counted = [faces(6.0, 6, in_person=False) + faces(12.0, 5, in_person=True)]
-    tracked = [(persons(14.0, 5, with_face=True), persons(3.0, 7), persons(20.0, 5))]
+    counted: list[Tracks] = [faces(6.0, 6, in_person=False) + faces(12.0, 5, in_person=True)]
+    tracked: list[Persons] = [(persons(14.0, 5, with_face=True), persons(3.0, 7), persons(20.0, 5))]
     # Window 2, 8 people: 6 visitors, 2 persons without a face: the 2 would show through
     # people_with_face, so it is null; 8 passers-by and 0 stayers are published (0 is safe).
     counted.append(faces(6.0, 6, in_person=False))
