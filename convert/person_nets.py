@@ -11,7 +11,8 @@ neighbouring cells tie as maxima). The keypoint heads are not used.
 
 The decoding lives on the device side (``edge.person_detector``), re-exported here for the
 converter and the candidate measurements. The module takes float pixels 0..255, [N, S, S, 3] (S a
-multiple of 32), the frame letterboxed (longer side S, black padding right/bottom); the graph normalises them itself (x / 127.5 - 1).
+multiple of 32), the frame letterboxed (longer side S, black padding right/bottom); the graph
+normalises them itself (x / 127.5 - 1).
 """
 
 from __future__ import annotations

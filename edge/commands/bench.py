@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TextIO
 
 import cv2
 import numpy as np
@@ -25,9 +25,6 @@ from edge.commands.options import Subparsers, add_analyzer_options, add_command,
 from edge.media import IMAGE_SUFFIXES, MediaError, expand, frames
 from edge.models import MISSING_HINT, Manifest
 from edge.synthetic import crowd_frame
-
-if TYPE_CHECKING:  # the pipeline's modules are imported by --pipeline only: every command's parser imports this one
-    from edge.tracker import Tracker
 
 log = logging.getLogger("edge.bench")  # the name its warnings have always carried
 
@@ -55,6 +52,17 @@ def add_parser(subparsers: Subparsers) -> None:
     p.add_argument(
         "--resolution", default="640x480", help="frame sizes for --pipeline, e.g. 640x480,1280x720 (default: 640x480)"
     )
+    p.add_argument(
+        "--no-people",
+        action="store_true",
+        help="--pipeline without the person detector, as people.enabled: false runs (default: the daemon's, on)",
+    )
+    p.add_argument(
+        "--people-every",
+        type=int,
+        metavar="N",
+        help="--pipeline: run the person detector on every N-th frame (default: the daemon's people.every_frames)",
+    )
     p.add_argument("--duration", type=float, default=60.0, help="media seconds per --pipeline run (default: 60)")
     p.add_argument("--fps", type=float, default=15.0, help="media frame rate for --pipeline (default: 15)")
     p.add_argument(
@@ -81,7 +89,9 @@ def run(args: argparse.Namespace) -> int:
     if args.pipeline:
         from edge.attention import AttentionConfig
         from edge.attributes import AttributesConfig
+        from edge.commands.bench_pipeline import run_pipeline
         from edge.detector import DetectorConfig
+        from edge.people_config import PeopleConfig
         from edge.tracker import Tracker, TrackingConfig
 
         # The daemon's defaults: weak detections reach the tracker, the detection plan covers
@@ -95,6 +105,9 @@ def run(args: argparse.Namespace) -> int:
             args.tile_interval = detector.tile_interval
         attributes = AttributesConfig()
         attention = AttentionConfig(enabled=not args.no_attention)
+        people = replace(PeopleConfig(), enabled=not args.no_people)
+        if args.people_every is not None:
+            people = replace(people, every_frames=args.people_every)
         return run_pipeline(
             lambda v, s: Analyzer(
                 replace(
@@ -102,9 +115,11 @@ def run(args: argparse.Namespace) -> int:
                     gender_gate=attributes.min_gender_score,
                     align=True,
                     pose=attention.enabled,
+                    people=people.enabled,
                 )
             ),
             lambda: Tracker(TrackingConfig(), detector, attributes, attention),
+            people,
             configs,
             resolutions(args.resolution),
             [int(n) for n in args.faces.split(",")],
@@ -283,118 +298,3 @@ def header() -> str:
         f"{'var':<4} {'in':>3} {'input':<{_INPUT_WIDTH}} {'faces':>5}{cells} {'fps':>6}{'RSS':>5}\n"
         f"{'':<4} {'':>3} {'':<{_INPUT_WIDTH}} {'':>5}{'ms: median per stage, p90 of the total':>54} {'MB':>11}\n"
     )
-
-
-def run_pipeline(
-    make_analyzer: Callable[[str, int], Analyzer],
-    make_tracker: Callable[[], Tracker],
-    configs: list[tuple[str, int]],
-    resolutions: list[tuple[int, int]],
-    faces: list[int],
-    duration_s: float,
-    fps: float,
-    as_json: bool,
-    out: TextIO | None = None,
-) -> int:
-    """Sustained daemon pipeline (detection plan, track, attributes on best observations,
-    aggregate) on synthetic video where the same people stay in view: per-frame cost must not
-    grow with dwell, memory must stay flat. Frames are timed as fast as the machine goes; the
-    media clock advances 1/fps per frame so tracks see realistic motion."""
-    out = out or sys.stdout
-    results = []
-    for variant, size in configs:
-        analyzer = make_analyzer(variant, size)
-        for width, height in resolutions:
-            plan = analyzer.detector.plan(width, height)
-            if not as_json:
-                per_frame = plan.passes_per_frame(analyzer.detector.tile_interval)
-                out.write(
-                    f"{variant} {size}: detection plan {plan.describe()}; {per_frame} of its {len(plan.passes)} "
-                    f"passes run per frame (tile interval {analyzer.detector.tile_interval})\n"
-                )
-            for n in faces:
-                measured = _pipeline_run(analyzer, make_tracker, n, width, height, duration_s, fps)
-                r = dict(
-                    variant=variant,
-                    detector_input=size,
-                    passes=len(plan.passes),
-                    passes_per_frame=plan.passes_per_frame(analyzer.detector.tile_interval),
-                    **measured,
-                )
-                results.append(r)
-                if not as_json:
-                    f, last = r["frame_ms_first_quarter"], r["frame_ms_last_quarter"]
-                    out.write(
-                        f"{variant:<5} {size:>3}  {width}x{height}  {n:>3} faces  {r['frames']:>6} frames  "
-                        f"{r['fps']:6.1f} fps  first quarter p50/p90 {f['p50']:5.1f}/{f['p90']:5.1f} ms  "
-                        f"last quarter {last['p50']:5.1f}/{last['p90']:5.1f} ms  "
-                        f"peak RSS {r['rss_start_mb']:.0f} -> {r['rss_end_mb']:.0f} MB\n"
-                        f"{'':<12}stage p50 ms: "
-                        + "  ".join(f"{k} {v:.2f}" for k, v in r["stage_ms_p50"].items())
-                        + f"  (head pose {r['pose_ms_per_face']:.2f} ms a face)\n"
-                    )
-                    out.flush()
-    if as_json:
-        out.write(json.dumps({"pipeline": results}) + "\n")
-    return 0
-
-
-def _pipeline_run(
-    analyzer: Analyzer,
-    make_tracker: Callable[[], Tracker],
-    n: int,
-    width: int,
-    height: int,
-    duration_s: float,
-    fps: float,
-) -> dict[str, Any]:
-    from edge.aggregator import AggregationConfig, Aggregator
-    from edge.attributes import AttributesConfig
-    from edge.pipeline import FramePipeline
-
-    base, _ = crowd_frame(n, width, height, 60.0 * height / 480, seed=n)
-    tracker = make_tracker()
-    agg = Aggregator(AggregationConfig(window_s=60), AttributesConfig(), tracker.attention, "bench", "bench")
-    pipeline = FramePipeline(analyzer, tracker)
-    frames = int(duration_s * fps)
-    times: list[float] = []
-    stages: dict[str, list[float]] = {"detect": [], "pose": [], "track": [], "attributes": []}
-    posed = 0  # faces whose pose was read
-    rss_start = peak_rss_mb()
-    wall0 = time.time()
-    t_start = time.perf_counter()
-    for i in range(frames):
-        # People sway a few pixels: they stay, so dwell grows with the run.
-        frame = np.roll(base, (int(3 * np.sin(i / 7)), int(4 * np.cos(i / 9))), axis=(0, 1))
-        t0 = time.perf_counter()
-        result = pipeline.process(frame, i / fps)
-        agg.observe(result.update, wall0 + i / fps)
-        agg.tick(wall0 + i / fps)
-        times.append((time.perf_counter() - t0) * 1000)
-        for stage, ms in zip(stages, (result.detect_ms, result.pose_ms, result.track_ms, result.attributes_ms)):
-            stages[stage].append(ms)
-        posed += len(result.detections) if analyzer.pose_mesh is not None else 0
-    elapsed = time.perf_counter() - t_start
-    q = max(1, len(times) // 4)
-    return {
-        "faces": n,
-        "width": width,
-        "height": height,
-        "frames": frames,
-        "media_s": duration_s,
-        "fps": frames / elapsed,
-        "frame_ms_first_quarter": {
-            "p50": float(np.percentile(times[:q], 50)),
-            "p90": float(np.percentile(times[:q], 90)),
-        },
-        "frame_ms_last_quarter": {
-            "p50": float(np.percentile(times[-q:], 50)),
-            "p90": float(np.percentile(times[-q:], 90)),
-        },
-        "stage_ms_p50": {stage: float(np.percentile(ms, 50)) for stage, ms in stages.items()},
-        # Head pose per face read (the face mesh and the angles): 0 with attention off.
-        "pose_ms_per_face": sum(stages["pose"]) / posed if posed else 0.0,
-        "rss_start_mb": rss_start,
-        "rss_end_mb": peak_rss_mb(),
-        "tracks_at_end": tracker.tracks,
-    }
