@@ -144,6 +144,9 @@ class Daemon:
                     window_s=config.aggregation.window_s,
                     cells=breakdown_cells(config.aggregation, config.attributes),
                     attention=config.attention.enabled,
+                    people=config.people.enabled,
+                    line=config.people.enabled and config.people.line is not None,
+                    zones=config.people.zone_names if config.people.enabled else (),
                 )
                 self.sink = build_sink(config.sink, context, self.store)
             else:

@@ -85,17 +85,22 @@ def mqtt_sink(
     cells: tuple[tuple[str, str], ...] = (),
     window_s: int | None = None,
     attention: bool = False,
+    people: bool = False,
+    line: bool = False,
+    zones: tuple[str, ...] = (),
     **kw: Any,
 ) -> MqttSink:
     """A sink with ``FAST`` timings; ``kw`` are config keys (``settings``) or ``DeliveryTiming`` fields
     (``refused_retry_s=0.5``); ``cells`` are the breakdown cells the config produces, ``attention``
-    whether its windows carry viewers."""
+    whether its windows carry viewers, ``people`` people counts (crossings with ``line``, occupancy
+    of ``zones``)."""
     timing = replace(FAST, **{k: v for k, v in kw.items() if k in _TIMINGS})
     config = settings(port, device, **{k: v for k, v in kw.items() if k not in _TIMINGS})
     groups: dict[str, tuple[str, ...]] = {}
     for group, label in cells:
         groups[group] = (*groups.get(group, ()), label)
-    return MqttSink(config, spool, SinkContext(device, version, window_s, groups, attention), timing=timing)
+    context = SinkContext(device, version, window_s, groups, attention, people=people, line=line, zones=zones)
+    return MqttSink(config, spool, context, timing=timing)
 
 
 @dataclass

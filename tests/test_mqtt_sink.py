@@ -36,16 +36,18 @@ from edge.aggregator import AggregationConfig, Aggregator
 from edge.attention import AttentionConfig
 from edge.attributes import AttributesConfig
 from edge.config import ConfigError
+from edge.people import PeopleUpdate, PersonEnded
+from edge.people_config import LineConfig, PeopleConfig
 from edge.records import Attributes
 from edge.secrets import TlsConfig, read_password
 from edge.sinks import SinkError, build_health, pi_health
-from edge.sinks.discovery import Announcements, DiscoveryDevice
+from edge.sinks.discovery import Announcements, DiscoveryDevice, PeopleSensors
 from edge.sinks.forget import forget_device
 from edge.sinks.jsonl import JsonlSink, JsonlSinkConfig
 from edge.state_store import StateStore
 from edge.tracker import TrackerUpdate, VisitorEnded
 from edge.window import Attention as WindowAttention
-from edge.window import Window
+from edge.window import Occupancy, People, Window
 
 
 def test_windows_in_order_status_and_discovery(
@@ -396,3 +398,148 @@ def test_attention_templates_give_the_windows_numbers_and_unknown_where_suppress
     # the paths are missing (their entities exist only while the device says attention is on).
     off = aggregated([2.0], attention=AttentionConfig(enabled=False))
     assert shown(off, "viewer_rate") == [None] and shown(off, "viewers", "attention_sum") == [_MISSING] * 2
+
+
+PEOPLE_OBJECTS = {"people", "people_with_face", "passers_by", "stayers"}
+LINE_OBJECTS = {"crossings_in", "crossings_out"}
+
+
+def zone_objects(*zones: str) -> set[str]:
+    return {f"zone_{z}_{figure}" for z in zones for figure in ("peak", "mean")}
+
+
+def config_topics(objects: set[str]) -> set[str]:
+    return {f"homeassistant/sensor/{DEVICE}/{o}/config" for o in objects}
+
+
+# The cells ``window(seq)`` carries, so that the windows published here bring no others.
+WINDOW_CELLS = (*GENDERS[:2], ("age", "0-17"), ("age", "18-24"), ("age", "65+"), ("expression", "happy"))
+WINDOW_CELLS += (("expression", "neutral"),)
+
+
+def people_window(seq: int) -> Window:
+    """``window(seq)`` as a device counting people across a line and in two zones makes it."""
+    zones = {"aisle": Occupancy(3, 1.25), "2nd_floor": Occupancy(None, None)}
+    return dataclasses.replace(window(seq), people=People(12, 5, 9, 3, (4, None), zones))
+
+
+def test_people_entities_follow_people_counting_its_line_and_its_zones(
+    mqtt_broker: Broker, tmp_path: Path, subscribers: Callable[..., Subscriber]
+) -> None:
+    spool = StateStore(tmp_path / "spool.db", 100)
+    zones = ("aisle", "2nd_floor")  # a zone name that is no Jinja identifier: subscripted
+    kw: dict[str, Any] = {"version": "1", "window_s": 60, "cells": WINDOW_CELLS}
+    with mqtt_sink(mqtt_broker.port, spool, **kw, people=True, line=True, zones=zones) as sink:
+        assert sink.wait_connected(WAIT)
+    on = {
+        t.split("/")[3]: json.loads(p)
+        for t, p in retained_now(mqtt_broker.port, subscribers, ["homeassistant/#"]).items()
+    }
+    mine = PEOPLE_OBJECTS | LINE_OBJECTS | zone_objects(*zones)
+    assert mine <= set(on) and not ATTENTION_OBJECTS & set(on)
+    # Like Visitors: a count a window without a unit, unavailable with the device, expiring after two windows.
+    for obj in mine:
+        config = on[obj]
+        assert config["state_topic"] == COUNTS and config["availability_topic"] == STATUS and config["qos"] == 1
+        assert config["state_class"] == "measurement" and config["force_update"] is True
+        assert config["expire_after"] == on["visitors"]["expire_after"] == 2 * 60 + 60
+        assert config["device"] == on["visitors"]["device"]
+        assert "unit_of_measurement" not in config and "device_class" not in config
+    assert {o: on[o]["name"] for o in sorted(mine)} == {
+        "crossings_in": "Crossings in",
+        "crossings_out": "Crossings out",
+        "passers_by": "Passers-by",
+        "people": "People",
+        "people_with_face": "People with a face",
+        "stayers": "Stayers",
+        "zone_2nd_floor_mean": "2nd_floor occupancy mean",
+        "zone_2nd_floor_peak": "2nd_floor occupancy peak",
+        "zone_aisle_mean": "aisle occupancy mean",
+        "zone_aisle_peak": "aisle occupancy peak",
+    }
+    assert {o: on[o]["value_template"] for o in ("people", "crossings_in", "crossings_out", "zone_aisle_peak")} == {
+        "people": "{{ value_json.people }}",
+        "crossings_in": "{{ value_json.crossings.in }}",
+        "crossings_out": "{{ value_json.crossings.out }}",
+        "zone_aisle_peak": "{{ value_json.zones.aisle.peak }}",
+    }
+    assert on["zone_2nd_floor_mean"]["value_template"] == '{{ value_json.zones["2nd_floor"].mean }}'
+    assert on["people_with_face"]["default_entity_id"] == f"sensor.{DEVICE}_people_with_a_face"
+    assert on["passers_by"]["default_entity_id"] == f"sensor.{DEVICE}_passers_by"
+    assert on["zone_2nd_floor_peak"]["default_entity_id"] == f"sensor.{DEVICE}_2nd_floor_occupancy_peak"
+
+    # The line and a zone removed: their entities are cleared, the rest stays; a window spooled
+    # before (it carries crossings and that zone) brings none of them back.
+    sub = subscribers(mqtt_broker.port, ["homeassistant/#"])
+    gone = config_topics(LINE_OBJECTS | zone_objects("2nd_floor"))
+    with mqtt_sink(mqtt_broker.port, spool, **kw, people=True, zones=("aisle",)) as sink:
+        assert sink.wait_connected(WAIT)
+        assert sub.wait_for(lambda ms: gone <= {m.topic for m in ms if m.payload == ""}), sub.messages
+        assert set(sink.cleared) == gone
+        sink.publish_window(people_window(1))
+        assert sink.wait_idle(WAIT)
+    left = {t.split("/")[3] for t in retained_now(mqtt_broker.port, subscribers, ["homeassistant/#"])}
+    assert left == set(on) - LINE_OBJECTS - zone_objects("2nd_floor")
+
+    # People counting off: every people entity goes, the visitors' stay.
+    sub = subscribers(mqtt_broker.port, ["homeassistant/#"])
+    gone = config_topics(PEOPLE_OBJECTS | zone_objects("aisle"))
+    with mqtt_sink(mqtt_broker.port, spool, **kw) as sink:
+        assert sink.wait_connected(WAIT)
+        assert sub.wait_for(lambda ms: gone <= {m.topic for m in ms if m.payload == ""}), sub.messages
+        assert set(sink.cleared) == gone
+        sink.publish_window(people_window(2))
+        assert sink.wait_idle(WAIT)
+    off = {t.split("/")[3] for t in retained_now(mqtt_broker.port, subscribers, ["homeassistant/#"])}
+    assert off == set(on) - mine and {"storage", "visitors", "visitors_today", "dwell_mean", "faces_peak"} <= off
+    spool.close()
+
+
+DOOR = LineConfig(start=(0.0, 0.5), end=(1.0, 0.5))
+ZONES = (
+    ("aisle", ((0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0))),
+    ("2nd_floor", ((0.5, 0.0), (1.0, 0.0), (1.0, 1.0))),
+)
+
+
+def counted(persons: list[PersonEnded], frames: list[tuple[int, ...]], k: int = 1, **people: Any) -> dict[str, Any]:
+    """The payload of a window in which ``persons`` ended and the person detector ran on ``frames``
+    (the people standing in each of ``ZONES``), as the daemon's Aggregator makes it."""
+    config = PeopleConfig(**{"line": DOOR, "zones": ZONES, **people})
+    a = Aggregator(
+        AggregationConfig(min_cell=k), AttributesConfig(), AttentionConfig(enabled=False), DEVICE, "s", config
+    )
+    for i, zones in enumerate(frames):
+        a.observe(TrackerUpdate(), NOON + i, PeopleUpdate(zones=zones))
+    a.observe(TrackerUpdate(), NOON + 30, PeopleUpdate(ended=tuple(persons)))
+    (w,) = a.tick(NOON + 60)
+    return w.to_payload()
+
+
+def test_people_templates_give_the_windows_numbers_and_unknown_where_suppressed() -> None:
+    device = DiscoveryDevice(DEVICE, DEVICE, "1", "homeassistant", COUNTS, STATUS, 60)
+    people = PeopleSensors(line=True, zones=tuple(name for name, _ in ZONES))
+    configs = Announcements(device, (), people=people).at_connect()
+    templates = {c["unique_id"].removeprefix(f"{DEVICE}_"): c["value_template"] for _, c in configs}
+
+    def shown(payload: dict[str, Any], *objects: str) -> list[Any]:
+        return [rendered(templates[o], payload) for o in objects]
+
+    splits = ("people", "people_with_face", "passers_by", "stayers", "crossings_in", "crossings_out")
+    zones = tuple(sorted(zone_objects("aisle", "2nd_floor")))  # 2nd_floor, then aisle; mean before peak
+    # 3 passers-by without a face coming in, 2 stayers (20 s >= min_dwell_s 10 s) with a face going out.
+    persons = [PersonEnded(4.0, False, ins=1)] * 3 + [PersonEnded(20.0, True, outs=1)] * 2
+    frames = [(2, 0), (4, 1)]
+    assert shown(counted(persons, frames), *splits) == [5, 2, 3, 2, 3, 2]
+    assert shown(counted(persons, frames), *zones) == [0.5, 1, 3.0, 4]
+    # k 3: both sides of 2/3 splits withheld, 2 crossings out too, and a zone whose peak is 1.
+    withheld = counted(persons, frames, k=3)
+    assert shown(withheld, *splits) == [5, None, None, None, 3, None]
+    assert shown(withheld, *zones) == [None, None, 3.0, 4]
+    # Nobody: zeros, not unknown (zero is safe).
+    assert shown(counted([], [(0, 0)]), *splits, *zones) == [0] * 6 + [0.0, 0, 0.0, 0]
+    # Without a line or zones, and with people counting off, the keys are missing: those entities
+    # exist only while the device's config produces them.
+    plain = counted(persons, [], line=None, zones=())
+    assert shown(plain, "people", "crossings_in", "zone_aisle_peak") == [5, _MISSING, _MISSING]
+    assert shown(counted(persons, [], enabled=False), "people", "stayers") == [_MISSING] * 2

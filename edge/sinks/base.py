@@ -34,6 +34,11 @@ class SinkContext:
     cells: Mapping[str, tuple[str, ...]] | None = None
     # Windows carry viewers and attention time (``attention.enabled``): dashboards get those figures.
     attention: bool = False
+    # Windows carry people counts (``people.enabled``); crossings where a counting line is set
+    # (``people.line``), occupancy per zone (``people.zones``, these names): dashboards get exactly those.
+    people: bool = False
+    line: bool = False
+    zones: tuple[str, ...] = ()
 
 
 class SinkError(RuntimeError):

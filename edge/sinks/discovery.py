@@ -10,7 +10,10 @@ them all.
 
 With attention on (``SinkContext.attention``) the device also has the viewer sensors (viewers,
 their share, attention time) and one sensor per viewers-by cell; with it off they are not
-produced, so the same clearing removes them.
+produced, so the same clearing removes them. People counting (``SinkContext.people``) works the
+same way: People, People with a face, Passers-by and Stayers while it is on, Crossings in/out while
+a counting line is set, and an occupancy peak and mean per configured zone; switching it off,
+removing the line or a zone leaves their configs unproduced, hence cleared.
 
 Each sensor reads one number from the ``counts`` payload, is marked unavailable
 with the device's ``status`` topic, subscribes at QoS 1, and expires (Home
@@ -82,6 +85,41 @@ _ATTENTION_SENSORS: tuple[tuple[str, str, tuple[str, ...], dict[str, Any]], ...]
 )
 
 
+# Only in windows made with people counting on (schema 4); crossings only with a counting line.
+_PEOPLE_SENSORS: tuple[tuple[str, str, tuple[str, ...], dict[str, Any]], ...] = (
+    ("people", "People", ("people",), {"icon": "mdi:walk"}),
+    ("people_with_face", "People with a face", ("people_with_face",), {"icon": "mdi:face-recognition"}),
+    ("passers_by", "Passers-by", ("passers_by",), {"icon": "mdi:run-fast"}),
+    ("stayers", "Stayers", ("stayers",), {"icon": "mdi:human-handsdown"}),
+)
+_LINE_SENSORS: tuple[tuple[str, str, tuple[str, ...], dict[str, Any]], ...] = (
+    ("crossings_in", "Crossings in", ("crossings", "in"), {"icon": "mdi:location-enter"}),
+    ("crossings_out", "Crossings out", ("crossings", "out"), {"icon": "mdi:location-exit"}),
+)
+
+
+def _zone_sensors(zone: str) -> list[tuple[str, str, tuple[str, ...], dict[str, Any]]]:
+    """A zone's occupancy peak and mean (zone names are ``[a-z0-9_]{1,32}``: topic-safe as they are)."""
+    icon = {"icon": "mdi:vector-square"}
+    return [
+        (f"zone_{zone}_{figure}", f"{zone} occupancy {figure}", ("zones", zone, figure), icon)
+        for figure in ("peak", "mean")
+    ]
+
+
+@dataclass(frozen=True)
+class PeopleSensors:
+    """The people sensors a config produces (people counting on): crossings with a ``line``, and
+    occupancy for each of ``zones``."""
+
+    line: bool = False
+    zones: tuple[str, ...] = ()
+
+    def sensors(self) -> list[tuple[str, str, tuple[str, ...], dict[str, Any]]]:
+        out = list(_PEOPLE_SENSORS) + (list(_LINE_SENSORS) if self.line else [])
+        return out + [s for zone in self.zones for s in _zone_sensors(zone)]
+
+
 def expire_after_s(window_s: int) -> int:
     """Seconds without a window after which Home Assistant shows a sensor as unavailable: one late
     window is tolerated (a spool draining after an outage), two are not."""
@@ -146,10 +184,14 @@ def _cell_sensor(group: str, key: str) -> tuple[str, str, tuple[str, ...], dict[
 
 
 def entity_configs(
-    device: DiscoveryDevice, cells: Iterable[tuple[str, str]], base: bool = True, attention: bool = False
+    device: DiscoveryDevice,
+    cells: Iterable[tuple[str, str]],
+    base: bool = True,
+    attention: bool = False,
+    people: PeopleSensors | None = None,
 ) -> list[tuple[str, dict[str, Any]]]:
-    """(topic, config) for the base sensors (if ``base``; the viewer sensors too if ``attention``)
-    and one sensor per breakdown cell."""
+    """(topic, config) for the base sensors (if ``base``; the viewer sensors too if ``attention``,
+    the people sensors if ``people``) and one sensor per breakdown cell."""
     block = {
         "identifiers": [device.device_id],
         "name": device.name,
@@ -160,6 +202,8 @@ def entity_configs(
     sensors = list(_BASE_SENSORS) if base else []
     if base and attention:
         sensors += _ATTENTION_SENSORS
+    if base and people is not None:
+        sensors += people.sensors()
     sensors += [_cell_sensor(group, key) for group, key in cells]
     out = []
     if base and device.health_topic is not None:
@@ -217,12 +261,21 @@ class Announcements:
     window's cells outside them get no entity (a window made under an older config, spooled or
     recovered from a checkpoint); with no ``cells`` given, every cell a window carries does.
     ``attention``: windows carry viewers, so the viewer sensors and the viewers-by cells of
-    ``cells`` are produced too; without it they are not, and a retained one is stale.
+    ``cells`` are produced too; without it they are not, and a retained one is stale. ``people``
+    likewise (None: people counting off); its sensors come from the config alone, never from a
+    window (one spooled before the line or a zone was removed still carries them).
     """
 
-    def __init__(self, device: DiscoveryDevice, cells: Iterable[tuple[str, str]], attention: bool = False) -> None:
+    def __init__(
+        self,
+        device: DiscoveryDevice,
+        cells: Iterable[tuple[str, str]],
+        attention: bool = False,
+        people: PeopleSensors | None = None,
+    ) -> None:
         self.device = device
         self.attention = attention
+        self.people = people
         self._lock = threading.Lock()
         cells = list(cells)
         self._cells: dict[tuple[str, str], None] = dict.fromkeys(cells + (viewer_cells(cells) if attention else []))
@@ -232,7 +285,7 @@ class Announcements:
     def at_connect(self) -> list[tuple[str, dict[str, Any]]]:
         """(topic, config) for every entity of the device, as far as known now."""
         with self._lock:
-            configs = entity_configs(self.device, list(self._cells), attention=self.attention)
+            configs = entity_configs(self.device, list(self._cells), attention=self.attention, people=self.people)
             self._wanted.update(topic for topic, _ in configs)
         return configs
 

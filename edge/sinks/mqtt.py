@@ -69,7 +69,7 @@ from edge.secrets import (
     tls_findings,
 )
 from edge.sinks.base import Sink, SinkConfig, SinkContext, SinkError, dumps
-from edge.sinks.discovery import Announcements, DiscoveryDevice
+from edge.sinks.discovery import Announcements, DiscoveryDevice, PeopleSensors
 from edge.sinks.health import build_health
 from edge.sinks.mqtt_delivery import Delivery, DeliveryTiming, RefusedWindow
 from edge.sinks.mqtt_drain import Drain
@@ -175,8 +175,9 @@ class MqttSink(Sink):
     Topics (``topic_prefix``, by default ``edge/<device_id>/``): ``status`` (retained online/offline,
     Last Will), ``counts`` (one QoS 1 message per window, not retained), ``health`` (retained), and
     Home Assistant discovery configs under ``<discovery prefix>/sensor/<device_id>/<object>/config``
-    for the base sensors, the viewer sensors (if ``context.attention``) and the breakdown cells
-    ``context`` names.
+    for the base sensors, the viewer sensors (if ``context.attention``), the people sensors (if
+    ``context.people``: crossings with ``context.line``, occupancy of ``context.zones``) and the
+    breakdown cells ``context`` names.
     """
 
     def __init__(
@@ -211,14 +212,15 @@ class MqttSink(Sink):
             window_s=context.window_s,
             health_topic=self.health_topic,
         )
-        # Every breakdown cell the config produces (and, with attention on, the viewer sensors) is
-        # announced at connect; retained configs of this device for anything else are cleared.
+        # Every breakdown cell the config produces (and, with attention or people on, their sensors)
+        # is announced at connect; retained configs of this device for anything else are cleared.
         # Cells seen in windows are announced too.
         cells = [(group, label) for group, labels in (context.cells or {}).items() for label in labels]
+        people = PeopleSensors(context.line, context.zones) if context.people else None
         self._link = Link(  # reads the password and TLS files: SinkError here, before any thread starts
             config,
             timing,
-            Announcements(self.discovery, cells, context.attention) if config.discovery.enabled else None,
+            Announcements(self.discovery, cells, context.attention, people) if config.discovery.enabled else None,
             spool,
             device_id=device_id,
             status_topic=self.status_topic,
