@@ -69,6 +69,15 @@ def test_clips_are_counted_as_the_daemon_counts(tmp_path: Path, capsys: pytest.C
         ({"walkers": {"visitors": -1, "female": 0, "male": 0}}, "walkers.visitors: expected a count >= 0, got -1"),
         ({"missing": {"visitors": 1, "female": 0, "male": 1}}, "no video named missing"),
         ({"walkers": {"visitors": 1, "female": 0, "male": 0, "viewers": "two"}}, "walkers.viewers: expected a count"),
+        ({"walkers": {"visitors": 0, "female": 0, "male": 0, "people": 1.5}}, "walkers.people: expected a count"),
+        (
+            {"walkers": {"visitors": 0, "female": 0, "male": 0, "crossings": {"in": 1}}},
+            'walkers.crossings: expected {..., "in": N, "out": N}',
+        ),
+        (
+            {"walkers": {"visitors": 0, "female": 0, "male": 0, "crossings": {"start": [0, 2], "in": 1, "out": 0}}},
+            "start: expected a point [x, y]",
+        ),
     ],
 )
 def test_bad_labels_are_named(
@@ -90,7 +99,33 @@ def test_real_development_clips_meet_the_bars(capsys: pytest.CaptureFixture[str]
     for clip in doc["clips"]:
         assert clip["visitors"] == clip["visitors_truth"], clip
         assert clip["female"] <= clip["female_truth"] and clip["male"] <= clip["male_truth"], clip
+        # Everyone who showed a face is a person, once; no more people than were there.
+        assert clip["visitors"] <= clip["people"] <= clip["people_truth"], clip
+    walking_away = next(c for c in doc["clips"] if c["clip"] == "one-by-one-person-detection")
+    assert (walking_away["people"], walking_away["visitors"]) == (1, 0)
     total = doc["total"]
     assert total["recall"] >= 0.90, total
     assert total["extra_rate"] <= 0.05, total
     assert total["gender_accuracy"] is None or total["gender_accuracy"] >= 0.85, total
+
+
+@pytest.mark.skipif(not REAL_FOOTAGE.is_dir(), reason="the real development clips are not beside this checkout")
+def test_crossings_of_a_labelled_line_are_scored(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The person walking away from the camera steps over a line drawn across the floor near the
+    frame's bottom (the way in: up the image, left of the line drawn left to right)."""
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    clip = "one-by-one-person-detection"
+    (folder / f"{clip}.avi").symlink_to(REAL_FOOTAGE / f"{clip}.avi")
+    line = {"start": [0.1, 0.93], "end": [0.9, 0.93], "in_side": "left", "in": 1, "out": 0}
+    labels = {clip: {"visitors": 0, "female": 0, "male": 0, "people": 1, "crossings": line}}
+    (folder / "labels.json").write_text(json.dumps(labels))
+    code, out, err = run_cli(capsys, "eval", "--clips", str(folder), "--json")
+    assert code == 0, err
+    (scored,) = json.loads(out)["clips"]
+    assert scored["crossings"] == scored["crossings_truth"] == [1, 0]
+    assert scored["people"] == 1 and scored["people_with_face"] == 0
+    flipped = dict(labels[clip], crossings=dict(line, in_side="right"))
+    (folder / "labels.json").write_text(json.dumps({clip: flipped}))
+    code, out, err = run_cli(capsys, "eval", "--clips", str(folder), "--json")
+    assert code == 0 and json.loads(out)["clips"][0]["crossings"] == [0, 1], err

@@ -7,6 +7,8 @@ import json
 import logging
 import math
 import sys
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
@@ -20,7 +22,8 @@ from edge.attributes import DESCRIBE_MIN_FACE_PX, MIN_GENDER_SCORE, AttributesCo
 from edge.commands.options import Subparsers, add_analyzer_options, add_command, analyzer_config
 from edge.media import MediaError, expand, frames
 from edge.memory import FreeMemory
-from edge.records import Face
+from edge.people_config import PeopleConfig
+from edge.records import Face, PersonDetection
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +61,40 @@ def add_parser(subparsers: Subparsers) -> None:
         help="also each face's head pose (yaw, pitch, roll in degrees) and whether it looks at the camera by the "
         "default attention cone (+-22.5 deg, no offset); about 2 ms a face",
     )
+    p.add_argument(
+        "--people",
+        action="store_true",
+        help="also everyone in the picture, face or not: person boxes (the daemon's person detector)",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="CONFIG",
+        help="a daemon config: --annotate then draws its people.line (arrow: the way in) and people.zones, "
+        "and --people uses its people.score_threshold",
+    )
     add_analyzer_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     naming = Naming(args.describe_min_face, args.min_gender_score)
-    analyzer = Analyzer(replace(analyzer_config(args), pose=args.pose))
-    return analyze_paths(analyzer, args.paths, args.json, args.annotate, args.every, naming=naming)
+    people = PeopleConfig()
+    if args.config is not None:
+        from edge.settings import load_config
+
+        people = load_config(args.config).people
+    analyzer = Analyzer(replace(analyzer_config(args), pose=args.pose, people=args.people))
+    return analyze_paths(
+        analyzer,
+        args.paths,
+        args.json,
+        args.annotate,
+        args.every,
+        naming=naming,
+        layout=people if args.config else None,
+        person_threshold=people.score_threshold,
+    )
 
 
 def non_negative_float(text: str) -> float:
@@ -142,10 +171,32 @@ def label(face: Face) -> str:
     return ", ".join(parts)
 
 
-def annotate(rgb: np.ndarray, faces: list[Face], path: Path) -> None:
-    """Boxes and labels drawn on a copy of the frame: for a person debugging locally."""
+def annotate(
+    rgb: np.ndarray,
+    faces: list[Face],
+    path: Path,
+    persons: Sequence[PersonDetection] = (),
+    layout: PeopleConfig | None = None,
+) -> None:
+    """Boxes and labels drawn on a copy of the frame: for a person debugging locally, or setting up
+    a counting line and zones (``layout``: drawn as the daemon reads them)."""
     img = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     thick = max(1, round(max(img.shape[:2]) / 500))
+    if layout is not None:
+        draw_layout(img, layout, thick)
+    for person in persons:
+        x1, y1, x2, y2 = (int(round(v)) for v in person.box)
+        cv2.rectangle(img, (x1, y1), (x2, y2), (255, 160, 0), thick)
+        cv2.putText(
+            img,
+            f"person {person.score:.2f}",
+            (x1 + 2, y2 - 4),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.45 * thick,
+            (255, 160, 0),
+            thick,
+            cv2.LINE_AA,
+        )
     for face in faces:
         x1, y1, x2, y2 = (int(round(v)) for v in face.detection.box)
         cv2.rectangle(img, (x1, y1), (x2, y2), (0, 220, 0), thick)
@@ -164,6 +215,37 @@ def annotate(rgb: np.ndarray, faces: list[Face], path: Path) -> None:
         raise MediaError(f"{path}: could not write the annotated image")
 
 
+def draw_layout(img: np.ndarray, layout: PeopleConfig, thick: int) -> None:
+    """The counting line (an arrow from its middle points to the "in" side) and the zones."""
+    h, w = img.shape[:2]
+
+    def px(p: tuple[float, float]) -> tuple[int, int]:
+        return round(p[0] * (w - 1)), round(p[1] * (h - 1))
+
+    for name, polygon in layout.zones:
+        pts = np.array([px(p) for p in polygon], dtype=np.int32)
+        cv2.polylines(img, [pts], True, (0, 200, 255), thick, cv2.LINE_AA)
+        cv2.putText(img, name, tuple(pts[0] + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * thick, (0, 200, 255), thick)
+    line = layout.counting_line
+    if line is None:
+        return
+    a, b = px(line.a), px(line.b)
+    cv2.line(img, a, b, (0, 0, 255), 2 * thick, cv2.LINE_AA)
+    mid = ((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    length = max(math.hypot(dx, dy), 1e-9)
+    sign = 1.0 if line.in_side == "right" else -1.0  # (-dy, dx) is the right of a -> b on screen (y down)
+    normal = (-sign * dy / length, sign * dx / length)
+    reach = 0.08 * max(h, w)
+    tip = (round(mid[0] + normal[0] * reach), round(mid[1] + normal[1] * reach))
+    cv2.arrowedLine(img, (round(mid[0]), round(mid[1])), tip, (0, 0, 255), 2 * thick, cv2.LINE_AA, tipLength=0.3)
+    cv2.putText(img, "in", (tip[0] + 4, tip[1]), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * thick, (0, 0, 255), thick)
+
+
+def person_json(person: PersonDetection) -> dict:
+    return {"box": [round(v, 1) for v in person.box], "score": round(person.score, 4)}
+
+
 def analyze_paths(
     analyzer: Analyzer,
     paths: list[Path],
@@ -173,6 +255,8 @@ def analyze_paths(
     out: TextIO | None = None,
     err: TextIO | None = None,
     naming: Naming = Naming(),
+    layout: PeopleConfig | None = None,
+    person_threshold: float = PeopleConfig().score_threshold,
 ) -> int:
     """Analyse every input; unreadable ones are reported and skipped. Exit 1 if any failed."""
     out, err = out or sys.stdout, err or sys.stderr
@@ -188,6 +272,12 @@ def analyze_paths(
             for frame in frames(item, every):
                 faces = [naming.apply(f) for f in analyzer.analyze(frame.rgb)]
                 t = analyzer.last_timings
+                persons: tuple[PersonDetection, ...] = ()
+                people_ms = 0.0
+                if analyzer.person_detector is not None:
+                    t0 = time.perf_counter()
+                    persons = tuple(p for p in analyzer.persons(frame.rgb) if p.score >= person_threshold)
+                    people_ms = (time.perf_counter() - t0) * 1000.0
                 h, w = frame.rgb.shape[:2]
                 if as_json:
                     record = {
@@ -200,18 +290,22 @@ def analyze_paths(
                             "detect": round(t.detect_ms, 2),
                             "pose": round(t.pose_ms, 2),
                             "attributes": round(t.attributes_ms, 2),
-                            "total": round(t.total_ms, 2),
+                            "total": round(t.total_ms + people_ms, 2),
                         },
                     }
+                    if analyzer.person_detector is not None:
+                        record["people"] = [person_json(p) for p in persons]
+                        record["timings_ms"]["people"] = round(people_ms, 2)
                     out.write(json.dumps(record) + "\n")
                 else:
                     where = frame.source if frame.index == 0 else f"{frame.source}#{frame.index}"
                     summary = "; ".join(label(f) for f in faces) or "no faces"
-                    out.write(f"{where}: {len(faces)} face(s) [{summary}] in {t.total_ms:.1f} ms\n")
+                    people = "" if analyzer.person_detector is None else f", {len(persons)} person(s)"
+                    out.write(f"{where}: {len(faces)} face(s) [{summary}]{people} in {t.total_ms + people_ms:.1f} ms\n")
                 out.flush()
                 if annotate_dir is not None:
                     name = item.stem + (f"_f{frame.index:06d}" if frame.index else "") + "_annotated.jpg"
-                    annotate(frame.rgb, faces, annotate_dir / name)
+                    annotate(frame.rgb, faces, annotate_dir / name, persons, layout)
         except MediaError as exc:
             err.write(f"edge analyze: {exc}\n")
             failed += 1
