@@ -19,10 +19,11 @@ import yaml
 from mqtt_broker import HOST
 from pg_database import connect, server_params
 
+from edge.fleet.messages import PEOPLE_EXTRAS, PEOPLE_KEYS
 from edge.sinks.base import SinkContext
 from edge.sinks.mqtt import DeliveryTiming, DiscoveryConfig, MqttSink, MqttSinkConfig
 from edge.state_store import StateStore
-from edge.window import Window
+from edge.window import Dwell, Faces, People, Span, Window
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,9 +37,11 @@ def window_payload(
     minute: int | None = None,
     visitors: int | None = 7,
     attention: bool = False,
+    people: bool = False,
 ) -> dict[str, Any]:
     """A schema-2 window (edge/schemas/window.schema.json) with breakdowns that obey min_cell 5;
-    with ``attention`` a schema-3 one whose 5 viewers of the 10 ended visitors are published."""
+    with ``attention`` a schema-3 one whose 5 viewers of the 10 ended visitors are published; with
+    ``people`` a schema-4 one that counted 20 people (``people_keys``)."""
     start = datetime(2026, 12, 1, tzinfo=timezone.utc) + timedelta(minutes=seq if minute is None else minute)
     iso = "%Y-%m-%dT%H:%M:%SZ"
     doc: dict[str, Any] = {
@@ -57,21 +60,54 @@ def window_payload(
         "age": {"18-24": 5, "25-34": None, "35-44": None, "unknown": 0},
         "suppressed": ([] if visitors is not None else ["visitors"]) + ["age.25-34", "age.35-44"],
     }
-    if not attention:
+    if attention:
+        suppressed = doc.pop("suppressed")
+        doc |= {
+            "schema": 3,
+            "viewers": 5,
+            "viewer_rate": 0.5,
+            "attention_s": {"sum": 31.5, "median": 5.5},
+            "viewers_by": {
+                "gender": {"female": 0, "male": 5, "unknown": 0},
+                "age": {"18-24": 0, "25-34": None, "35-44": None, "unknown": 0},
+            },
+            "suppressed": [*suppressed, "viewers_by.age.25-34", "viewers_by.age.35-44"],
+        }
+    if not people:
         return doc
-    suppressed = doc.pop("suppressed")
+    order = list(doc)  # the people keys follow dwell_s, as a device publishes them
+    cut = order.index("dwell_s") + 1
+    paths, keys = people_keys()
     return {
-        **doc,
-        "schema": 3,
-        "viewers": 5,
-        "viewer_rate": 0.5,
-        "attention_s": {"sum": 31.5, "median": 5.5},
-        "viewers_by": {
-            "gender": {"female": 0, "male": 5, "unknown": 0},
-            "age": {"18-24": 0, "25-34": None, "35-44": None, "unknown": 0},
-        },
-        "suppressed": [*suppressed, "viewers_by.age.25-34", "viewers_by.age.35-44"],
+        **{k: doc[k] for k in order[:cut]},
+        "schema": 4,
+        **keys,
+        **{k: doc[k] for k in order[cut:] if k != "suppressed"},
+        "suppressed": [*paths, *doc["suppressed"]],
     }
+
+
+def people_keys() -> tuple[list[str], dict[str, Any]]:
+    """A schema-4 window's people keys as a device with min_cell 5, a counting line and two zones
+    publishes them (edge.people_cells), and the paths they suppress: 20 people, 10 with a face,
+    15 passers-by and 5 stayers, 6 crossings in and 1..4 out (hidden), zone ``door`` with a peak of
+    5 and zone ``till`` with one of 1..4 (hidden)."""
+    keys = {
+        "people": 20,
+        "people_with_face": 10,
+        "passers_by": 15,
+        "stayers": 5,
+        "crossings": {"in": 6, "out": None},
+        "zones": {"door": {"peak": 5, "mean": 2.5}, "till": {"peak": None, "mean": None}},
+    }
+    return ["crossings.out", "zones.till.peak", "zones.till.mean"], keys
+
+
+def people_doc(people: People) -> dict[str, Any]:
+    """A window's people keys as the device publishes ``people`` (``Window.to_payload``)."""
+    span, faces, dwell = Span("", "", False), Faces(None, None), Dwell(None, None, None, None)
+    window = Window("d", "s", span, 0.0, None, faces, dwell, {}, (), people=people)
+    return {k: v for k, v in window.to_payload().items() if k in (*PEOPLE_KEYS, *PEOPLE_EXTRAS)}
 
 
 def health_payload(device: str, *, depth: int = 0) -> dict[str, Any]:
@@ -181,8 +217,10 @@ class Device:
     def publish(self, n: int) -> None:
         for _ in range(n):
             self._seq += 1
-            # Every other window from a device that measures attention (schema 3), the rest schema 2.
-            doc = window_payload(self.name, self.stream, self._seq, attention=self._seq % 2 == 0)
+            # In turn a window of schema 2, one measuring attention (schema 3), one that also counted
+            # people (schema 4) and one of a device with attention off (schema 4).
+            kind = self._seq % 4
+            doc = window_payload(self.name, self.stream, self._seq, attention=kind in (1, 2), people=kind >= 2)
             self.sink.publish_window(Window.from_payload(doc))
             self.handed.append((self.name, self.stream, self._seq))
 
@@ -205,12 +243,20 @@ def rollup_mismatches(dbname: str) -> int:
                 SELECT date_trunc('hour', window_start, 'UTC') AS hour, site, device, count(*) AS w,
                        sum(visitors) AS v, sum(dwell_n) AS n, count(*) FILTER (WHERE attention) AS wa,
                        sum(viewers) AS vw, sum(dwell_n) FILTER (WHERE viewers IS NOT NULL) AS vn,
-                       sum(attention_sum_s) FILTER (WHERE viewers IS NOT NULL) AS att
+                       sum(attention_sum_s) FILTER (WHERE viewers IS NOT NULL) AS att,
+                       count(*) FILTER (WHERE people_counted) AS wp, count(*) FILTER (WHERE people_counted
+                       AND people IS NULL) AS wps, sum(people) AS p, sum(people_with_face) AS pf,
+                       sum(people) FILTER (WHERE people_with_face IS NOT NULL) AS pfn, sum(passers_by) AS pb,
+                       sum(stayers) AS st, count(*) FILTER (WHERE crossing_line) AS wl, sum(crossings_in) AS ci,
+                       sum(crossings_out) AS co
                 FROM windows GROUP BY 1, 2, 3) a
             FULL JOIN hourly b ON a.hour = b.hour AND a.site = b.site AND a.device = b.device
             WHERE a.w IS DISTINCT FROM b.windows OR a.v IS DISTINCT FROM b.visitors OR a.n IS DISTINCT FROM b.dwell_n
                OR a.wa IS DISTINCT FROM b.windows_attention OR a.vw IS DISTINCT FROM b.viewers
                OR a.vn IS DISTINCT FROM b.viewers_n OR a.att IS DISTINCT FROM b.attention_s
+               OR (a.wp, a.wps, a.p, a.pf, a.pfn, a.pb, a.st, a.wl, a.ci, a.co) IS DISTINCT FROM
+                  (b.windows_people, b.windows_people_suppressed, b.people, b.people_with_face, b.people_face_n,
+                   b.passers_by, b.stayers, b.windows_line, b.crossings_in, b.crossings_out)
             """
         ).fetchone()
         cells = conn.execute(

@@ -146,6 +146,8 @@ def test_bad_messages_are_kept_with_a_reason_and_do_not_stall_the_stream(
     collector, stop, thread = _run_in_thread(fleet_config(mqtt_broker.port, pg_database, client_id="c-bad"))
     good = window_payload("cam9", "6f1c2b4e-8a1d-4f7e-9a53-0d6f4c1e2b3a", 1)
     old_schema = {**good, "schema": 1}
+    people = window_payload("cam9", "6f1c2b4e-8a1d-4f7e-9a53-0d6f4c1e2b3a", 2, people=True)  # schema 4
+    many_zones = {f"z{i}": {"peak": 0, "mean": 0.0} for i in range(9)}
     try:
         mqtt_publish.multiple(
             [
@@ -160,8 +162,14 @@ def test_bad_messages_are_kept_with_a_reason_and_do_not_stall_the_stream(
                     "qos": 1,
                 },
                 {"topic": "edge/cam9/health", "payload": '{"fps": NaN}', "qos": 1},
+                # Schema 4 windows whose people do not add up, or come where they cannot.
+                {"topic": "edge/cam9/counts", "payload": json.dumps({**people, "people_with_face": 21}), "qos": 1},
+                {"topic": "edge/cam9/counts", "payload": json.dumps({**people, "stayers": 6}), "qos": 1},
+                {"topic": "edge/cam9/counts", "payload": json.dumps({**people, "schema": 3}), "qos": 1},
+                {"topic": "edge/cam9/counts", "payload": json.dumps({**people, "zones": many_zones}), "qos": 1},
                 {"topic": "edge/cam9/counts", "payload": json.dumps(good), "qos": 1},
                 {"topic": "edge/cam9/counts", "payload": json.dumps(good), "qos": 1},  # a redelivery
+                {"topic": "edge/cam9/counts", "payload": json.dumps(people), "qos": 1},
                 {"topic": "edge/cam9/status", "payload": "online", "qos": 1, "retain": True},
                 {"topic": "edge/cam9/health", "payload": json.dumps(health_payload("cam9", depth=4)), "qos": 1},
             ],
@@ -169,15 +177,17 @@ def test_bad_messages_are_kept_with_a_reason_and_do_not_stall_the_stream(
             port=mqtt_broker.port,
             protocol=5,
         )
-        wait_until(lambda: collector.counters.received >= 11, "eleven messages handled")
-        ok = health.wait_for(lambda ms: any(json.loads(m.payload)["received"] >= 11 for m in ms), 30)
+        wait_until(lambda: collector.counters.received >= 16, "sixteen messages handled")
+        ok = health.wait_for(lambda ms: any(json.loads(m.payload)["received"] >= 16 for m in ms), 30)
         assert ok, "the collector's health did not report the messages"
     finally:
         stop.set()
         thread.join(30)
     with connect(pg_database) as conn:
         reasons = [r for (r,) in conn.execute("SELECT reason FROM rejected ORDER BY id")]
-        windows = conn.execute("SELECT device, seq, visitors FROM windows").fetchall()
+        windows = conn.execute(
+            "SELECT device, seq, visitors, people, crossings_in FROM windows ORDER BY seq"
+        ).fetchall()
         device = conn.execute("SELECT status, health->'spool'->>'depth' FROM devices WHERE device='cam9'").fetchone()
     expected = [
         "not JSON: 'utf-8' codec can't decode",
@@ -187,11 +197,15 @@ def test_bad_messages_are_kept_with_a_reason_and_do_not_stall_the_stream(
         "site holds a NUL character",
         "not JSON: NaN is not a JSON number",
         "not JSON: NaN is not a JSON number",
+        "people_with_face is 21, more than people (20)",
+        "passers_by + stayers is 21, not people (20)",
+        "people is a schema 4 key, the window says schema 3",
+        "zones has 9 zones, a device has at most 8",
     ]
     assert len(reasons) == len(expected), reasons
     for text in expected:
         assert sum(r.startswith(text) for r in reasons) == expected.count(text), (text, reasons)
-    assert windows == [("cam9", 1, 7)]
+    assert windows == [("cam9", 1, 7, None, None), ("cam9", 2, 7, 20, 6)]  # the good ones behind the bad
     assert collector.counters.duplicates == 1
     assert rollup_mismatches(pg_database) == 0  # the duplicate added nothing to the hour
     assert device == ("online", "4")
@@ -473,11 +487,13 @@ def test_the_demo_feeds_a_fleet_collector(tmp_path: Path, mqtt_broker: Broker, p
     with connect(pg_database) as conn:
         devices = {d for (d,) in conn.execute("SELECT DISTINCT device FROM windows")}
         status = conn.execute("SELECT status FROM devices WHERE device = %s", (DEMO_DEVICE,)).fetchone()
-        # The daemon's own windows: schema 3 with attention (on by default), every one stored.
-        kinds = conn.execute("SELECT DISTINCT (payload ->> 'schema')::int, attention FROM windows").fetchall()
+        # The daemon's own windows: schema 4 with attention and people (on by default), every one stored.
+        kinds = conn.execute(
+            "SELECT DISTINCT (payload ->> 'schema')::int, attention, people_counted FROM windows"
+        ).fetchall()
         rejected = conn.execute("SELECT count(*) FROM rejected").fetchone()
     assert devices == {DEMO_DEVICE} and status == ("offline",)  # its goodbye stored too
-    assert kinds == [(3, True)] and rejected == (0,)
+    assert kinds == [(4, True, True)] and rejected == (0,)
     assert rollup_mismatches(pg_database) == 0
 
 

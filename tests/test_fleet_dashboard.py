@@ -7,8 +7,9 @@ devices build them (``edge.aggregator.suppressed_cells``, payloads that follow w
 * ``lobby-2`` has small counts, published as null (suppressed on the device);
 * ``shop-1`` is the only device of its site and has one hour in which every window was suppressed.
 
-``lobby-1`` and ``shop-1`` measure attention (schema 3, viewers split by the device's own rule,
-``edge.viewers.attention_cells``); ``lobby-2`` is an older device (schema 2, no attention).
+``lobby-1`` and ``shop-1`` measure attention and count people (schema 4, viewers split by the
+device's own rule, ``edge.viewers.attention_cells``, people by ``edge.people_cells``; ``lobby-1``
+has a counting line and a zone); ``lobby-2`` is an older device (schema 2, neither).
 
 The page test loads the page in Debian's chromium through chromedriver, waits for the page to say
 it has drawn everything, and looks at the pixels of every chart and at the browser's console.
@@ -38,7 +39,7 @@ from typing import Any
 
 import pytest
 from edge_convert.upstream import NpmSource, SourceError, fetch
-from fleet_parts import window_payload
+from fleet_parts import people_doc, window_payload
 from payload_schema import check as check_schema
 from pg_database import connect, server_params
 from psycopg.types.json import Jsonb
@@ -50,7 +51,10 @@ from edge.fleet.dashboard import CSP, make_server, serve
 from edge.fleet.messages import WindowRow, parse_window
 from edge.fleet.schema import migrate
 from edge.fleet.store import WindowStore
+from edge.people_cells import PeopleTally, people_cells
+from edge.people_config import LineConfig, PeopleConfig
 from edge.viewers import attention_cells
+from edge.window import People
 
 REPO = Path(__file__).resolve().parent.parent
 VENDOR = REPO / "edge" / "fleet" / "static" / "vendor"
@@ -77,7 +81,8 @@ WEIGHTS = {
     "expression": [0.5, 0.25, 0.04, 0.02, 0.01, 0.01, 0.07, 0.1],
 }
 DEVICES = {"lobby-1": "lobby", "lobby-2": "lobby", "shop-1": "shop"}
-ATTENTION = {"lobby-1", "shop-1"}  # devices that send schema 3 with attention
+ATTENTION = {"lobby-1", "shop-1"}  # devices that send schema 4 with attention and people
+LINE = {"lobby-1"}  # devices with a counting line (and a zone)
 
 
 # --- the vendored chart library -----------------------------------------------------------------
@@ -120,6 +125,8 @@ class Fleet:
     dwell: dict[tuple[str, datetime], tuple[int | None, float | None]]
     # (device, window start) -> published viewers and attention_s.sum (the windows that measured it)
     viewers: dict[tuple[str, datetime], tuple[int | None, float | None]]
+    # (device, window start) -> published people (the windows that counted them)
+    people: dict[tuple[str, datetime], People]
 
 
 def _breakdowns(
@@ -156,10 +163,27 @@ def _breakdowns(
     return out, paths + more, (a.viewers, a.seconds_sum)
 
 
-def _visitors(rng: random.Random, device: str, start: datetime, suppressed_hour: datetime) -> int:
+def _people(rng: random.Random, device: str, times: list[float], level: float) -> tuple[People, list[str]]:
+    """The window's people as the device publishes them: its ended visitors (with a face) and about as
+    many people again whose face was never seen, crossings and a zone where it has a line."""
+    faceless = max(0, round(rng.gauss(len(times) * level, 2))) if level else 0
+    dwell = times + [rng.uniform(1.0, 40.0) for _ in range(faceless)]
+    ways = (rng.randint(0, 2 + round(12 * level)), rng.randint(0, 2 + round(8 * level)))
+    # A zone in which half of the window's people stood at a time, on average.
+    tally = PeopleTally(dwell, len(times), *ways, frames=150, zone_sums=[75 * len(dwell)], zone_peaks=[len(dwell)])
+    line = LineConfig(start=(0.0, 0.5), end=(1.0, 0.5)) if device in LINE else None
+    zones = (("aisle", ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0))),) if device in LINE else ()
+    return people_cells(tally, PeopleConfig(line=line, zones=zones), K)
+
+
+def _level(start: datetime) -> float:
     """A plausible day shape: quiet at night, busy in the afternoon (UTC)."""
     hour = start.hour + start.minute / 60
-    level = max(0.0, math.sin((hour - 6) / 16 * math.pi)) if 6 <= hour <= 22 else 0.0
+    return max(0.0, math.sin((hour - 6) / 16 * math.pi)) if 6 <= hour <= 22 else 0.0
+
+
+def _visitors(rng: random.Random, device: str, start: datetime, suppressed_hour: datetime) -> int:
+    level = _level(start)
     if device == "lobby-1":
         v = round(rng.gauss(4 + 22 * level, 3))
         return 0 if v <= 0 else max(v, K)  # never 1..k-1: every window published
@@ -179,6 +203,7 @@ def _insert(dbname: str) -> Fleet:
     visitors: dict[tuple[str, datetime], int | None] = {}
     dwell: dict[tuple[str, datetime], tuple[int | None, float | None]] = {}
     viewers: dict[tuple[str, datetime], tuple[int | None, float | None]] = {}
+    people: dict[tuple[str, datetime], People] = {}
     rows: list[WindowRow] = []
     for device, site in DEVICES.items():
         stream = str(uuid.uuid4())
@@ -200,8 +225,13 @@ def _insert(dbname: str) -> Fleet:
             )
             if dwell_n is None and ended:
                 suppressed += ["dwell_s.n", "dwell_s.mean", "dwell_s.p50", "dwell_s.p90"]
+            counted: dict[str, Any] = {}
+            if device in ATTENTION:  # in the shop's suppressed hour only its few visitors: 1..4 people
+                quiet = start.replace(minute=0) == suppressed_hour
+                people[(device, start)], more = _people(rng, device, times, 0.0 if quiet else _level(start))
+                counted, suppressed = people_doc(people[(device, start)]), more + suppressed
             payload = {
-                "schema": 3 if device in ATTENTION else 2,
+                "schema": 4 if device in ATTENTION else 2,
                 "device": device,
                 "site": site,
                 "stream": stream,
@@ -221,6 +251,7 @@ def _insert(dbname: str) -> Fleet:
                     "p50": round(times[len(times) // 2], 2) if dwell_n else None,
                     "p90": round(times[int(len(times) * 0.9)], 2) if dwell_n else None,
                 },
+                **counted,
                 **cells,
                 "suppressed": suppressed + paths,
             }
@@ -275,7 +306,7 @@ def _insert(dbname: str) -> Fleet:
             " last_window_end = excluded.last_window_end, last_seen = excluded.last_seen",
             devices,
         )
-    return Fleet(dbname, now, suppressed_hour, visitors, dwell, viewers)
+    return Fleet(dbname, now, suppressed_hour, visitors, dwell, viewers, people)
 
 
 @pytest.fixture(scope="module")
@@ -384,6 +415,7 @@ def test_summary_matches_the_inserted_windows(fleet: Fleet, base_url: str) -> No
     assert dwell["shop"]["values"][day] == pytest.approx(expected, abs=0.051)
 
     _check_attention(fleet, data, hours)
+    _check_people(fleet, data, hours)
 
     # Gender and age mix: n is the site's published ended visitors; cells null or >= k, never above n.
     mix = {(m["site"], m["attribute"]): m for m in data["mix"]}
@@ -443,6 +475,55 @@ def _check_attention(fleet: Fleet, data: dict[str, Any], hours: list[datetime]) 
     i = hours.index(fleet.suppressed_hour)  # shop-1 hid every count of that hour: viewers too
     assert viewers["shop"]["values"][i] is None and viewers["shop"]["hidden"][i]
     assert shown > 20 and withheld >= 1, (shown, withheld)
+
+
+def _check_people(fleet: Fleet, data: dict[str, Any], hours: list[datetime]) -> None:
+    """People, those with a face and crossings in and out per site hour: the sums of what the windows
+    that counted people published (crossings: that have a line), shown where the device's rules hold
+    after summing (people and each way 0 or >= k; with a face only where it, the people without one
+    among the windows that published it and the hour's people minus it are), else withheld; an hour
+    in which no window counted people (or had a line) is a gap, not withheld."""
+    p = data["people"]
+    assert p["hours"] == data["hourly"]["hours"]
+    series = {key: {s["name"]: s for s in p[key]} for key in ("people", "with_face", "crossings_in", "crossings_out")}
+    assert set(series["people"]) == set(series["with_face"]) == {"lobby", "shop"}
+    assert set(series["crossings_in"]) == set(series["crossings_out"]) == {"lobby"}  # only lobby-1 has a line
+    # (site, hour) -> [windows, people, with a face, their windows' people, lines, in, out]
+    sums: dict[tuple[str, datetime], list[Any]] = defaultdict(lambda: [0, None, None, 0, 0, None, None])
+    add = lambda a, b: b if a is None else a if b is None else a + b  # noqa: E731
+    for (device, start), c in fleet.people.items():
+        acc = sums[(DEVICES[device], start.replace(minute=0))]
+        acc[0], acc[1] = acc[0] + 1, add(acc[1], c.n)
+        if c.with_face is not None:
+            assert c.n is not None
+            acc[2], acc[3] = add(acc[2], c.with_face), acc[3] + c.n
+        if c.crossings is not None:
+            acc[4], acc[5], acc[6] = acc[4] + 1, add(acc[5], c.crossings[0]), add(acc[6], c.crossings[1])
+    safe = lambda x: x is not None and (x == 0 or x >= K)  # noqa: E731
+    shown = Counter[str]()
+    withheld = Counter[str]()
+    for (site, hour), (windows, n, face, face_n, lines, ins, outs) in sums.items():
+        if hour not in hours:
+            continue
+        i = hours.index(hour)
+        face_ok = safe(face) and safe(face_n - face) and safe((n or 0) - face)
+        expected = {"people": (n, safe(n), windows), "with_face": (face, face_ok, windows)}
+        if lines:
+            expected |= {"crossings_in": (ins, safe(ins), lines), "crossings_out": (outs, safe(outs), lines)}
+        for key, (value, ok, counted) in expected.items():
+            s = series[key][site]
+            assert s["values"][i] == (value if ok else None), (key, site, hour)
+            assert s["hidden"][i] == bool(counted and not ok), (key, site, hour)
+            shown[key] += ok and bool(value)
+            withheld[key] += not ok
+    for key, s in series.items():  # the hours without windows that counted are gaps, not withheld
+        for name, one in s.items():
+            for i, hour in enumerate(hours):
+                if (name, hour) not in sums or (key.startswith("crossings") and not sums[(name, hour)][4]):
+                    assert one["values"][i] is None and not one["hidden"][i], (key, name, hour)
+    i = hours.index(fleet.suppressed_hour)  # shop-1 hid every count of that hour: its people too
+    assert series["people"]["shop"]["values"][i] is None and series["people"]["shop"]["hidden"][i]
+    assert min(shown.values()) > 20 and withheld["people"] >= 1, (shown, withheld)
 
 
 def test_days_parameter(fleet: Fleet, base_url: str) -> None:
@@ -563,11 +644,21 @@ def test_basic_auth(fleet: Fleet, tmp_path: Path) -> None:
 
 # --- the page in chromium --------------------------------------------------------------------------
 
-CANVASES = ("chart-hourly", "chart-attention", "chart-daily", "chart-dwell", "chart-gender", "chart-age", "chart-spool")
+CANVASES = (
+    "chart-hourly",
+    "chart-attention",
+    "chart-people",
+    "chart-daily",
+    "chart-dwell",
+    "chart-gender",
+    "chart-age",
+    "chart-spool",
+)
 # A colour each chart must contain: the first site's or device's series, the female share, ...
 SERIES_COLOUR = {
     "chart-hourly": "#2563eb",
     "chart-attention": "#2563eb",
+    "chart-people": "#2563eb",
     "chart-daily": "#2563eb",
     "chart-dwell": "#2563eb",
     "chart-gender": "#db2777",
@@ -663,6 +754,14 @@ return {labels: chart.data.labels.length, lone};
 """
 
 
+# The people chart's lines: the API's series and the word the page's dataset labels end with.
+PEOPLE_LINES = (
+    ("people", "people"),
+    ("with_face", "with a face"),
+    ("crossings_in", "crossings in"),
+    ("crossings_out", "crossings out"),
+)
+
 # Per dataset of a chart: its data and how many of its points lie, drawn, inside the plot area.
 _DRAWN_JS = """
 const chart = Chart.getChart(document.getElementById(arguments[0]));
@@ -713,6 +812,20 @@ def test_page_draws_every_chart(base_url: str, browser: Any, tmp_path: Path) -> 
             assert line["data"] == s["values"], (s["name"], what)
             assert line["drawn"] == sum(v is not None for v in s["values"]) > 10, (s["name"], what, line)
     assert any(label.endswith("viewers: withheld (1–4)") for label in drawn), list(drawn)
+
+    # So does the people chart: people, with a face and crossings in and out (the lobby's line).
+    people = json.loads(body)["people"]
+    drawn = browser.execute_script(_DRAWN_JS, "chart-people")
+    for key, what in PEOPLE_LINES:
+        for s in people[key]:
+            line = drawn[f"{s['name']} {what}"]
+            assert line["data"] == s["values"], (s["name"], what)
+            assert line["drawn"] == sum(v is not None for v in s["values"]) > 10, (s["name"], what, line)
+    assert sorted(label for label in drawn if "crossings" in label and "withheld" not in label) == [
+        "lobby crossings in",
+        "lobby crossings out",
+    ]
+    assert "shop people: withheld (1–4)" in drawn, list(drawn)
 
     privacy = browser.find_element(By.ID, "privacy").text
     assert "1 to 4" in privacy and "k = 5" in privacy

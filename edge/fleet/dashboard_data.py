@@ -21,7 +21,8 @@ def summary(conn: psycopg.Connection[Any], days: int, offline_after_s: float) ->
 
     Series are lists aligned with their axis; ``None`` is a gap: either no window was stored
     (``hidden`` false) or the count is 1..min_cell-1 and was withheld (``hidden`` true). In
-    ``attention`` an hour is a gap (not withheld) when no window of it measured attention.
+    ``attention`` an hour is a gap (not withheld) when no window of it measured attention, in
+    ``people`` when none counted people (crossings: had a counting line).
     """
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -37,6 +38,11 @@ def summary(conn: psycopg.Connection[Any], days: int, offline_after_s: float) ->
         hourly = conn.execute(
             "SELECT period_start, site, visitors, viewers, attention_s, windows_attention FROM visitors_hourly_site"
             " WHERE period_start >= %s AND period_start <= %s",
+            (hour0, now),
+        ).fetchall()
+        people = conn.execute(
+            "SELECT period_start, site, people, people_with_face, windows_line, crossings_in, crossings_out"
+            " FROM people_hourly_site WHERE period_start >= %s AND period_start <= %s",
             (hour0, now),
         ).fetchall()
         daily = conn.execute(
@@ -78,6 +84,7 @@ def summary(conn: psycopg.Connection[Any], days: int, offline_after_s: float) ->
             "series": _series(hours, ((r[1], r[0], r[2]) for r in hourly)),
         },
         "attention": _attention(hours, hourly),
+        "people": _people(hours, people),
         "daily": {
             "days": [d.date().isoformat() for d in day_axis],
             "series": [
@@ -134,6 +141,21 @@ def _attention(hours: list[datetime], rows: list[tuple[Any, ...]]) -> dict[str, 
         "hours": [iso(h) for h in hours],
         "viewers": _series(hours, ((r[1], r[0], r[3]) for r in measured)),
         "minutes": _series(hours, ((r[1], r[0], None if r[4] is None else r[4] / 60) for r in measured), ndigits=1),
+    }
+
+
+def _people(hours: list[datetime], rows: list[tuple[Any, ...]]) -> dict[str, Any]:
+    """People per hour and site, those of them with a face, and crossings of the counting line in and
+    out. The people views hold only hours in which some window counted people (schema 4 with people
+    on), and crossings come only from hours in which some window had a line: any other hour is a gap,
+    not a withheld count."""
+    lined = [r for r in rows if r[4]]
+    return {
+        "hours": [iso(h) for h in hours],
+        "people": _series(hours, ((r[1], r[0], r[2]) for r in rows)),
+        "with_face": _series(hours, ((r[1], r[0], r[3]) for r in rows)),
+        "crossings_in": _series(hours, ((r[1], r[0], r[5]) for r in lined)),
+        "crossings_out": _series(hours, ((r[1], r[0], r[6]) for r in lined)),
     }
 
 

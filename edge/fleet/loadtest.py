@@ -43,8 +43,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.commands.demo import find_mosquitto, start_broker, stop_broker
 from edge.fleet.config import parse_fleet_config
+from edge.fleet.load_messages import health_message, window_message
 from edge.signals import install_signal_handlers
-from edge.sinks.base import dumps
 
 log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
@@ -82,60 +82,6 @@ def _poll(condition: Callable[[], bool], timeout: float, interval: float, stop: 
             return False
         stop.wait(interval)
     return False
-
-
-def _payload(device: str, stream: str, seq: int, end: datetime, window_s: int) -> str:
-    start = end - timedelta(seconds=window_s)
-    iso = "%Y-%m-%dT%H:%M:%SZ"
-    hidden = {"female": None, "male": None, "unknown": 0}
-    return dumps(
-        {
-            "schema": 3,
-            "device": device,
-            "site": f"site{int(device[3:]) // 20:04d}",
-            "stream": stream,
-            "seq": seq,
-            "window": {"start": start.strftime(iso), "end": end.strftime(iso), "partial": False},
-            "observed_s": float(window_s),
-            "visitors": 6,
-            "today": {"date": end.strftime("%Y-%m-%d"), "visitors": 6 * seq},
-            "faces": {"peak": 5, "mean": 1.4},
-            "dwell_s": {"n": 10, "mean": 14.5, "p50": 12.0, "p90": 30.0},
-            "viewers": 5,  # attention as edge.viewers publishes it: 5 of the 10 ended visitors looked
-            "viewer_rate": 0.5,
-            "attention_s": {"sum": 21.4, "median": 3.9},
-            "viewers_by": {"gender": hidden, "age": {"18-24": 0, "25-34": 5, "35-44": 0, "unknown": 0}},
-            "gender": hidden,
-            "age": {"18-24": 0, "25-34": 10, "35-44": 0, "unknown": 0},
-            "expression": {"neutral": 10, "happy": 0, "unknown": 0},
-            "suppressed": ["gender.female", "gender.male", "viewers_by.gender.female", "viewers_by.gender.male"],
-        }
-    )
-
-
-def _health(device: str, n: int) -> str:
-    """A device health message (edge/schemas/health.schema.json) as the MQTT sink publishes it."""
-    return dumps(
-        {
-            "schema": 1,
-            "device": device,
-            "ts": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "fps": 9.8,
-            "processed_frames": 300 * n,
-            "detector_ms": 61.0,
-            "tracker_ms": 0.2,
-            "attributes_ms": 18.0,
-            "dropped_frames": 0,
-            "uptime_s": 30.0 * n,
-            "windows": n // 2,
-            "held_windows": 0,
-            "version": "0.1.0",
-            "cpu_temp_c": 51.2,
-            "throttled": None,
-            "spool": {"depth": 0, "oldest_age_s": None, "evicted": 0, "max_windows": 10080},
-            "mqtt": {"connected": True, "in_flight": 0, "refused": 0, "refused_window": None},
-        }
-    )
 
 
 def _publisher(
@@ -179,7 +125,7 @@ def _publisher(
                 time.sleep(wait)  # pacing: each device publishes at its own due time
             healths[h] += 1
             last = client.publish(
-                f"edge/dev{first + h}/health", _health(f"dev{first + h}", int(healths[h])), qos=1, retain=True
+                f"edge/dev{first + h}/health", health_message(f"dev{first + h}", int(healths[h])), qos=1, retain=True
             )
             hnxt[h] += health_period
             continue
@@ -192,7 +138,9 @@ def _publisher(
         seqs[i] += 1
         end = sim_epoch + timedelta(seconds=window_s * int(seqs[i]) + phases[i] * speed)
         last = client.publish(
-            f"edge/dev{first + i}/counts", _payload(f"dev{first + i}", streams[i], int(seqs[i]), end, window_s), qos=1
+            f"edge/dev{first + i}/counts",
+            window_message(f"dev{first + i}", streams[i], int(seqs[i]), end, window_s),
+            qos=1,
         )
         sent.append((first + i, int(seqs[i]), time.time()))
         nxt[i] += period
@@ -332,10 +280,11 @@ def main(argv: list[str] | None = None) -> int:
             size = db.execute(
                 "SELECT pg_total_relation_size('windows') / greatest(count(*), 1) FROM windows"
             ).fetchone()
-            # Devices with health, and what the hourly roll-ups hold of attention (5 viewers a window).
+            # Devices with health, and what the hourly roll-ups hold of attention (5 viewers a window)
+            # and of people (14 a window).
             devices_rows = db.execute(
-                "SELECT (SELECT count(*) FROM devices WHERE health IS NOT NULL), sum(viewers), sum(windows_attention)"
-                " FROM hourly"
+                "SELECT (SELECT count(*) FROM devices WHERE health IS NOT NULL), sum(viewers), sum(windows_attention),"
+                " sum(people), sum(windows_people) FROM hourly"
             ).fetchone()
             dup = db.execute("SELECT count(*) - count(DISTINCT (device, stream, seq)) FROM windows").fetchone()[0]  # type: ignore[index]
         stored = len(rows)
@@ -362,9 +311,9 @@ def main(argv: list[str] | None = None) -> int:
         log.info("collector CPU: %.0f s in %.0f s (%.0f%% of one core)", cpu, elapsed, 100.0 * cpu / elapsed)
         log.info(
             "table windows: %d bytes per window with its indexes; devices with health: %s; hourly: %s viewers of %s"
-            " windows with attention",
+            " windows with attention, %s people of %s windows that counted people",
             size[0] if size else 0,
-            *(devices_rows or (0, 0, 0)),
+            *(devices_rows or (0, 0, 0, 0, 0)),
         )
         log.info(
             "collector RSS MB: first third %.1f, middle %.1f, last third %.1f (min %.1f, max %.1f)",

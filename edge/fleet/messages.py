@@ -23,6 +23,7 @@ from typing import Any
 
 import fastjsonschema
 
+from edge.people_config import MAX_ZONES
 from edge.window import BREAKDOWNS, VIEWER_BREAKDOWNS, Window
 
 # A window with every attribute and a dozen age brackets is under 2 KB, a health message under 1.5 KB.
@@ -31,9 +32,13 @@ MAX_TEXT_CHARS = 256  # any text in a message: a site name, a cell label, a vers
 MAX_COUNT = 2**31 - 1  # the integer columns (visitors, dwell_n, cells)
 MAX_SEQ = 2**63 - 1  # bigint
 STATUSES = ("online", "offline")
-SCHEMAS = (2, 3)  # window payload versions this collector reads (3 adds attention)
+SCHEMAS = (2, 3, 4)  # window payload versions this collector reads (3 adds attention, 4 people)
 # A window measures attention with all four keys or with none (schema 2, or attention off).
 ATTENTION_KEYS = ("viewers", "viewer_rate", "attention_s", "viewers_by")
+# A window counts people with all four keys or with none (schema 2 or 3, or people off); crossings
+# (a counting line) and zones come only beside them, each where the device has it configured.
+PEOPLE_KEYS = ("people", "people_with_face", "passers_by", "stayers")
+PEOPLE_EXTRAS = ("crossings", "zones")
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,18 @@ class WindowRow:
             cells += [c for breakdown in a.by.values() for c in breakdown.values()]
             if a.viewers is not None and w.dwell.n is not None:
                 cells += [a.viewers, w.dwell.n - a.viewers]  # viewers and those who did not look
+        p = w.people
+        if p is not None:
+            cells += [
+                p.n,
+                p.with_face,
+                p.passers_by,
+                p.stayers,
+                *(p.crossings or ()),
+                *(z.peak for z in p.zones.values()),
+            ]
+            if p.n is not None and p.with_face is not None:
+                cells.append(p.n - p.with_face)  # the people whose face was not seen
         counts = (w.visitors, w.faces.peak, w.dwell.n, *cells)
         return any(c is not None and 1 <= c < k for c in counts)
 
@@ -200,13 +217,14 @@ def _own(doc: dict[str, Any], topic_device: str) -> None:
         raise _Bad(f"device is {_short(doc.get('device'))} but the topic is {topic_device!r}'s", "device")
 
 
-def _int(doc: dict[str, Any], key: str, *, nullable: bool, most: int = MAX_COUNT) -> int | None:
+def _int(doc: dict[str, Any], key: str, *, nullable: bool, most: int = MAX_COUNT, where: str = "") -> int | None:
     v = doc.get(key)
     if v is None and nullable:
         return None
     if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= most:
         raise _Bad(
-            f"{key} is {_short(v)}, expected a count from 0 to {most}" + (" or null" if nullable else ""), "range"
+            f"{where}{key} is {_short(v)}, expected a count from 0 to {most}" + (" or null" if nullable else ""),
+            "range",
         )
     return v
 
@@ -248,13 +266,53 @@ def _attention(doc: dict[str, Any]) -> None:
         raise _Bad(f"a viewers_by cell is over {MAX_COUNT}", "range")
 
 
+def _people(doc: dict[str, Any]) -> None:
+    """``_Bad`` unless the window's people keys are all there or all absent (schema 4), crossings
+    and zones only beside them, and its parts add up as the device's k-rule leaves them: with a face
+    at most ``people``, ``passers_by + stayers == people``, a part null with ``people``, passers-by
+    and stayers published or hidden together, a zone's peak and mean too (``edge.people_cells``)."""
+    present = [key for key in (*PEOPLE_KEYS, *PEOPLE_EXTRAS) if key in doc]
+    if not present:
+        return
+    if doc["schema"] < 4:
+        raise _Bad(f"{present[0]} is a schema 4 key, the window says schema {doc['schema']}")
+    if len([key for key in present if key in PEOPLE_KEYS]) < len(PEOPLE_KEYS):
+        missing = next(key for key in PEOPLE_KEYS if key not in doc)
+        raise _Bad(
+            f"{present[0]} without {missing}: a window carries all of {', '.join(PEOPLE_KEYS)} or none"
+            f" ({' and '.join(PEOPLE_EXTRAS)} only beside them)"
+        )
+    people, face, passers, stayers = (_int(doc, key, nullable=True) for key in PEOPLE_KEYS)
+    parts = {"people_with_face": face, "passers_by": passers, "stayers": stayers}
+    if people is None and any(v is not None for v in parts.values()):
+        key = next(k for k, v in parts.items() if v is not None)
+        raise _Bad(f"{key} is {parts[key]} but people is null: a device hides the parts with the whole", "range")
+    if face is not None and people is not None and face > people:
+        raise _Bad(f"people_with_face is {face}, more than people ({people})", "range")
+    if (passers is None) != (stayers is None):
+        raise _Bad(f"passers_by is {passers} and stayers {stayers}: a device publishes or hides both", "range")
+    if passers is not None and stayers is not None and passers + stayers != people:
+        raise _Bad(f"passers_by + stayers is {passers + stayers}, not people ({people})", "range")
+    for way in ("in", "out") if "crossings" in doc else ():
+        _int(doc["crossings"], way, nullable=True, where="crossings.")
+    zones = doc.get("zones", {})
+    if len(zones) > MAX_ZONES:
+        raise _Bad(f"zones has {len(zones)} zones, a device has at most {MAX_ZONES}")
+    for name, zone in zones.items():
+        peak, mean = _int(zone, "peak", nullable=True, where=f"zones.{name}."), zone["mean"]
+        if (peak is None) != (mean is None):
+            raise _Bad(f"zones.{name} has peak {peak} and mean {mean}: a device publishes or hides both", "range")
+        if peak is not None and mean > peak:
+            raise _Bad(f"zones.{name}.mean is {mean}, more than its peak ({peak})", "range")
+
+
 def parse_window(topic: str, payload: bytes, topic_device: str) -> WindowRow | Rejected:
-    """A window (``edge/schemas/window.schema.json``: schema 2, or 3 with attention) of the device
-    its topic names, or why it is not one."""
+    """A window (``edge/schemas/window.schema.json``: schema 2, 3 with attention, 4 with people) of
+    the device its topic names, or why it is not one."""
     try:
         doc = _load(payload)
         if isinstance(doc, dict) and doc.get("schema") not in SCHEMAS:
-            raise _Bad(f"schema is {_short(doc.get('schema'))}, this collector reads schema 2 and 3")
+            raise _Bad(f"schema is {_short(doc.get('schema'))}, this collector reads schema 2, 3 and 4")
         _conform(doc, "window.schema.json")
         _own(doc, topic_device)
         try:
@@ -274,6 +332,7 @@ def parse_window(topic: str, payload: bytes, topic_device: str) -> WindowRow | R
         for key in ("mean", "p50", "p90"):
             _num(doc["dwell_s"], key)
         _attention(doc)
+        _people(doc)
         return WindowRow(
             window=Window.from_payload({**doc, "stream": stream}),
             start=start,

@@ -26,6 +26,13 @@ sum only published values, then apply the rule again with the fleet's
   viewers, the non-viewers of the windows that published viewers and the
   row's ``dwell_n`` minus its viewers are each 0 or >= ``min_cell``; else all
   three are null (as they are where no window measured attention).
+* people (schema 4) have views of their own (``people_*``): a row shows its
+  summed people, crossings in and crossings out each when 0 or >= ``min_cell``;
+  its people with a face only when they, the people without one among the
+  windows that published the split and the row's people minus them are each
+  0 or >= ``min_cell``; passers-by and stayers only when both and the people
+  of the windows that hid them are (``fleet_split_shown``: the device's rule
+  for a split, ``edge.people_cells``, after summing).
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ import logging
 from dataclasses import dataclass
 
 import psycopg
+
+from edge.fleet.people_schema import PEOPLE, people_view
 
 log = logging.getLogger(__name__)
 
@@ -304,6 +313,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         + _visitor_view("visitors_daily", "day", by_device=True, attention=True)
         + _visitor_view("visitors_hourly_site", "hour", by_device=False, attention=True)
         + _visitor_view("visitors_daily_site", "day", by_device=False, attention=True),
+    ),
+    Migration(
+        5,
+        "people (schema 4 windows): people, their splits and crossings in windows and hourly; the people views",
+        PEOPLE
+        + people_view("people_hourly", "hour", by_device=True)
+        + people_view("people_daily", "day", by_device=True)
+        + people_view("people_hourly_site", "hour", by_device=False)
+        + people_view("people_daily_site", "day", by_device=False),
     ),
 )
 

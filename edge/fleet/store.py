@@ -31,31 +31,41 @@ WITH batch AS (
         partial boolean, observed_s double precision, visitors integer, faces_peak integer, dwell_n integer,
         dwell_mean double precision, dwell_p50 double precision, dwell_p90 double precision, attention boolean,
         viewers integer, viewer_rate double precision, attention_sum_s double precision,
-        attention_median_s double precision, payload text, topic text)
+        attention_median_s double precision, people_counted boolean, people integer, people_with_face integer,
+        passers_by integer, stayers integer, crossing_line boolean, crossings_in integer, crossings_out integer,
+        payload text, topic text)
 ),
 new AS (
     INSERT INTO windows (device, stream, seq, site, window_start, window_end, partial, observed_s, visitors,
                          faces_peak, dwell_n, dwell_mean, dwell_p50, dwell_p90, attention, viewers, viewer_rate,
-                         attention_sum_s, attention_median_s, payload, topic, collector)
+                         attention_sum_s, attention_median_s, people_counted, people, people_with_face, passers_by,
+                         stayers, crossing_line, crossings_in, crossings_out, payload, topic, collector)
     SELECT device, stream, seq, site, window_start, window_end, partial, observed_s, visitors, faces_peak,
            dwell_n, dwell_mean, dwell_p50, dwell_p90, attention, viewers, viewer_rate, attention_sum_s,
-           attention_median_s, payload::jsonb, topic, %(collector)s
+           attention_median_s, people_counted, people, people_with_face, passers_by, stayers, crossing_line,
+           crossings_in, crossings_out, payload::jsonb, topic, %(collector)s
     FROM batch
     ON CONFLICT (device, stream, seq) DO NOTHING
     RETURNING device, site, window_start, partial, observed_s, visitors, dwell_n, dwell_mean, attention, viewers,
-              attention_sum_s, payload
+              attention_sum_s, people_counted, people, people_with_face, passers_by, stayers, crossing_line,
+              crossings_in, crossings_out, payload
 ),
 hours AS (
     INSERT INTO hourly AS h (hour, site, device, windows, windows_partial, windows_suppressed, observed_s,
                              visitors, dwell_n, dwell_mean_n, dwell_total_s, windows_attention,
-                             windows_viewers_suppressed, viewers, viewers_n, attention_s)
+                             windows_viewers_suppressed, viewers, viewers_n, attention_s, windows_people,
+                             windows_people_suppressed, people, people_with_face, people_face_n, passers_by, stayers,
+                             windows_line, crossings_in, crossings_out)
     SELECT date_trunc('hour', window_start, 'UTC'), site, device, count(*), count(*) FILTER (WHERE partial),
            count(*) FILTER (WHERE visitors IS NULL), sum(observed_s), sum(visitors), sum(dwell_n),
            sum(dwell_n) FILTER (WHERE dwell_mean IS NOT NULL),
            sum(dwell_n * dwell_mean) FILTER (WHERE dwell_mean IS NOT NULL),
            count(*) FILTER (WHERE attention), count(*) FILTER (WHERE attention AND viewers IS NULL),
            sum(viewers), sum(dwell_n) FILTER (WHERE viewers IS NOT NULL),
-           sum(attention_sum_s) FILTER (WHERE viewers IS NOT NULL)
+           sum(attention_sum_s) FILTER (WHERE viewers IS NOT NULL),
+           count(*) FILTER (WHERE people_counted), count(*) FILTER (WHERE people_counted AND people IS NULL),
+           sum(people), sum(people_with_face), sum(people) FILTER (WHERE people_with_face IS NOT NULL),
+           sum(passers_by), sum(stayers), count(*) FILTER (WHERE crossing_line), sum(crossings_in), sum(crossings_out)
     FROM new GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
     ON CONFLICT (hour, site, device) DO UPDATE SET
         windows = h.windows + excluded.windows,
@@ -70,7 +80,17 @@ hours AS (
         windows_viewers_suppressed = h.windows_viewers_suppressed + excluded.windows_viewers_suppressed,
         viewers = fleet_add(h.viewers, excluded.viewers),
         viewers_n = fleet_add(h.viewers_n, excluded.viewers_n),
-        attention_s = fleet_add(h.attention_s, excluded.attention_s)
+        attention_s = fleet_add(h.attention_s, excluded.attention_s),
+        windows_people = h.windows_people + excluded.windows_people,
+        windows_people_suppressed = h.windows_people_suppressed + excluded.windows_people_suppressed,
+        people = fleet_add(h.people, excluded.people),
+        people_with_face = fleet_add(h.people_with_face, excluded.people_with_face),
+        people_face_n = fleet_add(h.people_face_n, excluded.people_face_n),
+        passers_by = fleet_add(h.passers_by, excluded.passers_by),
+        stayers = fleet_add(h.stayers, excluded.stayers),
+        windows_line = h.windows_line + excluded.windows_line,
+        crossings_in = fleet_add(h.crossings_in, excluded.crossings_in),
+        crossings_out = fleet_add(h.crossings_out, excluded.crossings_out)
 ),
 cells AS (
     INSERT INTO hourly_cells AS c (hour, site, device, attribute, cell, visitors)
@@ -194,6 +214,7 @@ class WindowStore:
                     "dwell_p50": w.window.dwell.p50,
                     "dwell_p90": w.window.dwell.p90,
                     **WindowStore._attention(w),
+                    **WindowStore._people(w),
                     "payload": w.payload,
                     "topic": w.topic,
                 }
@@ -213,6 +234,24 @@ class WindowStore:
             "viewer_rate": a.rate,
             "attention_sum_s": a.seconds_sum,
             "attention_median_s": a.seconds_median,
+        }
+
+    @staticmethod
+    def _people(w: WindowRow) -> dict[str, Any]:
+        """The window's people columns: all null (flags false) where it counted none; crossings null
+        (``crossing_line`` false) where it has no counting line. Zones stay in the payload."""
+        p = w.window.people
+        if p is None:
+            return {"people_counted": False, "crossing_line": False}
+        return {
+            "people_counted": True,
+            "people": p.n,
+            "people_with_face": p.with_face,
+            "passers_by": p.passers_by,
+            "stayers": p.stayers,
+            "crossing_line": p.crossings is not None,
+            "crossings_in": p.crossings[0] if p.crossings is not None else None,
+            "crossings_out": p.crossings[1] if p.crossings is not None else None,
         }
 
     def _insert(self, cur: psycopg.Cursor[Any], windows: Sequence[WindowRow]) -> int:

@@ -46,8 +46,10 @@ json_values = st.recursive(
 
 def _valid(kind: str, seq: int) -> Any:
     if kind == "counts":
-        # Every other one of schema 3 with attention (its four keys fuzzed like the others).
-        return window_payload(DEVICE, "1b4e28ba-2fa1-11d2-883f-0016d3cca427", seq, attention=seq % 2 == 0)
+        # In turn schema 2, 3 with attention and 4 with attention and people (their keys fuzzed like
+        # the others).
+        stream = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+        return window_payload(DEVICE, stream, seq, attention=seq % 3 > 0, people=seq % 3 == 2)
     if kind == "health":
         return health_payload(DEVICE)
     return "online"
@@ -110,7 +112,7 @@ def test_generated_messages_never_stall_the_collector_and_valid_windows_are_stor
         outgoing.append({"topic": f"edge/{DEVICE}/{kind}", "payload": payload, "qos": 1})
         seq = next(_good_seq)
         good.append(seq)
-        doc = window_payload("ok", stream, seq, attention=seq % 2 == 0)
+        doc = window_payload("ok", stream, seq, attention=seq % 3 > 0, people=seq % 3 == 2)
         outgoing.append({"topic": "edge/ok/counts", "payload": json.dumps(doc), "qos": 1})
     mqtt_publish.multiple(outgoing, hostname=HOST, port=mqtt_broker.port, protocol=5)
     wait_until(lambda: handled() >= before + len(outgoing), "every message handled")

@@ -184,6 +184,41 @@
     });
   }
 
+  // People per hour and site (solid), those with a face (dashed) and crossings of the counting line
+  // in and out (thin, dotted and dash-dotted; only sites whose devices have a line), on the hours of
+  // the visitors chart.
+  function peopleChart(data, colours, k) {
+    const p = data.people;
+    const labels = p.hours.map(hourLabel);
+    const kinds = [
+      [p.people, "people", {}],
+      [p.with_face, "with a face", { borderDash: [6, 4] }],
+      [p.crossings_in, "crossings in", { borderWidth: 1.5, borderDash: [2, 3] }],
+      [p.crossings_out, "crossings out", { borderWidth: 1.5, borderDash: [8, 3, 2, 3] }],
+    ];
+    const lines = kinds.flatMap(([series, what, style]) =>
+      series.map((s) => ({ ...lineDataset(s, `${s.name} ${what}`, colours[s.name], labels, true), ...style })));
+    const markers = kinds.flatMap(([series, what]) => withheldMarkers(series, colours, k, ` ${what}`));
+    el("people-span").textContent = p.people.length
+      ? "· last 48 hours, by site: people (solid), with a face (dashed), crossings in (dotted) and out (dash-dot)"
+      : "· no device counted people in the last 48 hours";
+    return new Chart(el("chart-people"), {
+      type: "line",
+      data: { labels, datasets: lines.concat(markers) },
+      options: {
+        interaction: { mode: "index", intersect: false },
+        scales: {
+          x: { ticks: { maxRotation: 0, autoSkipPadding: 16 }, grid: { display: false } },
+          y: { beginAtZero: true, title: { display: true, text: "people" } },
+        },
+        plugins: {
+          legend: legendWithoutMarkers,
+          tooltip: { callbacks: { label: withheldTooltip } },
+        },
+      },
+    });
+  }
+
   function dailyChart(data, k) {
     const colours = colourOf(data.daily.series.map((s) => s.name));
     const datasets = data.daily.series.map((s) => ({
@@ -340,11 +375,13 @@
 
     charts.splice(0).forEach((c) => c.destroy());
     const siteNames = [...new Set(data.hourly.series.map((s) => s.name)
-      .concat(data.dwell.series.map((s) => s.name), data.attention.viewers.map((s) => s.name)))].sort();
+      .concat(data.dwell.series.map((s) => s.name), data.attention.viewers.map((s) => s.name),
+        data.people.people.map((s) => s.name)))].sort();
     const siteColours = colourOf(siteNames);
     charts.push(lineChart(el("chart-hourly"), data.hourly.hours.map(hourLabel), data.hourly.series,
       siteColours, k, "visitors", true));
     charts.push(attentionChart(data, siteColours, k));
+    charts.push(peopleChart(data, siteColours, k));
     charts.push(dailyChart(data, k));
     charts.push(lineChart(el("chart-dwell"), data.dwell.days.map(dayLabel), data.dwell.series, siteColours, k,
       "seconds", false));
