@@ -10,21 +10,25 @@ generated looping video and checks over REST and the websocket API that:
 
 1. the device and one entity per discovery config appear (entity ids are reported against the
    configs' ``default_entity_id``), the viewer sensors (Viewers, Viewer rate %, Attention and
-   Median attention in s, duration) with their units;
-2. every entity's state follows each window, the viewer sensors' included (the daemon starts after
-   Home Assistant's birth message: a state published before it is lost);
+   Median attention in s, duration) and the people sensors (People, People with a face,
+   Passers-by, Stayers, Crossings in/out of a counting line, occupancy peak and mean of two zones,
+   no unit) with their units;
+2. every entity's state follows each window, the viewer and people sensors' included (the daemon
+   starts after Home Assistant's birth message: a state published before it is lost);
 3. SIGKILL mid-window makes every entity unavailable through the Last Will;
-4. a restart with ``attributes.gender: false`` (and ``min_cell: 3``, so that cells are suppressed)
-   publishes the killed run's checkpointed window, removes the gender entities, and they stay away;
+4. a restart with ``attributes.gender: false``, without the counting line and one of the zones (and
+   ``min_cell: 3``, so that cells are suppressed) publishes the killed run's checkpointed window,
+   removes the gender, crossing and that zone's entities, and they stay away;
 5. SIGSTOP (a hung daemon, a dead network) makes them unavailable after the keepalive, SIGCONT
    brings them back;
 6. a restart with ``attention.enabled: false`` removes the viewer entities, and they stay away;
-7. ``edge forget`` removes the device from Home Assistant;
-8. ``home-assistant.log`` has no WARNING/ERROR about mqtt, the device or templates;
-9. with ``--statistics``: 5-minute long-term statistics of ``visitors_today`` (Home Assistant's
-   wall clock shifted with libfaketime so that a 5-minute boundary falls early in the run).
+7. a restart with ``people.enabled: false`` removes the people entities, and they stay away;
+8. ``edge forget`` removes the device from Home Assistant;
+9. ``home-assistant.log`` has no WARNING/ERROR about mqtt, the device or templates;
+10. with ``--statistics``: 5-minute long-term statistics of ``visitors_today`` (Home Assistant's
+    wall clock shifted with libfaketime so that a 5-minute boundary falls early in the run).
 
-A failed assertion in 4 or 6 is recorded and the later phases still run. It is a script, not a pytest
+A failed assertion in 4, 6 or 7 is recorded and the later phases still run. It is a script, not a pytest
 module (a minute or two, a 0.8 GB venv, Python >= 3.13). Run it with the project's venv
 (``.venv/bin/python tests/ha/check_ha.py run``). Exit status: 0 when every assertion held, 1 when
 one failed (the temporary directory is kept), 2 on a setup error, 3 when no Python >= 3.13 is
@@ -57,7 +61,7 @@ import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -93,6 +97,16 @@ ATTENTION_SENSORS = {
     "attention_sum": ("s", "duration"),
     "attention_median": ("s", "duration"),
 }
+# The sensors of windows made with people counting on, a counting line and zones: object id -> (unit,
+# device class); all counts like Visitors (no unit).
+PEOPLE_SENSORS = dict.fromkeys(("people", "people_with_face", "passers_by", "stayers"), (None, None))
+LINE_SENSORS = dict.fromkeys(("crossings_in", "crossings_out"), (None, None))
+# The first run counts across a vertical line in the middle and in two zones, the frame's halves;
+# "2nd_floor" is no Jinja identifier (its templates subscript it) and goes at the restart without gender.
+LINE = {"start": [0.5, 0.0], "end": [0.5, 1.0], "in_side": "left"}
+ZONES = {"aisle": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]], "2nd_floor": [[0.5, 0], [1, 0], [1, 1], [0.5, 1]]}
+DROPPED_ZONE = "2nd_floor"
+ZONE_SENSORS = {f"zone_{z}_{figure}": (None, None) for z in ZONES for figure in ("peak", "mean")}
 EXIT_FAILED, EXIT_SETUP, EXIT_SKIPPED = 1, 2, 3
 # Problem lines in home-assistant.log that have nothing to do with the daemon (this machine's build).
 UNRELATED_LOG = (
@@ -712,6 +726,18 @@ def is_attention(unique_id: str) -> bool:
     return obj in ATTENTION_SENSORS or obj.startswith("viewers_")
 
 
+def is_people(unique_id: str) -> bool:
+    """An entity that only windows made with people counting on feed: counts, crossings, zones."""
+    obj = unique_id.removeprefix(f"{DEVICE_ID}_")
+    return obj in PEOPLE_SENSORS or obj in LINE_SENSORS or obj.startswith("zone_")
+
+
+def is_line_or_dropped_zone(unique_id: str) -> bool:
+    """A crossing entity, or one of the zone that the restart without gender no longer configures."""
+    obj = unique_id.removeprefix(f"{DEVICE_ID}_")
+    return obj in LINE_SENSORS or obj.startswith(f"zone_{DROPPED_ZONE}_")
+
+
 def ha_slug(text: str) -> str:
     """HA's entity id slug for ASCII text (homeassistant.util.slugify): runs of other characters -> "_"."""
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
@@ -779,8 +805,24 @@ def write_scene(path: Path) -> Path:
     return write_video(scene, path)
 
 
+def people_section(enabled: bool = True, line: bool = True, zones: tuple[str, ...] = tuple(ZONES)) -> dict[str, Any]:
+    """The daemon's ``people`` section: counting on, across ``LINE`` (if ``line``) and in ``zones``."""
+    section: dict[str, Any] = {"enabled": enabled}
+    if enabled and line:
+        section["line"] = LINE
+    if enabled and zones:
+        section["zones"] = {z: ZONES[z] for z in zones}
+    return section
+
+
 def daemon_config(
-    workdir: Path, video: Path, broker_port: int, min_cell: int, attention: bool = True, **attributes: bool
+    workdir: Path,
+    video: Path,
+    broker_port: int,
+    min_cell: int,
+    attention: bool = True,
+    people: dict[str, Any] | None = None,
+    **attributes: bool,
 ) -> dict[str, Any]:
     return {
         "device_id": DEVICE_ID,
@@ -791,6 +833,7 @@ def daemon_config(
         # checkpoint_s 1: a SIGKILL always leaves a checkpointed open window for the next run to publish
         "aggregation": {"window_s": WINDOW_S, "min_cell": min_cell, "checkpoint_s": 1},
         "attention": {"enabled": attention},
+        "people": people if people is not None else people_section(),
         "sink": {
             "type": "mqtt",
             "host": HOST,
@@ -908,14 +951,21 @@ class Check:
         configs_b, ids_b = self.phase_restart_without_gender(video, broker, ids_a)
         self.phase_windows("restart without gender", configs_b, ids_b, windows=2)
         self.assert_stays_away("gender", is_gender, restarted)
+        self.assert_stays_away("line and zone", is_line_or_dropped_zone, restarted)
         self.phase_freeze(ids_b)
         restarted = time.monotonic()
-        configs_c, ids_c = self.phase_restart_without_attention(video, broker, ids_b)
+        off = {"attention": False, "people": people_section(zones=("aisle",), line=False), "gender": False}
+        configs_c, ids_c = self.phase_restart_without("attention", is_attention, video, broker, ids_b, "daemon-c", off)
         self.phase_windows("restart without attention", configs_c, ids_c, windows=2)
         self.assert_stays_away("attention", is_attention, restarted)
+        restarted = time.monotonic()
+        off["people"] = people_section(enabled=False)
+        configs_d, ids_d = self.phase_restart_without("people", is_people, video, broker, ids_c, "daemon-d", off)
+        self.phase_windows("restart without people", configs_d, ids_d, windows=2)
+        self.assert_stays_away("people", is_people, restarted)
         if statistics:
-            self.phase_statistics(ids_c)
-        self.phase_forget(ids_c)
+            self.phase_statistics(ids_d)
+        self.phase_forget(ids_d)
 
     # ------------------------------------------------------------------ HA up, owner, MQTT
 
@@ -978,12 +1028,19 @@ class Check:
     # ------------------------------------------------------------------ the device appears
 
     def start_daemon(
-        self, video: Path, broker: Broker, name: str, min_cell: int, attention: bool = True, **attributes: bool
+        self,
+        video: Path,
+        broker: Broker,
+        name: str,
+        min_cell: int,
+        attention: bool = True,
+        people: dict[str, Any] | None = None,
+        **attributes: bool,
     ) -> DaemonProc:
         import yaml
 
         path = self.daemon_config = self.workdir / f"{name}.yaml"
-        config = daemon_config(self.workdir, video, broker.port, min_cell, attention, **attributes)
+        config = daemon_config(self.workdir, video, broker.port, min_cell, attention, people, **attributes)
         path.write_text(yaml.safe_dump(config))
         daemon = DaemonProc(self.args.edge_python, path, self.workdir / f"{name}.log")
         self.daemons.append(daemon)
@@ -1018,15 +1075,22 @@ class Check:
         t = time.monotonic()
         daemon = self.start_daemon(video, broker, "daemon-a", min_cell=1)
 
+        needed = {"visitors", "visitors_today", "dwell_mean", "faces_peak", "gender_female", "age_65_plus"}
+        needed |= {*ATTENTION_SENSORS, "viewers_gender_female", "viewers_age_65_plus"}
+        needed |= {*PEOPLE_SENSORS, *LINE_SENSORS, *ZONE_SENSORS}
+        missing = sorted(needed)
+
         def configs_published() -> dict[str, dict[str, Any]] | None:
+            nonlocal missing
             daemon.alive_or_fail()
             configs, _ = self.watcher.snapshot()
-            objects = {c["unique_id"].removeprefix(f"{DEVICE_ID}_") for c in configs.values()}
-            needed = {"visitors", "visitors_today", "dwell_mean", "faces_peak", "gender_female", "age_65_plus"}
-            needed |= {*ATTENTION_SENSORS, "viewers_gender_female", "viewers_age_65_plus"}
-            return configs if needed <= objects else None
+            missing = sorted(needed - {c["unique_id"].removeprefix(f"{DEVICE_ID}_") for c in configs.values()})
+            return None if missing else configs
 
-        configs = wait_for("the daemon's discovery configs on the broker", configs_published, 120, 0.2)
+        try:
+            configs = wait_for("the daemon's discovery configs on the broker", configs_published, 120, 0.2)
+        except CheckFailed as exc:
+            raise CheckFailed(f"{exc}; no config for {missing}") from None
         self.mark("daemon_start_to_discovery_configs_s", t)
         t = time.monotonic()
         ids = self.entities_for(configs, "an HA entity for every discovery config")
@@ -1079,7 +1143,8 @@ class Check:
                     wrong.append(f"{ids[cfg['unique_id']]}.{key}: config {cfg.get(key)!r}, HA {attrs.get(key)!r}")
         if wrong:
             raise CheckFailed("entity attributes differ from the discovery configs:\n" + "\n".join(wrong))
-        self.check_attention_sensors(states, ids)
+        self.check_units("attention", ATTENTION_SENSORS, states, ids)
+        self.check_units("people", PEOPLE_SENSORS | LINE_SENSORS | ZONE_SENSORS, states, ids)
 
         # status is retained "online": every entity turns available (before the first window: "unknown").
         def available() -> dict[str, dict[str, Any]] | None:
@@ -1093,20 +1158,26 @@ class Check:
         wait_for("the Storage sensor to say ok", lambda: self.api.states()[storage]["state"] == "ok" or None, 60, 0.5)
         return configs, ids
 
-    def check_attention_sensors(self, states: dict[str, dict[str, Any]], ids: dict[str, str]) -> None:
-        """The viewer sensors as HA shows them: one number a window, with their units."""
+    def check_units(
+        self,
+        what: str,
+        sensors: Mapping[str, tuple[str | None, str | None]],
+        states: dict[str, dict[str, Any]],
+        ids: dict[str, str],
+    ) -> None:
+        """The ``what`` sensors as HA shows them: one number a window, with their units."""
         shown, wrong = {}, []
-        for obj, (unit, device_class) in ATTENTION_SENSORS.items():
+        for obj, (unit, device_class) in sensors.items():
             entity = ids[f"{DEVICE_ID}_{obj}"]
             attrs = states[entity]["attributes"]
             got = (attrs.get("unit_of_measurement"), attrs.get("device_class"), attrs.get("state_class"))
             shown[obj] = {"entity_id": entity, "unit": got[0], "device_class": got[1], "state_class": got[2]}
             if got != (unit, device_class, "measurement"):
                 wrong.append(f"{entity}: HA {got}, expected {(unit, device_class, 'measurement')}")
-            log(f"attention sensor {entity}: unit {got[0]}, device_class {got[1]}, state_class {got[2]}")
-        self.findings["attention_sensors"] = shown
+            log(f"{what} sensor {entity}: unit {got[0]}, device_class {got[1]}, state_class {got[2]}")
+        self.findings[f"{what}_sensors"] = shown
         if wrong:
-            raise CheckFailed("attention sensors with the wrong units or classes:\n" + "\n".join(wrong))
+            raise CheckFailed(f"{what} sensors with the wrong units or classes:\n" + "\n".join(wrong))
 
     # ------------------------------------------------------------------ states follow the windows
 
@@ -1120,6 +1191,7 @@ class Check:
             if c["state_topic"].endswith("/counts")
         }
         attention = {obj: ids[f"{DEVICE_ID}_{obj}"] for obj in ATTENTION_SENSORS if f"{DEVICE_ID}_{obj}" in ids}
+        people = {u.removeprefix(f"{DEVICE_ID}_"): e for u, e in sorted(ids.items()) if is_people(u)}
         visitors = ids[f"{DEVICE_ID}_visitors"]
         today = ids[f"{DEVICE_ID}_visitors_today"]
         _, seen = self.watcher.snapshot()
@@ -1180,6 +1252,10 @@ class Check:
                 figures = {obj: [readers[e][1](payload), states[e]["state"]] for obj, e in attention.items()}
                 matched[-1]["attention"] = figures
                 log(f"{label}: window seq {payload['seq']} attention (window -> HA): {figures}")
+            if people:
+                figures = {obj: [readers[e][1](payload), states[e]["state"]] for obj, e in people.items()}
+                matched[-1]["people"] = figures
+                log(f"{label}: window seq {payload['seq']} people (window -> HA): {figures}")
         self.findings.setdefault("windows", {})[label] = matched
         self.mark(f"windows_{label.replace(' ', '_')}_s", t_phase)
 
@@ -1218,11 +1294,15 @@ class Check:
     def phase_restart_without_gender(
         self, video: Path, broker: Broker, ids_a: dict[str, str]
     ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+        """SIGKILLed, then restarted with gender off, without the counting line and one zone: the
+        checkpointed window (made with all of them) comes first, their entities leave HA."""
         gender = {u: e for u, e in ids_a.items() if is_gender(u)}
-        kept = {u: e for u, e in ids_a.items() if u not in gender}
+        dropped = {u: e for u, e in ids_a.items() if is_line_or_dropped_zone(u)}
+        kept = {u: e for u, e in ids_a.items() if u not in gender and u not in dropped}
         t = time.monotonic()
         # min_cell 3 as well: suppressed cells (null in the payload) must show as "unknown", not fail a template
-        self.start_daemon(video, broker, "daemon-b", min_cell=3, gender=False)
+        people = people_section(line=False, zones=tuple(z for z in ZONES if z != DROPPED_ZONE))
+        self.start_daemon(video, broker, "daemon-b", min_cell=3, people=people, gender=False)
 
         # The killed run's checkpointed window comes first (made with gender on: it carries gender counts).
         def recovered() -> dict[str, Any] | None:
@@ -1236,6 +1316,8 @@ class Check:
             "start": window["window"]["start"],
             "partial": window["window"]["partial"],
             "carries_gender": "gender" in window,
+            "carries_crossings": "crossings" in window,
+            f"carries_zone_{DROPPED_ZONE}": DROPPED_ZONE in window.get("zones", {}),
         }
 
         def back() -> bool:
@@ -1245,59 +1327,66 @@ class Check:
 
         wait_for("the entities the new config keeps available again", back, 60, 0.3)
         self.mark("restart_to_available_s", t)
-
-        def removed() -> bool:
-            ids = self.registry()
-            states = self.api.states()
-            return not any(u in ids for u in gender) and not any(e in states for e in gender.values())
-
-        try:
-            wait_for("the gender entities removed from HA", removed, 20, 0.3)
-            self.findings["restart_to_gender_removed_s"] = self.mark("restart_to_gender_removed_s", t)
-        except CheckFailed as exc:
-            self.soft_fail(
-                f"{exc}; gender discovery configs on the broker since the restart:\n" + self.timeline(t, is_gender)
-            )
-        self.findings["gender_configs_since_restart"] = self.timeline(t, is_gender).splitlines()
-        configs_b = {k: c for k, c in self.watcher.snapshot()[0].items() if not is_gender(c["unique_id"])}
+        self.await_removed("gender", is_gender, gender, t)
+        self.await_removed("line and zone", is_line_or_dropped_zone, dropped, t)
+        configs_b = {
+            k: c
+            for k, c in self.watcher.snapshot()[0].items()
+            if not is_gender(c["unique_id"]) and not is_line_or_dropped_zone(c["unique_id"])
+        }
         return configs_b, kept
 
-    def phase_restart_without_attention(
-        self, video: Path, broker: Broker, ids_b: dict[str, str]
+    def phase_restart_without(
+        self,
+        what: str,
+        member: Callable[[str], bool],
+        video: Path,
+        broker: Broker,
+        ids: dict[str, str],
+        name: str,
+        config: dict[str, Any],
     ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-        """A clean stop, then the same config with ``attention.enabled: false``: the viewer entities
-        leave HA, the others come back."""
+        """A clean stop, then ``config`` (``start_daemon``'s keywords: ``what`` switched off): the
+        entities ``member`` picks (by unique id) leave HA, the others come back."""
         rc = self.daemons[-1].signal(signal.SIGTERM)
         if rc != 0:
             raise CheckFailed(f"the daemon exited with {rc} after SIGTERM")
-        attention = {u: e for u, e in ids_b.items() if is_attention(u)}
-        kept = {u: e for u, e in ids_b.items() if u not in attention}
+        gone = {u: e for u, e in ids.items() if member(u)}
+        kept = {u: e for u, e in ids.items() if u not in gone}
         t = time.monotonic()
-        self.start_daemon(video, broker, "daemon-c", min_cell=3, attention=False, gender=False)
+        self.start_daemon(video, broker, name, min_cell=3, **config)
 
         def back() -> bool:
             self.daemons[-1].alive_or_fail()
             states = self.api.states()
             return all(states.get(e, {}).get("state") not in (None, "unavailable") for e in kept.values())
 
-        wait_for("the entities without attention available again", back, 60, 0.3)
-        self.mark("restart_without_attention_to_available_s", t)
+        wait_for(f"the entities without {what} available again", back, 60, 0.3)
+        self.mark(f"restart_without_{what}_to_available_s", t)
+        self.await_removed(what, member, gone, t)
+        configs = {k: c for k, c in self.watcher.snapshot()[0].items() if not member(c["unique_id"])}
+        return configs, kept
+
+    def await_removed(self, what: str, member: Callable[[str], bool], gone: dict[str, str], since: float) -> None:
+        """Wait until the ``gone`` entities (``member`` picks them) have left HA's registry and states;
+        a timeout is recorded with the configs the broker carried since the restart, and the check goes on."""
+        key = what.replace(" ", "_")
+        if not gone:
+            self.soft_fail(f"no {what} entities before the restart that should remove them")
 
         def removed() -> bool:
             ids = self.registry()
             states = self.api.states()
-            return not any(u in ids for u in attention) and not any(e in states for e in attention.values())
+            return not any(u in ids for u in gone) and not any(e in states for e in gone.values())
 
         try:
-            wait_for("the attention entities removed from HA", removed, 20, 0.3)
-            self.findings["restart_to_attention_removed_s"] = self.mark("restart_to_attention_removed_s", t)
-            log(f"attention entities removed from HA's states and registry: {sorted(attention.values())}")
+            wait_for(f"the {what} entities removed from HA", removed, 20, 0.3)
+            self.findings[f"restart_to_{key}_removed_s"] = self.mark(f"restart_to_{key}_removed_s", since)
+            log(f"{what} entities removed from HA's states and registry: {sorted(gone.values())}")
         except CheckFailed as exc:
-            configs = self.timeline(t, is_attention)
-            self.soft_fail(f"{exc}; attention discovery configs on the broker since the restart:\n{configs}")
-        self.findings["attention_configs_since_restart"] = self.timeline(t, is_attention).splitlines()
-        configs_c = {k: c for k, c in self.watcher.snapshot()[0].items() if not is_attention(c["unique_id"])}
-        return configs_c, kept
+            configs = self.timeline(since, member)
+            self.soft_fail(f"{exc}; {what} discovery configs on the broker since the restart:\n{configs}")
+        self.findings[f"{key}_configs_since_restart"] = self.timeline(since, member).splitlines()
 
     def timeline(self, since: float, member: Callable[[str], bool]) -> str:
         """The config messages since ``since`` of the entities ``member`` picks (by unique id)."""
