@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import resource
 from collections.abc import Callable
 from pathlib import Path
 
@@ -52,3 +53,8 @@ def rss_mb() -> dict[str, float]:
     except OSError:
         pass
     return fields
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, MB (what the budget of 150 MB is about)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -8,7 +8,7 @@ them person tracks are predicted, not updated.
   then a centre-distance fallback; two stages, so a box at ``score_threshold`` starts a track and a
   weaker one (down to half of it) only continues one (a person seen from above, or half behind a
   shelf, scores low for a frame or two).
-* A track is a **person** once it has ``MIN_CONFIDENT_HITS`` confident sightings spanning ``min_s``;
+* A track is a **person** once it has ``min_hits`` confident sightings spanning ``min_s``;
   shorter tracks vanish silently. A person ends ``max_missed_s`` after its last sighting.
 * **One human, one count.** A face lies in a person when its centre is in the upper part of the
   person's box (``holds``). The face tracker marks a face track seen inside a person's box (the
@@ -38,7 +38,6 @@ from edge.people_config import PeopleConfig
 from edge.records import PersonDetection
 from edge.tracks import Box, Motion, associate
 
-MIN_CONFIDENT_HITS = 2  # one detection is never a person
 IOU_THRESHOLD = 0.3
 CENTRE_FALLBACK = 0.5  # as the face tracker's: centre distance / predicted box diagonal
 WEAK_FACTOR = 0.5  # boxes down to this share of score_threshold continue a track
@@ -120,7 +119,7 @@ class PeopleTracker:
             track.hit(det.box, now, self._frame, det.score >= cfg.score_threshold)
             if (
                 not track.person
-                and track.confident_hits >= MIN_CONFIDENT_HITS
+                and track.confident_hits >= cfg.min_hits
                 and track.last_seen - track.first_seen >= cfg.min_s - _EPS
             ):
                 track.person = True

@@ -94,6 +94,7 @@ class PeopleConfig:
     every_frames: int = leaf(2, integer("a frame count from 1 to 30", lo=1, hi=30))
     score_threshold: float = leaf(0.3, number("a score between 0 (exclusive) and 1", lo=0, hi=1, lo_open=True))
     min_s: float = leaf(0.5, number("a number of seconds >= 0", lo=0))
+    min_hits: int = leaf(2, integer("a sighting count from 2 to 100", lo=2, hi=100))
     max_missed_s: float = leaf(1.5, number(POSITIVE_S, lo=0, lo_open=True))
     min_dwell_s: float = leaf(10.0, number("a number of seconds >= 0", lo=0))
     line: LineConfig | None = section(LineConfig, optional=True)

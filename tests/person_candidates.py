@@ -30,9 +30,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 import tensorflow as tf
+from clip_variants import clip_frames, rescaled
 from edge_convert.person_nets import MoveNetPeople, decode_movenet
 from person_nets import NanoDetPeople, decode_nanodet
 
@@ -40,7 +40,6 @@ from edge.interpreter import TfliteModel
 from edge.preprocess import letterbox
 
 REPO = Path(__file__).resolve().parents[1]
-CLIPS = REPO.parent / "shared" / "data" / "real-footage"
 # People visibly in each frame, judged by eye frame by frame (None: not judged, left out). The
 # corridor from above: the woman walks out at the left in frames 0-11 (12 shows a sliver of her),
 # the second person is at the left edge, mostly cut off, in frames 0-4.
@@ -61,31 +60,6 @@ CANDIDATES = {
     "nanodet": (NanoDetPeople, decode_nanodet, (416,)),
 }
 CALIBRATION_SCALES = (1.0, 0.6, 0.35)
-
-
-def clip_frames(name: str) -> list[np.ndarray]:
-    cap, out = cv2.VideoCapture(str(CLIPS / f"{name}.avi")), list[np.ndarray]()
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            return out
-        out.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-
-
-def rescaled(rgb: np.ndarray, scale: float, anchor: tuple[float, float]) -> np.ndarray:
-    """The people at ``scale`` times their size, the frame's own size kept."""
-    h, w = rgb.shape[:2]
-    if scale == 1.0:
-        return rgb
-    if scale < 1.0:
-        canvas = np.full_like(rgb, 128)
-        nw, nh = round(w * scale), round(h * scale)
-        y0, x0 = (h - nh) // 2, (w - nw) // 2
-        canvas[y0 : y0 + nh, x0 : x0 + nw] = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA)
-        return canvas
-    cw, ch = round(w / scale), round(h / scale)
-    x0, y0 = round((w - cw) * anchor[0]), round((h - ch) * anchor[1])
-    return cv2.resize(rgb[y0 : y0 + ch, x0 : x0 + cw], (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def on_grey(rgb: np.ndarray, scale: float) -> np.ndarray:

@@ -505,3 +505,35 @@ def test_parity_holds_groups_to_the_bar_with_a_paired_interval() -> None:
     assert p.weakest.gender_change == "asian male"
     assert p.to_dict()["bar"]["groups_over"] == ["asian male"]  # the JSON keeps its lists
     assert "asian male" in parity_table(p, "float", "int8").splitlines()[-2]
+
+
+@pytest.mark.skipif(not (CLIPS / "one-by-one-person-detection.avi").is_file(), reason="no development clips")
+def test_analyze_people_finds_a_person_without_a_face_and_draws_the_configured_line(tmp_path: Path, capsys) -> None:
+    clip = str(CLIPS / "one-by-one-person-detection.avi")
+    code, out, err = run_cli(capsys, "analyze", "--json", "--people", "--every", "19", clip)
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert len(records) == 3
+    for record in records:  # the back of a head: no face, one person, standing on the floor
+        assert record["faces"] == [] and len(record["people"]) == 1 and "people" in record["timings_ms"]
+        (person,) = record["people"]
+        x1, y1, x2, y2 = person["box"]
+        assert person["score"] >= 0.3 and y2 > 0.8 * record["height"] and (x2 - x1) < (y2 - y1) * 1.2
+    code, out, _ = run_cli(capsys, "analyze", "--json", "--every", "19", clip)
+    assert "people" not in json.loads(out.splitlines()[0])  # only when asked
+    config = tmp_path / "edge.yaml"
+    config.write_text(
+        "device_id: door\nsource: {type: file, path: x.mp4}\n"
+        "people: {line: {start: [0.1, 0.5], end: [0.9, 0.5]}, zones: {aisle: [[0.6, 0.2], [0.9, 0.2], [0.9, 0.9]]}}\n"
+    )
+    code, out, err = run_cli(
+        capsys, "analyze", "--people", "--every", "100", "--config", str(config), "--annotate", str(tmp_path), clip
+    )
+    assert code == 0 and "1 person(s)" in out, err
+    (drawn,) = tmp_path.glob("*_annotated.jpg")
+    img = cv2.imread(str(drawn))
+    mid = round(0.5 * (img.shape[0] - 1))
+    band = img[mid - 2 : mid + 3].astype(int)  # the line's rows (a JPEG: a little spread and shifted)
+    red = ((band[..., 2] > 150) & (band[..., 2] - band[..., 1] > 80)).any(axis=0)
+    assert red[round(0.2 * img.shape[1]) : round(0.8 * img.shape[1])].mean() > 0.9  # the line, drawn where it is
+    assert red[: round(0.05 * img.shape[1])].mean() < 0.2

@@ -22,6 +22,7 @@ from edge.cli import main
 from edge.daemon import Daemon
 from edge.scenes import Scene, Visitor, write_video
 from edge.settings import parse_config
+from edge.window import SCHEMA
 
 DEVICE = "e2e-cam"
 COUNTS, STATUS = f"edge/{DEVICE}/counts", f"edge/{DEVICE}/status"
@@ -37,6 +38,10 @@ KEYS = {
     "visitors",
     "faces",
     "dwell_s",
+    "people",
+    "people_with_face",
+    "passers_by",
+    "stayers",
     "viewers",
     "viewer_rate",
     "attention_s",
@@ -95,7 +100,7 @@ def test_video_to_daemon_to_broker_to_subscriber(mqtt_broker: Broker, tmp_path: 
     assert sum(w["visitors"] for w in windows) == len(scene.visitors)
     for w in windows:
         check("window", w)
-        assert set(w) == KEYS and w["device"] == DEVICE and w["schema"] == 3
+        assert set(w) == KEYS and w["device"] == DEVICE and w["schema"] == SCHEMA
     for health in healths:
         check("health", health)
     assert healths and healths[-1]["spool"]["depth"] >= 0 and "mqtt" in healths[-1]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import resource
 import sys
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ import numpy as np
 from edge.analyzer import Analyzer
 from edge.commands.options import Subparsers, add_analyzer_options, add_command, analyzer_config
 from edge.media import IMAGE_SUFFIXES, MediaError, expand, frames
+from edge.memory import peak_rss_mb
 from edge.models import MISSING_HINT, Manifest
 from edge.synthetic import crowd_frame
 
@@ -154,10 +154,6 @@ def resolutions(text: str) -> list[tuple[int, int]]:
 class Input:
     name: str
     load: Callable[[], list[tuple[np.ndarray, float]]]  # frames with their decode time (ms)
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _file_input(path: Path, max_frames: int) -> Input:

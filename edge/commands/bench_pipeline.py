@@ -15,7 +15,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from edge.analyzer import Analyzer
-from edge.commands.bench import peak_rss_mb
+from edge.memory import peak_rss_mb
 from edge.people_config import PeopleConfig
 from edge.synthetic import crowd_frame
 from edge.tracker import Tracker
