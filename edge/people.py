@@ -8,12 +8,13 @@ them person tracks are predicted, not updated.
   then a centre-distance fallback; two stages, so a box at ``score_threshold`` starts a track and a
   weaker one (down to half of it) only continues one (a person seen from above, or half behind a
   shelf, scores low for a frame or two).
-* A track is a **person** once it has ``min_hits`` confident sightings spanning ``min_s``;
+* A track is a **person** once it has ``min_hits`` confident sightings spanning ``min_s``, sure in at
+  least ``HIT_RATIO`` of the person frames since it began;
   shorter tracks vanish silently. A person ends ``max_missed_s`` after its last sighting.
 * **One human, one count.** A face lies in a person when its centre is in the upper part of the
   person's box (``holds``). The face tracker marks a face track seen inside a person's box (the
-  boxes of :meth:`PeopleTracker.boxes`), and a person track with a visitor's face inside it is a
-  person *with a face* (:meth:`PeopleTracker.link`). A visitor whose face was never inside a person
+  boxes of :meth:`PeopleTracker.boxes`, people only), and a person with a visitor's face inside it
+  is a person *with a face* (:meth:`PeopleTracker.link`). A visitor whose face was never inside a person
   is a person too, with a face: the aggregator counts it (``VisitorEnded.in_person``), so there are
   never fewer people than visitors.
 * **Crossings**: each sighting's foot point (bottom centre of the box) against the counting line
@@ -39,6 +40,10 @@ from edge.records import PersonDetection
 from edge.tracks import Box, Motion, associate
 
 IOU_THRESHOLD = 0.3
+# A person is sure in at least half of the person frames since its track began: between two people
+# walking close together at under a sixth of the frame's height, MoveNet flickers a third box for a
+# frame or two (on the development clips side by side, 4 of 6 extra people went with this rule).
+HIT_RATIO = 0.5
 CENTRE_FALLBACK = 0.5  # as the face tracker's: centre distance / predicted box diagonal
 WEAK_FACTOR = 0.5  # boxes down to this share of score_threshold continue a track
 # Feet within this distance of the line (in normalised frame units) are on neither side.
@@ -67,10 +72,11 @@ class PeopleUpdate:
 
 
 class PersonTrack(Motion):
-    __slots__ = ("person", "with_face", "anchor", "ins", "outs")
+    __slots__ = ("person", "with_face", "anchor", "ins", "outs", "first_frame")
 
     def __init__(self, key: int, box: Box, now: float, frame: int) -> None:
         super().__init__(key, box, now, frame)
+        self.first_frame = frame
         self.person = False
         self.with_face = False
         self.anchor: Point | None = None  # the last foot position clearly off the line
@@ -120,6 +126,7 @@ class PeopleTracker:
             if (
                 not track.person
                 and track.confident_hits >= cfg.min_hits
+                and track.confident_hits >= HIT_RATIO * (self._frame - track.first_frame + 1)
                 and track.last_seen - track.first_seen >= cfg.min_s - _EPS
             ):
                 track.person = True
@@ -156,10 +163,11 @@ class PeopleTracker:
         return tuple(t.predict(now) for t in self._tracks.values() if t.person)
 
     def link(self, visitor_faces: Sequence[Box], now: float) -> None:
-        """Mark the person each visitor's face lies in (the smallest box that holds it) as seen with a face."""
+        """Mark the person each visitor's face lies in as seen with a face: of the people (confirmed
+        tracks) whose box holds the face, the smallest. A tentative track is no one's body yet."""
         if not visitor_faces:
             return
-        people = [(t, t.predict(now)) for t in self._tracks.values()]
+        people = [(t, t.predict(now)) for t in self._tracks.values() if t.person]
         for face in visitor_faces:
             holders = [(t, b) for t, b in people if holds(b, face)]
             if holders:
@@ -184,7 +192,6 @@ class PeopleTracker:
 
     @staticmethod
     def _end(track: PersonTrack) -> PersonEnded | None:
-        # A track with a visitor's face in it is a person however short it was: the visitor vouches.
-        if not (track.person or track.with_face):
+        if not track.person:
             return None
         return PersonEnded(track.last_seen - track.first_seen, track.with_face, track.ins, track.outs)

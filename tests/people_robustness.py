@@ -109,7 +109,7 @@ def main() -> int:
             )
     names = list(clips)
     pairs = [(names[i], names[j]) for i in range(len(names)) for j in range(i + 1, len(names))]
-    for a, b in pairs if not args.only else []:
+    for a, b in pairs if not args.only or "side" in args.only or "after" in args.only else []:
         for variant, frames in (
             ("side by side", side_by_side(clips[a], clips[b])),
             ("one after another", one_after_another(clips[a], clips[b], gap=round(2 * fps[a]))),

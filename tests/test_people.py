@@ -236,3 +236,13 @@ def _null_paths(obj: Any, prefix: str = "") -> list[str]:
     if isinstance(obj, dict):
         return [q for k, v in obj.items() for q in _null_paths(v, prefix + k + ".")]
     return [prefix[:-1]] if obj is None else []
+
+
+def test_a_flickering_box_is_no_person_and_a_face_is_never_given_to_a_tentative_track() -> None:
+    people = PeopleTracker(PeopleConfig())
+    ended: list[PersonEnded] = []
+    for i in range(30):  # a box in one person frame of three, for 3 s: never sure half the time
+        seen = [person(300, 400)] if i % 3 == 0 else []
+        ended += people.update(seen, i / FPS, (W, H)).ended
+        people.link([(285.0, 170.0, 315.0, 205.0)], i / FPS)  # a visitor's face inside it
+    assert ended + list(people.flush(3.0).ended) == []

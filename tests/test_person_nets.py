@@ -9,6 +9,7 @@ import pytest
 
 from edge.person_detector import MAX_PEOPLE as MOVENET_MAX_PEOPLE
 from edge.person_detector import decode_people as decode_movenet
+from edge.person_detector import drop_heads
 
 GRID, SIZE = 64, 256  # 4 px cells
 
@@ -43,3 +44,12 @@ def test_at_most_six_people_strongest_first() -> None:
     found = decode_movenet(heads(peaks), SIZE, 0.1)
     assert len(found) == MOVENET_MAX_PEOPLE
     assert np.all(np.diff(found[:, 4]) <= 0) and found[0, 4] == pytest.approx(0.65)
+
+
+def test_a_head_alone_inside_a_whole_person_is_dropped_but_a_person_in_front_is_kept() -> None:
+    body = [100.0, 50.0, 180.0, 250.0, 0.9]
+    head = [125.0, 55.0, 150.0, 85.0, 0.35]  # small, inside, at the top
+    child = [120.0, 150.0, 160.0, 250.0, 0.6]  # small, inside, but low: someone in front
+    found = drop_heads(np.array([body, child, head]))
+    assert found.tolist() == [body, child]
+    assert drop_heads(np.array([head])).tolist() == [head]  # alone it stays
