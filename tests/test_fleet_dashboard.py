@@ -227,7 +227,7 @@ def _insert(dbname: str) -> Fleet:
                 suppressed += ["dwell_s.n", "dwell_s.mean", "dwell_s.p50", "dwell_s.p90"]
             counted: dict[str, Any] = {}
             if device in ATTENTION:  # in the shop's suppressed hour only its few visitors: 1..4 people
-                quiet = start.replace(minute=0) == suppressed_hour
+                quiet = device == "shop-1" and start.replace(minute=0) == suppressed_hour
                 people[(device, start)], more = _people(rng, device, times, 0.0 if quiet else _level(start))
                 counted, suppressed = people_doc(people[(device, start)]), more + suppressed
             payload = {
