@@ -66,6 +66,7 @@ def _models(config: Config) -> Iterator[Finding]:
         # The face mesh: head pose needs it; the face check and turning faces upright use it where
         # the set lists it (older sets do not).
         keys += ["face_mesh"] if config.attention.enabled or "face_mesh" in manifest.models else []
+        keys += ["person"] if config.people.enabled else []  # counting people needs the person detector
         for model_key in keys:
             manifest.info(model_key, models.variant)
         manifest.anchors(keys[0])  # the detector's box priors are checked against the manifest too

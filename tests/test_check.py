@@ -342,3 +342,10 @@ def test_missing_or_corrupt_models_are_errors(tmp_path: Path, capsys: pytest.Cap
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({**base, "models": {"dir": str(models)}, "attention": {"enabled": False}}))
     assert main(["check", "--config", str(path)]) == 0
+    # The person detector: needed while people are counted (the default), not otherwise.
+    (models / "movenet_multipose_int8.tflite").write_bytes(b"truncated")
+    assert main(["check", "--config", str(path)]) == 2
+    assert "movenet_multipose_int8.tflite" in capsys.readouterr().err
+    off = {**base, "models": {"dir": str(models)}, "attention": {"enabled": False}, "people": {"enabled": False}}
+    path.write_text(yaml.safe_dump(off))
+    assert main(["check", "--config", str(path)]) == 0

@@ -225,7 +225,8 @@ def draw_layout(img: np.ndarray, layout: PeopleConfig, thick: int) -> None:
     for name, polygon in layout.zones:
         pts = np.array([px(p) for p in polygon], dtype=np.int32)
         cv2.polylines(img, [pts], True, (0, 200, 255), thick, cv2.LINE_AA)
-        cv2.putText(img, name, tuple(pts[0] + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * thick, (0, 200, 255), thick)
+        at = (int(pts[0][0]) + 4 * thick, int(pts[0][1]) + 16 * thick)  # inside the zone's first corner
+        cv2.putText(img, name, at, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * thick, (0, 200, 255), thick, cv2.LINE_AA)
     line = layout.counting_line
     if line is None:
         return
@@ -239,7 +240,8 @@ def draw_layout(img: np.ndarray, layout: PeopleConfig, thick: int) -> None:
     reach = 0.08 * max(h, w)
     tip = (round(mid[0] + normal[0] * reach), round(mid[1] + normal[1] * reach))
     cv2.arrowedLine(img, (round(mid[0]), round(mid[1])), tip, (0, 0, 255), 2 * thick, cv2.LINE_AA, tipLength=0.3)
-    cv2.putText(img, "in", (tip[0] + 4, tip[1]), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * thick, (0, 0, 255), thick)
+    at = (tip[0] - 24 * thick, tip[1] + 4 * thick)  # beside the arrow's tip
+    cv2.putText(img, "in", at, cv2.FONT_HERSHEY_SIMPLEX, 0.6 * thick, (0, 0, 255), thick, cv2.LINE_AA)
 
 
 def person_json(person: PersonDetection) -> dict:
