@@ -14,7 +14,8 @@ them person tracks are predicted, not updated.
 * **One human, one count.** A face lies in a person when its centre is in the upper part of the
   person's box (``holds``). The face tracker marks a face track seen inside a person's box (the
   boxes of :meth:`PeopleTracker.boxes`, people only), and a person with a visitor's face inside it
-  is a person *with a face* (:meth:`PeopleTracker.link`). A visitor whose face was never inside a person
+  is a person *with a face* (:meth:`PeopleTracker.link`); one whose box held several visitors' faces
+  at once stands for that many people. A visitor whose face was never inside a person
   is a person too, with a face: the aggregator counts it (``VisitorEnded.in_person``), so there are
   never fewer people than visitors.
 * **Crossings**: each sighting's foot point (bottom centre of the box) against the counting line
@@ -60,6 +61,9 @@ class PersonEnded:
     with_face: bool
     ins: int = 0
     outs: int = 0
+    # How many people the track stands for: more than one where that many visitors' faces lay in its
+    # box at once (two people walking close under one box), so people are never fewer than visitors.
+    together: int = 1
 
 
 @dataclass(frozen=True)
@@ -72,11 +76,12 @@ class PeopleUpdate:
 
 
 class PersonTrack(Motion):
-    __slots__ = ("person", "with_face", "anchor", "ins", "outs", "first_frame")
+    __slots__ = ("person", "with_face", "anchor", "ins", "outs", "first_frame", "together")
 
     def __init__(self, key: int, box: Box, now: float, frame: int) -> None:
         super().__init__(key, box, now, frame)
         self.first_frame = frame
+        self.together = 1
         self.person = False
         self.with_face = False
         self.anchor: Point | None = None  # the last foot position clearly off the line
@@ -168,11 +173,15 @@ class PeopleTracker:
         if not visitor_faces:
             return
         people = [(t, t.predict(now)) for t in self._tracks.values() if t.person]
+        faces: dict[int, int] = {}
         for face in visitor_faces:
             holders = [(t, b) for t, b in people if holds(b, face)]
             if holders:
                 track, _ = min(holders, key=lambda tb: (tb[1][2] - tb[1][0]) * (tb[1][3] - tb[1][1]))
                 track.with_face = True
+                faces[track.key] = faces.get(track.key, 0) + 1
+        for key, n in faces.items():
+            self._tracks[key].together = max(self._tracks[key].together, n)
 
     def expire(self, now: float) -> PeopleUpdate:
         """End tracks unseen for longer than ``max_missed_s`` (frames without a person run, or none)."""
@@ -194,4 +203,4 @@ class PeopleTracker:
     def _end(track: PersonTrack) -> PersonEnded | None:
         if not track.person:
             return None
-        return PersonEnded(track.last_seen - track.first_seen, track.with_face, track.ins, track.outs)
+        return PersonEnded(track.last_seen - track.first_seen, track.with_face, track.ins, track.outs, track.together)

@@ -34,8 +34,9 @@ class PeopleTally:
     zone_peaks: list[int] = field(default_factory=list)
 
     def end(self, person: PersonEnded) -> None:
-        self.dwell.append(max(0.0, person.dwell_s))
-        self.with_face += int(person.with_face)
+        together = max(1, person.together)
+        self.dwell += [max(0.0, person.dwell_s)] * together
+        self.with_face += together if person.with_face else 0
         self.ins += person.ins
         self.outs += person.outs
 

@@ -163,6 +163,7 @@ _ended = st.builds(
     with_face=st.booleans(),
     ins=st.integers(0, 2),
     outs=st.integers(0, 2),
+    together=st.sampled_from([1, 1, 1, 2]),
 )
 
 
@@ -198,9 +199,10 @@ def test_no_published_people_number_reveals_a_small_group(
     def small(v: int | None) -> bool:
         return v is not None and 1 <= v < k
 
-    n = len(persons) + len(face_only)
-    faced = sum(x.with_face for x in persons) + len(face_only)
-    stay = sum(x.dwell_s >= config.min_dwell_s for x in persons) + sum(d >= config.min_dwell_s for d in face_only)
+    n = sum(x.together for x in persons) + len(face_only)
+    faced = sum(x.together for x in persons if x.with_face) + len(face_only)
+    stay = sum(x.together for x in persons if x.dwell_s >= config.min_dwell_s)
+    stay += sum(d >= config.min_dwell_s for d in face_only)
     assert p["people"] in (None, n) and not small(p["people"])
     if p["people"] is None:
         assert p["people_with_face"] is None and p["passers_by"] is None and p["stayers"] is None
@@ -246,3 +248,22 @@ def test_a_flickering_box_is_no_person_and_a_face_is_never_given_to_a_tentative_
         ended += people.update(seen, i / FPS, (W, H)).ended
         people.link([(285.0, 170.0, 315.0, 205.0)], i / FPS)  # a visitor's face inside it
     assert ended + list(people.flush(3.0).ended) == []
+
+
+def test_two_visitors_under_one_person_box_are_two_people() -> None:
+    """Two people walking close together under one person box: their two faces make it two."""
+    people = PeopleTracker(PeopleConfig())
+    faces = Tracker(TrackingConfig(), DetectorConfig(), AttributesConfig(), AttentionConfig(enabled=False))
+    agg = Aggregator(
+        AggregationConfig(min_cell=1), AttributesConfig(), AttentionConfig(enabled=False), "d", "s", PeopleConfig()
+    )
+    for i in range(30):
+        now, x = i / FPS, 100 + 10 * i
+        pu = people.update([person(x, 400, w=160)], now, (W, H))
+        pair = [Detection((x - 50, 170, x - 20, 205), 0.9), Detection((x + 20, 172, x + 50, 207), 0.9)]
+        fu = faces.update(pair, now, people.boxes(now))
+        people.link(fu.visitor_faces, now)
+        agg.observe(fu, NOON + now, pu)
+    agg.observe(faces.flush(3.0), NOON + 3.0, people.flush(3.0))
+    p = agg.tick(NOON + 60)[0].to_payload()
+    assert (p["dwell_s"]["n"], p["people"], p["people_with_face"]) == (2, 2, 2)
