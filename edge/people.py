@@ -14,8 +14,10 @@ them person tracks are predicted, not updated.
 * **One human, one count.** A face lies in a person when its centre is in the upper part of the
   person's box (``holds``). The face tracker marks a face track seen inside a person's box (the
   boxes of :meth:`PeopleTracker.boxes`, people only), and a person with a visitor's face inside it
-  is a person *with a face* (:meth:`PeopleTracker.link`); one whose box held several visitors' faces
-  at once stands for that many people. A visitor whose face was never inside a person
+  is a person *with a face* (:meth:`PeopleTracker.link`). A person stands for as many people as the
+  visitors whose face lay in its box more often than in any other (at least one), or as held their
+  faces in it at once: a visitor is always also a person, so people are never fewer than visitors
+  (where the face tracker counts one face twice, people do too). A visitor whose face was never inside a person
   is a person too, with a face: the aggregator counts it (``VisitorEnded.in_person``), so there are
   never fewer people than visitors.
 * **Crossings**: each sighting's foot point (bottom centre of the box) against the counting line
@@ -50,6 +52,7 @@ WEAK_FACTOR = 0.5  # boxes down to this share of score_threshold continue a trac
 # Feet within this distance of the line (in normalised frame units) are on neither side.
 LINE_BAND = 0.02
 _EPS = 1e-9
+_VOTES_KEPT_S = 10.0  # how long a visitor's face is remembered after it was last seen in a person
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,10 @@ class PeopleTracker:
         self.zones = config.zones
         self._tracks: dict[int, PersonTrack] = {}
         self._keys = itertools.count(1)
+        # Face track key -> person track key -> frames its face lay in that person; and when it last
+        # did. Dropped _VOTES_KEPT_S after the face was last seen in anyone: bounded by who is in view.
+        self._votes: dict[int, dict[int, int]] = {}
+        self._voted: dict[int, float] = {}
         self._frame = -1  # person frames seen by update()
 
     @property
@@ -167,21 +174,30 @@ class PeopleTracker:
         """Where the people (confirmed tracks) are now: the boxes a face is looked for in."""
         return tuple(t.predict(now) for t in self._tracks.values() if t.person)
 
-    def link(self, visitor_faces: Sequence[Box], now: float) -> None:
+    def link(self, visitor_faces: Sequence[tuple[int, Box]], now: float) -> None:
         """Mark the person each visitor's face lies in as seen with a face: of the people (confirmed
-        tracks) whose box holds the face, the smallest. A tentative track is no one's body yet."""
-        if not visitor_faces:
-            return
+        tracks) whose box holds the face, the smallest. A tentative track is no one's body yet.
+        ``visitor_faces``: (face track key, box) of the visitors seen this frame."""
         people = [(t, t.predict(now)) for t in self._tracks.values() if t.person]
-        faces: dict[int, int] = {}
-        for face in visitor_faces:
+        at_once: dict[int, int] = {}
+        for face_key, face in visitor_faces:
             holders = [(t, b) for t, b in people if holds(b, face)]
-            if holders:
-                track, _ = min(holders, key=lambda tb: (tb[1][2] - tb[1][0]) * (tb[1][3] - tb[1][1]))
-                track.with_face = True
-                faces[track.key] = faces.get(track.key, 0) + 1
-        for key, n in faces.items():
+            if not holders:
+                continue
+            track, _ = min(holders, key=lambda tb: (tb[1][2] - tb[1][0]) * (tb[1][3] - tb[1][1]))
+            track.with_face = True
+            at_once[track.key] = at_once.get(track.key, 0) + 1
+            votes = self._votes.setdefault(face_key, {})
+            votes[track.key] = votes.get(track.key, 0) + 1
+            self._voted[face_key] = now
+        for key, n in at_once.items():
             self._tracks[key].together = max(self._tracks[key].together, n)
+        for face_key in [k for k, t in self._voted.items() if now - t > _VOTES_KEPT_S]:
+            del self._voted[face_key], self._votes[face_key]
+
+    def _visitors_of(self, track: PersonTrack) -> int:
+        """The visitors whose face lay in this track's box more often than in any other's."""
+        return sum(1 for votes in self._votes.values() if max(votes, key=lambda k: (votes[k], k)) == track.key)
 
     def expire(self, now: float) -> PeopleUpdate:
         """End tracks unseen for longer than ``max_missed_s`` (frames without a person run, or none)."""
@@ -191,6 +207,8 @@ class PeopleTracker:
         """End every track (shutdown)."""
         ended = [self._end(t) for t in self._tracks.values()]
         self._tracks.clear()
+        self._votes.clear()
+        self._voted.clear()
         return PeopleUpdate(tuple(e for e in ended if e is not None))
 
     def _expire(self, now: float) -> list[PersonEnded]:
@@ -199,8 +217,8 @@ class PeopleTracker:
             del self._tracks[t.key]
         return [e for e in (self._end(t) for t in gone) if e is not None]
 
-    @staticmethod
-    def _end(track: PersonTrack) -> PersonEnded | None:
+    def _end(self, track: PersonTrack) -> PersonEnded | None:
         if not track.person:
             return None
-        return PersonEnded(track.last_seen - track.first_seen, track.with_face, track.ins, track.outs, track.together)
+        together = max(track.together, self._visitors_of(track))
+        return PersonEnded(track.last_seen - track.first_seen, track.with_face, track.ins, track.outs, together)

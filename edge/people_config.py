@@ -91,7 +91,7 @@ class PeopleConfig:
     enabled: bool = leaf(True, boolean())
     # The person detector runs on every n-th frame (tracks are predicted in between): measured so
     # the 640x480 pipeline with 5 faces keeps its frame rate (README, "People").
-    every_frames: int = leaf(2, integer("a frame count from 1 to 30", lo=1, hi=30))
+    every_frames: int = leaf(1, integer("a frame count from 1 to 30", lo=1, hi=30))
     score_threshold: float = leaf(0.3, number("a score between 0 (exclusive) and 1", lo=0, hi=1, lo_open=True))
     min_s: float = leaf(0.5, number("a number of seconds >= 0", lo=0))
     min_hits: int = leaf(2, integer("a sighting count from 2 to 100", lo=2, hi=100))

@@ -55,7 +55,8 @@ Counting contract with the aggregator: a visitor is counted when it *starts*
 when it *ends* (``TrackerUpdate.ended``), once its attributes are settled.
 
 ``track_key`` is an internal, opaque, per-process int. It appears only in
-:class:`AttributeRequest` (so the caller can hand the answer back) and must not
+:class:`AttributeRequest` (so the caller can hand the answer back) and in
+``TrackerUpdate.visitor_faces`` (so the people tracker can tell visitors apart) and must not
 be forwarded anywhere else: no record that leaves the tracker towards the
 aggregator carries it.
 """
@@ -145,7 +146,8 @@ class TrackerUpdate:
     active: int = 0
     needs_attributes: tuple[AttributeRequest, ...] = ()
     frame: bool = True
-    visitor_faces: tuple[Box, ...] = ()  # boxes of the visitors seen this frame, for edge.people.link
+    # The visitors seen this frame, (track_key, box), for edge.people.link alone (the key is internal).
+    visitor_faces: tuple[tuple[int, Box], ...] = ()
 
 
 class Tracker:
@@ -233,7 +235,7 @@ class Tracker:
             if self._describable(det) and track.offer(quality(det), cfg.best_observations):
                 requests.append(AttributeRequest(track.key, det))
         active = sum(1 for t in self._tracks.values() if self._frame - t.last_frame < self.presence_frames)
-        faces = tuple(t.box for t, _ in matches if t.visitor)
+        faces = tuple((t.key, t.box) for t, _ in matches if t.visitor)
         return TrackerUpdate(tuple(started), tuple(ended), active, tuple(requests), visitor_faces=faces)
 
     def _describable(self, det: Detection) -> bool:

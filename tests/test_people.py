@@ -246,7 +246,7 @@ def test_a_flickering_box_is_no_person_and_a_face_is_never_given_to_a_tentative_
     for i in range(30):  # a box in one person frame of three, for 3 s: never sure half the time
         seen = [person(300, 400)] if i % 3 == 0 else []
         ended += people.update(seen, i / FPS, (W, H)).ended
-        people.link([(285.0, 170.0, 315.0, 205.0)], i / FPS)  # a visitor's face inside it
+        people.link([(7, (285.0, 170.0, 315.0, 205.0))], i / FPS)  # a visitor's face inside it
     assert ended + list(people.flush(3.0).ended) == []
 
 
@@ -267,3 +267,23 @@ def test_two_visitors_under_one_person_box_are_two_people() -> None:
     agg.observe(faces.flush(3.0), NOON + 3.0, people.flush(3.0))
     p = agg.tick(NOON + 60)[0].to_payload()
     assert (p["dwell_s"]["n"], p["people"], p["people_with_face"]) == (2, 2, 2)
+
+
+def test_a_visitor_counted_twice_in_one_person_makes_two_people() -> None:
+    """The face tracker loses a face for longer than max_missed_s and counts it again; its person
+    stays one track. A visitor is always also a person: people follow the visitors."""
+    people = PeopleTracker(PeopleConfig())
+    faces = Tracker(TrackingConfig(), DetectorConfig(), AttributesConfig(), AttentionConfig(enabled=False))
+    agg = Aggregator(
+        AggregationConfig(min_cell=1), AttributesConfig(), AttentionConfig(enabled=False), "d", "s", PeopleConfig()
+    )
+    for i in range(45):
+        now, x = i / FPS, 100 + 5 * i
+        pu = people.update([person(x, 400)], now, (W, H))
+        seen = [] if 15 <= i < 28 else [Detection((x - 15, 170, x + 15, 205), 0.9)]  # 1.3 s without the face
+        fu = faces.update(seen, now, people.boxes(now))
+        people.link(fu.visitor_faces, now)
+        agg.observe(fu, NOON + now, pu)
+    agg.observe(faces.flush(4.5), NOON + 4.5, people.flush(4.5))
+    p = agg.tick(NOON + 60)[0].to_payload()
+    assert (p["visitors"], p["people"], p["people_with_face"]) == (2, 2, 2)
