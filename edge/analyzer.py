@@ -24,10 +24,6 @@ from edge.person_detector import PersonDetector
 from edge.preprocess import DEFAULT_VIEWS
 from edge.records import Detection, Face, PersonDetection
 
-# The person detector reports boxes down to this score; the people tracker starts tracks only at
-# people.score_threshold (0.3 by default) and lets weaker boxes continue them.
-PERSON_WEAK = 0.15
-
 
 @dataclass(frozen=True)
 class AnalyzerConfig:
@@ -55,6 +51,9 @@ class AnalyzerConfig:
     # Load the person detector (edge.person_detector): the daemon does where people are counted
     # (people.enabled), `edge analyze` when asked (--people).
     people: bool = False
+    # The person detector reports boxes down to this score; the people tracker starts tracks only at
+    # people.score_threshold (0.3 by default) and lets weaker boxes, down to half of it, continue them.
+    person_threshold: float = 0.15
 
 
 def readable(detection: Detection, reading: MeshReading) -> bool:
@@ -113,7 +112,7 @@ class Analyzer:
             mesh=mesh if config.align else None,
         )
         self.person_detector = (
-            PersonDetector(manifest, config.variant, config.backend, config.threads, PERSON_WEAK)
+            PersonDetector(manifest, config.variant, config.backend, config.threads, config.person_threshold)
             if config.people
             else None
         )
@@ -121,7 +120,7 @@ class Analyzer:
 
     def persons(self, frame_rgb: np.ndarray) -> tuple[PersonDetection, ...]:
         """Everyone in the frame, face or not (needs ``AnalyzerConfig.people``); weak boxes too,
-        down to ``PERSON_WEAK``: a tracker decides what they may do (``edge.people``)."""
+        down to ``AnalyzerConfig.person_threshold``: a tracker decides what they may do (``edge.people``)."""
         if self.person_detector is None:
             raise RuntimeError("this analyzer finds no people (AnalyzerConfig.people is off)")
         return self.person_detector.detect(frame_rgb)

@@ -25,7 +25,7 @@ from edge.aggregator import Aggregator, breakdown_cells
 from edge.analyzer import Analyzer, AnalyzerConfig
 from edge.clock import Clock, SystemClock
 from edge.feeds import Feed, ReplayFeed, open_feed
-from edge.people import PeopleTracker
+from edge.people import WEAK_FACTOR, PeopleTracker
 from edge.pipeline import FramePipeline
 from edge.settings import Config
 from edge.sinks import Sink, SinkContext, build_sink, pi_health
@@ -54,6 +54,7 @@ def analyzer_config(config: Config) -> AnalyzerConfig:
         align=True,  # a track's few best observations are described: the mesh run is cheap here
         pose=config.attention.enabled,  # every face's head pose, for attention time
         people=config.people.enabled,  # the person detector, for people counting
+        person_threshold=WEAK_FACTOR * config.people.score_threshold,  # weak boxes continue person tracks
         backend=config.runtime.backend,
         threads=config.runtime.threads,
     )
