@@ -455,12 +455,13 @@ def test_bench_pipeline_reports_the_plan_and_frames_per_resolution(capsys) -> No
     assert [(r["width"], r["height"], r["frames"]) for r in runs] == [(256, 192, 4), (1280, 720, 4)]
     assert runs[0]["passes"] == 1 and runs[1]["passes"] > 1  # HD needs tiles for 20 px faces
     assert all(r["fps"] > 0 for r in runs)
-    # Attention is on by default: every face's head pose is read, and its cost reported.
-    assert set(runs[0]["stage_ms_p50"]) == {"detect", "pose", "track", "attributes"}
-    assert all(r["pose_ms_per_face"] > 0 for r in runs)
-    assert main([*argv, "--resolution", "256x192", "--no-attention"]) == 0
+    # Attention and people are on by default: every face's head pose is read, the person detector
+    # runs on every frame, and their costs are reported.
+    assert set(runs[0]["stage_ms_p50"]) == {"person", "detect", "pose", "track", "attributes"}
+    assert all(r["pose_ms_per_face"] > 0 and r["person_ms_per_run"] > 0 for r in runs)
+    assert main([*argv, "--resolution", "256x192", "--no-attention", "--no-people"]) == 0
     (off,) = json.loads(capsys.readouterr().out)["pipeline"]
-    assert off["pose_ms_per_face"] == 0.0
+    assert off["pose_ms_per_face"] == 0.0 and off["person_ms_per_run"] == 0.0
 
 
 def test_bench_refuses_a_bad_resolution(capsys) -> None:

@@ -90,12 +90,13 @@ def run_totals(path: Path) -> dict:
     """What a run counted, summed over its windows.  Window boundaries follow the wall clock
     (a run that starts at another second cuts the clip elsewhere), so per-window counts of two
     runs are not comparable; their totals are."""
-    totals: dict = {"visitors": 0, "ended_tracks": 0, "dwell_s": 0.0}
+    totals: dict = {"visitors": 0, "ended_tracks": 0, "dwell_s": 0.0, "people": 0}
     for line in path.read_text().splitlines():
         w = json.loads(line)
         if "visitors" not in w:
             continue
         totals["visitors"] += w["visitors"]
+        totals["people"] += w.get("people") or 0  # everyone, face or not (people counting on)
         totals["ended_tracks"] += w["dwell_s"]["n"]
         totals["dwell_s"] += (w["dwell_s"]["mean"] or 0.0) * w["dwell_s"]["n"]
         for cat in CATEGORIES:
