@@ -116,24 +116,35 @@ def test_zone_occupancy_counts_people_standing_in_it() -> None:
     assert people.expire(5.0).zones is None  # not a person frame
 
 
+class Counting:
+    """The daemon's order on one frame: people first, faces against the people's boxes, then the
+    visitors' faces back to the people; both updates into one aggregator (k = 1)."""
+
+    def __init__(self) -> None:
+        self.people = PeopleTracker(PeopleConfig())
+        self.faces = Tracker(TrackingConfig(), DetectorConfig(), AttributesConfig(), AttentionConfig(enabled=False))
+        self.agg = Aggregator(
+            AggregationConfig(min_cell=1), AttributesConfig(), AttentionConfig(enabled=False), "d", "s", PeopleConfig()
+        )
+
+    def frame(self, persons: list[PersonDetection], faces: list[Detection], now: float) -> None:
+        pu = self.people.update(persons, now, (W, H))
+        fu = self.faces.update(faces, now, self.people.boxes(now))
+        self.people.link(fu.visitor_faces, now)
+        self.agg.observe(fu, NOON + now, pu)
+
+    def window(self, end: float) -> dict[str, Any]:
+        self.agg.observe(self.faces.flush(end), NOON + end, self.people.flush(end))
+        return self.agg.tick(NOON + 60)[0].to_payload()
+
+
 def test_a_face_inside_a_person_is_one_human_and_a_face_alone_is_a_person_too() -> None:
-    """The daemon's order: people first, faces against the people's boxes, then the link."""
-    people = PeopleTracker(PeopleConfig())
-    faces = Tracker(TrackingConfig(), DetectorConfig(), AttributesConfig(), AttentionConfig(enabled=False))
-    agg = Aggregator(
-        AggregationConfig(min_cell=1), AttributesConfig(), AttentionConfig(enabled=False), "d", "s", PeopleConfig()
-    )
+    counting = Counting()
     for i in range(30):
-        now = i / FPS
-        x = 100 + 10 * i
-        pu = people.update([person(x, 400)], now, (W, H))  # a body, its face near the top of its box
-        visible = [Detection((x - 15, 170, x + 15, 205), 0.9), Detection((560, 40, 600, 80), 0.9)]  # + a face alone
-        fu = faces.update(visible, now, people.boxes(now))
-        people.link(fu.visitor_faces, now)
-        agg.observe(fu, NOON + now, pu)
-    agg.observe(faces.flush(3.0), NOON + 3.0, people.flush(3.0))
-    (w,) = agg.tick(NOON + 60)
-    p = w.to_payload()
+        x = 100 + 10 * i  # a body, its face near the top of its box; and a face alone
+        faces = [Detection((x - 15, 170, x + 15, 205), 0.9), Detection((560, 40, 600, 80), 0.9)]
+        counting.frame([person(x, 400)], faces, i / FPS)
+    p = counting.window(3.0)
     assert p["dwell_s"]["n"] == 2  # two visitors
     assert (p["people"], p["people_with_face"]) == (2, 2)  # the walker once, the face alone once
 
@@ -252,38 +263,22 @@ def test_a_flickering_box_is_no_person_and_a_face_is_never_given_to_a_tentative_
 
 def test_two_visitors_under_one_person_box_are_two_people() -> None:
     """Two people walking close together under one person box: their two faces make it two."""
-    people = PeopleTracker(PeopleConfig())
-    faces = Tracker(TrackingConfig(), DetectorConfig(), AttributesConfig(), AttentionConfig(enabled=False))
-    agg = Aggregator(
-        AggregationConfig(min_cell=1), AttributesConfig(), AttentionConfig(enabled=False), "d", "s", PeopleConfig()
-    )
+    counting = Counting()
     for i in range(30):
-        now, x = i / FPS, 100 + 10 * i
-        pu = people.update([person(x, 400, w=160)], now, (W, H))
+        x = 100 + 10 * i
         pair = [Detection((x - 50, 170, x - 20, 205), 0.9), Detection((x + 20, 172, x + 50, 207), 0.9)]
-        fu = faces.update(pair, now, people.boxes(now))
-        people.link(fu.visitor_faces, now)
-        agg.observe(fu, NOON + now, pu)
-    agg.observe(faces.flush(3.0), NOON + 3.0, people.flush(3.0))
-    p = agg.tick(NOON + 60)[0].to_payload()
+        counting.frame([person(x, 400, w=160)], pair, i / FPS)
+    p = counting.window(3.0)
     assert (p["dwell_s"]["n"], p["people"], p["people_with_face"]) == (2, 2, 2)
 
 
 def test_a_visitor_counted_twice_in_one_person_makes_two_people() -> None:
     """The face tracker loses a face for longer than max_missed_s and counts it again; its person
     stays one track. A visitor is always also a person: people follow the visitors."""
-    people = PeopleTracker(PeopleConfig())
-    faces = Tracker(TrackingConfig(), DetectorConfig(), AttributesConfig(), AttentionConfig(enabled=False))
-    agg = Aggregator(
-        AggregationConfig(min_cell=1), AttributesConfig(), AttentionConfig(enabled=False), "d", "s", PeopleConfig()
-    )
+    counting = Counting()
     for i in range(45):
-        now, x = i / FPS, 100 + 5 * i
-        pu = people.update([person(x, 400)], now, (W, H))
+        x = 100 + 5 * i
         seen = [] if 15 <= i < 28 else [Detection((x - 15, 170, x + 15, 205), 0.9)]  # 1.3 s without the face
-        fu = faces.update(seen, now, people.boxes(now))
-        people.link(fu.visitor_faces, now)
-        agg.observe(fu, NOON + now, pu)
-    agg.observe(faces.flush(4.5), NOON + 4.5, people.flush(4.5))
-    p = agg.tick(NOON + 60)[0].to_payload()
+        counting.frame([person(x, 400)], seen, i / FPS)
+    p = counting.window(4.5)
     assert (p["visitors"], p["people"], p["people_with_face"]) == (2, 2, 2)
