@@ -68,15 +68,19 @@ class Stats:
     frames: int = 0
     detect_ms: float = 0.0
     pose_ms: float = 0.0
+    person_ms: float = 0.0
     track_ms: float = 0.0
     attributes_ms: float = 0.0
     windows: int = 0
 
-    def observe(self, detect_ms: float, pose_ms: float, track_ms: float, attributes_ms: float) -> None:
+    def observe(
+        self, detect_ms: float, pose_ms: float, track_ms: float, attributes_ms: float, person_ms: float = 0.0
+    ) -> None:
         self.frames += 1
         a = 1.0 if self.frames == 1 else 0.1  # moving averages: recent behaviour, constant memory
         self.detect_ms += a * (detect_ms - self.detect_ms)
         self.pose_ms += a * (pose_ms - self.pose_ms)
+        self.person_ms += a * (person_ms - self.person_ms)
         self.track_ms += a * (track_ms - self.track_ms)
         self.attributes_ms += a * (attributes_ms - self.attributes_ms)
 
@@ -227,7 +231,7 @@ class Daemon:
 
     def _process(self, pixels: np.ndarray, monotonic: float, wall: float) -> TrackerUpdate:
         result = self.pipeline.process(pixels, monotonic)
-        self.stats.observe(result.detect_ms, result.pose_ms, result.track_ms, result.attributes_ms)
+        self.stats.observe(result.detect_ms, result.pose_ms, result.track_ms, result.attributes_ms, result.person_ms)
         self.aggregator.observe(result.update, wall, result.people)
         return result.update
 
@@ -237,6 +241,7 @@ class Daemon:
             "processed_frames": self.stats.frames,
             "detector_ms": round(self.stats.detect_ms, 2),
             "pose_ms": round(self.stats.pose_ms, 2),
+            "person_ms": round(self.stats.person_ms, 2),
             "tracker_ms": round(self.stats.track_ms, 3),
             "attributes_ms": round(self.stats.attributes_ms, 2),
             "dropped_frames": dropped,
