@@ -8,7 +8,7 @@ start-up; the result is passed to what needs it (no global config).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -33,6 +33,7 @@ from edge.config.fields import (
 from edge.detector import DetectorConfig
 from edge.models import DEFAULT_DIR as DEFAULT_MODEL_DIR
 from edge.people_config import PeopleConfig
+from edge.privacy_config import PrivacyConfig, privacy_problems
 from edge.sinks import SINK_TYPES, SinkConfig
 from edge.sources import SOURCE_TYPES, SourceConfig
 from edge.tracker import TrackingConfig
@@ -87,6 +88,7 @@ class Config:
     aggregation: AggregationConfig = section(AggregationConfig)
     attention: AttentionConfig = section(AttentionConfig)
     people: PeopleConfig = section(PeopleConfig)
+    privacy: PrivacyConfig = section(PrivacyConfig)
     sink: SinkConfig = registry_field(SINK_TYPES, default_type="jsonl")
     state_dir: Path = derived(_STATE_DIR, lambda ctx: _default_state_dir())
     log_level: str = leaf("INFO", choice("DEBUG", "INFO", "WARNING", "ERROR"))
@@ -95,6 +97,10 @@ class Config:
     def derive_context(cls, raw: Mapping[str, Any], base_dir: Path | None) -> dict[str, Any]:
         """The device id, read before the pass: the MQTT topic prefix defaults to ``edge/<device_id>/``."""
         return {"device_id": probe(_DEVICE_ID, raw, "device_id", base_dir) or "<device_id>"}
+
+    def _problems(self) -> Iterator[tuple[str, Any, str]]:
+        """Checks across sections: the privacy modes' rules on ``attributes`` (``edge.privacy_config``)."""
+        return privacy_problems(self.privacy, self.attributes)
 
 
 def parse_config(mapping: Mapping[str, Any], source: str = "<dict>") -> Config:

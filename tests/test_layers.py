@@ -66,6 +66,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "edge.tracker",
             "edge.viewers",
             "edge.people_config",
+            "edge.privacy_config",
             "edge.people",
             "edge.people_cells",
             "edge.window_tally",
