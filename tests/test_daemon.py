@@ -28,6 +28,10 @@ ALLOWED_KEYS = {
     "visitors",
     "faces",
     "dwell_s",
+    "people",
+    "people_with_face",
+    "passers_by",
+    "stayers",
     "viewers",
     "viewer_rate",
     "attention_s",
@@ -69,6 +73,8 @@ def test_simple_scene_counts_every_visitor_once_in_the_right_window(tmp_path: Pa
     # The walkers face the camera all the way across: each is a viewer (attention on by default), and
     # no window's attention exceeds its visitors' dwell.
     assert sum(w["viewers"] for w in windows) == 4
+    # People counting is on by default: every visitor is also a person, with a face.
+    assert sum(w["people"] for w in windows) >= sum(w["people_with_face"] for w in windows) >= 4
     for w in windows:
         assert w["attention_s"]["sum"] <= w["dwell_s"]["n"] * (w["dwell_s"]["mean"] or 0.0) + 1e-6
     total, day = 0, None
