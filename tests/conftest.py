@@ -1,5 +1,5 @@
-"""Shared fixtures: real photos that ship with packages (no data committed), and the tests' one way
-to a real mosquitto (tests/mqtt_broker.py's ``Broker``: every variant is a parameter of it)."""
+"""Shared fixtures: real photos that ship with packages (no data committed), a small real video, and
+the tests' one way to a real mosquitto (tests/mqtt_broker.py's ``Broker``: every variant is a parameter of it)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 from mqtt_broker import MOSQUITTO_MISSING, Broker, TlsFiles, make_tls_files
@@ -18,6 +19,18 @@ def astronaut() -> np.ndarray:
     """NASA's public-domain astronaut portrait (Eileen Collins), shipped by scikit-image. RGB uint8."""
     skimage_data = pytest.importorskip("skimage.data")
     return np.ascontiguousarray(skimage_data.astronaut()[..., :3])
+
+
+@pytest.fixture()
+def video(tmp_path: Path) -> Path:
+    """A real 5-frame MJPG .avi: a file source that opens (for config and ``edge check`` tests)."""
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    assert writer.isOpened()
+    for i in range(5):
+        writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    writer.release()
+    return path
 
 
 @pytest.fixture()

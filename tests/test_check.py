@@ -39,18 +39,6 @@ def check(capsys: pytest.CaptureFixture[str], config: Path, command: str = "chec
 
 
 @pytest.fixture()
-def video(tmp_path: Path) -> Path:
-    """A real 5-frame MJPG .avi."""
-    path = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
-    assert writer.isOpened()
-    for i in range(5):
-        writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
-    writer.release()
-    return path
-
-
-@pytest.fixture()
 def file_source(video: Path) -> dict[str, Any]:
     return {"type": "file", "path": str(video)}
 

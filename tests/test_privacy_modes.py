@@ -6,8 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
 import pytest
 import yaml
 
@@ -15,18 +13,6 @@ from edge.cli import main
 from edge.config import ConfigError
 from edge.privacy_config import PrivacyConfig
 from edge.settings import parse_config
-
-
-@pytest.fixture()
-def video(tmp_path: Path) -> Path:
-    """A real 5-frame MJPG .avi."""
-    path = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
-    assert writer.isOpened()
-    for i in range(5):
-        writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
-    writer.release()
-    return path
 
 
 def _doc(tmp_path: Path, video: Path, privacy: dict[str, Any] | None, attributes: dict[str, Any]) -> dict[str, Any]:
