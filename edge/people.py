@@ -148,6 +148,8 @@ class PeopleTracker:
                 track = PersonTrack(next(self._keys), det.box, now, self._frame)
                 self._tracks[track.key] = track
                 seen.append(track)
+        if self.line is None and not self.zones:
+            return PeopleUpdate(tuple(ended), ())
         w, h = frame_wh
         feet = {id(t): foot(t.box, w, h) for t in seen}
         if self.line is not None:

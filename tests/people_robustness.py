@@ -90,42 +90,31 @@ def main() -> int:
         "reversed": lambda f, name: reversed_in_time(f),
         "half rate": lambda f, name: half_rate(f),
     }
-    if args.only:
-        variants = {k: v for k, v in variants.items() if args.only in k}
+
+    def wanted(variant: str) -> bool:
+        return not args.only or args.only in variant
+
     rows = []
+
+    def row(variant: str, clip: str, frames: list[np.ndarray], fps: float, truth: int) -> None:
+        n, faced, visitors = count(analyzer, config, frames, fps)
+        rows.append(
+            {"variant": variant, "clip": clip, "people": n, "truth": truth, "with_face": faced, "visitors": visitors}
+        )
+
     for variant, make in variants.items():
-        for name, frames in clips.items():
+        for name, frames in clips.items() if wanted(variant) else ():
             rate = fps[name] / (2 if variant == "half rate" else 1)
-            n, faced, visitors = count(analyzer, config, make(frames, name), rate)
-            rows.append(
-                {
-                    "variant": variant,
-                    "clip": name,
-                    "people": n,
-                    "truth": labels[name]["people"],
-                    "with_face": faced,
-                    "visitors": visitors,
-                }
-            )
+            row(variant, name, make(frames, name), rate, labels[name]["people"])
     names = list(clips)
     pairs = [(names[i], names[j]) for i in range(len(names)) for j in range(i + 1, len(names))]
-    for a, b in pairs if not args.only or "side" in args.only or "after" in args.only else []:
-        for variant, frames in (
-            ("side by side", side_by_side(clips[a], clips[b])),
-            ("one after another", one_after_another(clips[a], clips[b], gap=round(2 * fps[a]))),
-        ):
-            n, faced, visitors = count(analyzer, config, frames, fps[a])
-            truth = labels[a]["people"] + labels[b]["people"]
-            rows.append(
-                {
-                    "variant": variant,
-                    "clip": f"{a} + {b}",
-                    "people": n,
-                    "truth": truth,
-                    "with_face": faced,
-                    "visitors": visitors,
-                }
-            )
+    for a, b in pairs:
+        truth = labels[a]["people"] + labels[b]["people"]
+        if wanted("side by side"):
+            row("side by side", f"{a} + {b}", side_by_side(clips[a], clips[b]), fps[a], truth)
+        if wanted("one after another"):
+            after = one_after_another(clips[a], clips[b], gap=round(2 * fps[a]))
+            row("one after another", f"{a} + {b}", after, fps[a], truth)
     if args.json:
         print(json.dumps({"every_frames": people.every_frames, "rows": rows}))
         return 0
